@@ -153,8 +153,8 @@ class WorldSpec:
     parts_margin: float = 0.05     # parts stay this far inside their annotation box
     margin_ahead: float = 90.0     # populated road beyond the ego's first/last position
     mean_gap: float = 14.0         # mean free gap between moving vehicles in a lane (m)
-    pedestrians_per_100m: float = 9.0
-    work_zone_prob: float = 0.6
+    pedestrians_per_100m: float = 6.0
+    work_zone_prob: float = 0.85
 
 
 def _size(rng: np.random.Generator, kind: str) -> np.ndarray:
@@ -254,7 +254,7 @@ def generate_world(rng: np.random.Generator, duration: float, spec: WorldSpec = 
 
     # Lane traffic: one speed per lane, vehicles spaced by length + gap.
     vehicle_kinds = ("car", "truck", "bus", "trailer", "construction_vehicle", "motorcycle")
-    vehicle_p = np.array([0.80, 0.11, 0.025, 0.03, 0.01, 0.025])
+    vehicle_p = np.array([0.74, 0.17, 0.025, 0.03, 0.01, 0.025])
     for side in (-1, 1):  # -1: lanes driving +u (ego side), +1: lanes driving -u
         for k in range(lanes):
             v_lane = side * (k + 0.5) * spec.lane_width
@@ -396,7 +396,7 @@ def generate_world(rng: np.random.Generator, duration: float, spec: WorldSpec = 
         P.add("debris", rng.uniform(lo, hi), side * (lanes * spec.lane_width + 0.6),
               rng.uniform(-np.pi, np.pi), lwh=lwh)
 
-    _ensure_every_class(P, rng, layout, ego_speed, ego_v, duration)
+    _ensure_every_class(P, rng, layout, ego_speed, duration)
 
     sun_az, sun_el = rng.uniform(-np.pi, np.pi), rng.uniform(0.35, 1.2)
     light = np.array([np.cos(sun_el) * np.cos(sun_az), np.cos(sun_el) * np.sin(sun_az),
@@ -410,7 +410,7 @@ def _work_zone(P: _Placer, rng: np.random.Generator, start: float, length: float
     """A closed stretch of parking strip: a barrier line, cones in front, machines and workers."""
     v_edge = side * (lanes_w + 0.35)
     u = start
-    use_barriers = rng.random() < 0.65
+    use_barriers = rng.random() < 0.7
     while u < start + length:
         if use_barriers:
             # a barrier's long side (its width) runs along the road
@@ -439,33 +439,25 @@ _KERB_KINDS = ("car", "truck", "bus", "trailer", "construction_vehicle", "motorc
 
 
 def _ensure_every_class(P: _Placer, rng: np.random.Generator, layout: RoadLayout,
-                        ego_speed: float, ego_v: float, duration: float) -> None:
-    """Add one static instance of each detection class the scene lacks near the ego's path.
+                        ego_speed: float, duration: float) -> None:
+    """Add one static instance of every detection class right beside the ego's path.
 
     Rare classes (bus, trailer, construction vehicle) would otherwise be absent from most
-    scenes, and a small split without a class cannot score that class (the devkit gives it
-    AP 0). A parked bus or trailer at the kerb is an ordinary sight, so this costs no realism.
+    scenes, and a split without a class cannot score that class (the devkit gives it AP 0);
+    objects merely "nearby" can still be hidden by traffic at every key frame. A parked bus or
+    trailer at the kerb, a cone or a bicycle by the lane line are ordinary sights, and one per
+    class and scene barely moves the class frequencies.
     """
     times = np.arange(0.0, duration + 1e-9, 0.5)
-    present = set()
-    for o in P.objects:  # classes seen within 15 m of the ego at some key frame
-        if o.in_rack:
-            continue
-        du = o.speed * np.cos(o.yaw) * times + o.u - ego_speed * times
-        dv = o.speed * np.sin(o.yaw) * times + o.v - ego_v
-        if np.min(np.hypot(du, dv)) < 15.0:
-            present.add(o.kind)
-    u_start, u_end = 0.0, ego_speed * duration
     lanes_w = layout.lanes_per_dir * layout.lane_width
     # small objects first, in the open part of the parking strip next to the lane line, so
     # that the long vehicles placed after them cannot hide them from every sensor
     for kind in sorted(CLASSES, key=lambda k: k in _KERB_KINDS):
-        if kind in present:
-            continue
-        reach = 30.0 if kind in _KERB_KINDS else 15.0  # class ranges: 50 m vs 30-40 m
         for _ in range(100):
             side = 1 if rng.random() < 0.5 else -1
-            u = rng.uniform(u_start - reach, u_end + reach)
+            # right beside the ego at some key frame: close enough that traffic in between
+            # cannot hide it from every sensor at every key frame
+            u = ego_speed * float(rng.choice(times)) + rng.uniform(-10.0, 10.0)
             if any(abs(u - c) < layout.cross_half_width + 8.0 for c in layout.cross_u):
                 continue
             if kind in _KERB_KINDS:

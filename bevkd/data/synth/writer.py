@@ -116,7 +116,10 @@ def _write_map(gen: SceneGenerator) -> None:
 def generate_dataset(cfg: SynthConfig, progress: bool = True) -> dict[str, list[str]]:
     """Generate the dataset described by ``cfg``; returns the splits (scene names)."""
     validate_config(cfg)
-    os.makedirs(cfg.out, exist_ok=True)
+    try:
+        os.makedirs(cfg.out, exist_ok=True)
+    except OSError as err:
+        raise BevkdError(f"cannot create output folder {cfg.out}: {err.strerror}") from None
     # Regenerating into an existing SynthScenes folder replaces it: stale files from other
     # settings would otherwise sit next to the new tables.
     for sub in ("samples", "sweeps", "maps", "synth_debug", cfg.version):

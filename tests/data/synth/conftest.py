@@ -1,0 +1,26 @@
+"""A small SynthScenes dataset shared by the tests of this folder (generated once per session)."""
+
+from __future__ import annotations
+
+import pytest
+from nuscenes import NuScenes
+
+from bevkd.data.synth.generator import SynthConfig
+from bevkd.data.synth.writer import generate_dataset
+
+# Two scenes: synth_train = scene-0000, synth_val = scene-0001. Low resolution keeps it fast;
+# debug maps give the renderer's per-pixel / per-point object ids for the label tests.
+SMALL = dict(scenes=2, samples_per_scene=3, seed=0, width=320, height=180, workers=2,
+             debug_maps=True)
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp("synth")
+    generate_dataset(SynthConfig(out=str(root), **SMALL), progress=False)
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def nusc(synth_root: str) -> NuScenes:
+    return NuScenes(version="v1.0-synth", dataroot=synth_root, verbose=False)
