@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ...structures.boxes import Boxes3D
-from ...structures.geometry import invert_transform, make_transform, matrix_to_quat, rot_z
+from ...structures.geometry import make_transform, matrix_to_quat, rot_z
 from .catalog import visibility_token
 from .raycast import cast_lidar, render_camera
 from .sensors import LIDAR_CHANNEL, CameraSpec, LidarSpec, build_rig
@@ -127,8 +127,7 @@ class SceneGenerator:
 
     def cast_sweep(self, t: float, sweep_id: int) -> tuple[np.ndarray, np.ndarray]:
         """One LiDAR sweep at time t: points (M, 5) float32 in the LIDAR_TOP frame and the
-        object index each point hit (-1 for ground and unlabeled scenery is not distinguished:
-        scenery objects have their own indices too)."""
+        world object index each point hit, (M,) int32 (-1 for the ground)."""
         lid: LidarSpec = self.lidar
         g_T_l = self.global_T_ego(t) @ lid.ego_T_lidar
         prims = self.world.primitives(t, g_T_l[:3, 3], lid.max_range)
@@ -333,7 +332,3 @@ def _link(sd_by_token: dict[str, dict], chain: list[str]) -> None:
     for a, b in zip(chain[:-1], chain[1:]):
         sd_by_token[a]["next"], sd_by_token[b]["prev"] = b, a
 
-
-def lidar_T_global(gen: SceneGenerator, t: float) -> np.ndarray:
-    """``lidar_T_global`` at time t (for callers that need points back in the sensor frame)."""
-    return invert_transform(gen.global_T_ego(t) @ gen.lidar.ego_T_lidar)

@@ -32,8 +32,6 @@ from .sensors import CAMERA_CHANNELS, LIDAR_CHANNEL
 TABLES = ("attribute", "calibrated_sensor", "category", "ego_pose", "instance", "log", "map",
           "sample", "sample_annotation", "sample_data", "scene", "sensor", "visibility")
 
-MAX_PIXELS = 4096 * 4096
-
 
 def validate_config(cfg: SynthConfig) -> None:
     """Reject arguments that cannot make a dataset, with a one-line reason."""
