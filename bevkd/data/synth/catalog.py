@@ -12,10 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DETECTION_CLASSES: tuple[str, ...] = (
-    "car", "truck", "construction_vehicle", "bus", "trailer",
-    "barrier", "motorcycle", "bicycle", "pedestrian", "traffic_cone",
-)  # devkit order (nuscenes.eval.detection.constants.DETECTION_NAMES)
+from ...structures.classes import DETECTION_CLASSES  # noqa: F401  (re-exported for callers)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from pyquaternion import Quaternion
 
 from bevkd.data.synth.sensors import CAMERA_CHANNELS
 
-from .conftest import SMALL
 
 # Fields of each table in nuScenes v1.0 (schema.md), before the devkit adds its own.
 SCHEMA = {
@@ -60,7 +59,7 @@ def test_all_13_tables_have_the_nuscenes_fields(synth_root):
     assert splits == {"synth_train": ["scene-0000"], "synth_val": ["scene-0001"]}
 
 
-def test_every_referenced_file_exists_with_the_right_shape(nusc):
+def test_every_referenced_file_exists_with_the_right_shape(nusc, synth_settings):
     for sd in nusc.sample_data:
         path = os.path.join(nusc.dataroot, sd["filename"])
         assert os.path.isfile(path), path
@@ -70,7 +69,7 @@ def test_every_referenced_file_exists_with_the_right_shape(nusc):
         else:
             from PIL import Image
             with Image.open(path) as im:
-                assert im.size == (SMALL["width"], SMALL["height"]) == (sd["width"], sd["height"])
+                assert im.size == (synth_settings["width"], synth_settings["height"]) == (sd["width"], sd["height"])
     for rec in nusc.map:
         assert os.path.isfile(os.path.join(nusc.dataroot, rec["filename"]))
 
@@ -90,13 +89,13 @@ def test_lidar_sweep_chain_has_nine_sweeps_at_20hz_before_each_key_frame(nusc):
             assert nusc.get("sample_data", tok)["sample_token"] == sample["token"]
 
 
-def test_camera_chains_and_sample_chains_are_consistent(nusc):
+def test_camera_chains_and_sample_chains_are_consistent(nusc, synth_settings):
     for scene in nusc.scene:
         tokens, tok = [], scene["first_sample_token"]
         while tok:
             tokens.append(tok)
             tok = nusc.get("sample", tok)["next"]
-        assert len(tokens) == scene["nbr_samples"] == SMALL["samples_per_scene"]
+        assert len(tokens) == scene["nbr_samples"] == synth_settings["samples_per_scene"]
         assert tokens[-1] == scene["last_sample_token"]
         for ch in CAMERA_CHANNELS:
             first = nusc.get("sample_data", nusc.get("sample", tokens[0])["data"][ch])

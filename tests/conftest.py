@@ -1,4 +1,4 @@
-"""A small SynthScenes dataset shared by the tests of this folder (generated once per session)."""
+"""A small SynthScenes dataset shared by the tests (generated once per session)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ from bevkd.data.synth.writer import generate_dataset
 # debug maps give the renderer's per-pixel / per-point object ids for the label tests.
 SMALL = dict(scenes=2, samples_per_scene=3, seed=0, width=320, height=180, workers=2,
              debug_maps=True)
+
+
+@pytest.fixture(scope="session")
+def synth_settings() -> dict:
+    return dict(SMALL)
 
 
 @pytest.fixture(scope="session")
