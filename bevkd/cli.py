@@ -80,14 +80,56 @@ def _add_show(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--sweeps", type=_int("--sweeps"), default=1,
                    help="LiDAR sweeps to accumulate in the BEV view")
+    p.add_argument("--augment", action="store_true",
+                   help="draw the sample as the training loader gives it: augmented images, "
+                        "boxes and LiDAR depth through the augmented camera matrices")
+    p.add_argument("--depth", action="store_true",
+                   help="draw the loader's LiDAR depth targets under each image")
+    p.add_argument("--seed", type=_int("--seed"), default=0, help="augmentation seed")
     p.set_defaults(func=_cmd_show)
 
 
 def _cmd_show(args: argparse.Namespace) -> None:
-    from .viz.sample import draw_sample
+    if args.augment or args.depth:
+        from .viz.augmented import draw_augmented
 
-    path = draw_sample(args.data, args.sample, args.out, version=args.version, sweeps=args.sweeps)
+        path = draw_augmented(args.data, args.sample, args.out, version=args.version,
+                              augment=args.augment, depth=args.depth, seed=args.seed)
+    else:
+        from .viz.sample import draw_sample
+
+        path = draw_sample(args.data, args.sample, args.out, version=args.version,
+                           sweeps=args.sweeps)
     print(f"wrote {path}")
+
+
+def _add_metrics(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("metrics", help="nuScenes detection metrics of a results file",
+                       description="Score an official nuScenes results JSON with the "
+                                   "detection_cvpr_2019 benchmark (equal to nuscenes-devkit, "
+                                   "much faster); writes metrics.json in the devkit's "
+                                   "metrics_summary.json layout.")
+    p.add_argument("--data", required=True, help="dataset root (contains the version folder)")
+    p.add_argument("--version", default=None,
+                   help="table version (default: the only v1.0-* folder in --data)")
+    p.add_argument("--split", required=True,
+                   help="a nuScenes split (val, mini_val, ...) or one of VERSION/splits.json")
+    p.add_argument("--results", required=True, help="results JSON file")
+    p.add_argument("--out", required=True, help="output folder for metrics.json (and plots)")
+    p.add_argument("--check-devkit", action="store_true",
+                   help="also run nuscenes-devkit on the same input and compare")
+    p.add_argument("--plots", action="store_true",
+                   help="draw PR curves and per-class AP / TP-error charts into OUT/plots")
+    p.add_argument("--cache-dir", default=None,
+                   help="keep the split's ground truth here to skip table parsing next time")
+    p.set_defaults(func=_cmd_metrics)
+
+
+def _cmd_metrics(args: argparse.Namespace) -> None:
+    from .eval.command import run_metrics
+
+    run_metrics(args.data, args.version, args.split, args.results, args.out,
+                check_devkit=args.check_devkit, plots=args.plots, cache_dir=args.cache_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_synth(sub)
     _add_show(sub)
+    _add_metrics(sub)
     return parser
 
 

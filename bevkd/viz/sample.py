@@ -116,7 +116,7 @@ def load_sweeps_ego(nusc: Any, lidar_sd: dict, sweeps: int, ego_T_global: np.nda
     return np.concatenate(clouds), len(clouds)
 
 
-def _resolve_version(data: str, version: str | None) -> str:
+def resolve_version(data: str, version: str | None) -> str:
     if not os.path.isdir(data):
         raise BevkdError(f"data folder {data} does not exist")
     if version is not None:
@@ -283,7 +283,7 @@ def draw_sample(data: str, sample: str, out: str, version: str | None = None,
 
     if sweeps < 1:
         raise BevkdError(f"sweeps must be >= 1, got {sweeps}")
-    version = _resolve_version(data, version)
+    version = resolve_version(data, version)
     out = _prepare_out(out)
     try:
         nusc = NuScenes(version=version, dataroot=data, verbose=False)
