@@ -1,0 +1,48 @@
+"""Typed configs: YAML + base chain + overrides; bad keys name themselves and the nearest key."""
+
+from __future__ import annotations
+
+import pytest
+
+from bevkd.config import apply_overrides, from_dict, load_config, to_dict
+from bevkd.data.nuscenes import DataConfig
+from bevkd.errors import BevkdError
+
+
+def test_yaml_with_base_and_overrides_builds_the_dataclass(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "use_lidar: false\nimage:\n  final_size: [64, 176]\n  resize_lim: [0.2, 0.3]\n")
+    (tmp_path / "tiny.yaml").write_text("base: base.yaml\nimage:\n  rot_lim: [-1, 1]\n")
+    cfg = load_config(DataConfig, str(tmp_path / "tiny.yaml"), ["bev.scale_lim=[0.9, 1.1]"])
+    assert cfg.use_lidar is False
+    assert cfg.image.final_size == (64, 176) and cfg.image.resize_lim == (0.2, 0.3)
+    assert cfg.image.rot_lim == (-1.0, 1.0) and isinstance(cfg.image.rot_lim[0], float)
+    assert cfg.bev.scale_lim == (0.9, 1.1)
+    assert cfg.image.flip is True  # untouched defaults stay
+    assert from_dict(DataConfig, to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"image": {"finl_size": [1, 2]}}, "unknown config key 'image.finl_size'; did you mean "
+                                       "'final_size'?"),
+    ({"lidar_sweps": 3}, "did you mean 'lidar_sweeps'?"),
+    ({"lidar_sweeps": "ten"}, "lidar_sweeps: expected an integer"),
+    ({"image": {"final_size": [1, 2, 3]}}, "image.final_size: expected 2 values"),
+    ({"use_camera": "yes"}, "use_camera: expected true/false"),
+])
+def test_bad_keys_and_values_are_one_line_errors(data, message):
+    with pytest.raises(BevkdError) as err:
+        from_dict(DataConfig, data)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_overrides_parse_yaml_values_and_reject_malformed_items():
+    out = apply_overrides({"a": {"b": 1}}, ["a.b=2.5", "a.c=[1, 2]", "d=true"])
+    assert out == {"a": {"b": 2.5, "c": [1, 2]}, "d": True}
+    with pytest.raises(BevkdError, match="must look like key.path=value"):
+        apply_overrides({}, ["novalue"])
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(BevkdError, match="nope.yaml does not exist"):
+        load_config(DataConfig, str(tmp_path / "nope.yaml"))
