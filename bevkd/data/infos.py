@@ -19,13 +19,10 @@ import numpy as np
 
 from ..errors import BevkdError
 from ..structures.boxes import Boxes3D
-from ..structures.classes import CLASS_INDEX
+from ..structures.classes import CAMERA_CHANNELS, CLASS_INDEX
 from ..structures.geometry import invert_transform, transform_from_record
 
 CACHE_FORMAT = 1
-CAMERA_ORDER: tuple[str, ...] = (
-    "CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_LEFT", "CAM_BACK", "CAM_BACK_RIGHT",
-)  # BEVDepth order
 
 
 @dataclass
@@ -173,7 +170,7 @@ def _sample_info(nusc, sample: dict, scene_name: str, max_sweeps: int,
     ego_T_global = invert_transform(global_T_ego)
 
     cams = []
-    for ch in CAMERA_ORDER:
+    for ch in CAMERA_CHANNELS:
         if ch not in sample["data"]:
             raise BevkdError(f"sample {token} has no {ch} key frame")
         sd = nusc.get("sample_data", sample["data"][ch])

@@ -1,4 +1,4 @@
-"""The nuScenes detection classes and the CenterHead task groups (DESIGN §2)."""
+"""nuScenes names: detection classes, CenterHead task groups, sensor channels (DESIGN §2)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,9 @@ TASK_GROUPS: tuple[tuple[str, ...], ...] = (
 )
 
 CLASS_INDEX: dict[str, int] = {name: i for i, name in enumerate(DETECTION_CLASSES)}
+
+# The six nuScenes cameras in BEVDepth order, and the LiDAR channel.
+CAMERA_CHANNELS: tuple[str, ...] = (
+    "CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_LEFT", "CAM_BACK", "CAM_BACK_RIGHT",
+)
+LIDAR_CHANNEL = "LIDAR_TOP"

@@ -20,7 +20,8 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bevkd.data.synth.catalog import DETECTION_CLASSES  # noqa: E402
+from bevkd.data.nuscenes import load_points  # noqa: E402
+from bevkd.structures.classes import CAMERA_CHANNELS, DETECTION_CLASSES, LIDAR_CHANNEL  # noqa: E402
 from bevkd.errors import BevkdError  # noqa: E402
 from bevkd.structures.boxes import Boxes3D  # noqa: E402
 from bevkd.structures.geometry import (  # noqa: E402
@@ -32,11 +33,7 @@ from bevkd.structures.geometry import (  # noqa: E402
 
 __all__ = ["draw_sample", "box_edges_2d", "load_sweeps_ego", "CAMERAS", "CLASS_COLORS"]
 
-CAMERAS: tuple[str, ...] = (
-    "CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT",
-    "CAM_BACK_LEFT", "CAM_BACK", "CAM_BACK_RIGHT",
-)  # fmt: skip
-LIDAR = "LIDAR_TOP"
+CAMERAS, LIDAR = CAMERA_CHANNELS, LIDAR_CHANNEL
 # matplotlib's tab10, one fixed colour per detection class (devkit order).
 CLASS_COLORS: dict[str, str] = dict(zip(DETECTION_CLASSES, (
     "#1f77b4", "#ff7f0e", "#8c564b", "#d62728", "#9467bd",
@@ -78,17 +75,6 @@ def box_edges_2d(corners_cam: np.ndarray, pix_T_cam: np.ndarray,
     return np.where(valid[..., None, None], seg, np.nan), valid
 
 
-def _read_points(path: str, sample_token: str) -> np.ndarray:
-    """``(M, 5)`` float32 ``[x, y, z, intensity, ring]`` from a nuScenes ``.pcd.bin``."""
-    if not os.path.isfile(path):
-        raise BevkdError(f"missing point file {path} (sample {sample_token})")
-    raw = np.fromfile(path, dtype=np.float32)
-    if raw.size % 5:
-        raise BevkdError(f"point file {path} (sample {sample_token}) holds {raw.size} floats, "
-                         "not a multiple of 5 (x y z intensity ring)")
-    return raw.reshape(-1, 5)
-
-
 def _global_T_sensor(nusc: Any, sd: dict) -> np.ndarray:
     """``global_T_sensor (4, 4)`` at the sample_data's own time (its own ego pose)."""
     ego = nusc.get("ego_pose", sd["ego_pose_token"])
@@ -106,7 +92,7 @@ def load_sweeps_ego(nusc: Any, lidar_sd: dict, sweeps: int, ego_T_global: np.nda
     """
     clouds, sd = [], lidar_sd
     for _ in range(sweeps):
-        pts = _read_points(os.path.join(nusc.dataroot, sd["filename"]), sample_token)
+        pts = load_points(nusc.dataroot, sd["filename"], sample_token)
         pts = pts.astype(np.float64)
         pts[:, :3] = transform_points(ego_T_global @ _global_T_sensor(nusc, sd), pts[:, :3])
         clouds.append(pts)

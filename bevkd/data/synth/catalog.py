@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...structures.classes import DETECTION_CLASSES  # noqa: F401  (re-exported for callers)
-
 
 @dataclass(frozen=True)
 class ClassSpec:

@@ -21,7 +21,8 @@ from ...structures.boxes import Boxes3D
 from ...structures.geometry import make_transform, matrix_to_quat, rot_z
 from .catalog import visibility_token
 from .raycast import cast_lidar, render_camera
-from .sensors import LIDAR_CHANNEL, CameraSpec, LidarSpec, build_rig
+from ...structures.classes import LIDAR_CHANNEL
+from .sensors import CameraSpec, LidarSpec, build_rig
 from .world import World, WorldSpec, generate_world
 
 KEY_DT = 0.5          # seconds between key frames

@@ -12,12 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...structures.classes import CAMERA_CHANNELS
 from ...structures.geometry import make_transform, rot_z
 
-CAMERA_CHANNELS: tuple[str, ...] = (
-    "CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_BACK_LEFT", "CAM_BACK", "CAM_BACK_RIGHT",
-)  # BEVDepth order
-LIDAR_CHANNEL = "LIDAR_TOP"
 
 # channel: (x, y, z, yaw in degrees, horizontal field of view in degrees)
 _CAMERA_MOUNTS: dict[str, tuple[float, float, float, float, float]] = {

@@ -27,7 +27,7 @@ from ...errors import BevkdError
 from .catalog import ATTRIBUTES, CATEGORY_DESCRIPTIONS, CLASSES, EXTRA_CATEGORIES, VISIBILITY_LEVELS
 from .generator import SceneGenerator, SynthConfig, token
 from .raycast import paint_ground
-from .sensors import CAMERA_CHANNELS, LIDAR_CHANNEL
+from ...structures.classes import CAMERA_CHANNELS, LIDAR_CHANNEL
 
 TABLES = ("attribute", "calibrated_sensor", "category", "ego_pose", "instance", "log", "map",
           "sample", "sample_annotation", "sample_data", "scene", "sensor", "visibility")

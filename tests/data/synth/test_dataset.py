@@ -19,7 +19,7 @@ from nuscenes.utils.data_classes import Box, LidarPointCloud
 from nuscenes.utils.geometry_utils import points_in_box, view_points
 from pyquaternion import Quaternion
 
-from bevkd.data.synth.sensors import CAMERA_CHANNELS
+from bevkd.structures.classes import CAMERA_CHANNELS
 
 
 # Fields of each table in nuScenes v1.0 (schema.md), before the devkit adds its own.

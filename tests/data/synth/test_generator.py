@@ -11,7 +11,8 @@ import pytest
 from bevkd.cli import main
 from bevkd.data.synth.generator import SynthConfig
 from bevkd.data.synth.raycast import N_PRIM_FIELDS, cast_lidar, render_camera
-from bevkd.data.synth.sensors import CAMERA_CHANNELS, build_rig
+from bevkd.data.synth.sensors import build_rig
+from bevkd.structures.classes import CAMERA_CHANNELS
 from bevkd.data.synth.world import generate_world
 from bevkd.data.synth.writer import generate_dataset, split_scenes
 
