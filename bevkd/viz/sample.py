@@ -31,7 +31,8 @@ from bevkd.structures.geometry import (  # noqa: E402
     transform_points,
 )
 
-__all__ = ["draw_sample", "box_edges_2d", "load_sweeps_ego", "CAMERAS", "CLASS_COLORS"]
+__all__ = ["draw_sample", "box_edges_2d", "camera_box_edges", "load_sweeps_ego", "CAMERAS",
+           "CLASS_COLORS"]
 
 CAMERAS, LIDAR = CAMERA_CHANNELS, LIDAR_CHANNEL
 # matplotlib's tab10, one fixed colour per detection class (devkit order).
@@ -73,6 +74,21 @@ def box_edges_2d(corners_cam: np.ndarray, pix_T_cam: np.ndarray,
     uv_b, _ = project_points(pix_T_cam, b)
     seg = np.stack([uv_a, uv_b], axis=-2)
     return np.where(valid[..., None, None], seg, np.nan), valid
+
+
+def camera_box_edges(boxes: Boxes3D, cam_T_frame: np.ndarray, pix_T_cam: np.ndarray,
+                     near: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Wireframes of upright ``boxes (N, 9)`` given in a z-up frame (global, ego) in an image.
+
+    ``cam_T_frame (4, 4)`` maps that frame into the camera, ``pix_T_cam (3, 3)``; returns
+    :func:`box_edges_2d`'s ``(segments (N, 14, 2, 2), valid (N, 14))``. The corners are
+    built in the z-up frame and then mapped as points: ``Boxes3D.transform`` keeps boxes
+    upright about the *target* frame's z, which in a camera frame is the optical axis, so
+    ``boxes.transform(cam_T_frame).corners()`` would come out tilted.
+    """
+    corners = transform_points(np.asarray(cam_T_frame, dtype=np.float64),
+                               np.asarray(boxes.numpy().corners(), dtype=np.float64))
+    return box_edges_2d(corners, pix_T_cam, near)
 
 
 def _global_T_sensor(nusc: Any, sd: dict) -> np.ndarray:
@@ -184,8 +200,8 @@ def _draw_camera(ax: Any, nusc: Any, sd: dict, boxes: Boxes3D, classes: list[str
     if len(boxes):
         cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
         cam_T_global = invert_transform(_global_T_sensor(nusc, sd))
-        seg, valid = box_edges_2d(boxes.transform(cam_T_global).corners(),
-                                  np.asarray(cs["camera_intrinsic"], dtype=np.float64))
+        seg, valid = camera_box_edges(boxes, cam_T_global,
+                                      np.asarray(cs["camera_intrinsic"], dtype=np.float64))
         lw = max(0.6, w / 800.0)  # thin lines on small test images, readable on 1600 px
         # One collection per camera: thousands of separate Line2D objects are slow to draw.
         idx, edge = np.nonzero(valid)
@@ -207,7 +223,8 @@ def _draw_bev(ax: Any, nusc: Any, sample: dict, points: np.ndarray, boxes_ego: B
     r = BEV_RANGE
     near = (np.abs(points[:, 0]) < r) & (np.abs(points[:, 1]) < r)
     p = points[near]
-    ax.scatter(p[:, 1], p[:, 0], c=np.clip(p[:, 2], -2.0, 4.0), cmap="viridis", s=0.15,
+    # Height colours separate the ground (dark) from objects and buildings (bright).
+    ax.scatter(p[:, 1], p[:, 0], c=np.clip(p[:, 2], -0.5, 3.0), cmap="viridis", s=0.6,
                linewidths=0, rasterized=True)
     # Camera frustums: rays through the left/right image border at the principal row.
     for ch in CAMERAS:
@@ -236,8 +253,7 @@ def _draw_bev(ax: Any, nusc: Any, sample: dict, points: np.ndarray, boxes_ego: B
             ax.plot([centers[i, 1], front[1]], [centers[i, 0], front[0]],
                     color=CLASS_COLORS[cls], lw=1.2)
     x0, x1, hw = EGO_BOX
-    ax.add_patch(Rectangle((-hw, x0), 2 * hw, x1 - x0, fill=False,
-                           ec="red", lw=1.5))
+    ax.add_patch(Rectangle((-hw, x0), 2 * hw, x1 - x0, fc="black", ec="black", lw=1, zorder=3))
     present = [c for c in DETECTION_CLASSES if c in classes]
     handles = [Line2D([], [], color=CLASS_COLORS[c], lw=2, label=c) for c in present]
     if not has_pts.all():
@@ -249,8 +265,8 @@ def _draw_bev(ax: Any, nusc: Any, sample: dict, points: np.ndarray, boxes_ego: B
     ax.set_aspect("equal")
     ax.set_xlabel("ego y [m] (left +)")
     ax.set_ylabel("ego x [m] (forward +)")
-    ax.set_title(f"sample {sample['token']}: BEV, ego frame, {LIDAR} x {n_sweeps} sweep(s) "
-                 "coloured by height", fontsize=10)
+    ax.set_title(f"{sample['token']}  BEV (ego), {LIDAR} x{n_sweeps}, colour = height",
+                 fontsize=10)
     ax.grid(alpha=0.2)
 
 

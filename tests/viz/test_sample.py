@@ -65,3 +65,59 @@ def test_missing_image_names_the_file_and_sample(synth_root, nusc, tmp_path):
     os.remove(root / rel)
     with pytest.raises(BevkdError, match=f"{os.path.basename(rel)}.*{sample['token']}"):
         draw_sample(str(root), "0", str(tmp_path / "a.png"))
+
+
+def test_global_box_projects_through_a_real_camera_rotation():
+    # A nuScenes-style front camera at the ego origin, 1.5 m up, looking along global +x:
+    # camera x = -global y, camera y = -global z, camera z = global x.
+    from bevkd.structures.boxes import Boxes3D
+    from bevkd.structures.geometry import invert_transform, make_transform
+    from bevkd.viz.sample import camera_box_edges
+
+    R = np.array([[0, 0, 1], [-1, 0, 0], [0, -1, 0.0]])  # columns: camera axes in global
+    cam_T_global = invert_transform(make_transform(R, np.array([0, 0, 1.5])))
+    K = np.array([[100.0, 0, 50], [0, 100.0, 40], [0, 0, 1]])
+    # 10 m ahead at camera height, l = 4 (along x), w = 2, h = 2, heading +x (away)
+    box = Boxes3D([[10.0, 0, 1.5, 4, 2, 2, 0, 0, 0]])
+    segs, valid = camera_box_edges(box, cam_T_global, K)
+    assert valid.all()
+    # the front-face X meets at the face centre (12, 0, 1.5) -> principal point
+    a, b = segs[0, 12], segs[0, 13]
+    assert np.allclose((a[0] + a[1]) / 2, [50, 40]) and np.allclose((b[0] + b[1]) / 2, [50, 40])
+    # corner 0 = front-left-top (12, 1, 2.5) -> camera (-1, -1, 12) -> (50 - 100/12, 40 - 100/12)
+    assert np.allclose(segs[0, 0, 0], [50 - 100 / 12, 40 - 100 / 12])
+    # corner 6 = rear-right-bottom (8, -1, 0.5) -> camera (1, 1, 8) -> (62.5, 52.5)
+    k = next(i for i, (p, q) in enumerate(EDGES) if (p, q) == (5, 6))
+    assert np.allclose(segs[0, k, 1], [62.5, 52.5])
+
+
+def test_boxes_sit_on_their_objects_in_the_images(synth_root, nusc):
+    # The renderer's per-pixel object ids (debug maps) must fall inside the projected boxes.
+    from bevkd.structures.geometry import transform_from_record
+    from bevkd.viz.sample import CAMERAS, _gt_boxes, camera_box_edges
+
+    sample = nusc.sample[1]
+    dbg = np.load(os.path.join(synth_root, "synth_debug", f"{sample['token']}.npz"))
+    obj_of = {t: int(i) for i, t in zip(dbg["object_index"], dbg["instance_token"])}
+    anns = [nusc.get("sample_annotation", t) for t in sample["anns"]]
+    boxes, classes, _ = _gt_boxes(nusc, sample)
+    inst = [a["instance_token"] for a in anns if a["category_name"].split(".")[0] != "static_object"
+            and a["category_name"] != "movable_object.debris"]
+    assert len(inst) == len(classes)
+    checked = 0
+    for ci, ch in enumerate(CAMERAS):
+        sd = nusc.get("sample_data", sample["data"][ch])
+        cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
+        g_T_c = transform_from_record(nusc.get("ego_pose", sd["ego_pose_token"])) @ \
+            transform_from_record(cs)
+        K = np.array(cs["camera_intrinsic"])
+        segs, valid = camera_box_edges(boxes, np.linalg.inv(g_T_c), K)
+        for j, tok in enumerate(inst):
+            vv, uu = np.nonzero(dbg["obj_id"][ci] == obj_of[tok])
+            if len(uu) < 30 or not valid[j].all():
+                continue  # barely visible or cut by the near plane: bounds not comparable
+            pts = segs[j].reshape(-1, 2)
+            assert uu.min() >= pts[:, 0].min() - 2 and uu.max() <= pts[:, 0].max() + 2
+            assert vv.min() >= pts[:, 1].min() - 2 and vv.max() <= pts[:, 1].max() + 2
+            checked += 1
+    assert checked >= 5
