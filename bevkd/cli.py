@@ -1,4 +1,4 @@
-"""`bevkd` command line: ``bevkd synth|show ...``.
+"""`bevkd` command line: ``bevkd synth|show|metrics|train|eval|export ...``.
 
 User errors (:class:`bevkd.errors.BevkdError`) print as one line on stderr with exit code 2;
 anything else is a bug and keeps its traceback.
@@ -132,12 +132,92 @@ def _cmd_metrics(args: argparse.Namespace) -> None:
                 check_devkit=args.check_devkit, plots=args.plots, cache_dir=args.cache_dir)
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a detector (or a distilled student) from a config",
+                       description="Train the model of CONFIG on a nuScenes-format dataset with "
+                                   "Lightning; writes checkpoints, logs, the resolved config "
+                                   "and the git commit into --out.")
+    p.add_argument("config", help="YAML config, e.g. configs/student/bevdepth.yaml")
+    p.add_argument("--data", required=True, help="dataset root")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=2 (repeatable)")
+    p.add_argument("--preset", default=None,
+                   help="size preset applied on top of CONFIG: tiny (CPU), small, full (GPU)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--devices", default="1",
+                   help="devices per node (an int, or 'auto'); >1 trains with DDP")
+    p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
+    p.add_argument("--max-steps", type=_int("--max-steps"), default=-1,
+                   help="stop after this many optimiser steps (smoke tests)")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from .engine.config import load_experiment
+    from .engine.run import train
+
+    cfg = load_experiment(args.config, args.preset, args.overrides)
+    devices = int(args.devices) if args.devices.isdigit() else args.devices
+    module = train(cfg, args.data, args.out, resume=args.resume, devices=devices,
+                   accelerator=args.accelerator, max_steps=args.max_steps)
+    if module.last_metrics is not None:
+        m = module.last_metrics
+        print(f"{args.out}: mAP {m['mean_ap']:.4f}  NDS {m['nd_score']:.4f} "
+              f"({cfg.train.val_split})")
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a trained run on a split",
+                       description="Detect on a split with a trained run (EMA weights if kept) "
+                                   "and write RUN/eval/SPLIT/results.json and metrics.json.")
+    p.add_argument("--ckpt", required=True, help="run folder (or a checkpoint file in one)")
+    p.add_argument("--data", required=True, help="dataset root")
+    p.add_argument("--split", default=None, help="split (default: the run's validation split)")
+    p.add_argument("--batch-size", type=_int("--batch-size"), default=None)
+    p.set_defaults(func=_cmd_eval)
+
+
+def _run_and_ckpt(path: str) -> tuple[str, str | None]:
+    if os.path.isfile(path):  # RUN/checkpoints/x.ckpt
+        return os.path.dirname(os.path.dirname(os.path.abspath(path))), path
+    return path, None
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from .engine.run import evaluate_run
+
+    run, ckpt = _run_and_ckpt(args.ckpt)
+    m = evaluate_run(run, args.data, args.split, ckpt, args.batch_size)
+    print(f"mAP {m['mean_ap']:.4f}  NDS {m['nd_score']:.4f}  "
+          + "  ".join(f"{k} {v:.4f}" for k, v in m["tp_errors"].items()))
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a student-only checkpoint of a run",
+                       description="Write the trained detector alone (no teachers, adapters or "
+                                   "optimiser state; EMA weights if kept) with its config.")
+    p.add_argument("--ckpt", required=True, help="run folder (or a checkpoint file in one)")
+    p.add_argument("--out", required=True, help="output .pt file")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from .engine.run import export_student
+
+    run, ckpt = _run_and_ckpt(args.ckpt)
+    print(f"wrote {export_student(run, args.out, ckpt)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bevkd", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_synth(sub)
     _add_show(sub)
     _add_metrics(sub)
+    _add_train(sub)
+    _add_eval(sub)
+    _add_export(sub)
     return parser
 
 

@@ -128,7 +128,9 @@ class NuScenesDataset(Dataset):
         points = None
         if cfg.use_lidar or cfg.use_camera:
             sweeps = []
-            for k, sw in enumerate(info.sweeps[:max(1, cfg.lidar_sweeps)]):
+            # cameras alone need only the key sweep (depth targets)
+            n_sweeps = max(1, cfg.lidar_sweeps) if cfg.use_lidar else 1
+            for k, sw in enumerate(info.sweeps[:n_sweeps]):
                 pts = load_points(self.root, sw.path, info.token)
                 xyz = pts[:, :3].astype(np.float64) @ sw.ego_T_lidar[:3, :3].T + sw.ego_T_lidar[:3, 3]
                 if k == 0:

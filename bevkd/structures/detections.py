@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import torch
+
 from .boxes import Boxes3D
 
 
@@ -32,3 +35,10 @@ class Detections:
 
     def __len__(self) -> int:
         return len(self.boxes)
+
+    def numpy(self) -> "Detections":
+        """A numpy-backed copy (off the GPU, picklable, what evaluation and export read)."""
+        def arr(x: Any) -> np.ndarray:
+            return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        return Detections(self.sample_token, self.boxes.numpy(), arr(self.scores),
+                          arr(self.labels))

@@ -1,0 +1,240 @@
+"""Run folders: ``bevkd train`` / ``bevkd eval`` / ``bevkd export`` on top of Lightning.
+
+A run folder holds everything needed to understand and continue a training::
+
+    RUN/config.yaml          the resolved config (what was trained, after --set overrides)
+    RUN/meta.json            git commit, command line, versions
+    RUN/checkpoints/last.ckpt, epoch-XX.ckpt
+    RUN/logs/                CSV (and TensorBoard when installed) logs
+    RUN/eval/<split>/        metrics.json (devkit layout) and results.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from torch.utils.data import DataLoader
+
+from ..builder import build_model
+from ..config import from_dict, to_dict
+from ..data.nuscenes import NuScenesDataset
+from ..errors import BevkdError
+from ..structures.batch import collate
+from .config import ExperimentConfig
+from .ema import EMA
+from .module import DetectionModule
+
+CKPT_DIR = "checkpoints"
+
+
+def git_commit() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True).stdout.strip()
+        return out + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def load_run_config(run: str) -> ExperimentConfig:
+    path = os.path.join(run, "config.yaml")
+    if not os.path.isfile(path):
+        raise BevkdError(f"{run} is not a run folder (no config.yaml)")
+    with open(path) as f:
+        return from_dict(ExperimentConfig, yaml.safe_load(f))
+
+
+class _EpochSeed(L.Callback):
+    """Tells the training set the epoch, so augmentation is a function of (seed, epoch, index)
+    and a resumed run draws the same augmentations as an uninterrupted one."""
+
+    def __init__(self, dataset: NuScenesDataset):
+        self.dataset = dataset
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.dataset.set_epoch(trainer.current_epoch)
+
+
+def _loader(ds: NuScenesDataset, cfg: ExperimentConfig, shuffle: bool) -> DataLoader:
+    workers = cfg.train.num_workers
+    return DataLoader(ds, batch_size=cfg.train.batch_size, shuffle=shuffle, num_workers=workers,
+                      collate_fn=collate, persistent_workers=workers > 0, drop_last=False,
+                      generator=torch.Generator().manual_seed(cfg.train.seed))
+
+
+def _precision(cfg: ExperimentConfig, accelerator: str) -> str:
+    if cfg.train.precision != "auto":
+        return cfg.train.precision
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "16-mixed" if gpu else "32-true"
+
+
+def _loggers(run: str) -> list:
+    from lightning.pytorch.loggers import CSVLogger
+
+    loggers = [CSVLogger(run, name="logs", version="")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+        import tensorboard  # noqa: F401
+
+        loggers.append(TensorBoardLogger(run, name="logs", version="tb"))
+    except ImportError:
+        pass  # CSV logs are always written; TensorBoard when the package is there
+    return loggers
+
+
+def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
+          devices: int | str = 1, accelerator: str = "auto", progress: bool = True,
+          max_steps: int = -1) -> DetectionModule:
+    """Train ``cfg`` on ``data_root`` into run folder ``run``; returns the trained module."""
+    ckpt_dir = os.path.join(run, CKPT_DIR)
+    last = os.path.join(ckpt_dir, "last.ckpt")
+    if resume:
+        if not os.path.isfile(last):
+            raise BevkdError(f"--resume: no checkpoint {last} to resume from")
+        saved = load_run_config(run)
+        if to_dict(saved) != to_dict(cfg):
+            raise BevkdError(f"--resume: the config differs from {run}/config.yaml; resume "
+                             "with the same config (or train into a new folder)")
+    elif os.path.isfile(last):
+        raise BevkdError(f"{run} already holds a training; pass --resume to continue it or "
+                         "choose another --out")
+    os.makedirs(run, exist_ok=True)
+    with open(os.path.join(run, "config.yaml"), "w") as f:
+        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+    with open(os.path.join(run, "meta.json"), "w") as f:
+        json.dump({"commit": git_commit(), "command": " ".join(sys.argv), "torch": torch.__version__,
+                   "lightning": L.__version__, "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f,
+                  indent=1)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    tcfg = cfg.train
+    train_set = NuScenesDataset(data_root, tcfg.version, tcfg.train_split, cfg.data, train=True,
+                                seed=tcfg.seed)
+    val_set = NuScenesDataset(data_root, tcfg.version, tcfg.val_split, cfg.data, train=False)
+    from ..eval.evaluator import DetectionEvaluator
+
+    evaluator = DetectionEvaluator(data_root, tcfg.version, tcfg.val_split)
+    model = build_model(cfg)
+    steps_per_epoch = -(-len(train_set) // (tcfg.batch_size * (devices if isinstance(devices, int) else 1)))
+    module = DetectionModule(model, cfg.optim, evaluator,
+                             total_steps=max_steps if max_steps > 0 else steps_per_epoch * tcfg.epochs)
+    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+
+    callbacks: list[L.Callback] = [
+        _EpochSeed(train_set),
+        ModelCheckpoint(dirpath=ckpt_dir, filename="epoch-{epoch:02d}", save_last=True,
+                        save_top_k=-1, every_n_epochs=1, auto_insert_metric_name=False),
+    ]
+    if progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=1))
+    if tcfg.ema_decay > 0:
+        callbacks.append(EMA(tcfg.ema_decay))
+    trainer = L.Trainer(
+        default_root_dir=run, max_epochs=tcfg.epochs, max_steps=max_steps,
+        accelerator=accelerator, devices=devices, precision=_precision(cfg, accelerator),
+        gradient_clip_val=cfg.optim.grad_clip or None, callbacks=callbacks,
+        logger=_loggers(run), log_every_n_steps=1, enable_progress_bar=progress,
+        check_val_every_n_epoch=max(1, tcfg.eval_every) if tcfg.eval_every else tcfg.epochs,
+        num_sanity_val_steps=0, deterministic=tcfg.deterministic, enable_model_summary=False)
+    trainer.fit(module, _loader(train_set, cfg, shuffle=True), _loader(val_set, cfg, False),
+                ckpt_path=last if resume else None)
+    if module.last_metrics is not None and trainer.is_global_zero:
+        _write_metrics(run, tcfg.val_split, module.last_metrics)
+    return module
+
+
+def _write_metrics(run: str, split: str, metrics: dict[str, Any]) -> str:
+    out = os.path.join(run, "eval", split)
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "metrics.json")
+    with open(path, "w") as f:
+        json.dump(metrics, f, indent=2)
+    return path
+
+
+def load_trained(run: str, ckpt: str | None = None, use_ema: bool = True
+                 ) -> tuple[ExperimentConfig, torch.nn.Module]:
+    """The config and trained model of a run (EMA weights when the run kept an average)."""
+    cfg = load_run_config(run)
+    path = ckpt or os.path.join(run, CKPT_DIR, "last.ckpt")
+    if not os.path.isfile(path):
+        raise BevkdError(f"no checkpoint {path}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_model(cfg)
+    weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    load_strict(model, weights, path)
+    ema = next((v for k, v in state.get("callbacks", {}).items() if k.startswith("EMA")), None)
+    if use_ema and ema and ema.get("shadow"):
+        model.load_state_dict(ema["shadow"], strict=False)
+    return cfg, model
+
+
+def load_strict(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``weights`` or fail naming the tensors that do not fit (wrong architecture)."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in sorted(set(own) & set(weights)) if own[k].shape != weights[k].shape]
+    if missing or unexpected or shapes:
+        parts = shapes[:4] + [f"missing {k}" for k in missing[:3]] + [f"unexpected {k}" for k in unexpected[:3]]
+        n = len(missing) + len(unexpected) + len(shapes)
+        raise BevkdError(f"checkpoint {source} does not fit the config's model ({n} tensors): "
+                         + "; ".join(parts))
+    model.load_state_dict(weights)
+
+
+@torch.no_grad()
+def evaluate_run(run: str, data_root: str, split: str | None = None, ckpt: str | None = None,
+                 batch_size: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Detect on a split with a trained run; writes results.json and metrics.json."""
+    from tqdm import tqdm
+
+    from ..eval.evaluator import DetectionEvaluator
+    from ..eval.export import write_results
+
+    cfg, model = load_trained(run, ckpt)
+    split = split or cfg.train.val_split
+    model.eval()
+    ds = NuScenesDataset(data_root, cfg.train.version, split, cfg.data, train=False)
+    loader = _loader(ds, replace_batch(cfg, batch_size), shuffle=False)
+    dets = []
+    for batch in tqdm(loader, desc=f"eval {split}", disable=not progress):
+        dets.extend(d.numpy() for d in model.decode(model(batch), batch))
+    evaluator = DetectionEvaluator(data_root, cfg.train.version, split)
+    metrics = evaluator.evaluate(dets)
+    out = os.path.dirname(_write_metrics(run, split, metrics))
+    write_results(evaluator.export(dets), os.path.join(out, "results.json"))
+    return metrics
+
+
+def replace_batch(cfg: ExperimentConfig, batch_size: int | None) -> ExperimentConfig:
+    if batch_size is None:
+        return cfg
+    return replace(cfg, train=replace(cfg.train, batch_size=batch_size))
+
+
+def export_student(run: str, out: str, ckpt: str | None = None) -> str:
+    """A student-only checkpoint: the detector's weights (EMA if kept) and its config."""
+    cfg, model = load_trained(run, ckpt)
+    student = getattr(model, "student", model)  # a DistillModel keeps only its student
+    tmp = f"{out}.tmp"
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    torch.save({"config": to_dict(cfg), "model": cfg.model.type,
+                "state_dict": student.state_dict()}, tmp)
+    os.replace(tmp, out)  # atomic: never a half-written file under the final name
+    return out
