@@ -11,6 +11,7 @@ A run folder holds everything needed to understand and continue a training::
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -67,6 +68,20 @@ class _EpochSeed(L.Callback):
         self.dataset.set_epoch(trainer.current_epoch)
 
 
+class _SaveOnInterrupt(L.Callback):
+    """Ctrl-C (or SIGTERM from a scheduler) leaves a resumable ``last.ckpt`` behind."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                     exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt) and trainer.global_step > 0:
+            trainer.save_checkpoint(self.path)  # Lightning writes through a temporary file
+            print(f"\ninterrupted: checkpoint of step {trainer.global_step} saved to "
+                  f"{self.path}; continue with --resume", file=sys.stderr)
+
+
 def _loader(ds: NuScenesDataset, cfg: ExperimentConfig, shuffle: bool) -> DataLoader:
     workers = cfg.train.num_workers
     return DataLoader(ds, batch_size=cfg.train.batch_size, shuffle=shuffle, num_workers=workers,
@@ -85,13 +100,10 @@ def _loggers(run: str) -> list:
     from lightning.pytorch.loggers import CSVLogger
 
     loggers = [CSVLogger(run, name="logs", version="")]
-    try:
+    if importlib.util.find_spec("tensorboard") is not None:
         from lightning.pytorch.loggers import TensorBoardLogger
-        import tensorboard  # noqa: F401
 
         loggers.append(TensorBoardLogger(run, name="logs", version="tb"))
-    except ImportError:
-        pass  # CSV logs are always written; TensorBoard when the package is there
     return loggers
 
 
@@ -135,7 +147,7 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
     callbacks: list[L.Callback] = [
-        _EpochSeed(train_set),
+        _EpochSeed(train_set), _SaveOnInterrupt(last),
         ModelCheckpoint(dirpath=ckpt_dir, filename="epoch-{epoch:02d}", save_last=True,
                         save_top_k=-1, every_n_epochs=1, auto_insert_metric_name=False),
     ]

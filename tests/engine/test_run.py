@@ -1,0 +1,95 @@
+"""`bevkd train | eval | export` end to end on a tiny config."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from bevkd.cli import main
+from bevkd.engine.run import load_strict
+from bevkd.errors import BevkdError
+
+# tiny preset, shrunk: a 16 x 16 grid, one sweep, narrow layers, two epochs of one step each
+SETTINGS = ["--preset", "tiny", "--set", "grid.cell=6.4", "--set", "data.lidar_sweeps=1",
+            "--set", "model.args.head_channels=8", "--set", "model.args.trunk_channels=[8, 16]",
+            "--set", "model.args.neck_channels=8", "--set", "train.epochs=2",
+            "--set", "train.batch_size=3", "--set", "train.num_workers=0"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(synth_root, tmp_path_factory):
+    run = str(tmp_path_factory.mktemp("runs") / "pillars")
+    assert main(["train", "configs/teacher/pillars.yaml", "--data", synth_root, "--out", run,
+                 *SETTINGS]) == 0
+    return run
+
+
+def test_train_writes_a_complete_run_folder(trained_run):
+    for rel in ("config.yaml", "meta.json", "checkpoints/last.ckpt", "checkpoints/epoch-01.ckpt",
+                "logs/metrics.csv", "eval/synth_val/metrics.json"):
+        assert os.path.isfile(os.path.join(trained_run, rel)), rel
+    meta = json.load(open(os.path.join(trained_run, "meta.json")))
+    assert len(meta["commit"]) >= 7
+    metrics = json.load(open(os.path.join(trained_run, "eval/synth_val/metrics.json")))
+    assert {"mean_ap", "nd_score", "tp_errors", "label_aps"} <= set(metrics)
+
+
+def test_eval_of_the_checkpoint_equals_the_evaluation_in_training(trained_run, synth_root):
+    in_training = json.load(open(os.path.join(trained_run, "eval/synth_val/metrics.json")))
+    assert main(["eval", "--ckpt", trained_run, "--data", synth_root]) == 0
+    after = json.load(open(os.path.join(trained_run, "eval/synth_val/metrics.json")))
+    assert after["mean_ap"] == pytest.approx(in_training["mean_ap"], abs=1e-9)
+    assert after["nd_score"] == pytest.approx(in_training["nd_score"], abs=1e-9)
+    assert os.path.isfile(os.path.join(trained_run, "eval/synth_val/results.json"))
+
+
+def test_export_keeps_the_detector_only(trained_run, tmp_path):
+    out = tmp_path / "student.pt"
+    assert main(["export", "--ckpt", trained_run, "--out", str(out)]) == 0
+    state = torch.load(out, weights_only=False)
+    assert state["model"] == "pillars"
+    from bevkd.engine.run import load_trained
+
+    _, model = load_trained(trained_run)
+    assert list(state["state_dict"]) == list(model.state_dict())
+
+
+def test_existing_run_needs_resume_and_resume_needs_the_same_config(trained_run, synth_root,
+                                                                     capsys):
+    assert main(["train", "configs/teacher/pillars.yaml", "--data", synth_root, "--out",
+                 trained_run, *SETTINGS]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert main(["train", "configs/teacher/pillars.yaml", "--data", synth_root, "--out",
+                 trained_run, *SETTINGS, "--set", "optim.lr=0.5", "--resume"]) == 2
+    assert "config differs" in capsys.readouterr().err
+
+
+def test_checkpoint_of_another_architecture_names_the_mismatched_tensors(trained_run):
+    from bevkd.engine.run import load_trained
+
+    _, model = load_trained(trained_run)
+    weights = dict(model.state_dict())
+    conv = next(k for k, v in weights.items() if k.startswith("trunk.") and v.dim() == 4)
+    weights[conv] = torch.zeros(3, 3, 3, 3)
+    first = next(iter(weights))
+    weights.pop(first)
+    with pytest.raises(BevkdError) as err:
+        load_strict(model, weights, "other.ckpt")
+    msg = str(err.value)
+    assert f"{conv}: checkpoint (3, 3, 3, 3)" in msg and f"missing {first}" in msg
+
+
+def test_bad_config_keys_are_one_line_errors(synth_root, tmp_path, capsys):
+    rc = main(["train", "configs/teacher/pillars.yaml", "--data", synth_root, "--out",
+               str(tmp_path / "r"), "--preset", "tiny", "--set", "train.epoch=3"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown config key 'train.epoch'; did you mean 'epochs'?" in err
+    rc = main(["train", "configs/teacher/pillars.yaml", "--data", synth_root, "--out",
+               str(tmp_path / "r"), "--preset", "tiny", "--set", "model.args.pilar_channels=3"])
+    assert rc == 2 and "did you mean 'pillar_channels'?" in capsys.readouterr().err
+    assert main(["train", "configs/teacher/pillars.yaml", "--data", synth_root, "--out",
+                 str(tmp_path / "r"), "--preset", "tinyy"]) == 2
+    assert "did you mean 'tiny'?" in capsys.readouterr().err
