@@ -18,8 +18,10 @@ def _detectors() -> dict[str, type[nn.Module]]:
     from .models.camera.bevdepth import BEVDepth
     from .models.fusion.fusion_teacher import FusionTeacher
     from .models.lidar.centerpoint import CenterPointPillars
+    from .distill.label_encoder import LabelEncoder  # LabelDistill's stage-1 model
 
-    return {"bevdepth": BEVDepth, "pillars": CenterPointPillars, "fusion": FusionTeacher}
+    return {"bevdepth": BEVDepth, "pillars": CenterPointPillars, "fusion": FusionTeacher,
+            "label_encoder": LabelEncoder}
 
 
 def typed_kwargs(cls: type, args: dict, where: str, skip: tuple[str, ...] = ()) -> dict:
@@ -49,6 +51,57 @@ def build_detector(spec: ModelSpec, grid: BevGrid, image_size: tuple[int, int] |
     return cls(**extra, **kwargs)
 
 
-def build_model(cfg: ExperimentConfig) -> nn.Module:
-    """The trainable model of an experiment (a detector; distillation wraps it in issue #6)."""
-    return build_detector(cfg.model, cfg.grid, cfg.data.image.final_size)
+def _distillers() -> dict[str, type[nn.Module]]:
+    from .distill.methods import DISTILLERS
+
+    return DISTILLERS
+
+
+def load_teacher(path: str, grid: BevGrid, role: str, load_weights: bool = True) -> nn.Module:
+    """A trained teacher from its run folder (or a checkpoint inside one), checked to share
+    the student's BEV grid (responses and features must align cell by cell)."""
+    import os
+
+    from .engine.run import load_run_config, load_trained
+
+    run, ckpt = (os.path.dirname(os.path.dirname(os.path.abspath(path))), path) \
+        if os.path.isfile(path) else (path, None)
+    tcfg = load_run_config(run)
+    if tcfg.grid != grid:
+        raise BevkdError(f"{role} teacher {run} was trained on grid {tcfg.grid}, the student "
+                         f"uses {grid}: both must share one BEV grid")
+    if not load_weights:  # the weights come from a distillation checkpoint instead
+        return build_model(tcfg)
+    return load_trained(run, ckpt)[1]
+
+
+def build_model(cfg: ExperimentConfig, load_teachers: bool = True) -> nn.Module:
+    """The trainable model of an experiment: a detector, or a ``DistillModel`` of that detector
+    with the configured teachers and methods.
+
+    ``load_teachers=False`` builds the teachers' architectures without reading their
+    checkpoints (a distillation checkpoint already holds their weights).
+    """
+    student = build_detector(cfg.model, cfg.grid, cfg.data.image.final_size)
+    if not cfg.distill.methods:
+        return student
+    from .distill.base import DistillModel
+
+    teachers = {role: load_teacher(path, cfg.grid, role, load_teachers)
+                for role, path in cfg.distill.teachers.items()}
+    registry = _distillers()
+    distillers, weights = {}, {}
+    for i, m in enumerate(cfg.distill.methods):
+        if m.type not in registry:
+            raise BevkdError(f"unknown distillation method {m.type!r}"
+                             f"{_suggest(m.type, sorted(registry))}")
+        cls = registry[m.type]
+        name = m.name or m.type
+        if name in distillers:
+            raise BevkdError(f"distill.methods[{i}]: two methods named {name!r}; set `name`")
+        context = {"grid": cfg.grid, "student_channels": student.feature_channels,
+                   "teacher_channels": {r: t.feature_channels for r, t in teachers.items()}}
+        kwargs = typed_kwargs(cls, m.args, f"distill.methods[{i}].args", skip=tuple(context))
+        distillers[name] = cls(**context, **kwargs)
+        weights[name] = m.weight
+    return DistillModel(student, teachers, distillers, weights)

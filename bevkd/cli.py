@@ -209,6 +209,44 @@ def _cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {export_student(run, args.out, ckpt)}")
 
 
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="the paper table on SynthScenes (teachers, baseline, methods)",
+                       description="Generate (or reuse) SynthScenes, train the LiDAR and fusion "
+                                   "teachers, the label encoder, the baseline student, every "
+                                   "method, the composite and the ablation rows over seeds, "
+                                   "evaluate them and write benchmarks/<preset>.md/.json/.png. "
+                                   "Finished runs are reused: re-running resumes.")
+    p.add_argument("--preset", default="tiny", help="tiny (CPU), small or full (GPU)")
+    p.add_argument("--seeds", type=_int("--seeds"), default=None, help="seeds per student row")
+    p.add_argument("--methods", default=",".join(("bevdistill", "labeldistill", "dualdistill",
+                                                  "asd")),
+                   help="comma-separated methods (default: all four)")
+    p.add_argument("--no-composite", action="store_true")
+    p.add_argument("--no-ablations", action="store_true")
+    p.add_argument("--data", default=None, help="existing dataset (default: generated in --runs)")
+    p.add_argument("--runs", default=None, help="run folders (default: runs/bench_<preset>)")
+    p.add_argument("--out", default="benchmarks", help="where the table and plots go")
+    p.add_argument("--parallel", type=_int("--parallel"), default=None,
+                   help="trainings at once (default: the preset's)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override for every training, e.g. --set train.epochs=1")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from .bench.command import run_bench
+    from .bench.plan import ABLATIONS
+
+    methods = tuple(m for m in args.methods.split(",") if m)
+    result = run_bench(args.preset, args.out, args.runs or os.path.join("runs", f"bench_{args.preset}"),
+                       args.data, args.seeds, methods, not args.no_composite,
+                       () if args.no_ablations else tuple(ABLATIONS), args.parallel,
+                       tuple(args.overrides))
+    print(open(os.path.join(args.out, f"{args.preset}.md")).read())
+    if result["failed"]:
+        raise BevkdError(f"{len(result['failed'])} run(s) failed: {', '.join(result['failed'])}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bevkd", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -218,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_export(sub)
+    _add_bench(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ naming it and the closest valid key, never a silently ignored setting.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import os
@@ -143,18 +144,29 @@ def read_yaml(path: str) -> dict:
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """``["a.b=1", "c=[1, 2]"]`` applied to nested mapping ``data`` (values parsed as YAML)."""
-    data = _merge({}, data)
+    data = copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise BevkdError(f"override {item!r} must look like key.path=value")
-        node = data
+        node: Any = data
         parts = key.split(".")
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
+            if isinstance(node, list):  # e.g. distill.methods.0.args.x
+                if not part.isdigit() or int(part) >= len(node):
+                    raise BevkdError(f"override {item!r}: no list item {part!r}")
+                node = node[int(part)]
+            else:
+                node = node.setdefault(part, {})
+            if not isinstance(node, (dict, list)):
                 raise BevkdError(f"override {item!r}: {part!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        last = parts[-1]
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise BevkdError(f"override {item!r}: no list item {last!r}")
+            node[int(last)] = yaml.safe_load(raw)
+        else:
+            node[last] = yaml.safe_load(raw)
     return data
 
 

@@ -41,6 +41,12 @@ def test_overrides_parse_yaml_values_and_reject_malformed_items():
     assert out == {"a": {"b": 2.5, "c": [1, 2]}, "d": True}
     with pytest.raises(BevkdError, match="must look like key.path=value"):
         apply_overrides({}, ["novalue"])
+    methods = {"distill": {"methods": [{"type": "a", "args": {"t": 1}}]}}
+    out = apply_overrides(methods, ["distill.methods.0.args.t=0.5"])
+    assert out["distill"]["methods"][0]["args"]["t"] == 0.5
+    assert methods["distill"]["methods"][0]["args"]["t"] == 1  # the input is not modified
+    with pytest.raises(BevkdError, match="no list item '3'"):
+        apply_overrides(methods, ["distill.methods.3.args.t=1"])
 
 
 def test_missing_config_file_is_named(tmp_path):

@@ -56,8 +56,29 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class MethodSpec:
+    """One distillation method: a key of ``bevkd.builder.DISTILLERS``, its loss weight and its
+    hyper-parameters (checked against the method's typed constructor)."""
+
+    type: str
+    weight: float = 1.0
+    name: str = ""                           # log name (default: the type)
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Teachers by role (``lidar``, ``fusion``, ``label``) -> trained run folders, and methods.
+    No methods: the model trains alone (a baseline or a teacher)."""
+
+    teachers: dict[str, str] = field(default_factory=dict)
+    methods: tuple[MethodSpec, ...] = ()
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     model: ModelSpec = field(default_factory=ModelSpec)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     grid: BevGrid = field(default_factory=BevGrid)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -79,16 +100,24 @@ def load_experiment(path: str, preset: str | None = None,
                     overrides: list[str] | None = None) -> ExperimentConfig:
     """A model config (+ its ``base:`` chain), then a preset's sizes, then ``--set`` overrides.
 
-    A preset holds shared sections (grid, data, optim, train) and, under ``models``, the
-    constructor arguments per model type; those merge into ``model.args`` of the config's type.
+    A preset holds shared sections (grid, data, optim, train), under ``models`` the constructor
+    arguments per model type (merged into ``model.args`` of the config's type) and under
+    ``methods`` arguments per distillation method (merged into each such method's ``args``).
     """
     data = read_yaml(path)
     if preset is not None:
         pre = read_yaml(resolve_preset(preset))
         per_model = pre.pop("models", {}) or {}
+        per_method = pre.pop("methods", {}) or {}
+        pre.pop("bench", None)
         data = _merge(data, pre)
         kind = data.get("model", {}).get("type", ModelSpec.type)
         if kind in per_model:
             data = _merge(data, {"model": {"args": per_model[kind]}})
-    data.pop("models", None)
+        methods = (data.get("distill") or {}).get("methods") or []
+        for m in methods:  # a preset may size a method too (e.g. DualDistill's attention grid)
+            if m.get("type") in per_method:
+                m["args"] = _merge(m.get("args") or {}, per_method[m["type"]])
+    for key in ("models", "methods", "bench"):  # preset-only sections
+        data.pop(key, None)  # the preset's benchmark settings (bevkd.bench)
     return from_dict(ExperimentConfig, apply_overrides(data, overrides or []))

@@ -82,6 +82,41 @@ class _SaveOnInterrupt(L.Callback):
                   f"{self.path}; continue with --resume", file=sys.stderr)
 
 
+class _Timing(L.Callback):
+    """Writes RUN/timing.json: wall time, mean optimiser-step time (the first steps are
+    warm-up and skipped), peak resident memory (and peak CUDA memory on GPU)."""
+
+    def __init__(self, path: str, skip: int = 3):
+        self.path, self.skip = path, skip
+        self.steps: list[float] = []
+        self._t0 = self._start = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self.steps.append(time.perf_counter() - self._t0)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import resource
+
+        if not trainer.is_global_zero:
+            return
+        steps = self.steps[self.skip:] or self.steps
+        info = {"train_seconds": time.perf_counter() - self._start, "steps": len(self.steps),
+                "step_seconds": sum(steps) / max(1, len(steps)),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                "peak_cuda_mb": (torch.cuda.max_memory_allocated() / 2**20
+                                 if torch.cuda.is_available() else None)}
+        with open(self.path, "w") as f:
+            json.dump(info, f, indent=1)
+
+
 def _loader(ds: NuScenesDataset, cfg: ExperimentConfig, shuffle: bool) -> DataLoader:
     workers = cfg.train.num_workers
     return DataLoader(ds, batch_size=cfg.train.batch_size, shuffle=shuffle, num_workers=workers,
@@ -111,6 +146,7 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
           devices: int | str = 1, accelerator: str = "auto", progress: bool = True,
           max_steps: int = -1) -> DetectionModule:
     """Train ``cfg`` on ``data_root`` into run folder ``run``; returns the trained module."""
+    cfg = absolute_paths(cfg)
     ckpt_dir = os.path.join(run, CKPT_DIR)
     last = os.path.join(ckpt_dir, "last.ckpt")
     if resume:
@@ -147,7 +183,7 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
     callbacks: list[L.Callback] = [
-        _EpochSeed(train_set), _SaveOnInterrupt(last),
+        _EpochSeed(train_set), _SaveOnInterrupt(last), _Timing(os.path.join(run, "timing.json")),
         ModelCheckpoint(dirpath=ckpt_dir, filename="epoch-{epoch:02d}", save_last=True,
                         save_top_k=-1, every_n_epochs=1, auto_insert_metric_name=False),
     ]
@@ -169,6 +205,17 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     return module
 
 
+def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Teacher run folders as absolute paths: the saved config must not depend on the working
+    directory of the command that wrote it."""
+    teachers = {r: os.path.abspath(p) for r, p in cfg.distill.teachers.items()}
+    args = dict(cfg.model.args)
+    if isinstance(args.get("teacher"), str) and args["teacher"]:
+        args["teacher"] = os.path.abspath(args["teacher"])
+    return replace(cfg, distill=replace(cfg.distill, teachers=teachers),
+                   model=replace(cfg.model, args=args))
+
+
 def _write_metrics(run: str, split: str, metrics: dict[str, Any]) -> str:
     out = os.path.join(run, "eval", split)
     os.makedirs(out, exist_ok=True)
@@ -186,7 +233,7 @@ def load_trained(run: str, ckpt: str | None = None, use_ema: bool = True
     if not os.path.isfile(path):
         raise BevkdError(f"no checkpoint {path}")
     state = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_model(cfg)
+    model = build_model(cfg, load_teachers=False)  # teacher weights are in the checkpoint
     weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
     load_strict(model, weights, path)
     ema = next((v for k, v in state.get("callbacks", {}).items() if k.startswith("EMA")), None)

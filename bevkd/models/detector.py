@@ -23,6 +23,12 @@ class Detector(nn.Module):
     #: feature keys this detector publishes (checked by distillers at build time)
     feature_keys: tuple[str, ...] = ("bev_in", "bev_s1", "bev_s2", "bev_neck")
 
+    @property
+    def feature_channels(self) -> dict[str, int]:
+        """Channels of each published feature (distillers size their adapters with these)."""
+        return {"bev_in": self.trunk_in_channels, "bev_s1": self.trunk.channels[0],
+                "bev_s2": self.trunk.channels[1], "bev_neck": self.trunk.out_channels}
+
     def forward(self, batch: Batch) -> DetOutputs:  # pragma: no cover - abstract
         raise NotImplementedError
 

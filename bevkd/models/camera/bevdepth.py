@@ -47,8 +47,16 @@ class BEVDepth(Detector):
                                         context_channels, frames)
         self.trunk = BevTrunk(self.encoder.out_channels, trunk_channels, trunk_blocks,
                               bev_neck_channels)
+        self.trunk_in_channels = self.encoder.out_channels
         self.head = CenterHead(in_channels=self.trunk.out_channels, grid=grid,
                                shared_channels=head_channels, head_channels=head_channels)
+
+    @property
+    def feature_channels(self) -> dict[str, int]:
+        enc = self.encoder
+        return {**super().feature_channels, "img_feats": enc.image_neck.out_channels,
+                "depth_logits": enc.view.depth_channels,
+                "context": enc.depth_net.context_channels}
 
     def forward(self, batch: Batch) -> DetOutputs:
         cam = self.encoder(batch.cams)

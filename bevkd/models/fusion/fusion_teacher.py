@@ -44,8 +44,14 @@ class FusionTeacher(Detector):
                       bias=False),
             nn.BatchNorm2d(fused_channels), nn.ReLU(inplace=True))
         self.trunk = BevTrunk(fused_channels, trunk_channels, trunk_blocks, neck_channels)
+        self.trunk_in_channels = fused_channels
         self.head = CenterHead(in_channels=self.trunk.out_channels, grid=grid,
                                shared_channels=head_channels, head_channels=head_channels)
+
+    @property
+    def feature_channels(self) -> dict[str, int]:
+        return {**super().feature_channels, "bev_cam": self.camera.out_channels,
+                "bev_lidar": self.pillars.out_channels}
 
     def forward(self, batch: Batch) -> DetOutputs:
         if batch.lidar is None:

@@ -22,6 +22,7 @@ class CenterPointPillars(Detector):
         self.grid = grid
         self.pillars = PillarEncoder(grid, pillar_channels)
         self.trunk = BevTrunk(pillar_channels, trunk_channels, trunk_blocks, neck_channels)
+        self.trunk_in_channels = pillar_channels
         self.head = CenterHead(in_channels=self.trunk.out_channels, grid=grid,
                                shared_channels=head_channels, head_channels=head_channels)
 

@@ -1,0 +1,129 @@
+"""`bevkd bench`: SynthScenes -> teachers, label encoder, baseline, methods, composite, ablations
+-> evaluation, latency -> benchmarks/<preset>.md, .json and plots."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+
+from ..config import read_yaml
+from ..engine.config import resolve_preset
+from ..engine.run import git_commit
+from ..errors import BevkdError
+from .plan import ABLATIONS, METHODS, plan
+from .report import collect, markdown
+from .runner import run_jobs
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """A preset's ``bench:`` section: the dataset and how many runs go in parallel."""
+
+    scenes: int = 24
+    samples_per_scene: int = 20
+    width: int = 800
+    height: int = 450
+    seeds: int = 2
+    parallel: int = 2
+    threads: int = 1
+
+
+def bench_spec(preset: str) -> BenchSpec:
+    from ..config import from_dict
+
+    return from_dict(BenchSpec, read_yaml(resolve_preset(preset)).get("bench") or {}, "bench")
+
+
+def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: int | None = None,
+              methods: tuple[str, ...] = METHODS, composite: bool = True,
+              ablations: tuple[str, ...] = tuple(ABLATIONS), parallel: int | None = None,
+              extra: tuple[str, ...] = ()) -> dict:
+    spec = bench_spec(preset)
+    seeds = seeds or spec.seeds
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise BevkdError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    if data is None:
+        data = os.path.join(runs, "synth")
+        if not os.path.isdir(os.path.join(data, "v1.0-synth")):
+            from ..data.synth.generator import SynthConfig
+            from ..data.synth.writer import generate_dataset
+
+            generate_dataset(SynthConfig(out=data, scenes=spec.scenes,
+                                         samples_per_scene=spec.samples_per_scene,
+                                         width=spec.width, height=spec.height))
+    jobs = plan(seeds, methods, composite, ablations)
+    results = run_jobs(jobs, preset, data, runs, parallel or spec.parallel, spec.threads,
+                       extra=extra, log=lambda m: print(m, flush=True))
+    students = {r.job.model: r.run for r in results.values()
+                if r.status in ("done", "reused") and r.job.seed == 0
+                and r.job.model not in ("teacher", "fusion_teacher", "label_encoder")}
+    latency = {}
+    if "baseline" in students:
+        from .latency import measure
+
+        latency = measure(students, data)
+    rows = collect(results, "synth_val", latency)
+    os.makedirs(out, exist_ok=True)
+    command = "bevkd " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else \
+        f"bevkd bench --preset {preset}"
+    failed = [n for n, r in results.items() if r.status in ("failed", "skipped")]
+    note = f"Failed or skipped runs: {', '.join(failed)}." if failed else ""
+    result = {"commit": git_commit(), "command": command, "preset": preset, "seeds": seeds,
+              "data": os.path.abspath(data), "rows": rows, "failed": failed}
+    base = os.path.join(out, preset)
+    with open(base + ".json", "w") as f:
+        json.dump(result, f, indent=1)
+    with open(base + ".md", "w") as f:
+        f.write(markdown(rows, preset, result["commit"], command, seeds, note))
+    _plots(rows, base, results, data, preset)
+    return result
+
+
+def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str) -> None:
+    from ..viz.bench import bars, bev_predictions, per_class
+
+    if not rows:
+        return
+    bars(rows, base + "_map_nds.png", f"bevkd bench --preset {preset}: mAP / NDS on synth_val")
+    per_class(rows, base + "_per_class.png", "AP per class (synth_val)")
+    picks = {}
+    for model in ("teacher", "baseline", "composite"):
+        name = model if model == "teacher" else f"{model}-s0"
+        if name in results and results[name].status in ("done", "reused"):
+            picks[model] = results[name].run
+    if len(picks) >= 2:
+        import torch
+
+        from ..data.nuscenes import NuScenesDataset
+        from ..engine.run import load_trained
+        from ..structures.batch import collate
+
+        models, cfgs = {}, {}
+        for name, run in picks.items():
+            cfgs[name], m = load_trained(run)
+            models[name] = getattr(m, "student", m).eval()
+        # one sample through each model's own loader settings (teacher: LiDAR, students: cameras)
+        batches = {}
+        for name, cfg in cfgs.items():
+            ds = NuScenesDataset(data, cfg.train.version, cfg.train.val_split, cfg.data)
+            batches[name] = collate([ds[0]])
+        info = ds.infos[0]
+        with torch.no_grad():
+            wrapped = {n: _Fixed(models[n], batches[n]) for n in models}
+            bev_predictions(wrapped, None, info.gt_boxes, info.gt_labels, base + "_bev.png")
+
+
+class _Fixed:
+    """Adapter: each model sees its own batch of the same sample."""
+
+    def __init__(self, model, batch):
+        self.model, self.batch = model, batch
+
+    def __call__(self, _):
+        return self.model(self.batch)
+
+    def decode(self, out, _):
+        return self.model.decode(out, self.batch)

@@ -1,0 +1,80 @@
+"""What `bevkd bench` trains: teachers, the label encoder, the baseline, every method, the
+composite and the ablation rows, as jobs with dependencies."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__)))), "configs")
+
+METHODS = ("bevdistill", "labeldistill", "dualdistill", "asd")
+
+# Ablation rows (DESIGN §4.4: every ASD choice the abstract leaves open; REFERENCE_RESULTS: the
+# DualDistill CRD temperatures): name -> (method, overrides). One seed each (seed 0): they
+# qualify a method, the seed spread of the method's own row applies.
+ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "dualdistill_T1.0": ("dualdistill", ("distill.methods.0.args.crd_temperature=1.0",)),
+    "dualdistill_T0.5": ("dualdistill", ("distill.methods.0.args.crd_temperature=0.5",)),
+    "asd_no_smoothing": ("asd", ("distill.methods.0.args.smooth_kernel=1",)),
+    "asd_no_fusion_path": ("asd", ("distill.methods.0.args.fusion_weight=0.0",)),
+    "asd_gamma0": ("asd", ("distill.methods.0.args.gamma=0.0",)),
+    "asd_box_mask": ("asd", ("distill.methods.0.args.mask=box",)),
+    "asd_lidar_response": ("asd", ("distill.methods.0.args.response_teacher=lidar",)),
+}
+
+# The job whose run serves each teacher role of a distillation config.
+TEACHER_JOBS = {"lidar": "teacher", "fusion": "fusion_teacher", "label": "label_encoder"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training: ``bevkd train CONFIG --preset P --out RUNS/name --set ...``."""
+
+    name: str                      # run folder name, e.g. "baseline-s1"
+    model: str                     # row of the table: teacher, baseline, bevdistill, ...
+    config: str
+    seed: int = 0
+    overrides: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()    # job names whose runs must exist first
+
+
+def _method_config(method: str) -> str:
+    return os.path.join(CONFIGS, "distill", f"{method}.yaml")
+
+
+def plan(seeds: int, methods: tuple[str, ...] = METHODS, composite: bool = True,
+         ablations: tuple[str, ...] = tuple(ABLATIONS)) -> list[Job]:
+    """The benchmark's jobs in an order that respects dependencies."""
+    jobs = [
+        Job("teacher", "teacher", os.path.join(CONFIGS, "teacher", "pillars.yaml")),
+        Job("fusion_teacher", "fusion_teacher", os.path.join(CONFIGS, "teacher", "fusion.yaml")),
+        Job("label_encoder", "label_encoder", os.path.join(CONFIGS, "teacher",
+                                                           "label_encoder.yaml"),
+            needs=("teacher",)),
+    ]
+    rows: list[tuple[str, str, tuple[str, ...]]] = [
+        ("baseline", os.path.join(CONFIGS, "student", "bevdepth.yaml"), ())]
+    rows += [(m, _method_config(m), ()) for m in methods]
+    if composite:
+        rows.append(("composite", _method_config("composite"), ()))
+    ablation_rows = [(name, _method_config(ABLATIONS[name][0]), ABLATIONS[name][1])
+                     for name in ablations if ABLATIONS[name][0] in methods]
+    for seed in range(seeds):
+        for model, config, extra in rows + (ablation_rows if seed == 0 else []):
+            needs = tuple(TEACHER_JOBS[r] for r in teacher_roles(config))
+            jobs.append(Job(f"{model}-s{seed}", model, config, seed,
+                            (f"train.seed={seed}", *extra), needs))
+    return jobs
+
+
+def teacher_roles(config: str) -> tuple[str, ...]:
+    """Teacher roles the distillation methods of a config need (from their classes'
+    ``teacher_requires``), in a stable order."""
+    from ..config import read_yaml
+    from ..distill.methods import DISTILLERS
+
+    methods = (read_yaml(config).get("distill") or {}).get("methods") or []
+    roles = {r for m in methods for r in DISTILLERS[m["type"]].roles}
+    return tuple(r for r in TEACHER_JOBS if r in roles)

@@ -1,0 +1,118 @@
+"""The benchmark table: per model the metrics over seeds, gains, gap closed and cost ratios.
+
+``gap closed = (mAP_kd − mAP_base) / (mAP_teacher − mAP_base)``; the step-time ratio is the
+distilled run's mean optimiser-step time over the baseline's (same preset, same machine);
+the latency ratio is measured by :mod:`bevkd.bench.latency` on the exported students.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from ..structures.classes import DETECTION_CLASSES
+from .runner import JobResult
+
+TP_KEYS = ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err")
+TP_NAMES = {"trans_err": "mATE", "scale_err": "mASE", "orient_err": "mAOE", "vel_err": "mAVE",
+            "attr_err": "mAAE"}
+ORDER = ("teacher", "fusion_teacher", "label_encoder", "baseline", "bevdistill", "labeldistill",
+         "dualdistill", "asd", "composite")
+
+
+def _load(path: str) -> dict[str, Any] | None:
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def collect(results: dict[str, JobResult], val_split: str,
+            latency: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Rows of the table (benchmarks/<preset>.json ``rows``), one per model, seeds gathered."""
+    by_model: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
+    for res in results.values():
+        if res.status not in ("done", "reused"):
+            continue
+        metrics = _load(os.path.join(res.run, "eval", val_split, "metrics.json"))
+        timing = _load(os.path.join(res.run, "timing.json")) or {}
+        if metrics is not None:
+            by_model[res.job.model].append((metrics, timing))
+    rows = []
+    names = sorted(by_model, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
+    for model in names:
+        runs = by_model[model]
+        row: dict[str, Any] = {
+            "model": model,
+            "mAP": [r[0]["mean_ap"] for r in runs],
+            "NDS": [r[0]["nd_score"] for r in runs],
+            **{TP_NAMES[k]: float(np.mean([r[0]["tp_errors"][k] for r in runs])) for k in TP_KEYS},
+            "AP_per_class": {c: float(np.mean([r[0]["mean_dist_aps"][c] for r in runs]))
+                             for c in DETECTION_CLASSES},
+            "step_seconds": float(np.mean([r[1].get("step_seconds", np.nan) for r in runs])),
+            "train_minutes": float(np.mean([r[1].get("train_seconds", np.nan) for r in runs])) / 60,
+            "peak_rss_mb": float(np.max([r[1].get("peak_rss_mb", np.nan) for r in runs])),
+        }
+        rows.append(row)
+    _derived(rows, latency or {})
+    return rows
+
+
+def _derived(rows: list[dict[str, Any]], latency: dict[str, float]) -> None:
+    by = {r["model"]: r for r in rows}
+    base, teacher = by.get("baseline"), by.get("teacher")
+    for r in rows:
+        if base is None:
+            break
+        m, b = np.mean(r["mAP"]), np.mean(base["mAP"])
+        r["delta_mAP"] = float(m - b)
+        r["delta_NDS"] = float(np.mean(r["NDS"]) - np.mean(base["NDS"]))
+        if teacher is not None and r["model"] not in ("teacher", "fusion_teacher", "label_encoder"):
+            gap = np.mean(teacher["mAP"]) - b
+            r["gap_closed"] = float((m - b) / gap) if gap > 0 else None
+            r["step_time_ratio"] = float(r["step_seconds"] / base["step_seconds"])
+        if r["model"] in latency and "baseline" in latency:
+            r["latency_ratio"] = float(latency[r["model"]] / latency["baseline"])
+
+
+def _fmt(values: list[float]) -> str:
+    """mean ± half the range over seeds (the spread the acceptance compares with)."""
+    v = 100 * np.asarray(values)
+    if len(v) == 1:
+        return f"{v[0]:.1f}"
+    return f"{v.mean():.1f} ± {(v.max() - v.min()) / 2:.1f}"
+
+
+def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
+             seeds: int, extra: str = "") -> str:
+    lines = [f"# bevkd bench --preset {preset}", "",
+             f"`{command}` at commit `{commit}`; {seeds} seed(s) per student row (mean ± half "
+             "the seed range). mAP / NDS in percent on `synth_val`; TP errors are means.", ""]
+    head = ("| model | mAP | NDS | mATE | mASE | mAOE | mAVE | mAAE | ΔmAP | ΔNDS | gap closed "
+            "| step time ratio | latency ratio | train min | peak RSS MB |")
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        def opt(key: str, fmt: str) -> str:
+            v = r.get(key)
+            return fmt.format(v) if isinstance(v, (int, float)) and v == v else "—"
+        lines.append(
+            f"| {r['model']} | {_fmt(r['mAP'])} | {_fmt(r['NDS'])} | "
+            + " | ".join(f"{r[TP_NAMES[k]]:.3f}" for k in TP_KEYS)
+            + f" | {opt('delta_mAP', '{:+.3f}')} | {opt('delta_NDS', '{:+.3f}')} | "
+            f"{opt('gap_closed', '{:.0%}')} | {opt('step_time_ratio', '{:.2f}')} | "
+            f"{opt('latency_ratio', '{:.2f}')} | {opt('train_minutes', '{:.1f}')} | "
+            f"{opt('peak_rss_mb', '{:.0f}')} |")
+    lines += ["", "Per-class AP (percent, mean over seeds):", "",
+              "| model | " + " | ".join(DETECTION_CLASSES) + " |",
+              "|---|" + "---|" * len(DETECTION_CLASSES)]
+    for r in rows:
+        lines.append(f"| {r['model']} | "
+                     + " | ".join(f"{100 * r['AP_per_class'][c]:.1f}" for c in DETECTION_CLASSES)
+                     + " |")
+    if extra:
+        lines += ["", extra]
+    return "\n".join(lines) + "\n"

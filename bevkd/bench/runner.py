@@ -1,0 +1,92 @@
+"""Run the benchmark's trainings as `bevkd train` subprocesses, in parallel where cores allow.
+
+Resumable: a job whose run folder already holds its final metrics is not redone; one with a
+checkpoint but no metrics is continued with ``--resume``. A failed job is reported (its log
+is ``RUN/train.log``) and the jobs that need it are skipped; the others go on.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from .plan import TEACHER_JOBS, Job, teacher_roles
+
+@dataclass
+class JobResult:
+    job: Job
+    run: str
+    status: str          # done | reused | failed | skipped
+    seconds: float = 0.0
+
+
+def is_finished(run: str, val_split: str) -> bool:
+    return (os.path.isfile(os.path.join(run, "eval", val_split, "metrics.json"))
+            and os.path.isfile(os.path.join(run, "timing.json")))
+
+
+def command(job: Job, preset: str, data: str, runs: str, threads: int,
+            extra: tuple[str, ...] = ()) -> list[str]:
+    """The `bevkd train` command line of a job (teacher runs wired in by role)."""
+    run = os.path.join(runs, job.name)
+    sets = [f"train.threads={threads}", *job.overrides, *extra]
+    for role in teacher_roles(job.config):
+        sets.append(f"distill.teachers.{role}={os.path.join(runs, TEACHER_JOBS[role])}")
+    if job.model == "label_encoder":
+        sets.append(f"model.args.teacher={os.path.join(runs, 'teacher')}")
+    cmd = [sys.executable, "-m", "bevkd.cli", "train", job.config, "--preset", preset,
+           "--data", data, "--out", run]
+    for s in sets:
+        cmd += ["--set", s]
+    if os.path.isfile(os.path.join(run, "checkpoints", "last.ckpt")):
+        cmd.append("--resume")
+    return cmd
+
+
+def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
+             threads: int = 1, val_split: str = "synth_val", extra: tuple[str, ...] = (),
+             log=print) -> dict[str, JobResult]:
+    """Run ``jobs`` (at most ``parallel`` at once) and return their results by name."""
+    os.makedirs(runs, exist_ok=True)
+    results: dict[str, JobResult] = {}
+    pending = list(jobs)
+    running: dict[str, tuple[subprocess.Popen, float, object]] = {}
+    while pending or running:
+        for job in list(pending):
+            run = os.path.join(runs, job.name)
+            if any(results.get(n) and results[n].status in ("failed", "skipped")
+                   for n in job.needs):
+                results[job.name] = JobResult(job, run, "skipped")
+                pending.remove(job)
+                log(f"[bench] skip {job.name}: a job it needs failed")
+            elif is_finished(run, val_split):
+                results[job.name] = JobResult(job, run, "reused")
+                pending.remove(job)
+                log(f"[bench] reuse {job.name} (finished earlier)")
+            elif len(running) < parallel and all(
+                    n in results and results[n].status in ("done", "reused") for n in job.needs):
+                os.makedirs(run, exist_ok=True)
+                logf = open(os.path.join(run, "train.log"), "a")
+                proc = subprocess.Popen(command(job, preset, data, runs, threads, extra),
+                                        stdout=logf, stderr=subprocess.STDOUT,
+                                        env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+                running[job.name] = (proc, time.perf_counter(), logf)
+                pending.remove(job)
+                log(f"[bench] start {job.name}")
+        for name, (proc, start, logf) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            logf.close()
+            job = next(j for j in jobs if j.name == name)
+            run = os.path.join(runs, name)
+            ok = proc.returncode == 0 and is_finished(run, val_split)
+            results[name] = JobResult(job, run, "done" if ok else "failed",
+                                      time.perf_counter() - start)
+            del running[name]
+            log(f"[bench] {'done' if ok else 'FAILED'} {name} "
+                f"({results[name].seconds / 60:.1f} min){'' if ok else f'; see {run}/train.log'}")
+        time.sleep(0.5)
+    return results

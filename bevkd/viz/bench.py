@@ -1,0 +1,93 @@
+"""Benchmark pictures: mAP/NDS bars with seed spread, per-class AP heatmap, and a BEV view of
+teacher vs baseline vs distilled predictions on one validation sample."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ..structures.classes import DETECTION_CLASSES  # noqa: E402
+from .sample import CLASS_COLORS  # noqa: E402
+
+
+def bars(rows: list[dict[str, Any]], out: str, title: str) -> str:
+    """mAP and NDS per model: mean over seeds, error bars = seed range."""
+    names = [r["model"] for r in rows]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(names) + 2), 4.5), dpi=110)
+    for k, (key, color) in enumerate((("mAP", "#1f77b4"), ("NDS", "#ff7f0e"))):
+        vals = [100 * np.asarray(r[key]) for r in rows]
+        mean = np.array([v.mean() for v in vals])
+        lo = mean - np.array([v.min() for v in vals])
+        hi = np.array([v.max() for v in vals]) - mean
+        ax.bar(x + (k - 0.5) * 0.38, mean, 0.38, yerr=[lo, hi], capsize=3, label=key, color=color)
+    base = next((r for r in rows if r["model"] == "baseline"), None)
+    if base is not None:
+        ax.axhline(100 * np.mean(base["mAP"]), color="#1f77b4", lw=0.8, ls="--")
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_ylabel("percent")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def per_class(rows: list[dict[str, Any]], out: str, title: str) -> str:
+    """Per-class AP of every model as an annotated heatmap."""
+    ap = np.array([[100 * r["AP_per_class"][c] for c in DETECTION_CLASSES] for r in rows])
+    fig, ax = plt.subplots(figsize=(12, 0.45 * len(rows) + 2), dpi=110)
+    im = ax.imshow(ap, cmap="viridis", vmin=0, vmax=max(1.0, ap.max()), aspect="auto")
+    ax.set_xticks(range(len(DETECTION_CLASSES)), DETECTION_CLASSES, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), [r["model"] for r in rows])
+    for i in range(ap.shape[0]):
+        for j in range(ap.shape[1]):
+            ax.text(j, i, f"{ap[i, j]:.0f}", ha="center", va="center", fontsize=8,
+                    color="white" if ap[i, j] < 0.6 * ap.max() else "black")
+    fig.colorbar(im, ax=ax, label="AP (%)")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+@torch.no_grad()
+def bev_predictions(models: dict[str, torch.nn.Module], batch: Any, gt_boxes: np.ndarray,
+                    gt_labels: np.ndarray, out: str, score: float = 0.3, extent: float = 51.2) -> str:
+    """One panel per model: GT footprints (grey) and its detections above ``score`` (class
+    colours) in the BEV of one sample (x up, y left)."""
+    from ..structures.boxes import Boxes3D
+
+    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 5.6), dpi=110)
+    axes = np.atleast_1d(axes)
+    gt = Boxes3D(gt_boxes).bev_corners()
+    for ax, (name, model) in zip(axes, models.items()):
+        det = model.decode(model(batch), batch)[0].numpy()
+        for poly in gt:
+            ring = np.vstack([poly, poly[:1]])
+            ax.plot(-ring[:, 1], ring[:, 0], color="0.6", lw=1.6)
+        keep = det.scores >= score
+        for poly, lab in zip(det.boxes[keep].bev_corners(), det.labels[keep]):
+            ring = np.vstack([poly, poly[:1]])
+            ax.plot(-ring[:, 1], ring[:, 0], color=CLASS_COLORS[DETECTION_CLASSES[int(lab)]], lw=1)
+        ax.plot([0], [0], marker="^", color="k")
+        ax.set_xlim(-extent, extent)
+        ax.set_ylim(-extent, extent)
+        ax.set_aspect("equal")
+        ax.set_title(f"{name}: {int(keep.sum())} boxes ≥ {score}")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("BEV of one val sample: GT (grey) and predictions (class colours)")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out

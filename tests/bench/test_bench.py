@@ -1,0 +1,68 @@
+"""`bevkd bench` planning and the table arithmetic (gap closed, ratios, seed spread)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from bevkd.bench.plan import plan
+from bevkd.bench.report import collect, markdown
+from bevkd.bench.runner import JobResult, command
+from bevkd.structures.classes import DETECTION_CLASSES
+
+
+def test_plan_orders_teachers_first_and_wires_dependencies():
+    jobs = plan(seeds=2, methods=("bevdistill", "asd"), composite=False, ablations=())
+    names = [j.name for j in jobs]
+    assert names[:3] == ["teacher", "fusion_teacher", "label_encoder"]
+    assert {"baseline-s0", "baseline-s1", "bevdistill-s1", "asd-s0"} <= set(names)
+    by = {j.name: j for j in jobs}
+    assert by["label_encoder"].needs == ("teacher",)
+    assert set(by["asd-s0"].needs) == {"teacher", "fusion_teacher"}
+    assert by["baseline-s1"].needs == () and "train.seed=1" in by["baseline-s1"].overrides
+    # every job comes after the jobs it needs
+    for i, j in enumerate(jobs):
+        assert all(n in names[:i] for n in j.needs)
+
+
+def test_command_wires_teacher_runs_and_resumes(tmp_path):
+    job = next(j for j in plan(1, ("asd",), False, ()) if j.name == "asd-s0")
+    cmd = command(job, "tiny", "/data", str(tmp_path), threads=1)
+    assert f"distill.teachers.lidar={tmp_path}/teacher" in cmd
+    assert f"distill.teachers.fusion={tmp_path}/fusion_teacher" in cmd and "--resume" not in cmd
+    os.makedirs(tmp_path / "asd-s0" / "checkpoints")
+    (tmp_path / "asd-s0" / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    assert "--resume" in command(job, "tiny", "/data", str(tmp_path), threads=1)
+
+
+def _fake_run(root, name, mAP, nds, step):
+    run = root / name
+    (run / "eval" / "synth_val").mkdir(parents=True)
+    tp = {k: 0.5 for k in ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err")}
+    (run / "eval" / "synth_val" / "metrics.json").write_text(json.dumps(
+        {"mean_ap": mAP, "nd_score": nds, "tp_errors": tp,
+         "mean_dist_aps": {c: mAP for c in DETECTION_CLASSES}}))
+    (run / "timing.json").write_text(json.dumps(
+        {"step_seconds": step, "train_seconds": 60.0, "peak_rss_mb": 900.0}))
+    return str(run)
+
+
+def test_table_arithmetic(tmp_path):
+    jobs = {j.name: j for j in plan(2, ("bevdistill",), False, ())}
+    values = {"teacher": (0.60, 0.62, 1.0), "baseline-s0": (0.20, 0.30, 1.0),
+              "baseline-s1": (0.22, 0.32, 1.2), "bevdistill-s0": (0.32, 0.40, 1.5),
+              "bevdistill-s1": (0.34, 0.42, 1.8)}
+    results = {n: JobResult(jobs[n], _fake_run(tmp_path, n, *v), "done") for n, v in values.items()}
+    rows = {r["model"]: r for r in collect(results, "synth_val",
+                                           {"baseline": 0.100, "bevdistill": 0.101})}
+    kd = rows["bevdistill"]
+    assert kd["mAP"] == [0.32, 0.34]
+    assert kd["delta_mAP"] == pytest.approx(0.33 - 0.21)
+    assert kd["gap_closed"] == pytest.approx((0.33 - 0.21) / (0.60 - 0.21))
+    assert kd["step_time_ratio"] == pytest.approx(1.65 / 1.1)
+    assert kd["latency_ratio"] == pytest.approx(1.01)
+    md = markdown(list(rows.values()), "tiny", "abc", "bevkd bench", 2)
+    assert "| bevdistill | 33.0 ± 1.0 | 41.0 ± 1.0 |" in md
+    assert "31%" in md  # gap closed

@@ -1,0 +1,262 @@
+"""DualDistill (DESIGN §4.3): the math pinned with hand-made tensors and tiny real detectors."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+
+from bevkd.distill.base import DistillModel
+from bevkd.distill.dualdistill import (DualDistill, OrthogonalLinear, mfd_terms,
+                                       spatial_attention)
+from bevkd.distill.masks import box_weights
+from bevkd.models.grid import BevGrid
+from bevkd.models.lidar.centerpoint import CenterPointPillars
+from bevkd.structures.batch import Batch, LidarInputs, Meta, Targets
+from bevkd.structures.boxes import Boxes3D
+
+GRID = BevGrid(cell=6.4)  # 16 x 16 cells
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(before)
+
+
+def _tiny() -> CenterPointPillars:
+    return CenterPointPillars(grid=GRID, pillar_channels=8, trunk_channels=(8, 16),
+                              neck_channels=8, head_channels=8)
+
+
+def _batch(boxes: list[list[list[float]]], labels: list[list[int]], n_points: int = 600) -> Batch:
+    bsz = len(boxes)
+    g = torch.Generator().manual_seed(1)
+    pts = torch.cat([torch.rand(n_points, 2, generator=g) * 102.4 - 51.2,
+                     torch.rand(n_points, 1, generator=g) * 4 - 2,
+                     torch.rand(n_points, 1, generator=g) * 255,
+                     torch.zeros(n_points, 2)], 1)
+    bidx = torch.arange(n_points) % bsz
+    return Batch(cams=None, lidar=LidarInputs(pts, bidx),
+                 targets=Targets([Boxes3D(torch.tensor(b, dtype=torch.float32).reshape(-1, 9))
+                                  for b in boxes],
+                                 [torch.tensor(lb, dtype=torch.long) for lb in labels], None),
+                 meta=Meta([f"s{i}" for i in range(bsz)],
+                           torch.eye(4, dtype=torch.float64).repeat(bsz, 1, 1), [0] * bsz))
+
+
+def _cell_centre(ix: int, iy: int) -> tuple[float, float]:
+    return -51.2 + (ix + 0.5) * 6.4, -51.2 + (iy + 0.5) * 6.4
+
+
+# ---------------------------------------------------------------------------------------------
+# AOA's orthogonal map
+# ---------------------------------------------------------------------------------------------
+
+def _assert_orthogonal(w: torch.Tensor) -> None:
+    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    assert torch.allclose(gram, torch.eye(gram.shape[0]), atol=1e-5)
+
+
+@pytest.mark.parametrize("c_in,c_out", [(8, 8), (12, 8), (8, 12)])
+def test_orthogonal_linear_stays_orthogonal(c_in, c_out):
+    ol = OrthogonalLinear(c_in, c_out)
+    _assert_orthogonal(ol.weight.detach())
+    assert torch.equal(ol.gamma.detach(), torch.ones(c_out))
+    assert torch.equal(ol.beta.detach(), torch.zeros(c_out))
+    w0 = ol.weight.detach().clone()
+    opt = torch.optim.Adam(ol.parameters(), lr=0.1)
+    x, target = torch.randn(2, c_in, 3, 4), torch.randn(2, c_out, 3, 4)
+    for _ in range(2):
+        opt.zero_grad()
+        ((ol(x) - target) ** 2).mean().backward()
+        opt.step()
+    assert not torch.allclose(ol.weight.detach(), w0, atol=1e-3)  # it did learn
+    _assert_orthogonal(ol.weight.detach())                           # and stayed orthogonal
+
+
+def test_orthogonal_linear_identity_gamma_beta():
+    ol = OrthogonalLinear(6, 6)
+    ol.linear.weight = torch.eye(6)  # the parametrisation accepts an orthogonal matrix
+    x = torch.randn(2, 6, 3, 4)
+    assert torch.allclose(ol(x), x, atol=1e-6)
+    with torch.no_grad():
+        ol.gamma.fill_(2.0)
+        ol.beta.copy_(torch.arange(6.0))
+    assert torch.allclose(ol(x), 2 * x + torch.arange(6.0)[None, :, None, None], atol=1e-5)
+    # per cell: a channel permutation moves channels, not cells
+    perm = torch.eye(6)[[1, 0, 2, 3, 5, 4]]
+    ol.linear.weight = perm
+    with torch.no_grad():
+        ol.gamma.fill_(1.0)
+        ol.beta.zero_()
+    assert torch.allclose(ol(x), x[:, [1, 0, 2, 3, 5, 4]], atol=1e-6)
+
+
+def test_aoa_shapes_and_attention_pooling():
+    ch = {"bev_in": 8, "bev_s1": 8, "bev_s2": 16, "bev_neck": 16}
+    tch = {"lidar": {"bev_in": 8, "bev_s1": 16, "bev_s2": 32, "bev_neck": 8}}
+    full = DualDistill(GRID, ch, tch)
+    assert full.align["bev_s1"].queries.shape == (16 * 16, 8)  # original: full level size
+    assert full.align["bev_s2"].queries.shape == (8 * 8, 16)
+    pooled = DualDistill(GRID, ch, tch, attn_size=4)
+    assert pooled.align["bev_s1"].queries.shape == (16, 8)
+    x = torch.randn(2, 8, 16, 16)
+    assert pooled.align["bev_s1"](x, (16, 16)).shape == (2, 16, 16, 16)
+    assert pooled.align["bev_s2"](torch.randn(2, 16, 8, 8), (8, 8)).shape == (2, 32, 8, 8)
+    assert full.requires == ("bev_s1", "bev_s2", "bev_neck")
+    with pytest.raises(Exception, match="heads"):
+        DualDistill(GRID, {**ch, "bev_s1": 12}, tch)
+
+
+# ---------------------------------------------------------------------------------------------
+# MFD
+# ---------------------------------------------------------------------------------------------
+
+def test_region_weights_by_hand():
+    x, y = _cell_centre(8, 8)
+    big = [x, y, 0.0, 13.0, 6.4, 1.5, 0.0, 0.0, 0.0]  # 3 cell centres inside: ix 7..9, iy 8
+    sx, sy = _cell_centre(3, 2)
+    small = [sx, sy, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]  # only its own cell centre
+    fg, w = box_weights([Boxes3D(torch.tensor([big])), Boxes3D(torch.tensor([small, big]))],
+                        GRID, (16, 16))
+    expect_fg = torch.zeros(2, 1, 16, 16)
+    expect_fg[:, 0, 8, 7:10] = 1
+    expect_fg[1, 0, 2, 3] = 1
+    assert torch.equal(fg, expect_fg)
+    assert torch.allclose(w[0, 0, 8, 7:10], torch.full((3,), math.sqrt(6.4 * 6.4 / (13.0 * 6.4))))
+    assert math.isclose(float(w[1, 0, 2, 3]), math.sqrt(6.4 * 6.4 / 1.0), rel_tol=1e-5)
+    assert math.isclose(float(w[0, 0, 0, 0]), 1 / (256 - 3), rel_tol=1e-6)
+    assert math.isclose(float(w[1, 0, 15, 15]), 1 / (256 - 4), rel_tol=1e-6)
+
+
+def _attention_by_hand(f: torch.Tensor, temp: float) -> torch.Tensor:
+    b, _, h, w = f.shape
+    e = torch.exp(f.abs().mean(1) / temp).view(b, -1)
+    return (h * w * e / e.sum(1, keepdim=True)).view(b, 1, h, w)
+
+
+def test_mfd_zero_when_equal_and_grows_only_with_masked_difference():
+    t = torch.randn(2, 4, 16, 16)
+    fg = torch.zeros(2, 1, 16, 16)
+    fg[:, :, 5:7, 5:7] = 1
+    region = torch.where(fg > 0, torch.tensor(0.7), torch.tensor(1 / 252))
+    fp = torch.zeros(2, 1, 16, 16)
+    fp[:, :, 12, 3] = 1
+    fp[0, :, 12, 4] = 1
+    zero = mfd_terms(t.clone(), t, fg, region, fp)
+    assert all(float(v) == 0.0 for v in zero.values())
+
+    s = t.clone()
+    s[0, :, 5, 5] += 1.0  # foreground cell of sample 0
+    r = mfd_terms(s, t, fg, region, fp)
+    att = 0.5 * (_attention_by_hand(t, 0.5) + _attention_by_hand(s, 0.5))
+    assert torch.allclose(att, 0.5 * (spatial_attention(t) + spatial_attention(s)), atol=1e-5)
+    assert math.isclose(float(r["fg"]), 4 * 0.7 * float(att[0, 0, 5, 5]) / 2, rel_tol=1e-5)
+    assert float(r["bg"]) == 0.0 and float(r["fp"]) == 0.0
+
+    s2 = t.clone()
+    s2[0, :, 12, 3] += 2.0  # a background cell in sample 0's false-positive region (N_fp = 2)
+    r2 = mfd_terms(s2, t, fg, region, fp)
+    att2 = 0.5 * (_attention_by_hand(t, 0.5) + _attention_by_hand(s2, 0.5))
+    assert float(r2["fg"]) == 0.0
+    assert math.isclose(float(r2["bg"]), 16 / 252 * float(att2[0, 0, 12, 3]) / 2, rel_tol=1e-5)
+    assert math.isclose(float(r2["fp"]), 16 * float(att2[0, 0, 12, 3]) / 2 / 2, rel_tol=1e-5)
+    # larger difference, larger loss
+    s3 = t.clone()
+    s3[0, :, 5, 5] += 2.0
+    assert float(mfd_terms(s3, t, fg, region, fp)["fg"]) > float(r["fg"])
+
+
+# ---------------------------------------------------------------------------------------------
+# CRD
+# ---------------------------------------------------------------------------------------------
+
+def _distiller(student, teacher, **kw) -> DualDistill:
+    return DualDistill(GRID, student.feature_channels, {"lidar": teacher.feature_channels}, **kw)
+
+
+def test_crd_pseudo_boxes_keep_peaks_above_the_temperature_threshold():
+    teacher = _tiny()
+    d = _distiller(_tiny(), teacher)
+    d.attach(_tiny(), {"lidar": teacher})
+    thr = 0.1 * math.log(0.1 / 0.9)  # sigmoid(l / 0.1) >= 0.1  <=>  l >= 0.1 * logit(0.1)
+    preds = teacher.head(torch.zeros(1, 16, 16, 16))
+    preds = [{k: torch.zeros_like(v) for k, v in p.items()} for p in preds]
+    for p in preds:
+        p["heatmap"].fill_(-20.0)
+    cars = {(2, 2): thr + 0.01, (6, 2): thr - 0.01, (10, 2): 0.5, (14, 2): -1.0}
+    for (ix, iy), logit in cars.items():
+        preds[0]["heatmap"][0, 0, iy, ix] = logit
+    preds[5]["heatmap"][0, 0, 10, 10] = thr + 0.02  # pedestrian: kept
+    preds[5]["heatmap"][0, 1, 13, 13] = thr - 0.02  # traffic cone: dropped
+    boxes, labels = d.pseudo_labels(preds)
+    got = {(round(float(b[0]), 3), round(float(b[1]), 3), int(lb))
+           for b, lb in zip(boxes[0].tensor, labels[0])}
+    want = {(*map(lambda v: round(v, 3), _cell_centre(2, 2)), 0),
+            (*map(lambda v: round(v, 3), _cell_centre(10, 2)), 0),
+            (*map(lambda v: round(v, 3), _cell_centre(10, 10)), 8)}
+    assert got == want
+    # the implied raw-probability threshold: sigmoid(0.1 * logit(0.1)) ~ 0.445
+    assert math.isclose(torch.sigmoid(torch.tensor(thr)).item(), 0.4453, abs_tol=1e-3)
+    assert teacher.head.score_threshold == 0.1  # restored after the decode
+
+
+def test_crd_gradients_reach_student_not_teacher_head():
+    student, teacher = _tiny(), _tiny()
+    with torch.no_grad():
+        teacher.head.task_heads[0]["heatmap"][-1].bias.fill_(1.0)  # cars everywhere: pseudo boxes
+    d = _distiller(student, teacher)
+    model = DistillModel(student, {"lidar": teacher}, {"dualdistill": d})
+    model.train()
+    assert not teacher.head.training and not d.teacher_head.training
+    before = {k: v.clone() for k, v in teacher.head.state_dict().items()}
+    x, y = _cell_centre(8, 8)
+    batch = _batch([[[x, y, 0.0, 4.5, 2.0, 1.6, 0.3, 0.0, 0.0]], []], [[0], []])
+    out = model(batch)
+    losses = model.loss(out, batch)
+    crd = losses["distill/dualdistill/crd_heatmap"] + losses["distill/dualdistill/crd_bbox"]
+    assert torch.isfinite(crd) and losses["distill/dualdistill/crd_bbox"].item() > 0
+    crd.backward(retain_graph=True)
+    assert d.align["bev_neck"].conv.weight.grad.abs().sum() > 0         # the 1x1 adapter
+    assert student.trunk.stage1[0].conv1.weight.grad.abs().sum() > 0    # the student
+    assert all(p.grad is None and not p.requires_grad for p in teacher.head.parameters())
+    # every MFD / CRD term trains the distiller's adapters
+    model.zero_grad()
+    sum(v for k, v in losses.items() if k.startswith("distill/")).backward()
+    no_grad = [n for n, p in d.named_parameters() if p.grad is None]
+    assert not no_grad, no_grad
+    torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1).step()
+    after = teacher.head.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BN stats included
+    assert not teacher.head.training
+
+
+def test_init_student_head_from_teacher():
+    student, teacher = _tiny(), _tiny()
+    assert not torch.equal(student.head.shared_conv[0].weight, teacher.head.shared_conv[0].weight)
+    DistillModel(student, {"lidar": teacher},
+                 {"dualdistill": _distiller(student, teacher, init_student_head_from_teacher=True)})
+    s, t = student.head.state_dict(), teacher.head.state_dict()
+    assert all(torch.equal(s[k], t[k]) for k in t)
+
+
+def test_config_spells_out_the_defaults():
+    import inspect
+
+    from bevkd.builder import typed_kwargs
+    from bevkd.engine.config import load_experiment
+
+    cfg = load_experiment(os.path.join(os.path.dirname(__file__), "..", "..", "configs",
+                                       "distill", "dualdistill.yaml"))
+    (method,) = cfg.distill.methods
+    assert method.type == "dualdistill" and cfg.data.use_lidar
+    args = typed_kwargs(DualDistill, method.args, "args")
+    params = {k: p.default for k, p in inspect.signature(DualDistill.__init__).parameters.items()
+              if k not in ("self", "grid", "student_channels", "teacher_channels")}
+    assert args == params

@@ -1,0 +1,104 @@
+"""``bevkd metrics`` end to end: files, printout, devkit cross-check, plots."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+
+import pytest
+from nuscenes.eval.detection.config import config_factory
+from nuscenes.eval.detection.evaluate import DetectionEval
+
+from bevkd.cli import main
+from bevkd.errors import BevkdError
+from bevkd.eval.command import find_version
+from bevkd.eval.report import max_abs_difference
+
+from .conftest import VERSION, assert_same_metrics, perturbed_results, split_samples, write
+
+
+@pytest.fixture(scope="module")
+def run(root, nusc, tmp_path_factory):
+    """One CLI run with --check-devkit --plots, and the devkit's own main() on the same file."""
+    tmp = tmp_path_factory.mktemp("cmd")
+    path = write(tmp, perturbed_results(nusc, split_samples(nusc, "synth_val"), 0))
+    out = tmp / "out"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["metrics", "--data", root, "--split", "synth_val", "--results", path,
+                     "--out", str(out), "--check-devkit", "--plots"])
+    dk_out = tmp / "devkit_main"
+    dk_buf = io.StringIO()
+    with contextlib.redirect_stdout(dk_buf), contextlib.redirect_stderr(io.StringIO()):
+        DetectionEval(nusc, config_factory("detection_cvpr_2019"), path, "synth_val",
+                      str(dk_out), verbose=False).main(plot_examples=0, render_curves=False)
+    return code, buf.getvalue(), out, dk_out, dk_buf.getvalue()
+
+
+def _keys(d):
+    return {k: _keys(v) for k, v in d.items()} if isinstance(d, dict) else None
+
+
+def test_metrics_json_has_the_devkit_layout_and_values(run):
+    code, _, out, dk_out, _ = run
+    assert code == 0
+    with open(out / "metrics.json") as f:
+        ours = json.load(f)
+    with open(dk_out / "metrics_summary.json") as f:
+        theirs = json.load(f)
+    assert _keys(ours) == _keys(theirs)  # recursively, every key of every level
+    assert list(ours) == list(theirs)
+    assert_same_metrics(ours, theirs)
+    with open(out / "metrics_details.json") as f:
+        ours_d = json.load(f)
+    with open(dk_out / "metrics_details.json") as f:
+        theirs_d = json.load(f)
+    assert _keys(ours_d) == _keys(theirs_d)
+    assert_same_metrics(ours_d, theirs_d)
+
+
+def test_printout_matches_the_devkits(run):
+    _, text, _, _, dk_text = run
+    ours = text.splitlines()
+    theirs = dk_text.splitlines()
+    eval_line = next(i for i, line in enumerate(theirs) if line.startswith("Eval time"))
+    # same lines in the same format, eval time aside
+    assert ours[:eval_line] == theirs[:eval_line]
+    assert ours[eval_line + 1:len(theirs)] == theirs[eval_line + 1:]
+
+
+def test_devkit_comparison_and_plots(run):
+    _, text, out, _, _ = run
+    assert "bevkd vs nuscenes-devkit" in text
+    line = next(x for x in text.splitlines() if x.startswith("max abs difference"))
+    assert float(line.split(": ")[1].split()[0]) <= 1e-9
+    assert os.path.isfile(out / "devkit" / "metrics_summary.json")
+    plots = sorted(os.listdir(out / "plots"))
+    assert "ap_per_class.png" in plots and "tp_errors_per_class.png" in plots
+    assert sum(p.startswith("pr_") for p in plots) == 10
+    assert all(os.path.getsize(out / "plots" / p) > 5000 for p in plots)
+
+
+def test_devkit_crash_is_reported_not_fatal(root, nusc, tmp_path, capsys):
+    data = {"meta": {}, "results": {t: [] for t in split_samples(nusc, "synth_val")}}
+    path = write(tmp_path, data)
+    code = main(["metrics", "--data", root, "--version", VERSION, "--split", "synth_val",
+                 "--results", path, "--out", str(tmp_path / "o"), "--check-devkit"])
+    text = capsys.readouterr().out
+    assert code == 0 and "mAP: 0.0000" in text and "devkit failed: Exception" in text
+
+
+def test_max_abs_difference():
+    a = {"x": 1.0, "y": {"z": float("nan")}, "eval_time": 3.0}
+    assert max_abs_difference(a, {"x": 1.5, "y": {"z": float("nan")}, "eval_time": 1.0})[:2] == \
+        (0.5, "x")
+    assert max_abs_difference(a, {"x": 1.0, "y": {"z": 0.0}})[0] == float("inf")
+    assert max_abs_difference(a, {"x": 1.0})[0] == float("inf")
+
+
+def test_version_is_found_or_asked_for(root, tmp_path):
+    assert find_version(root, None) == VERSION
+    with pytest.raises(BevkdError, match="--version is needed"):
+        find_version(str(tmp_path), None)
