@@ -43,6 +43,7 @@ from bevkd.data.transforms import ImageAugConfig, sample_image_aug
 from bevkd.models.camera.lss import frustum, frustum_to_ego
 from bevkd.models.grid import BevGrid
 from bevkd.models.ops.bev_pool import bev_pool, bev_pool_plan, naive_bev_pool
+from bevkd.provenance import git_commit
 
 HERE = Path(__file__).resolve().parent
 SIZES = {
@@ -144,17 +145,6 @@ def _check(size_name: str) -> float:
     return float((a - b).abs().max())
 
 
-def _git_commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=HERE, capture_output=True,
-                               text=True, check=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def _markdown(report: dict) -> str:
     lines = [
         "# BEV pooling: sparse `bev_pool` vs naive outer product",
@@ -234,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     report = dict(
         command=" ".join(["python", os.path.relpath(__file__, HERE.parent),
                           *(sys.argv[1:] if argv is None else argv)]),
-        commit=_git_commit(), torch=torch.__version__, cpus=os.cpu_count(),
+        commit=git_commit(), torch=torch.__version__, cpus=os.cpu_count(),
         load_avg_1min=dict(before=load_before[0], after=os.getloadavg()[0]), results=results,
         max_abs_diff={s: _check(s) for s in args.sizes})
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")

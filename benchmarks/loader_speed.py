@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import tempfile
 import time
 
@@ -25,6 +24,7 @@ from bevkd.data.nuscenes import DataConfig, NuScenesDataset
 from bevkd.data.synth.generator import SynthConfig
 from bevkd.data.synth.writer import generate_dataset
 from bevkd.data.transforms import ImageAugConfig
+from bevkd.provenance import git_commit
 from bevkd.structures.batch import collate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -37,14 +37,6 @@ CONFIGS = {
     "full (256x704)": DataConfig(image=ImageAugConfig(final_size=(256, 704),
                                                       resize_lim=(0.88, 1.1))),
 }
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _throughput(ds: NuScenesDataset, workers: int, samples: int, batch: int = 2) -> float:
@@ -80,7 +72,7 @@ def main() -> None:
                 rate = _throughput(ds, workers, min(args.samples, len(ds)))
                 rows.append({"config": name, "workers": workers, "samples_per_s": rate})
                 print(rows[-1])
-    result = {"commit": _commit(), "command": "python benchmarks/loader_speed.py",
+    result = {"commit": git_commit(), "command": "python benchmarks/loader_speed.py",
               "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "source_resolution": [800, 450], "lidar_sweeps": 10, "rows": rows}
     lines = ["# Data loader throughput", "",

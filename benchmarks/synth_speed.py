@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import tempfile
 import time
 
@@ -22,16 +21,9 @@ import numpy as np
 
 from bevkd.data.synth.generator import SceneGenerator, SynthConfig
 from bevkd.data.synth.writer import generate_dataset
+from bevkd.provenance import git_commit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:
@@ -67,7 +59,7 @@ def main() -> None:
         lidar_t.append(time.perf_counter() - t0)
     per_sample = total / n
     result = {
-        "commit": _commit(),
+        "commit": git_commit(),
         "command": f"python benchmarks/synth_speed.py --width {args.width} --height "
                    f"{args.height} --samples {args.samples} --scenes {args.scenes}",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",

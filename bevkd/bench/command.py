@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..config import read_yaml
 from ..engine.config import resolve_preset
-from ..engine.run import git_commit
+from ..provenance import git_commit
 from ..errors import BevkdError
 from .plan import ABLATIONS, METHODS, plan
 from .report import collect, markdown

@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -29,24 +28,13 @@ from ..builder import build_model
 from ..config import from_dict, to_dict
 from ..data.nuscenes import NuScenesDataset
 from ..errors import BevkdError
+from ..provenance import git_commit
 from ..structures.batch import collate
 from .config import ExperimentConfig
 from .ema import EMA
 from .module import DetectionModule
 
 CKPT_DIR = "checkpoints"
-
-
-def git_commit() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True).stdout.strip()
-        return out + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def load_run_config(run: str) -> ExperimentConfig:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import BevkdError
 from .config import ATTRIBUTE_NAMES, BIKE_RACK_CATEGORY, CATEGORY_TO_CLASS, EVAL_CLASSES
-from .jsonscan import ARR, NUM, STR, STRLIST, Field, match_rows
+from .jsonscan import ARR, NUM, STR, STRLIST, Field, join, match_rows
 from .tables import AnyRecords, is_predefined_split, lidar_poses, pose_matrices, records, \
     split_scene_names, table
 
@@ -154,19 +154,26 @@ def _annotations(root: str, version: str, sample_pos: dict[str, int],
                  timestamp: dict[str, int]) -> dict[str, np.ndarray]:
     """Detection-class boxes and bike racks of the split's samples (see GroundTruth)."""
     categories = {r["token"]: r["name"] for r in table(root, version, "category")}
-    instance_cat = {r["token"]: categories.get(r["category_token"])
-                    for r in table(root, version, "instance")}
-    attr_name = {r["token"]: r["name"] for r in table(root, version, "attribute")}
+    instances = table(root, version, "instance")
     class_index = {c: EVAL_CLASSES.index(n) for c, n in CATEGORY_TO_CLASS.items()}
+    # per instance: class index, -2 for a bike rack, -1 for other categories
+    inst_label = np.array([class_index.get(categories.get(r["category_token"]),
+                                           -2 if categories.get(r["category_token"])
+                                           == BIKE_RACK_CATEGORY else -1)
+                           for r in instances], np.int64)
+    attrs = table(root, version, "attribute")
     recs = records(root, version, "sample_annotation", _ANNOTATION)
     rows, sample = match_rows(recs, "sample_token", list(sample_pos))
-    tokens = recs.strings("token", rows)
-    label = np.empty(len(rows), np.int64)
-    for k, inst in enumerate(recs.strings("instance_token", rows)):
-        cat = instance_cat.get(inst, KeyError)
-        if cat is KeyError:
-            raise BevkdError(f"sample_annotation {tokens[k]} refers to unknown instance {inst}")
-        label[k] = class_index.get(cat, -2 if cat == BIKE_RACK_CATEGORY else -1)
+
+    def token(k: int) -> str:  # for messages
+        return recs.strings("token", rows[k:k + 1])[0]
+
+    inst = join(recs, "instance_token", rows, [r["token"] for r in instances])
+    if (inst < 0).any():
+        k = int(np.argmax(inst < 0))
+        raise BevkdError(f"sample_annotation {token(k)} refers to unknown instance "
+                         f"{recs.strings('instance_token', rows[k:k + 1])[0]}")
+    label = inst_label[inst]
     translation = recs.numbers("translation")[rows]
     size = recs.numbers("size")[rows]
     rotation = recs.numbers("rotation")[rows]
@@ -177,19 +184,22 @@ def _annotations(root: str, version: str, sample_pos: dict[str, int],
     n_attr = recs.ints("attribute_tokens")[rows[det]]
     if (n_attr > 1).any():
         k = int(det[np.argmax(n_attr > 1)])
-        raise BevkdError(f"sample_annotation {tokens[k]} has {n_attr.max()} attributes; "
+        raise BevkdError(f"sample_annotation {token(k)} has {n_attr.max()} attributes; "
                          "the detection benchmark allows at most one")
     attribute = np.full(len(det), -1, np.int64)
     with_attr = np.flatnonzero(n_attr == 1)
-    for k, tok in zip(with_attr.tolist(), recs.strings("attribute_tokens", rows[det[with_attr]])):
-        name = attr_name.get(tok, tok)
-        if name not in ATTRIBUTE_NAMES:
-            raise BevkdError(f"sample_annotation {tokens[det[k]]} has attribute {name!r}, not a "
-                             "nuScenes detection attribute")
-        attribute[k] = ATTRIBUTE_NAMES.index(name)
+    attr_ids = join(recs, "attribute_tokens", rows[det[with_attr]], [r["token"] for r in attrs])
+    attr_index = np.array([ATTRIBUTE_NAMES.index(r["name"]) if r["name"] in ATTRIBUTE_NAMES
+                           else -1 for r in attrs] + [-1], np.int64)
+    attribute[with_attr] = attr_index[attr_ids]  # -1 (unknown token) reads the extra -1
+    if (attribute[with_attr] < 0).any():
+        k = int(with_attr[np.argmax(attribute[with_attr] < 0)])
+        tok = recs.strings("attribute_tokens", rows[det[k:k + 1]])[0]
+        name = next((r["name"] for r in attrs if r["token"] == tok), tok)
+        raise BevkdError(f"sample_annotation {token(int(det[k]))} has attribute {name!r}, not a "
+                         "nuScenes detection attribute")
     sample_stamp = np.array([timestamp[t] for t in sample_pos], np.float64)
-    stamps = sample_stamp[sample]
-    velocity = _box_velocity(recs, rows, det, tokens, translation, stamps, timestamp)
+    velocity = _box_velocity(recs, rows, det, translation, sample_stamp[sample], timestamp)
 
     # group by sample (split order), keeping table order inside a sample: sample['anns']
     order = det[np.argsort(sample[det], kind="stable")]
@@ -204,7 +214,7 @@ def _annotations(root: str, version: str, sample_pos: dict[str, int],
                 rack_size=size[racks], rack_rotation=rotation[racks])
 
 
-def _box_velocity(recs: AnyRecords, rows: np.ndarray, det: np.ndarray, tokens: list[str],
+def _box_velocity(recs: AnyRecords, rows: np.ndarray, det: np.ndarray,
                   translation: np.ndarray, stamps: np.ndarray,
                   timestamp: dict[str, int]) -> np.ndarray:
     """``NuScenes.box_velocity(token)[:2]`` of the annotations ``rows[det]``, ``(len(det), 2)``.
@@ -213,28 +223,29 @@ def _box_velocity(recs: AnyRecords, rows: np.ndarray, det: np.ndarray, tokens: l
     one-sided difference; NaN without neighbours or when they are more than 1.5 s apart (3 s
     for the centred difference). Same float operations as the devkit, so the same bits.
     """
-    by_token = {t: i for i, t in enumerate(tokens)}
-    prev = recs.strings("prev", rows[det])
-    nxt = recs.strings("next", rows[det])
     pos, t = translation, 1e-6 * stamps
-    outside = {x for x in prev + nxt if x and x not in by_token}
-    if outside:
-        # a neighbour outside the split (not in nuScenes, where instances stay in one scene)
-        all_tokens = recs.strings("token")
-        where = {x: i for i, x in enumerate(all_tokens) if x in outside}
-        if len(where) < len(outside):
-            missing = next(x for x in outside if x not in where)
-            raise BevkdError(f"sample_annotation {missing} (prev/next of an annotation) is missing")
-        extra = np.array(list(where.values()), np.int64)
-        for x in where:
-            by_token[x] = len(tokens) + list(where).index(x)
-        pos = np.concatenate([pos, recs.numbers("translation")[extra]])
-        t = np.concatenate([t, 1e-6 * np.array(
-            [timestamp[s] for s in recs.strings("sample_token", extra)], np.float64)])
-    has_prev = np.array([p != "" for p in prev], bool)
-    has_next = np.array([x != "" for x in nxt], bool)
-    first = np.array([by_token[p] if p else i for p, i in zip(prev, det.tolist())], np.int64)
-    last = np.array([by_token[x] if x else i for x, i in zip(nxt, det.tolist())], np.int64)
+    has_prev = recs.ints("prev")[rows[det]] > 0  # STR length: '' has none
+    has_next = recs.ints("next")[rows[det]] > 0
+    # neighbours within the split's annotations (in nuScenes an instance stays in its scene)
+    prev = join(recs, "prev", rows[det], (recs, "token", rows))
+    nxt = join(recs, "next", rows[det], (recs, "token", rows))
+    lost = (has_prev & (prev < 0)) | (has_next & (nxt < 0))
+    if lost.any():
+        # neighbours outside the split: look them up in the whole table
+        everything = np.arange(len(recs))
+        for name, idx, has in (("prev", prev, has_prev), ("next", nxt, has_next)):
+            miss = np.flatnonzero(has & (idx < 0))
+            found = join(recs, name, rows[det[miss]], (recs, "token", everything))
+            if (found < 0).any():
+                tok = recs.strings(name, rows[det[miss[found < 0][:1]]])[0]
+                raise BevkdError(f"sample_annotation {tok} (prev/next of an annotation) is "
+                                 "missing")
+            idx[miss] = len(pos) + np.arange(len(miss))
+            pos = np.concatenate([pos, recs.numbers("translation")[found]])
+            t = np.concatenate([t, 1e-6 * np.array(
+                [timestamp[x] for x in recs.strings("sample_token", found)], np.float64)])
+    first = np.where(has_prev, prev, det)
+    last = np.where(has_next, nxt, det)
     with np.errstate(divide="ignore", invalid="ignore"):
         time_diff = t[last] - t[first]
         vel = (pos[last] - pos[first]) / time_diff[:, None]

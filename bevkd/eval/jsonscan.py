@@ -507,13 +507,6 @@ class Records:
         j = self.spec.islot[k] + (1 if self.spec.fields[k].kind == STRLIST else 0)
         return self.iout[:, j:j + 3] if rows is None else self.iout[rows, j:j + 3]
 
-    def hashes(self, name: str, rows: Optional[np.ndarray] = None) -> np.ndarray:
-        """FNV-1a of the raw bytes of a STR field, ``(R,)`` uint64 (see :func:`match_rows`)."""
-        spans = np.ascontiguousarray(self._spans(name, rows)[:, :2])
-        out = np.empty(len(spans), np.uint64)
-        _hash_spans(np.frombuffer(self.raw, np.uint8), spans, out)
-        return out
-
     def escaped(self, name: str, rows: Optional[np.ndarray] = None) -> np.ndarray:
         """Whether the string has escapes (its raw bytes are not its text)."""
         return self._spans(name, rows)[:, 2] == 1
@@ -537,11 +530,22 @@ class Records:
 
 @numba.njit(cache=True, nogil=True)
 def count_byte(buf: np.ndarray, value: int) -> int:
-    n = 0
-    for i in range(buf.shape[0]):
+    """How many bytes of ``buf`` equal ``value``, eight at a time (exact SWAR zero-byte test)."""
+    buf = _borrow(buf)
+    n = buf.shape[0]
+    words = n // 8
+    w = buf[:words * 8].view(np.uint64)
+    pattern = np.uint64(value) * np.uint64(0x0101010101010101)
+    low7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+    total = 0
+    for k in range(words):
+        y = w[k] ^ pattern  # bytes equal to value become 0
+        t = ~(((y & low7) + low7) | y | low7)  # high bit set exactly in the zero bytes
+        total += (((t >> np.uint64(7)) * np.uint64(0x0101010101010101)) >> np.uint64(56))
+    for i in range(words * 8, n):
         if buf[i] == value:
-            n += 1
-    return n
+            total += 1
+    return int(total)
 
 
 def _alloc(spec: _Spec, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -766,23 +770,88 @@ def scan_results(raw: bytes, fields: Sequence[Field]) -> Optional[ScannedResults
 
 
 @numba.njit(cache=True, nogil=True)
-def _hash_spans(buf, spans, out):
-    """64-bit FNV-1a of each ``buf[start:end]`` span (``spans (R, 2)``)."""
-    for r in range(spans.shape[0]):
+def _join(buf_a, spans_a, buf_b, spans_b, out):
+    """For each span of ``a``, the last span of ``b`` with the same bytes, or -1.
+
+    An open-addressing hash table over ``b`` (FNV-1a), checked on the bytes themselves.
+    """
+    buf_a, spans_a, buf_b, spans_b, out = (_borrow(buf_a), _borrow(spans_a), _borrow(buf_b),
+                                           _borrow(spans_b), _borrow(out))
+    nb = spans_b.shape[0]
+    size = 16
+    while size < 2 * nb:
+        size *= 2
+    mask = np.uint64(size - 1)
+    table = np.full(size, -1, np.int64)
+    hb = np.empty(nb, np.uint64)
+    for r in range(nb):
         h = np.uint64(0xCBF29CE484222325)
-        for i in range(spans[r, 0], spans[r, 1]):
-            h = (h ^ np.uint64(buf[i])) * np.uint64(0x100000001B3)
-        out[r] = h
+        for i in range(spans_b[r, 0], spans_b[r, 1]):
+            h = (h ^ np.uint64(buf_b[i])) * np.uint64(0x100000001B3)
+        hb[r] = h
+        slot = h & mask
+        while True:
+            j = table[slot]
+            if j < 0:
+                table[slot] = r
+                break
+            if hb[j] == h and _bytes_equal(buf_b, spans_b[j, 0], spans_b[j, 1], buf_b,
+                                           spans_b[r, 0], spans_b[r, 1]):
+                table[slot] = r  # a repeated string: the last one wins
+                break
+            slot = (slot + np.uint64(1)) & mask
+    for r in range(spans_a.shape[0]):
+        h = np.uint64(0xCBF29CE484222325)
+        for i in range(spans_a[r, 0], spans_a[r, 1]):
+            h = (h ^ np.uint64(buf_a[i])) * np.uint64(0x100000001B3)
+        slot = h & mask
+        out[r] = -1
+        while True:
+            j = table[slot]
+            if j < 0:
+                break
+            if hb[j] == h and _bytes_equal(buf_a, spans_a[r, 0], spans_a[r, 1], buf_b,
+                                           spans_b[j, 0], spans_b[j, 1]):
+                out[r] = j
+                break
+            slot = (slot + np.uint64(1)) & mask
 
 
-def hash_strings(strings: Sequence[str]) -> np.ndarray:
-    """The hashes :meth:`Records.hashes` gives for these strings, ``(N,)`` uint64."""
+def _encode(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     enc = [x.encode() for x in strings]
-    ends = np.cumsum([len(e) for e in enc], dtype=np.int64)
-    spans = np.stack([ends - np.array([len(e) for e in enc], np.int64), ends], 1) \
-        if enc else np.zeros((0, 2), np.int64)
-    out = np.empty(len(enc), np.uint64)
-    _hash_spans(np.frombuffer(b"".join(enc) or b" ", np.uint8), spans, out)
+    lens = np.array([len(e) for e in enc], np.int64)
+    ends = np.cumsum(lens)
+    spans = np.stack([ends - lens, ends], 1) if len(enc) else np.zeros((0, 2), np.int64)
+    return np.frombuffer(b"".join(enc) or b" ", np.uint8), spans
+
+
+def join(recs: "Records | RowRecords", name: str, rows: Optional[np.ndarray],
+         target: "Sequence[str] | tuple[Records | RowRecords, str, np.ndarray]") -> np.ndarray:
+    """Index into ``target`` of each row's string field ``name`` (the last equal one), or -1.
+
+    ``target``: a list of strings, or ``(records, field, rows)`` of a table. No string is
+    decoded on the fast path (numba hash join on the raw bytes).
+    """
+    rows = np.arange(len(recs)) if rows is None else np.asarray(rows, np.int64)
+    fast = isinstance(recs, Records) and not recs.escaped(name, rows).any()
+    if isinstance(target, tuple):
+        t_recs, t_name, t_rows = target
+        fast = fast and isinstance(t_recs, Records) and t_recs.raw is recs.raw \
+            and not t_recs.escaped(t_name, t_rows).any()
+    if not fast:
+        wanted = list(target) if not isinstance(target, tuple) else target[0].strings(
+            target[1], np.asarray(target[2], np.int64))
+        pos = {w: i for i, w in enumerate(wanted)}  # later duplicates win
+        return np.array([pos.get(x, -1) for x in recs.strings(name, rows)], np.int64)
+    buf = np.frombuffer(recs.raw, np.uint8)
+    spans_a = np.ascontiguousarray(recs._spans(name, rows)[:, :2])
+    if isinstance(target, tuple):
+        buf_b = buf
+        spans_b = np.ascontiguousarray(target[0]._spans(target[1], target[2])[:, :2])
+    else:
+        buf_b, spans_b = _encode(target)
+    out = np.empty(len(rows), np.int64)
+    _join(buf, spans_a, buf_b, spans_b, out)
     return out
 
 
@@ -794,23 +863,9 @@ def match_rows(recs: "Records | RowRecords", name: str, wanted: Sequence[str],
     ``rows`` restricts the search. Returns ``(rows (M,), index into wanted (M,))``.
     """
     rows = np.arange(len(recs)) if rows is None else np.asarray(rows, np.int64)
-    pos = {w: i for i, w in enumerate(wanted)}
-    if isinstance(recs, RowRecords) or len(pos) != len(wanted):
-        col = recs.strings(name, rows)
-        hit = [(r, pos[x]) for r, x in zip(rows.tolist(), col) if x in pos]
-        return (np.array([h[0] for h in hit], np.int64), np.array([h[1] for h in hit], np.int64))
-    h = recs.hashes(name, rows)
-    hw = hash_strings(list(wanted))
-    order = np.argsort(hw, kind="stable")
-    sorted_h = hw[order]
-    at = np.minimum(np.searchsorted(sorted_h, h), max(len(hw) - 1, 0))
-    hit = np.flatnonzero(sorted_h[at] == h) if len(hw) else np.zeros(0, np.int64)
-    esc = np.flatnonzero(recs.escaped(name, rows))  # hashed raw, not decoded: check apart
-    cand = np.union1d(hit, esc)
-    strings = recs.strings(name, rows[cand])
-    keep = [(k, pos[x]) for k, x in zip(cand.tolist(), strings) if x in pos]
-    return (rows[np.array([k for k, _ in keep], np.int64)],
-            np.array([w for _, w in keep], np.int64))
+    idx = join(recs, name, rows, list(wanted))
+    hit = idx >= 0
+    return rows[hit], idx[hit]
 
 
 class RowRecords:
