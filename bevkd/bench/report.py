@@ -88,8 +88,8 @@ def _fmt(values: list[float]) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
-             seeds: int, extra: str = "") -> str:
-    lines = [f"# bevkd bench --preset {preset}", "",
+             seeds: int, extra: str = "", title: str | None = None) -> str:
+    lines = [f"# {title or f'bevkd bench --preset {preset}'}", "",
              f"`{command}` at commit `{commit}`; {seeds} seed(s) per student row (mean ± half "
              "the seed range). mAP / NDS in percent on `synth_val`; TP errors are means.", ""]
     head = ("| model | mAP | NDS | mATE | mASE | mAOE | mAVE | mAAE | ΔmAP | ΔNDS | gap closed "

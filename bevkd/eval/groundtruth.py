@@ -224,8 +224,8 @@ def _box_velocity(recs: AnyRecords, rows: np.ndarray, det: np.ndarray,
     for the centred difference). Same float operations as the devkit, so the same bits.
     """
     pos, t = translation, 1e-6 * stamps
-    has_prev = recs.ints("prev")[rows[det]] > 0  # STR length: '' has none
-    has_next = recs.ints("next")[rows[det]] > 0
+    has_prev = recs.nonempty("prev", rows[det])
+    has_next = recs.nonempty("next", rows[det])
     # neighbours within the split's annotations (in nuScenes an instance stays in its scene)
     prev = join(recs, "prev", rows[det], (recs, "token", rows))
     nxt = join(recs, "next", rows[det], (recs, "token", rows))

@@ -98,7 +98,7 @@ def _borrow(typingctx, arr):  # noqa: ARG001 - numba's intrinsic signature
     return arr(arr), codegen
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _ws(buf, i, n):
     while i < n:
         c = buf[i]
@@ -119,7 +119,7 @@ _SPECIAL[:32] = 1
 _SPECIAL[34] = _SPECIAL[92] = 1
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _string(buf, i, n):
     """``buf[i]`` is a quote: returns (index after the closing quote, has escapes) or -1."""
     i += 1
@@ -139,7 +139,7 @@ def _string(buf, i, n):
     return -1, esc
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _literal(buf, i, n, word):
     if i + word.shape[0] > n:
         return -1
@@ -154,7 +154,7 @@ _FALSE = np.frombuffer(b"false", np.uint8).copy()
 _NULL = np.frombuffer(b"null", np.uint8).copy()
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _skip_number(buf, i, n):
     """End of a number token (or NaN / Infinity) whose value nobody needs; -1 if none."""
     j = i
@@ -163,7 +163,7 @@ def _skip_number(buf, i, n):
     return j if j > i else -1
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _skip_scalar(buf, i, n):
     """Skip the string, number or literal at ``buf[i]``; -1 if malformed."""
     c = buf[i]
@@ -257,7 +257,7 @@ def _skip(buf, i, n):
             break
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _bytes_equal(buf, s, e, ref, rs, re):
     if e - s != re - rs:
         return False
@@ -507,6 +507,11 @@ class Records:
         j = self.spec.islot[k] + (1 if self.spec.fields[k].kind == STRLIST else 0)
         return self.iout[:, j:j + 3] if rows is None else self.iout[rows, j:j + 3]
 
+    def nonempty(self, name: str, rows: Optional[np.ndarray] = None) -> np.ndarray:
+        """Whether a STR field is not ''."""
+        spans = self._spans(name, rows)
+        return spans[:, 1] > spans[:, 0]
+
     def escaped(self, name: str, rows: Optional[np.ndarray] = None) -> np.ndarray:
         """Whether the string has escapes (its raw bytes are not its text)."""
         return self._spans(name, rows)[:, 2] == 1
@@ -618,7 +623,7 @@ def _scan_results(buf, n, meta_key, results_key, keys, key_off, kinds, widths, f
     info[1] = -1
     info[2] = -1
     have_results = False
-    row = 0
+    row = np.int64(0)  # not the literal 0: _scan_array is then compiled once, not twice
     n_slow = 0
     n_ent = 0
     i = _ws(buf, 0, n)
@@ -656,31 +661,17 @@ def _scan_results(buf, n, meta_key, results_key, keys, key_off, kinds, widths, f
                 i = _ws(buf, i + 1, n)
                 if i >= n or buf[i] != 91:
                     return
-                i = _ws(buf, i + 1, n)
-                if i < n and buf[i] == 93:
-                    i += 1
-                else:
-                    while True:
-                        if i >= n or buf[i] != 123 or row >= fout.shape[0]:
-                            return
-                        i, n_slow = _record(buf, i, n, keys, key_off, kinds, widths, fslot,
-                                            islot, enum_bytes, enum_off, enum_groups,
-                                            enum_group, fout, iout, row,
-                                            present, slow, n_slow, ks, ke)
-                        if i == -2:
-                            info[0] = 3
-                            return
-                        if i < 0:
-                            return
-                        row += 1
-                        i = _ws(buf, i, n)
-                        if i < n and buf[i] == 44:
-                            i = _ws(buf, i + 1, n)
-                        elif i < n and buf[i] == 93:
-                            i += 1
-                            break
-                        else:
-                            return
+                # the records of one sample; arrays are borrowed, so the call costs nothing
+                status, i, row, got = _scan_array(
+                    buf, i, n, keys, key_off, kinds, widths, fslot, islot, enum_bytes,
+                    enum_off, enum_groups, enum_group, fout, iout, present,
+                    slow[n_slow:], row, ks, ke)
+                n_slow += got
+                if status == 3:
+                    info[0] = 3
+                    return
+                if status != 0:
+                    return
                 if n_ent >= entries.shape[0]:
                     info[0] = 2
                     return
@@ -908,6 +899,9 @@ class RowRecords:
         if self.fields[name].kind in (ARR, STRLIST):
             return np.array([len(v) for v in col], np.int64)
         return np.array([int(bool(v)) for v in col], np.int64)
+
+    def nonempty(self, name: str, rows: Optional[np.ndarray] = None) -> np.ndarray:
+        return np.array([x != "" for x in self._column(name, rows)], bool)
 
     def strings(self, name: str, rows: Optional[np.ndarray] = None) -> list[str]:
         col = self._column(name, rows)

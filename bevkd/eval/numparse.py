@@ -41,7 +41,7 @@ def _power_table() -> tuple[np.ndarray, np.ndarray]:
 POW_HI, POW_LO = _power_table()
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _mul128(a: np.uint64, b: np.uint64) -> tuple[np.uint64, np.uint64]:
     """Full 64 x 64 -> 128-bit product as (high, low)."""
     a_lo = a & _MASK32
@@ -58,7 +58,7 @@ def _mul128(a: np.uint64, b: np.uint64) -> tuple[np.uint64, np.uint64]:
     return hi, lo
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def _clz(x: np.uint64) -> int:
     """Leading zero bits of a non-zero uint64."""
     n = 0
@@ -129,7 +129,7 @@ def decimal_to_float(man: np.uint64, exp10: int, neg: bool) -> tuple[bool, float
     return True, sign * math.ldexp(float(ret_man), ret_exp2 - 1075)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def parse_number(buf: np.ndarray, i: int, n: int) -> tuple[int, float, int]:
     """Parse a JSON number (or Python's NaN / Infinity / -Infinity) at ``buf[i]``.
 
@@ -174,7 +174,7 @@ def parse_number(buf: np.ndarray, i: int, n: int) -> tuple[int, float, int]:
     return j, value, 0 if ok else 1
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True)
 def start_fail(i: int) -> tuple[int, float, int]:
     return i, 0.0, -1
 

@@ -1,0 +1,113 @@
+"""Training-step time of each distillation method relative to the baseline student.
+
+    .venv/bin/python benchmarks/distill_step_time.py --data DIR --lidar RUN --fusion RUN \
+        --label RUN [--preset tiny] [--rounds 6]
+
+Every model trains on the same fixed batch in one process, one thread, round-robin (one step
+of each model per round), so machine noise hits all alike; the table gives the median step
+time and its ratio to the baseline's. Teacher weights do not matter for timing. Writes
+benchmarks/distill_step_time.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import torch
+
+from bevkd.builder import build_model
+from bevkd.data.nuscenes import NuScenesDataset
+from bevkd.engine.config import load_experiment
+from bevkd.provenance import git_commit
+from bevkd.structures.batch import collate
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CONFIGS = os.path.join(os.path.dirname(HERE), "configs")
+ROWS = ("baseline", "bevdistill", "labeldistill", "dualdistill", "asd", "composite")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--lidar", required=True, help="LiDAR teacher run")
+    ap.add_argument("--fusion", required=True, help="fusion teacher run")
+    ap.add_argument("--label", required=True, help="label encoder run")
+    ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--rounds", type=int, default=6)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    teachers = [f"distill.teachers.lidar={args.lidar}", f"distill.teachers.fusion={args.fusion}",
+                f"distill.teachers.label={args.label}"]
+    models, opts, batch = {}, {}, None
+    for row in ROWS:
+        config = os.path.join(CONFIGS, "student" if row == "baseline" else "distill",
+                              "bevdepth.yaml" if row == "baseline" else f"{row}.yaml")
+        cfg = load_experiment(config, args.preset, ["data.use_lidar=true"]
+                              + ([] if row == "baseline" else teachers))
+        if row != "baseline":  # only the roles the methods use
+            roles = {r for m in cfg.distill.methods for r in _roles(m.type)}
+            cfg = _keep_roles(cfg, roles)
+        models[row] = build_model(cfg).train()
+        opts[row] = torch.optim.AdamW([p for p in models[row].parameters() if p.requires_grad],
+                                      lr=1e-4)
+        if batch is None:
+            ds = NuScenesDataset(args.data, cfg.train.version, cfg.train.train_split, cfg.data,
+                                 train=True)
+            batch = collate([ds[i] for i in range(cfg.train.batch_size)])
+    times: dict[str, list[float]] = {r: [] for r in ROWS}
+
+    def step(row: str) -> float:
+        t0 = time.perf_counter()
+        model = models[row]
+        loss = sum(model.loss(model(batch), batch).values())
+        opts[row].zero_grad()
+        loss.backward()
+        opts[row].step()
+        return time.perf_counter() - t0
+
+    for row in ROWS:  # warm-up
+        step(row)
+    for _ in range(args.rounds):
+        for row in ROWS:
+            times[row].append(step(row))
+    med = {r: float(np.median(t)) for r, t in times.items()}
+    result = {"commit": git_commit(),
+              "command": f"python benchmarks/distill_step_time.py --preset {args.preset} "
+                         f"--rounds {args.rounds}",
+              "batch_size": batch.size, "threads": 1,
+              "rows": [{"model": r, "step_seconds": med[r],
+                        "step_time_ratio": med[r] / med["baseline"]} for r in ROWS]}
+    lines = ["# Distillation training-step time vs the baseline", "",
+             f"`{result['command']}` at commit `{result['commit']}`: {args.preset} preset, batch "
+             f"{batch.size}, one thread, median of {args.rounds} interleaved steps (teacher "
+             "forward passes included).", "",
+             "| model | step s | ratio vs baseline |", "|---|---|---|"]
+    lines += [f"| {r['model']} | {r['step_seconds']:.2f} | {r['step_time_ratio']:.2f} |"
+              for r in result["rows"]]
+    with open(os.path.join(HERE, "distill_step_time.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    with open(os.path.join(HERE, "distill_step_time.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _roles(method: str) -> tuple[str, ...]:
+    from bevkd.distill.methods import DISTILLERS
+
+    return DISTILLERS[method].roles
+
+
+def _keep_roles(cfg, roles):
+    from dataclasses import replace
+
+    teachers = {r: p for r, p in cfg.distill.teachers.items() if r in roles}
+    return replace(cfg, distill=replace(cfg.distill, teachers=teachers))
+
+
+if __name__ == "__main__":
+    main()
