@@ -22,7 +22,7 @@ from ..structures.boxes import Boxes3D
 from ..structures.classes import CAMERA_CHANNELS, CLASS_INDEX
 from ..structures.geometry import invert_transform, transform_from_record
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: labels in the devkit class order
 
 
 @dataclass

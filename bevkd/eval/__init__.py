@@ -1,7 +1,13 @@
-"""nuScenes detection evaluation: fast devkit-exact metrics, results export and validation.
+"""nuScenes detection evaluation: devkit-exact metrics, fast; results export and validation.
 
-Modules: ``metrics`` (the benchmark), ``tables`` (ground truth from the JSON tables),
-``results`` (results files -> arrays, validation), ``export`` (Detections -> results JSON),
-``evaluator`` (training-time hook), ``report`` (tables and plots), ``command``
-(``bevkd metrics``). Nothing is imported here so that ``bevkd metrics`` stays free of torch.
+- ``metrics``: the ``detection_cvpr_2019`` benchmark (filters, accumulation, AP, TP, NDS);
+  ``matching``: the greedy matching kernel; ``config``: the benchmark settings.
+- ``groundtruth``: a split's ground truth from the JSON tables; ``tables``: table reading,
+  splits, ego poses.
+- ``results``: results files -> arrays, validation; ``export``: ``Detections`` -> results.
+- ``jsonscan``, ``jsonlex``, ``records``, ``numparse``: the numba JSON scanner behind both.
+- ``evaluator``: the training-time hook; ``command``, ``report``, ``plots``, ``devkit``:
+  ``bevkd metrics``.
+
+Nothing is imported here, so that ``bevkd metrics`` stays free of torch.
 """

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import BevkdError
 from .config import ATTRIBUTE_NAMES, BIKE_RACK_CATEGORY, CATEGORY_TO_CLASS, EVAL_CLASSES
-from .jsonscan import ARR, NUM, STR, STRLIST, Field, join, match_rows
+from .records import ARR, NUM, STR, STRLIST, Field, join, match_rows
 from .tables import AnyRecords, is_predefined_split, lidar_poses, pose_matrices, records, \
     split_scene_names, table
 

@@ -20,6 +20,7 @@ _MASK32 = U64(0xFFFFFFFF)
 _POW_MIN, _POW_MAX = -348, 347
 _EXACT = np.array([10.0 ** k for k in range(23)])  # exactly representable powers of ten
 _TWO53 = U64(1 << 53)
+_POW5 = np.array([5 ** k for k in range(28)], np.uint64)  # 5**27 < 2**64
 
 
 def _power_table() -> tuple[np.ndarray, np.ndarray]:
@@ -96,6 +97,25 @@ def decimal_to_float(man: np.uint64, exp10: int, neg: bool) -> tuple[bool, float
     if man <= _TWO53 and -22 <= exp10 <= 22:
         f = float(man)
         return True, sign * (f * _EXACT[exp10] if exp10 >= 0 else f / _EXACT[-exp10])
+    ok, value = _eisel_lemire(man, exp10)
+    if ok:
+        return True, sign * value
+    # Eisel-Lemire cannot tell an exact value from a half-way one, and the full decimals of
+    # float32 / float64 values (what exporters write) are exact dyadic numbers:
+    # man * 10**-k = (man / 5**k) * 2**-k, where float() of the integer quotient rounds once
+    # and the power of two is exact.
+    if -27 <= exp10 < 0:
+        p5 = _POW5[-exp10]
+        if man % p5 == U64(0):
+            f = math.ldexp(float(man // p5), exp10)
+            if f >= 2.2250738585072014e-308:  # not subnormal: ldexp did not round
+                return True, sign * f
+    return False, 0.0
+
+
+@numba.njit(cache=True)
+def _eisel_lemire(man: np.uint64, exp10: int) -> tuple[bool, float]:
+    """Eisel-Lemire for ``man`` > 0 (Go's ``eiselLemire64``); ``(ok, |value|)``."""
     if exp10 < _POW_MIN or exp10 > _POW_MAX:
         return False, 0.0
     clz = _clz(man)
@@ -126,7 +146,7 @@ def decimal_to_float(man: np.uint64, exp10: int, neg: bool) -> tuple[bool, float
         ret_exp2 += 1
     if ret_exp2 <= 0 or ret_exp2 >= 0x7FF:
         return False, 0.0  # subnormal or overflow: rare, leave it to Python
-    return True, sign * math.ldexp(float(ret_man), ret_exp2 - 1075)
+    return True, math.ldexp(float(ret_man), ret_exp2 - 1075)
 
 
 @numba.njit(cache=True)

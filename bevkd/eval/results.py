@@ -21,7 +21,8 @@ import numpy as np
 
 from ..errors import BevkdError
 from .config import ATTRIBUTE_NAMES, CLASS_ATTRIBUTES, CVPR_2019, EVAL_CLASSES, DetectionConfig
-from .jsonscan import ARR, ENUM, KEYEQ, NUM, Field, ScannedResults, scan_results
+from .jsonscan import ScannedResults, scan_results
+from .records import ARR, ENUM, KEYEQ, NUM, Field
 from .tables import parse_json, read_bytes
 
 _CLASS_ID = {n: i for i, n in enumerate(EVAL_CLASSES)}

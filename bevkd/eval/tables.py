@@ -26,7 +26,8 @@ import numpy as np
 
 from ..errors import BevkdError
 from .config import PREDEFINED_SPLITS
-from .jsonscan import ARR, BOOL, STR, Field, Records, RowRecords, match_rows, scan_table
+from .jsonscan import scan_table
+from .records import ARR, BOOL, STR, Field, Records, RowRecords, match_rows
 
 AnyRecords = Union[Records, RowRecords]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 # devkit order (nuscenes.eval.detection.constants.DETECTION_NAMES); labels index this tuple
 DETECTION_CLASSES: tuple[str, ...] = (
-    "car", "truck", "construction_vehicle", "bus", "trailer",
-    "barrier", "motorcycle", "bicycle", "pedestrian", "traffic_cone",
+    "car", "truck", "bus", "trailer", "construction_vehicle",
+    "pedestrian", "motorcycle", "bicycle", "traffic_cone", "barrier",
 )
 
 # CenterHead task groups as BEVDepth

@@ -13,6 +13,7 @@ from bevkd.distill.dualdistill import (DualDistill, OrthogonalLinear, mfd_terms,
                                        spatial_attention)
 from bevkd.distill.masks import box_weights
 from bevkd.models.grid import BevGrid
+from bevkd.structures.classes import CLASS_INDEX
 from bevkd.models.lidar.centerpoint import CenterPointPillars
 from bevkd.structures.batch import Batch, LidarInputs, Meta, Targets
 from bevkd.structures.boxes import Boxes3D
@@ -200,7 +201,7 @@ def test_crd_pseudo_boxes_keep_peaks_above_the_temperature_threshold():
            for b, lb in zip(boxes[0].tensor, labels[0])}
     want = {(*map(lambda v: round(v, 3), _cell_centre(2, 2)), 0),
             (*map(lambda v: round(v, 3), _cell_centre(10, 2)), 0),
-            (*map(lambda v: round(v, 3), _cell_centre(10, 10)), 8)}
+            (*map(lambda v: round(v, 3), _cell_centre(10, 10)), CLASS_INDEX["pedestrian"])}
     assert got == want
     # the implied raw-probability threshold: sigmoid(0.1 * logit(0.1)) ~ 0.445
     assert math.isclose(torch.sigmoid(torch.tensor(thr)).item(), 0.4453, abs_tol=1e-3)

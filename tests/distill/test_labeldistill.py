@@ -15,13 +15,15 @@ from bevkd.models.heads.center_head import REG_HEADS, CenterHead, clip_sigmoid
 from bevkd.models.outputs import DetOutputs
 from bevkd.structures.batch import Batch, Meta, Targets
 from bevkd.structures.boxes import Boxes3D
-from bevkd.structures.classes import TASK_GROUPS
+from bevkd.structures.classes import CLASS_INDEX, TASK_GROUPS
 
 GRID = BevGrid(x_range=(-8.0, 8.0), y_range=(-8.0, 8.0), cell=1.0)  # 16 x 16, 1 m cells
 H = W = 16
 S_CH = {"bev_in": 9, "bev_s1": 12, "bev_s2": 16, "bev_neck": 8}
 T_CH = {"lidar": {"bev_in": 4, "bev_s1": 5, "bev_s2": 6, "bev_neck": 8},
         "label": {"bev_s1": 3, "bev_s2": 7, "bev_neck": 8}}
+
+CONE = CLASS_INDEX["traffic_cone"]  # task 5 (pedestrian, traffic_cone)
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +71,7 @@ def test_a_box_smaller_than_a_cell_still_paints_its_centre_cell_and_off_grid_box
     b = batch_of([[box(-3.2, 5.9, 0.3, 0.3), box(30.0, 0.0, 4.0, 2.0)]], [[8, 0]]).targets
     boxes_, cls, painted = paint_labels(b.boxes, b.labels, GRID, "half")
     assert painted_cells(painted[0]) == {(13, 4)}
-    assert cls[0, 13, 4].tolist() == [0.0] * 8 + [1.0, 0.0]  # pedestrian one-hot
+    assert cls[0, 13, 4].tolist() == [0.0] * 8 + [1.0, 0.0]  # label 8 one-hot
 
 
 def test_painted_vector_is_the_documented_normalisation_and_background_is_zero():
@@ -84,9 +86,9 @@ def test_painted_vector_is_the_documented_normalisation_and_background_is_zero()
 
 
 def test_overlapping_footprints_take_the_nearest_box_and_samples_are_separate():
-    b = batch_of([[box(0.0, 0.5, 6.0, 2.0), box(2.5, 0.5, 0.5, 0.5)], []], [[0, 9], []]).targets
+    b = batch_of([[box(0.0, 0.5, 6.0, 2.0), box(2.5, 0.5, 0.5, 0.5)], []], [[0, CONE], []]).targets
     _, cls, painted = paint_labels(b.boxes, b.labels, GRID, "full")
-    assert cls[0, 8, 10].argmax().item() == 9  # centre (2.5, 0.5): the cone's own cell
+    assert cls[0, 8, 10].argmax().item() == CONE  # centre (2.5, 0.5): the cone's own cell
     assert cls[0, 8, 9].argmax().item() == 0   # (1.5, 0.5): nearer the car's centre
     assert not painted[1].any()
 
@@ -197,7 +199,7 @@ def preds(bsz: int, logit: float = -3.0) -> list[dict[str, torch.Tensor]]:
 
 def test_response_matches_the_published_terms():
     d = make()
-    b = batch_of(BOXES, [[0], [0, 9]]).targets
+    b = batch_of(BOXES, [[0], [0, CONE]]).targets
     s, t = preds(2, -2.0), preds(2, 1.0)
     head = CenterHead(1, GRID, shared_channels=1, head_channels=1)
     tgts = head.targets(b.boxes, b.labels, (H, W))
@@ -218,7 +220,7 @@ def test_response_matches_the_published_terms():
     assert bbox.item() == pytest.approx(2.0 / 2 + 0.2 / 1, rel=1e-3)
     out = d(DetOutputs(student_feats(), s), {"lidar": DetOutputs(teacher_feats()[0], t),
                                              "label": DetOutputs(teacher_feats()[1], [])},
-            batch_of(BOXES, [[0], [0, 9]]))
+            batch_of(BOXES, [[0], [0, CONE]]))
     assert set(out) == {"lidar", "label", "response_heatmap", "response_bbox"}
     assert out["response_bbox"].item() == pytest.approx(0.25 * bbox.item(), rel=1e-6)
 

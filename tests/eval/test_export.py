@@ -19,7 +19,7 @@ from bevkd.structures.detections import Detections
 from bevkd.structures.geometry import invert_transform
 
 from .conftest import VERSION, assert_same_metrics, devkit_summary, gt_boxes, ours_summary, \
-    perturbed_results, split_samples
+    perturbed_results
 
 
 @pytest.fixture(scope="module")

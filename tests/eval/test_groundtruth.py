@@ -18,7 +18,7 @@ from nuscenes.eval.detection.utils import category_to_detection_name, \
 from bevkd.errors import BevkdError
 from bevkd.eval import config as cfg
 from bevkd.eval.groundtruth import GroundTruth
-from bevkd.eval.tables import load_lidar_poses, predefined_split_scenes
+from bevkd.eval.tables import load_lidar_poses
 
 from .conftest import VERSION, lidar_pose, split_samples
 
