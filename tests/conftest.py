@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from nuscenes import NuScenes
 
 from bevkd.data.synth.generator import SynthConfig
@@ -12,6 +13,17 @@ from bevkd.data.synth.writer import generate_dataset
 # debug maps give the renderer's per-pixel / per-point object ids for the label tests.
 SMALL = dict(scenes=2, samples_per_scene=3, seed=0, width=320, height=180, workers=2,
              debug_maps=True)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_seeded():
+    """Every test single-threaded and seeded. CI has 2 shared cores: intra-op threads only
+    fight each other on the tests' tiny convolutions (tens of times slower under load)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

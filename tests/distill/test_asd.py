@@ -25,15 +25,6 @@ T_CH = {"lidar": {"bev_in": 6, "bev_s1": 8, "bev_s2": 16, "bev_neck": 16},
         "fusion": {"bev_in": 12, "bev_s1": 8, "bev_s2": 16, "bev_neck": 16}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)
-
-
 class _Holder(nn.Module):
     def __init__(self):
         super().__init__()

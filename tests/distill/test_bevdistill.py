@@ -19,12 +19,6 @@ GRID = BevGrid(x_range=(-8.0, 8.0), y_range=(-8.0, 8.0), cell=1.0)  # 16 x 16, 1
 H = W = 16
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-
-
 def boxes(*rows) -> Boxes3D:
     """Boxes (x, y, l, w) at z 0, h 1.5, yaw 0, no velocity."""
     return Boxes3D(torch.tensor([[x, y, 0.0, l, w, 1.5, 0.0, 0.0, 0.0] for x, y, l, w in rows],

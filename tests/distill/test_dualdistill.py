@@ -21,15 +21,6 @@ from bevkd.structures.boxes import Boxes3D
 GRID = BevGrid(cell=6.4)  # 16 x 16 cells
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)
-
-
 def _tiny() -> CenterPointPillars:
     return CenterPointPillars(grid=GRID, pillar_channels=8, trunk_channels=(8, 16),
                               neck_channels=8, head_channels=8)

@@ -26,12 +26,6 @@ T_CH = {"lidar": {"bev_in": 4, "bev_s1": 5, "bev_s2": 6, "bev_neck": 8},
 CONE = CLASS_INDEX["traffic_cone"]  # task 5 (pedestrian, traffic_cone)
 
 
-@pytest.fixture(autouse=True)
-def _seed():
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-
-
 def box(x, y, l, w, yaw=0.0, z=0.5, h=1.5, vx=0.0, vy=0.0) -> list[float]:
     return [x, y, z, l, w, h, yaw, vx, vy]
 

@@ -22,14 +22,6 @@ SHRINK = ["grid.cell=3.2", "data.lidar_sweeps=1", "model.args.head_channels=16",
 NECK = {"pillars": "neck_channels", "bevdepth": "bev_neck_channels", "fusion": "neck_channels"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions are slower with threads on shared cores
-    yield
-    torch.set_num_threads(before)
-
-
 def _setup(kind: str, root: str, n: int):
     cfg = load_experiment(CONFIGS[kind], "tiny", SHRINK + [f"model.args.{NECK[kind]}=24"])
     ds = NuScenesDataset(root, "v1.0-synth", "synth_train", cfg.data, train=False)

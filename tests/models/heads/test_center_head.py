@@ -36,16 +36,6 @@ SCENE = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The CI machine has 2 shared cores: intra-op threads only fight each other on these tiny
-    convolutions (tens of times slower under load), so run single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def scene(sel: list[int] | None = None) -> tuple[Boxes3D, torch.Tensor]:
     items = SCENE if sel is None else [SCENE[i] for i in sel]
     boxes = Boxes3D(torch.tensor([b for _, b in items], dtype=torch.float32).reshape(-1, 9))
