@@ -68,6 +68,9 @@ def encode_boxes(boxes: torch.Tensor, grid: BevGrid,
     return ixy, code
 
 
+LOG_DIM_MIN, LOG_DIM_MAX = -5.0, 4.0
+
+
 def decode_boxes(ixy: torch.Tensor, code: torch.Tensor, grid: BevGrid,
                  shape: tuple[int, int]) -> torch.Tensor:
     """Inverse of :func:`encode_boxes`: ``ixy (..., 2)``, ``code (..., 10)`` -> boxes ``(..., 9)``.
@@ -81,9 +84,11 @@ def decode_boxes(ixy: torch.Tensor, code: torch.Tensor, grid: BevGrid,
     y = y0 + xy[..., 1] * cy
     yaw = torch.atan2(code[..., 6], code[..., 7])
     yaw = torch.where(yaw >= math.pi, yaw - 2 * math.pi, yaw)
+    # an untrained (or diverging) head can regress any log size; exp() of it must stay a
+    # finite positive size (0.7 cm .. 55 m) or the official results format rejects the box
+    dims = code[..., 3:6].clamp(LOG_DIM_MIN, LOG_DIM_MAX).exp()
     return torch.cat([
-        torch.stack([x, y, code[..., 2]], -1), code[..., 3:6].exp(), yaw[..., None],
-        code[..., 8:10],
+        torch.stack([x, y, code[..., 2]], -1), dims, yaw[..., None], code[..., 8:10],
     ], dim=-1)
 
 
@@ -391,8 +396,9 @@ class CenterHead(nn.Module):
             ixy = torch.stack([cell % w, cell // w], -1)
             dec = decode_boxes(ixy, code, self.grid, (h, w))  # (B, K, 9)
             labels = self.task_labels[t][cls]
+            finite = torch.isfinite(dec).all(-1)  # NaN/inf regressions never leave the head
             for b in range(bsz):
-                ok = scores[b] >= self.score_threshold
+                ok = (scores[b] >= self.score_threshold) & finite[b]
                 bb, sb, lb = dec[b][ok], scores[b][ok], labels[b][ok]
                 kept = circle_nms(bb[:, :2], sb, math.sqrt(self.nms_radius[t]), self.post_max)
                 per_sample[b].append((bb[kept], sb[kept], lb[kept]))

@@ -294,3 +294,18 @@ def test_overfit_two_samples() -> None:
             assert near.any(), (i, int(lab[i]))
             j = torch.where(near, ds, torch.full_like(ds, -1.0)).argmax()
             assert float(d[j]) < 0.5, (i, float(d[j]))
+
+
+def test_decode_never_emits_non_finite_or_degenerate_boxes():
+    """An untrained head can regress huge log sizes or NaN: decoded boxes stay valid results."""
+    grid = BevGrid(x_range=(-8.0, 8.0), y_range=(-8.0, 8.0), cell=1.0)
+    head = CenterHead(4, grid, tasks=(("car",),), nms_radius=(4.0,))
+    preds = head(torch.zeros(1, 4, 16, 16))
+    preds[0]["heatmap"].fill_(5.0)            # every cell a confident detection
+    preds[0]["dim"][0, 0].fill_(1e4)          # exp overflows without the clamp
+    preds[0]["dim"][0, 1].fill_(-1e4)
+    preds[0]["vel"][0, 0, 3, 3] = float("nan")
+    boxes, scores, labels = head.decode(preds)[0]
+    t = boxes.tensor
+    assert len(t) > 0 and torch.isfinite(t).all() and (t[:, 3:6] > 0).all()
+    assert t[:, 3].max() <= math.exp(4.0) + 1e-3
