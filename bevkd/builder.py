@@ -57,6 +57,11 @@ def _distillers() -> dict[str, type[nn.Module]]:
     return DISTILLERS
 
 
+# Detector types that can fill each teacher role (a new teacher architecture adds itself here).
+TEACHER_TYPES: dict[str, tuple[str, ...]] = {"lidar": ("pillars",), "fusion": ("fusion",),
+                                             "label": ("label_encoder",)}
+
+
 def load_teacher(path: str, grid: BevGrid, role: str, load_weights: bool = True) -> nn.Module:
     """A trained teacher from its run folder (or a checkpoint inside one), checked to share
     the student's BEV grid (responses and features must align cell by cell)."""
@@ -67,6 +72,10 @@ def load_teacher(path: str, grid: BevGrid, role: str, load_weights: bool = True)
     run, ckpt = (os.path.dirname(os.path.dirname(os.path.abspath(path))), path) \
         if os.path.isfile(path) else (path, None)
     tcfg = load_run_config(run)
+    allowed = TEACHER_TYPES.get(role)
+    if allowed is not None and tcfg.model.type not in allowed:
+        raise BevkdError(f"{role} teacher {run} is a {tcfg.model.type!r} model; the {role} role "
+                         f"takes {', '.join(allowed)}")
     if tcfg.grid != grid:
         raise BevkdError(f"{role} teacher {run} was trained on grid {tcfg.grid}, the student "
                          f"uses {grid}: both must share one BEV grid")

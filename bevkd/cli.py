@@ -147,6 +147,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--devices", default="1",
                    help="devices per node (an int, or 'auto'); >1 trains with DDP")
+    p.add_argument("--nodes", type=_int("--nodes"), default=1,
+                   help="machines (torchrun / SLURM set the rank variables Lightning reads)")
     p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
     p.add_argument("--max-steps", type=_int("--max-steps"), default=-1,
                    help="stop after this many optimiser steps (smoke tests)")
@@ -160,8 +162,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     cfg = load_experiment(args.config, args.preset, args.overrides)
     devices = int(args.devices) if args.devices.isdigit() else args.devices
     module = train(cfg, args.data, args.out, resume=args.resume, devices=devices,
-                   accelerator=args.accelerator, max_steps=args.max_steps)
-    if module.last_metrics is not None:
+                   accelerator=args.accelerator, max_steps=args.max_steps, num_nodes=args.nodes)
+    if module.last_metrics is not None and module.trainer.is_global_zero:
         m = module.last_metrics
         print(f"{args.out}: mAP {m['mean_ap']:.4f}  NDS {m['nd_score']:.4f} "
               f"({cfg.train.val_split})")

@@ -76,6 +76,11 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise BevkdError(f"{where}: expected a number, got {value!r}")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):

@@ -52,3 +52,12 @@ def test_overrides_parse_yaml_values_and_reject_malformed_items():
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(BevkdError, match="nope.yaml does not exist"):
         load_config(DataConfig, str(tmp_path / "nope.yaml"))
+
+
+def test_exponent_numbers_without_a_dot_are_numbers():
+    """YAML 1.1 reads ``1e-3`` as a string; a float field takes it as the number it means."""
+    from bevkd.engine.config import OptimConfig
+
+    assert from_dict(OptimConfig, {"lr": "1e-3"}).lr == 1e-3
+    with pytest.raises(BevkdError, match="expected a number, got 'fast'"):
+        from_dict(OptimConfig, {"lr": "fast"})

@@ -90,19 +90,24 @@ class NuScenesDataset(Dataset):
         return len(self.infos)
 
     def set_epoch(self, epoch: int) -> None:
-        """Training augmentations depend on (seed, epoch, index): reproducible and resumable."""
+        """The epoch of plain integer keys. Training augmentations depend on (seed, epoch,
+        index): reproducible and resumable. Training loaders pass ``(epoch, index)`` keys
+        (:class:`~bevkd.data.sampler.EpochSampler`) because a loader worker holds its own copy
+        of the dataset, which a ``set_epoch`` here does not reach."""
         self.epoch = epoch
 
-    def _rng(self, index: int) -> np.random.Generator | None:
-        return np.random.default_rng([self.seed, self.epoch, index]) if self.train else None
+    def _rng(self, index: int, epoch: int) -> np.random.Generator | None:
+        return np.random.default_rng([self.seed, epoch, index]) if self.train else None
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, key: int | tuple[int, int]) -> Sample:
+        """``dataset[index]`` (augmented for :attr:`epoch`) or ``dataset[(epoch, index)]``."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         if not self.cfg.skip_bad:
-            return self.load(index)
+            return self.load(index, epoch)
         for k in range(len(self)):
             i = (index + k) % len(self)
             try:
-                return self.load(i)
+                return self.load(i, epoch)
             except BevkdError as err:
                 self.skipped.append(self.infos[i].token)
                 log.warning("skipping sample (%d skipped so far): %s", len(self.skipped), err)
@@ -117,9 +122,9 @@ class NuScenesDataset(Dataset):
             out.append(self.infos[self._index[prev]] if prev in self._index else out[-1])
         return out
 
-    def load(self, index: int) -> Sample:
+    def load(self, index: int, epoch: int | None = None) -> Sample:
         info = self.infos[index]
-        rng = self._rng(index)
+        rng = self._rng(index, self.epoch if epoch is None else epoch)
         cfg = self.cfg
         bev = sample_bev_aug(cfg.bev, rng) if self.train else BevAug()
         bda = bev.matrix()

@@ -53,6 +53,8 @@ class TrainConfig:
     eval_every: int = 1                      # epochs between validations (0: only at the end)
     deterministic: bool = False
     threads: int = 0                         # torch CPU threads per process (0: torch's default)
+    sync_batchnorm: bool = False             # DDP on GPU: batch statistics over all ranks
+    checkpoint_every: int = 0                # also checkpoint every N optimiser steps (0: epochs only)
 
 
 @dataclass(frozen=True)

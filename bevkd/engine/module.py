@@ -51,9 +51,10 @@ class DetectionModule(L.LightningModule):
         bs = batch.size
         for name, value in losses.items():
             key = name if name.startswith("distill/") else f"train/{name}"
-            self.log(key, value.detach(), batch_size=bs, on_step=True, on_epoch=True)
+            self.log(key, value.detach(), batch_size=bs, on_step=True, on_epoch=True,
+                     sync_dist=True)  # DDP: the mean over ranks, not rank 0's share
         self.log("train/loss", total.detach(), batch_size=bs, prog_bar=True, on_step=True,
-                 on_epoch=True)
+                 on_epoch=True, sync_dist=True)
         return total
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
@@ -67,17 +68,19 @@ class DetectionModule(L.LightningModule):
         if self.evaluator is None or self.trainer.sanity_checking:
             return
         dets = self._gather(self._val_dets)
-        if self.trainer.is_global_zero:
-            metrics = self.evaluator.evaluate(dets)
-            self.last_metrics = metrics
-            values = {"val/mAP": float(metrics["mean_ap"]), "val/NDS": float(metrics["nd_score"])}
-            for key, err in metrics["tp_errors"].items():
-                values[f"val/{key}"] = float(err)
-        else:
-            values = {"val/mAP": 0.0, "val/NDS": 0.0}
-        # every rank logs the same numbers (rank 0 computed them)
-        values = {k: torch.tensor(v, device=self.device) for k, v in values.items()}
-        self.log_dict(values, sync_dist=True, reduce_fx="max", prog_bar=True)
+        metrics = self.evaluator.evaluate(dets) if self.trainer.is_global_zero else None
+        if self.trainer.world_size > 1:  # every rank logs rank 0's numbers, the same keys
+            import torch.distributed as dist
+
+            box = [metrics]
+            dist.broadcast_object_list(box, src=0)
+            metrics = box[0]
+        self.last_metrics = metrics
+        values = {"val/mAP": float(metrics["mean_ap"]), "val/NDS": float(metrics["nd_score"])}
+        for key, err in metrics["tp_errors"].items():
+            values[f"val/{key}"] = float(err)
+        # identical on every rank; syncing (a no-op max) keeps Lightning's DDP check quiet
+        self.log_dict(values, prog_bar=True, sync_dist=True, reduce_fx="max")
 
     def _gather(self, dets: list[Detections]) -> list[Detections]:
         """All ranks' detections on rank 0 (DDP), deduplicated by sample token (a

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from ..builder import build_model
 from ..config import from_dict, to_dict
 from ..data.nuscenes import NuScenesDataset
+from ..data.sampler import EpochSampler
 from ..errors import BevkdError
 from ..provenance import git_commit
 from ..structures.batch import collate
@@ -45,15 +46,60 @@ def load_run_config(run: str) -> ExperimentConfig:
         return from_dict(ExperimentConfig, yaml.safe_load(f))
 
 
-class _EpochSeed(L.Callback):
-    """Tells the training set the epoch, so augmentation is a function of (seed, epoch, index)
-    and a resumed run draws the same augmentations as an uninterrupted one."""
+class _ResumableData(L.Callback):
+    """Makes ``--resume`` continue exactly where the checkpoint was taken, also mid-epoch.
 
-    def __init__(self, dataset: NuScenesDataset):
-        self.dataset = dataset
+    A checkpoint records the epoch, how many of this rank's items of it were consumed, and the
+    global RNG states; loading it points the :class:`EpochSampler` at the first unconsumed item
+    (before Lightning builds the data iterator) and restores the RNGs.
+    """
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.dataset.set_epoch(trainer.current_epoch)
+    KEY = "bevkd_data"
+
+    def __init__(self, sampler: EpochSampler, batch_size: int):
+        self.sampler, self.batch_size = sampler, batch_size
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        epoch = trainer.current_epoch
+        if done >= trainer.num_training_batches:  # saved at the end of the epoch
+            epoch, done = epoch + 1, 0
+        checkpoint[self.KEY] = {"epoch": epoch, "consumed": done * self.batch_size,
+                                "rng": _rng_states()}
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get(self.KEY)
+        if state is None:
+            raise BevkdError("--resume: the checkpoint has no data-loader position (written by "
+                             "another version of bevkd?); start a new run")
+        self.sampler.resume(state["epoch"], state["consumed"])
+        _set_rng_states(state["rng"])
+
+
+def _rng_states() -> dict[str, Any]:
+    """Global RNG states as tensors and plain values: checkpoints stay loadable with
+    ``torch.load(weights_only=True)`` (Lightning's default), which refuses numpy arrays."""
+    import random
+
+    import numpy as np
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+            "python": random.getstate()}
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(states["python"])
 
 
 class _SaveOnInterrupt(L.Callback):
@@ -64,7 +110,9 @@ class _SaveOnInterrupt(L.Callback):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
                      exception: BaseException) -> None:
-        if isinstance(exception, KeyboardInterrupt) and trainer.global_step > 0:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.global_step > 0:
             trainer.save_checkpoint(self.path)  # Lightning writes through a temporary file
             print(f"\ninterrupted: checkpoint of step {trainer.global_step} saved to "
                   f"{self.path}; continue with --resume", file=sys.stderr)
@@ -106,8 +154,12 @@ class _Timing(L.Callback):
 
 
 def _loader(ds: NuScenesDataset, cfg: ExperimentConfig, shuffle: bool) -> DataLoader:
+    """Batches of ``ds`` keyed by an :class:`EpochSampler` (this rank's share under DDP)."""
     workers = cfg.train.num_workers
-    return DataLoader(ds, batch_size=cfg.train.batch_size, shuffle=shuffle, num_workers=workers,
+    sampler = EpochSampler(len(ds), seed=cfg.train.seed, shuffle=shuffle)
+    # its own generator: creating worker iterators must not draw from the global RNG, which
+    # the model's dropout uses and a checkpoint restores (bit-exact --resume)
+    return DataLoader(ds, batch_size=cfg.train.batch_size, sampler=sampler, num_workers=workers,
                       collate_fn=collate, persistent_workers=workers > 0, drop_last=False,
                       generator=torch.Generator().manual_seed(cfg.train.seed))
 
@@ -119,9 +171,16 @@ def _precision(cfg: ExperimentConfig, accelerator: str) -> str:
     return "16-mixed" if gpu else "32-true"
 
 
-def _loggers(run: str) -> list:
+def _loggers(run: str, resume: bool) -> list:
     from lightning.pytorch.loggers import CSVLogger
 
+    csv_path = os.path.join(run, "logs", "metrics.csv")
+    if resume and os.path.isfile(csv_path):
+        # Lightning's CSVLogger deletes an existing metrics.csv; keep each attempt's log
+        part = 1
+        while os.path.exists(os.path.join(run, "logs", f"metrics.part{part}.csv")):
+            part += 1
+        os.replace(csv_path, os.path.join(run, "logs", f"metrics.part{part}.csv"))
     loggers = [CSVLogger(run, name="logs", version="")]
     if importlib.util.find_spec("tensorboard") is not None:
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -132,14 +191,13 @@ def _loggers(run: str) -> list:
 
 def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
           devices: int | str = 1, accelerator: str = "auto", progress: bool = True,
-          max_steps: int = -1) -> DetectionModule:
+          max_steps: int = -1, num_nodes: int = 1) -> DetectionModule:
     """Train ``cfg`` on ``data_root`` into run folder ``run``; returns the trained module."""
     cfg = absolute_paths(cfg)
     ckpt_dir = os.path.join(run, CKPT_DIR)
     last = os.path.join(ckpt_dir, "last.ckpt")
     if resume:
-        if not os.path.isfile(last):
-            raise BevkdError(f"--resume: no checkpoint {last} to resume from")
+        resume_from = resume_checkpoint(ckpt_dir)
         saved = load_run_config(run)
         if to_dict(saved) != to_dict(cfg):
             raise BevkdError(f"--resume: the config differs from {run}/config.yaml; resume "
@@ -165,32 +223,76 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
 
     evaluator = DetectionEvaluator(data_root, tcfg.version, tcfg.val_split)
     model = build_model(cfg)
-    steps_per_epoch = -(-len(train_set) // (tcfg.batch_size * (devices if isinstance(devices, int) else 1)))
+    world = (devices if isinstance(devices, int) else 1) * num_nodes
+    steps_per_epoch = -(-(-(-len(train_set) // world)) // tcfg.batch_size)  # EpochSampler share
     module = DetectionModule(model, cfg.optim, evaluator,
                              total_steps=max_steps if max_steps > 0 else steps_per_epoch * tcfg.epochs)
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
+    train_loader = _loader(train_set, cfg, shuffle=True)
     callbacks: list[L.Callback] = [
-        _EpochSeed(train_set), _SaveOnInterrupt(last), _Timing(os.path.join(run, "timing.json")),
+        _ResumableData(train_loader.sampler, tcfg.batch_size), _SaveOnInterrupt(last),
+        _Timing(os.path.join(run, "timing.json")),
         ModelCheckpoint(dirpath=ckpt_dir, filename="epoch-{epoch:02d}", save_last=True,
                         save_top_k=-1, every_n_epochs=1, auto_insert_metric_name=False),
     ]
+    if tcfg.checkpoint_every > 0:  # bounds the work a killed run loses; last.ckpt follows it
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step-{step}", save_last=True,
+                                         save_top_k=1, every_n_train_steps=tcfg.checkpoint_every,
+                                         enable_version_counter=False,
+                                         auto_insert_metric_name=False))
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=1))
     if tcfg.ema_decay > 0:
         callbacks.append(EMA(tcfg.ema_decay))
     trainer = L.Trainer(
         default_root_dir=run, max_epochs=tcfg.epochs, max_steps=max_steps,
-        accelerator=accelerator, devices=devices, precision=_precision(cfg, accelerator),
+        accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+        sync_batchnorm=tcfg.sync_batchnorm and world > 1, precision=_precision(cfg, accelerator),
         gradient_clip_val=cfg.optim.grad_clip or None, callbacks=callbacks,
-        logger=_loggers(run), log_every_n_steps=1, enable_progress_bar=progress,
+        logger=_loggers(run, resume), log_every_n_steps=1, enable_progress_bar=progress,
         check_val_every_n_epoch=max(1, tcfg.eval_every) if tcfg.eval_every else tcfg.epochs,
-        num_sanity_val_steps=0, deterministic=tcfg.deterministic, enable_model_summary=False)
-    trainer.fit(module, _loader(train_set, cfg, shuffle=True), _loader(val_set, cfg, False),
-                ckpt_path=last if resume else None)
+        num_sanity_val_steps=0, deterministic=tcfg.deterministic, enable_model_summary=False,
+        use_distributed_sampler=False)  # EpochSampler shards by rank itself
+    trainer.fit(module, train_loader, _loader(val_set, cfg, False),
+                ckpt_path=resume_from if resume else None)
     if module.last_metrics is not None and trainer.is_global_zero:
         _write_metrics(run, tcfg.val_split, module.last_metrics)
     return module
+
+
+def checkpoint_is_whole(path: str) -> bool:
+    """Whether ``path`` is a complete ``torch.save`` zip archive (every member's CRC checks).
+    Lightning writes checkpoints through a temporary file and a rename, so a kill cannot leave
+    a half-written one under its final name; a disk that filled or a copy that was cut can."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.testzip() is None
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def resume_checkpoint(ckpt_dir: str) -> str:
+    """The checkpoint ``--resume`` continues from: ``last.ckpt``, or, when that one is damaged,
+    the newest whole checkpoint in ``ckpt_dir`` (with a warning naming both)."""
+    last = os.path.join(ckpt_dir, "last.ckpt")
+    names = os.listdir(ckpt_dir) if os.path.isdir(ckpt_dir) else []
+    others = sorted((os.path.join(ckpt_dir, n) for n in names
+                     if n.endswith(".ckpt") and n != "last.ckpt"),
+                    key=os.path.getmtime, reverse=True)
+    if not os.path.isfile(last) and not others:
+        raise BevkdError(f"--resume: no checkpoint in {ckpt_dir} to resume from")
+    for path in ([last] if os.path.isfile(last) else []) + others:
+        if checkpoint_is_whole(path):
+            if path != last:
+                print(f"warning: {last} is missing or damaged; resuming from {path}",
+                      file=sys.stderr)
+            return path
+        print(f"warning: skipping damaged checkpoint {path}", file=sys.stderr)
+    raise BevkdError(f"--resume: every checkpoint in {ckpt_dir} is damaged (truncated or "
+                     "corrupt); start a new run")
 
 
 def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:

@@ -127,3 +127,12 @@ def test_teacher_on_another_grid_is_refused(teachers):
                                              methods=(MethodSpec(type="bevdistill"),)))
     with pytest.raises(BevkdError, match="share one BEV grid"):
         build_model(cfg)
+
+
+def test_a_teacher_of_the_wrong_kind_for_its_role_is_named(teachers):
+    cfg = _student_cfg()
+    cfg = replace(cfg, distill=DistillConfig(teachers={"lidar": teachers["fusion"]},
+                                             methods=(MethodSpec(type="bevdistill"),)))
+    with pytest.raises(BevkdError, match="lidar teacher .* is a 'fusion' model; the lidar "
+                                         "role takes pillars"):
+        build_model(cfg)
