@@ -80,8 +80,17 @@ def load_teacher(path: str, grid: BevGrid, role: str, load_weights: bool = True)
         raise BevkdError(f"{role} teacher {run} was trained on grid {tcfg.grid}, the student "
                          f"uses {grid}: both must share one BEV grid")
     if not load_weights:  # the weights come from a distillation checkpoint instead
-        return build_model(tcfg)
+        return build_model(without_init_weights(tcfg))
     return load_trained(run, ckpt)[1]
+
+
+def without_init_weights(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` without the initialisation file of the image backbone: a model about to receive
+    a trained checkpoint must not need (or read) the file it was initialised from."""
+    from dataclasses import replace
+
+    args = {k: v for k, v in cfg.model.args.items() if k != "backbone_weights"}
+    return replace(cfg, model=replace(cfg.model, args=args))
 
 
 def build_model(cfg: ExperimentConfig, load_teachers: bool = True) -> nn.Module:

@@ -169,6 +169,35 @@ def _cmd_train(args: argparse.Namespace) -> None:
               f"({cfg.train.val_split})")
 
 
+def _add_pretrain(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pretrain", help="pretrain a camera model's ResNet on the training images",
+                       description="Pretrain the camera backbone of CONFIG on the training "
+                                   "split's images (class map of projected GT boxes + LiDAR "
+                                   "depth bins, both per image cell) and save it with "
+                                   "torchvision names; a student loads it with --set "
+                                   "model.args.backbone_weights=OUT, as ImageNet weights.")
+    p.add_argument("config", help="camera model config, e.g. configs/student/bevdepth.yaml")
+    p.add_argument("--data", required=True, help="dataset root")
+    p.add_argument("--out", required=True, help="weights file to write (.pth)")
+    p.add_argument("--preset", default=None, help="size preset: tiny, small, full")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value (repeatable)")
+    p.add_argument("--steps", type=_int("--steps"), default=600, help="optimiser steps")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
+    p.set_defaults(func=_cmd_pretrain)
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> None:
+    from .engine.config import load_experiment
+    from .engine.pretrain import pretrain_backbone
+
+    cfg = load_experiment(args.config, args.preset, args.overrides)
+    info = pretrain_backbone(cfg, args.data, args.out, args.steps, args.lr)
+    print(f"{args.out}: held-out accuracy object cells {info['val_object_accuracy']:.3f}, "
+          f"background {info['val_background_accuracy']:.3f}, depth within one bin "
+          f"{info['val_depth_accuracy']:.3f} ({info['seconds'] / 60:.1f} min)")
+
+
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a trained run on a split",
                        description="Detect on a split with a trained run (EMA weights if kept) "
@@ -230,6 +259,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="benchmarks", help="where the table and plots go")
     p.add_argument("--parallel", type=_int("--parallel"), default=None,
                    help="trainings at once (default: the preset's)")
+    p.add_argument("--pretrain-steps", type=int, default=None,
+                   help="steps of camera-backbone pretraining (default: the preset's; 0: none)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override for every training, e.g. --set train.epochs=1")
     p.set_defaults(func=_cmd_bench)
@@ -243,7 +274,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     result = run_bench(args.preset, args.out, args.runs or os.path.join("runs", f"bench_{args.preset}"),
                        args.data, args.seeds, methods, not args.no_composite,
                        () if args.no_ablations else tuple(ABLATIONS), args.parallel,
-                       tuple(args.overrides))
+                       tuple(args.overrides), args.pretrain_steps)
     print(open(os.path.join(args.out, f"{args.preset}.md")).read())
     if result["failed"]:
         raise BevkdError(f"{len(result['failed'])} run(s) failed: {', '.join(result['failed'])}")
@@ -256,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_show(sub)
     _add_metrics(sub)
     _add_train(sub)
+    _add_pretrain(sub)
     _add_eval(sub)
     _add_export(sub)
     _add_bench(sub)

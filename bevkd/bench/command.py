@@ -28,6 +28,7 @@ class BenchSpec:
     seeds: int = 2
     parallel: int = 2
     threads: int = 1
+    pretrain_steps: int = 0     # >0: camera backbones start from `bevkd pretrain` weights
 
 
 def bench_spec(preset: str) -> BenchSpec:
@@ -39,8 +40,12 @@ def bench_spec(preset: str) -> BenchSpec:
 def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: int | None = None,
               methods: tuple[str, ...] = METHODS, composite: bool = True,
               ablations: tuple[str, ...] = tuple(ABLATIONS), parallel: int | None = None,
-              extra: tuple[str, ...] = ()) -> dict:
+              extra: tuple[str, ...] = (), pretrain_steps: int | None = None) -> dict:
     spec = bench_spec(preset)
+    if pretrain_steps is not None:
+        from dataclasses import replace
+
+        spec = replace(spec, pretrain_steps=pretrain_steps)
     seeds = seeds or spec.seeds
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -55,8 +60,11 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                                          samples_per_scene=spec.samples_per_scene,
                                          width=spec.width, height=spec.height))
     jobs = plan(seeds, methods, composite, ablations)
+    camera = ()
+    if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)
+        camera = (f"model.args.backbone_weights={pretrained_backbone(preset, data, runs, spec)}",)
     results = run_jobs(jobs, preset, data, runs, parallel or spec.parallel, spec.threads,
-                       extra=extra, log=lambda m: print(m, flush=True))
+                       extra=extra, camera_extra=camera, log=lambda m: print(m, flush=True))
     students = {r.job.model: r.run for r in results.values()
                 if r.status in ("done", "reused") and r.job.seed == 0
                 and r.job.model not in ("teacher", "fusion_teacher", "label_encoder")}
@@ -82,6 +90,29 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     return result
 
 
+def pretrained_backbone(preset: str, data: str, runs: str, spec: BenchSpec) -> str:
+    """``RUNS/backbone.pth`` from ``bevkd pretrain`` of the student config (reused when done)."""
+    import subprocess
+
+    from .plan import CONFIGS
+
+    path = os.path.join(runs, "backbone.pth")
+    if os.path.isfile(path + ".json"):
+        print(f"[bench] reuse {path} (pretrained earlier)", flush=True)
+        return path
+    os.makedirs(runs, exist_ok=True)
+    print(f"[bench] pretrain the camera backbone ({spec.pretrain_steps} steps) -> {path}",
+          flush=True)
+    cmd = [sys.executable, "-m", "bevkd.cli", "pretrain",
+           os.path.join(CONFIGS, "student", "bevdepth.yaml"), "--preset", preset, "--data", data,
+           "--out", path, "--steps", str(spec.pretrain_steps),
+           "--set", f"train.threads={spec.threads * spec.parallel}"]
+    with open(os.path.join(runs, "backbone.log"), "a") as log:
+        if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
+            raise BevkdError(f"backbone pretraining failed; see {runs}/backbone.log")
+    return path
+
+
 def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str) -> None:
     from ..viz.bench import bars, bev_predictions, per_class
 
@@ -90,9 +121,11 @@ def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str) -
     bars(rows, base + "_map_nds.png", f"bevkd bench --preset {preset}: mAP / NDS on synth_val")
     per_class(rows, base + "_per_class.png", "AP per class (synth_val)")
     picks = {}
-    for model in ("teacher", "baseline", "composite"):
+    ok = {n for n, r in results.items() if r.status in ("done", "reused")}
+    distilled = next((m for m in ("composite", *METHODS) if f"{m}-s0" in ok), None)
+    for model in ("teacher", "baseline", distilled):
         name = model if model == "teacher" else f"{model}-s0"
-        if name in results and results[name].status in ("done", "reused"):
+        if model and name in ok:
             picks[model] = results[name].run
     if len(picks) >= 2:
         import torch

@@ -46,8 +46,10 @@ def _method_config(method: str) -> str:
 
 def plan(seeds: int, methods: tuple[str, ...] = METHODS, composite: bool = True,
          ablations: tuple[str, ...] = tuple(ABLATIONS)) -> list[Job]:
-    """The benchmark's jobs in an order that respects dependencies."""
-    jobs = [
+    """The benchmark's jobs in an order that respects dependencies. The LiDAR teacher is
+    always trained (it is the table's upper row); the fusion teacher and the label encoder
+    only when a method needs them."""
+    teachers = [
         Job("teacher", "teacher", os.path.join(CONFIGS, "teacher", "pillars.yaml")),
         Job("fusion_teacher", "fusion_teacher", os.path.join(CONFIGS, "teacher", "fusion.yaml")),
         Job("label_encoder", "label_encoder", os.path.join(CONFIGS, "teacher",
@@ -61,12 +63,14 @@ def plan(seeds: int, methods: tuple[str, ...] = METHODS, composite: bool = True,
         rows.append(("composite", _method_config("composite"), ()))
     ablation_rows = [(name, _method_config(ABLATIONS[name][0]), ABLATIONS[name][1])
                      for name in ablations if ABLATIONS[name][0] in methods]
+    students = []
     for seed in range(seeds):
         for model, config, extra in rows + (ablation_rows if seed == 0 else []):
             needs = tuple(TEACHER_JOBS[r] for r in teacher_roles(config))
-            jobs.append(Job(f"{model}-s{seed}", model, config, seed,
-                            (f"train.seed={seed}", *extra), needs))
-    return jobs
+            students.append(Job(f"{model}-s{seed}", model, config, seed,
+                                (f"train.seed={seed}", *extra), needs))
+    needed = {"teacher"} | {n for j in students for n in j.needs}
+    return [j for j in teachers if j.name in needed] + students
 
 
 def teacher_roles(config: str) -> tuple[str, ...]:

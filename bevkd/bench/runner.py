@@ -28,11 +28,17 @@ def is_finished(run: str, val_split: str) -> bool:
             and os.path.isfile(os.path.join(run, "timing.json")))
 
 
+# jobs whose model has no camera backbone (the rest take the benchmark's backbone weights)
+NO_CAMERA = ("teacher", "label_encoder")
+
+
 def command(job: Job, preset: str, data: str, runs: str, threads: int,
-            extra: tuple[str, ...] = ()) -> list[str]:
-    """The `bevkd train` command line of a job (teacher runs wired in by role)."""
+            extra: tuple[str, ...] = (), camera_extra: tuple[str, ...] = ()) -> list[str]:
+    """The `bevkd train` command line of a job (teacher runs wired in by role;
+    ``camera_extra`` goes to models with a camera backbone only)."""
     run = os.path.join(runs, job.name)
-    sets = [f"train.threads={threads}", *job.overrides, *extra]
+    sets = [f"train.threads={threads}", *job.overrides, *extra,
+            *(camera_extra if job.model not in NO_CAMERA else ())]
     for role in teacher_roles(job.config):
         sets.append(f"distill.teachers.{role}={os.path.join(runs, TEACHER_JOBS[role])}")
     if job.model == "label_encoder":
@@ -48,7 +54,7 @@ def command(job: Job, preset: str, data: str, runs: str, threads: int,
 
 def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
              threads: int = 1, val_split: str = "synth_val", extra: tuple[str, ...] = (),
-             log=print) -> dict[str, JobResult]:
+             camera_extra: tuple[str, ...] = (), log=print) -> dict[str, JobResult]:
     """Run ``jobs`` (at most ``parallel`` at once) and return their results by name."""
     os.makedirs(runs, exist_ok=True)
     results: dict[str, JobResult] = {}
@@ -70,7 +76,7 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                     n in results and results[n].status in ("done", "reused") for n in job.needs):
                 os.makedirs(run, exist_ok=True)
                 logf = open(os.path.join(run, "train.log"), "a")
-                proc = subprocess.Popen(command(job, preset, data, runs, threads, extra),
+                proc = subprocess.Popen(command(job, preset, data, runs, threads, extra, camera_extra),
                                         stdout=logf, stderr=subprocess.STDOUT,
                                         env={**os.environ, "OMP_NUM_THREADS": str(threads)})
                 running[job.name] = (proc, time.perf_counter(), logf)

@@ -51,13 +51,17 @@ def load_points(root: str, rel: str, sample_token: str) -> np.ndarray:
     """A nuScenes LiDAR file: (M, 5) float32 x, y, z, intensity, ring."""
     path = os.path.join(root, rel)
     try:
+        size = os.path.getsize(path)
         raw = np.fromfile(path, dtype=np.float32)
     except FileNotFoundError:
         raise BevkdError(f"missing point file {path} (sample {sample_token})") from None
-    if raw.size % 5:
-        raise BevkdError(f"truncated point file {path} ({raw.nbytes} bytes is not a whole "
+    if size % 20:  # fromfile silently drops a trailing partial float: check the bytes
+        raise BevkdError(f"truncated point file {path} ({size} bytes is not a whole "
                          f"number of 5-float points; sample {sample_token})")
-    return raw.reshape(-1, 5)
+    points = raw.reshape(-1, 5)
+    if not np.isfinite(points[:, :4]).all():
+        raise BevkdError(f"corrupt point file {path} (non-finite values; sample {sample_token})")
+    return points
 
 
 def load_image(root: str, rel: str, sample_token: str) -> Image.Image:

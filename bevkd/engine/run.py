@@ -24,7 +24,7 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
-from ..builder import build_model
+from ..builder import build_model, without_init_weights
 from ..config import from_dict, to_dict
 from ..data.nuscenes import NuScenesDataset
 from ..data.sampler import EpochSampler
@@ -323,7 +323,8 @@ def load_trained(run: str, ckpt: str | None = None, use_ema: bool = True
     if not os.path.isfile(path):
         raise BevkdError(f"no checkpoint {path}")
     state = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_model(cfg, load_teachers=False)  # teacher weights are in the checkpoint
+    # teacher weights are in the checkpoint, and so is the backbone's (no init file needed)
+    model = build_model(without_init_weights(cfg), load_teachers=False)
     weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
     load_strict(model, weights, path)
     ema = next((v for k, v in state.get("callbacks", {}).items() if k.startswith("EMA")), None)

@@ -16,10 +16,15 @@ from bevkd.structures.classes import DETECTION_CLASSES
 def test_plan_orders_teachers_first_and_wires_dependencies():
     jobs = plan(seeds=2, methods=("bevdistill", "asd"), composite=False, ablations=())
     names = [j.name for j in jobs]
-    assert names[:3] == ["teacher", "fusion_teacher", "label_encoder"]
+    # no method here needs the label encoder: it is not trained
+    assert names[:2] == ["teacher", "fusion_teacher"] and "label_encoder" not in names
     assert {"baseline-s0", "baseline-s1", "bevdistill-s1", "asd-s0"} <= set(names)
+    by = {j.name: j for j in plan(seeds=1, methods=("labeldistill",), composite=False,
+                                  ablations=())}
+    assert by["label_encoder"].needs == ("teacher",) and "fusion_teacher" not in by
+    assert [j.name for j in plan(1, ("bevdistill",), False, ())] == [
+        "teacher", "baseline-s0", "bevdistill-s0"]
     by = {j.name: j for j in jobs}
-    assert by["label_encoder"].needs == ("teacher",)
     assert set(by["asd-s0"].needs) == {"teacher", "fusion_teacher"}
     assert by["baseline-s1"].needs == () and "train.seed=1" in by["baseline-s1"].overrides
     # every job comes after the jobs it needs
@@ -35,6 +40,15 @@ def test_command_wires_teacher_runs_and_resumes(tmp_path):
     os.makedirs(tmp_path / "asd-s0" / "checkpoints")
     (tmp_path / "asd-s0" / "checkpoints" / "last.ckpt").write_bytes(b"x")
     assert "--resume" in command(job, "tiny", "/data", str(tmp_path), threads=1)
+
+
+def test_backbone_weights_go_to_camera_models_only(tmp_path):
+    jobs = {j.name: j for j in plan(1, ("bevdistill",), True, ())}
+    weights = ("model.args.backbone_weights=/w.pth",)
+    for name, camera in (("teacher", False), ("label_encoder", False), ("fusion_teacher", True),
+                         ("baseline-s0", True), ("bevdistill-s0", True)):
+        cmd = command(jobs[name], "tiny", "/data", str(tmp_path), 1, camera_extra=weights)
+        assert (weights[0] in cmd) == camera, name
 
 
 def _fake_run(root, name, mAP, nds, step):

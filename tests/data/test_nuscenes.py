@@ -178,6 +178,12 @@ def test_bad_files_name_the_file_and_the_sample(synth_root, tmp_path):
     pts.write_bytes(pts.read_bytes()[:-6])
     with pytest.raises(BevkdError, match=f"truncated point file .*{ds.infos[1].token}"):
         ds[1]
+    pts.write_bytes(bytes(1004))  # whole floats (251) but not whole 5-float points
+    with pytest.raises(BevkdError, match="1004 bytes is not a whole number of 5-float"):
+        ds[1]
+    pts.write_bytes(np.array([[1, 2, np.nan, 0, 0]] * 3, np.float32).tobytes())
+    with pytest.raises(BevkdError, match=f"corrupt point file .*non-finite.*{ds.infos[1].token}"):
+        ds[1]
     with pytest.raises(BevkdError, match="v1.0-trainval does not exist"):
         NuScenesDataset(str(root), "v1.0-trainval", "val", AUG)
     # --skip-bad policy: skip and count instead of failing

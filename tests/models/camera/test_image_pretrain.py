@@ -1,0 +1,94 @@
+"""Backbone pretraining: class maps from projected boxes, losses, and `bevkd pretrain`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from bevkd.cli import main
+from bevkd.models.backbones.resnet import ResNet
+from bevkd.models.camera.image_pretrain import ImagePretrainNet, box_class_maps
+from bevkd.structures.boxes import Boxes3D
+
+# a camera looking along +x of the box frame: camera z = box x, camera x = -box y, y = -box z
+CAM_T_BOX = torch.tensor([[0., -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]])[None]
+K = torch.tensor([[100., 0, 80], [0, 100, 40], [0, 0, 1]])[None]
+
+
+def test_a_box_paints_its_projected_rectangle_with_its_class():
+    # 2 m cube 10 m ahead: corners at depth 9 and 11; widest at depth 9: u = 80 +- 100/9,
+    # v = 40 +- 100/9 -> cells (stride 8) whose centres fall in [68.9, 91.1) x [28.9, 51.1)
+    box = Boxes3D(torch.tensor([[10.0, 0, 0, 2, 2, 2, 0, 0, 0]]))
+    m = box_class_maps(box, torch.tensor([3]), CAM_T_BOX, K, (10, 20), 8)[0]
+    cols = [(c + 0.5) * 8 for c in range(20)]
+    rows = [(r + 0.5) * 8 for r in range(10)]
+    want = np.zeros((10, 20), int)
+    for r, v in enumerate(rows):
+        for c, u in enumerate(cols):
+            if 80 - 100 / 9 <= u < 80 + 100 / 9 and 40 - 100 / 9 <= v < 40 + 100 / 9:
+                want[r, c] = 4  # label 3 -> class map value 4 (0 is background)
+    assert want.sum() > 0 and np.array_equal(m.numpy(), want)
+
+
+def test_nearer_boxes_cover_farther_ones_and_boxes_behind_are_skipped():
+    boxes = Boxes3D(torch.tensor([[20.0, 0, 0, 8, 8, 8, 0, 0, 0],    # far, label 0
+                                  [8.0, 0, 0, 1, 1, 1, 0, 0, 0],     # near, label 5
+                                  [-10.0, 0, 0, 2, 2, 2, 0, 0, 0]]))  # behind the camera
+    m = box_class_maps(boxes, torch.tensor([0, 5, 7]), CAM_T_BOX, K, (10, 20), 8)[0]
+    assert m[5, 10] == 6            # the centre: the near box
+    assert (m == 1).any()           # the far box still shows around it
+    assert not (m == 8).any()       # nothing from the box behind
+    empty = box_class_maps(Boxes3D(torch.zeros(0, 9)), torch.zeros(0), CAM_T_BOX, K, (4, 4), 8)
+    assert empty.shape == (1, 4, 4) and not empty.any()
+
+
+def test_losses_and_a_backbone_file_the_student_resnet_loads(tmp_path):
+    net = ImagePretrainNet(18, 8, (2.0, 10.0, 1.0))
+    cls, depth = net(torch.randn(2, 3, 64, 96))
+    assert cls.shape == (2, 11, 8, 12) and depth.shape == (2, 8, 8, 12)
+    target = torch.zeros(2, 8, 12, dtype=torch.long)
+    target[:, 2:4, 3:6] = 4
+    d = torch.zeros(2, 8, 12)
+    d[0, 1, 1] = 5.5  # bin 3
+    losses = net.loss(cls, depth, target, d)
+    assert set(losses) == {"class", "depth"} and all(torch.isfinite(v) for v in losses.values())
+    losses["depth"].backward()
+    # the depth loss reaches the depth logits of the one cell with a target only
+    grad = torch.autograd.grad(net.loss(cls, depth, target, d)["depth"], depth)[0]
+    assert grad[0, :, 1, 1].abs().sum() > 0 and grad.abs().sum() == grad[0, :, 1, 1].abs().sum()
+    path = tmp_path / "r18.pth"
+    torch.save(net.backbone.state_dict(), path)
+    ResNet(18, weights=str(path))  # torchvision names: loads as ImageNet weights would
+
+
+def test_pretrain_command_writes_weights_and_held_out_accuracies(synth_root, tmp_path):
+    out = tmp_path / "bb.pth"
+    assert main(["pretrain", "configs/student/bevdepth.yaml", "--preset", "tiny", "--data",
+                 synth_root, "--out", str(out), "--steps", "2",
+                 "--set", "train.num_workers=0", "--set", "train.batch_size=1"]) == 0
+    info = json.load(open(f"{out}.json"))
+    assert info["steps"] == 2 and 0 <= info["val_object_accuracy"] <= 1
+    state = torch.load(out, weights_only=True)
+    assert "layer4.1.bn2.running_var" in state and not any(k.startswith("fc.") for k in state)
+    assert main(["pretrain", "configs/teacher/pillars.yaml", "--data", synth_root,
+                 "--out", str(out), "--steps", "2"]) == 2
+
+
+def test_a_student_starts_from_the_weights_and_no_longer_needs_the_file(synth_root, tmp_path):
+    from bevkd.engine.run import load_trained
+
+    weights = tmp_path / "bb.pth"
+    torch.save(ImagePretrainNet(18).backbone.state_dict(), weights)
+    run = str(tmp_path / "student")
+    sets = ["grid.cell=6.4", "train.num_workers=0", "train.batch_size=1",
+            "model.args.head_channels=8", "model.args.trunk_channels=[8, 16]",
+            "model.args.bev_neck_channels=8", f"model.args.backbone_weights={weights}"]
+    assert main(["train", "configs/student/bevdepth.yaml", "--preset", "tiny", "--data",
+                 synth_root, "--out", run, "--max-steps", "1",
+                 *[f"--set={s}" for s in sets]]) == 0
+    weights.unlink()  # moved or deleted: the checkpoint holds every weight
+    _, model = load_trained(run)
+    assert model.encoder.backbone.conv1.weight.shape == (64, 3, 7, 7)
+    assert main(["eval", "--ckpt", run, "--data", synth_root]) == 0
