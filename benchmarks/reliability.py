@@ -143,7 +143,7 @@ def main() -> None:
     code = interrupt_after(train_args(STUDENT, "bevdepth", data, sigint, *ema), sigint, 2,
                            signal.SIGINT)
     rc, msg = bevkd(*train_args(STUDENT, "bevdepth", data, sigint, *ema), "--resume")
-    ok = rc == 0 and same(ref, sigint)
+    ok = code == 130 and rc == 0 and same(ref, sigint)
     row("resume", "Ctrl-C (SIGINT) after step 2, then `--resume`",
         f"exit {code}, checkpoint kept; resumed run bit-identical" if ok else f"rc {rc}: {msg}",
         ok)

@@ -102,18 +102,60 @@ def _set_rng_states(states: dict[str, Any]) -> None:
     random.setstate(states["python"])
 
 
-class _SaveOnInterrupt(L.Callback):
-    """Ctrl-C (or SIGTERM from a scheduler) leaves a resumable ``last.ckpt`` behind."""
+class _StopOnInterrupt(L.Callback):
+    """Ctrl-C stops training cleanly at the end of the running step: a resumable
+    ``last.ckpt`` of exactly that step is written and the run ends "interrupted" (exit 130).
+
+    A KeyboardInterrupt raised wherever the main thread happens to be can be swallowed (inside
+    a ``__del__``, a checkpoint write), so the first Ctrl-C only sets a flag that the step
+    boundary reads; a second Ctrl-C interrupts at once as usual. An exception that stops
+    training anyway (SIGTERM from a scheduler) still leaves a checkpoint.
+    """
 
     def __init__(self, path: str):
         self.path = path
+        self.requested = self.interrupted = False
+        self._previous = None
+
+    def _handler(self, signum, frame) -> None:
+        import signal
+
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+        print("\nCtrl-C: stopping after this step (press again to stop now)", file=sys.stderr)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        if self.requested and not self.interrupted:
+            self.interrupted = True
+            trainer.save_checkpoint(self.path)  # atomic: temporary file + rename
+            trainer.should_stop = True
+            print(f"interrupted: checkpoint of step {trainer.global_step} saved to "
+                  f"{self.path}; continue with --resume", file=sys.stderr)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
                      exception: BaseException) -> None:
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+        self._restore()
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.global_step > 0:
-            trainer.save_checkpoint(self.path)  # Lightning writes through a temporary file
+            trainer.save_checkpoint(self.path)
             print(f"\ninterrupted: checkpoint of step {trainer.global_step} saved to "
                   f"{self.path}; continue with --resume", file=sys.stderr)
 
@@ -230,8 +272,9 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
     train_loader = _loader(train_set, cfg, shuffle=True)
+    stop = _StopOnInterrupt(last)
     callbacks: list[L.Callback] = [
-        _ResumableData(train_loader.sampler, tcfg.batch_size), _SaveOnInterrupt(last),
+        _ResumableData(train_loader.sampler, tcfg.batch_size), stop,
         _Timing(os.path.join(run, "timing.json")),
         ModelCheckpoint(dirpath=ckpt_dir, filename="epoch-{epoch:02d}", save_last=True,
                         save_top_k=-1, every_n_epochs=1, auto_insert_metric_name=False),
@@ -243,8 +286,8 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
                                          auto_insert_metric_name=False))
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=1))
-    if tcfg.ema_decay > 0:
-        callbacks.append(EMA(tcfg.ema_decay))
+    if tcfg.ema_decay > 0:  # first: a step's average is updated before anything saves it
+        callbacks.insert(0, EMA(tcfg.ema_decay))
     trainer = L.Trainer(
         default_root_dir=run, max_epochs=tcfg.epochs, max_steps=max_steps,
         accelerator=accelerator, devices=devices, num_nodes=num_nodes,
@@ -254,8 +297,18 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
         check_val_every_n_epoch=max(1, tcfg.eval_every) if tcfg.eval_every else tcfg.epochs,
         num_sanity_val_steps=0, deterministic=tcfg.deterministic, enable_model_summary=False,
         use_distributed_sampler=False)  # EpochSampler shards by rank itself
-    trainer.fit(module, train_loader, _loader(val_set, cfg, False),
-                ckpt_path=resume_from if resume else None)
+    try:
+        trainer.fit(module, train_loader, _loader(val_set, cfg, False),
+                    ckpt_path=resume_from if resume else None)
+    except SystemExit:  # Lightning exits 1 after a graceful Ctrl-C; say "interrupted" (130)
+        if trainer.interrupted:
+            import signal
+
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignored it
+            raise KeyboardInterrupt from None
+        raise
+    if trainer.interrupted or stop.interrupted:  # Ctrl-C: checkpoint saved, not finished
+        raise KeyboardInterrupt
     if module.last_metrics is not None and trainer.is_global_zero:
         _write_metrics(run, tcfg.val_split, module.last_metrics)
     return module

@@ -80,3 +80,27 @@ def test_table_arithmetic(tmp_path):
     md = markdown(list(rows.values()), "tiny", "abc", "bevkd bench", 2)
     assert "| bevdistill | 33.0 ± 1.0 | 41.0 ± 1.0 |" in md
     assert "31%" in md  # gap closed
+
+
+def test_pretrained_backbone_is_made_once_and_reused(tmp_path, monkeypatch):
+    import subprocess
+
+    from bevkd.bench.command import BenchSpec, pretrained_backbone
+
+    calls = []
+
+    def fake_run(cmd, stdout=None, stderr=None):
+        calls.append(cmd)
+        out = cmd[cmd.index("--out") + 1]
+        open(out, "wb").close()
+        open(out + ".json", "w").write("{}")
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    spec = BenchSpec(pretrain_steps=7, threads=1, parallel=2)
+    path = pretrained_backbone("tiny", "/data", str(tmp_path), spec)
+    assert path == str(tmp_path / "backbone.pth") and len(calls) == 1
+    cmd = calls[0]
+    assert cmd[cmd.index("--steps") + 1] == "7" and "train.threads=2" in cmd
+    assert pretrained_backbone("tiny", "/data", str(tmp_path), spec) == path
+    assert len(calls) == 1  # reused, not redone

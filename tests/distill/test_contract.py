@@ -136,3 +136,21 @@ def test_a_teacher_of_the_wrong_kind_for_its_role_is_named(teachers):
     with pytest.raises(BevkdError, match="lidar teacher .* is a 'fusion' model; the lidar "
                                          "role takes pillars"):
         build_model(cfg)
+
+
+@pytest.mark.parametrize("method", sorted(DISTILLERS))
+def test_every_method_trains_with_batch_size_one(method, teachers, synth_root):
+    """The reference codebases break at batch size 1 (squeezed batch dims, BN on one value)."""
+    roles = set(DISTILLERS[method].roles)
+    cfg = _student_cfg()
+    cfg = replace(cfg, distill=DistillConfig(
+        teachers={r: teachers[r] for r in roles}, methods=(MethodSpec(type=method),)))
+    model = build_model(cfg).train()
+    ds = NuScenesDataset(synth_root, "v1.0-synth", "synth_train", cfg.data, train=True)
+    batch = collate([ds[2]])
+    losses = model.loss(model(batch), batch)
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    sum(losses.values()).backward()
+    model.eval()
+    dets = model.decode(model(batch), batch)
+    assert len(dets) == 1

@@ -36,9 +36,10 @@ def _args(config: str, kind: str, root: str, out: str, extra=()) -> list[str]:
     return ["train", config, "--preset", "tiny", "--data", root, "--out", out, *sets]
 
 
-def _kill_after_step(args: list[str], out: str, step: int, timeout: float = 300.0) -> None:
-    """Runs ``bevkd train`` in a child process and SIGKILLs it as soon as the checkpoint of
-    ``step`` exists (the child is then inside the following step)."""
+def _kill_after_step(args: list[str], out: str, step: int, timeout: float = 300.0,
+                     sig: int = signal.SIGKILL) -> int:
+    """Runs ``bevkd train`` in a child process and sends ``sig`` as soon as the checkpoint of
+    ``step`` exists (the child is then inside the following step); returns its exit code."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     child = subprocess.Popen([sys.executable, "-m", "bevkd.cli", *args], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -53,10 +54,10 @@ def _kill_after_step(args: list[str], out: str, step: int, timeout: float = 300.
                 raise AssertionError(f"no checkpoint of step {step} after {timeout} s")
             time.sleep(0.02)
     finally:
-        child.send_signal(signal.SIGKILL)
+        child.send_signal(sig)
         child.wait()
         child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
+    return child.returncode
 
 
 def _final_state(run: str) -> dict:
@@ -101,9 +102,23 @@ def test_sigkill_then_resume_ends_as_the_uninterrupted_run(kind, synth_root, lid
     kill_at = int(np.random.default_rng(len(kind)).choice([2, 4]))
     whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
     assert main(_args(config, "bevdepth", synth_root, whole, extra)) == 0
-    _kill_after_step(_args(config, "bevdepth", synth_root, killed, extra), killed, kill_at)
+    assert _kill_after_step(_args(config, "bevdepth", synth_root, killed, extra), killed,
+                            kill_at) == -signal.SIGKILL
     assert main([*_args(config, "bevdepth", synth_root, killed, extra), "--resume"]) == 0
     _assert_same(_final_state(whole), _final_state(killed))
+
+
+def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, tmp_path):
+    whole, run = str(tmp_path / "whole"), str(tmp_path / "run")
+    args = _args("configs/student/bevdepth.yaml", "bevdepth", synth_root, run)
+    assert _kill_after_step(args, run, 2, sig=signal.SIGINT) == 130
+    last = os.path.join(run, "checkpoints", "last.ckpt")
+    assert checkpoint_is_whole(last)
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] >= 2
+    assert not os.path.isfile(os.path.join(run, "eval", "synth_val", "metrics.json"))
+    assert main([*args, "--resume"]) == 0
+    assert main(_args("configs/student/bevdepth.yaml", "bevdepth", synth_root, whole)) == 0
+    _assert_same(_final_state(whole), _final_state(run))
 
 
 def test_damaged_last_checkpoint_falls_back_to_the_newest_whole_one(tmp_path, capsys):
