@@ -33,7 +33,7 @@ RUNS = {
                   "after 2)",
     "G_pt_bda": "preset augmentation; backbone from `bevkd pretrain`, 3 epochs (stopped after 2)",
     "H_long_pt_s8": "no BEV aug; pretrained backbone; stride 8; 16 epochs, eval every 4 "
-                    "(running when this was written)",
+                    "(stopped at step ~280 for lack of time: no evaluation yet)",
 }
 STEPS = (90, 180, 270, 380, 760)
 
