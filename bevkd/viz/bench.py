@@ -62,9 +62,12 @@ def per_class(rows: list[dict[str, Any]], out: str, title: str) -> str:
 
 @torch.no_grad()
 def bev_predictions(models: dict[str, torch.nn.Module], batch: Any, gt_boxes: np.ndarray,
-                    gt_labels: np.ndarray, out: str, score: float = 0.3, extent: float = 51.2) -> str:
+                    gt_labels: np.ndarray, out: str, score: float = 0.3, extent: float = 51.2,
+                    top: int = 20) -> str:
     """One panel per model: GT footprints (grey) and its detections above ``score`` (class
-    colours) in the BEV of one sample (x up, y left)."""
+    colours) in the BEV of one sample (x up, y left). A model with no detection that
+    confident (an early, short training) shows its ``top`` best instead, dashed, so the panel
+    still shows where it looks."""
     from ..structures.boxes import Boxes3D
 
     fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 5.6), dpi=110)
@@ -76,14 +79,22 @@ def bev_predictions(models: dict[str, torch.nn.Module], batch: Any, gt_boxes: np
             ring = np.vstack([poly, poly[:1]])
             ax.plot(-ring[:, 1], ring[:, 0], color="0.6", lw=1.6)
         keep = det.scores >= score
+        title = f"{name}: {int(keep.sum())} boxes ≥ {score}"
+        style = "-"
+        if not keep.any() and len(det.scores):  # scores sorted high to low
+            keep = np.arange(len(det.scores)) < top
+            title = (f"{name}: none ≥ {score}; best {int(keep.sum())} "
+                     f"(≥ {det.scores[keep].min():.2f}) dashed")
+            style = "--"
         for poly, lab in zip(det.boxes[keep].bev_corners(), det.labels[keep]):
             ring = np.vstack([poly, poly[:1]])
-            ax.plot(-ring[:, 1], ring[:, 0], color=CLASS_COLORS[DETECTION_CLASSES[int(lab)]], lw=1)
+            ax.plot(-ring[:, 1], ring[:, 0], style,
+                    color=CLASS_COLORS[DETECTION_CLASSES[int(lab)]], lw=1)
         ax.plot([0], [0], marker="^", color="k")
         ax.set_xlim(-extent, extent)
         ax.set_ylim(-extent, extent)
         ax.set_aspect("equal")
-        ax.set_title(f"{name}: {int(keep.sum())} boxes ≥ {score}")
+        ax.set_title(title)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("BEV of one val sample: GT (grey) and predictions (class colours)")
