@@ -276,8 +276,11 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     callbacks: list[L.Callback] = [
         _ResumableData(train_loader.sampler, tcfg.batch_size), stop,
         _Timing(os.path.join(run, "timing.json")),
+        # at every epoch's end, validated or not (Lightning's default waits for validation,
+        # so with train.eval_every > 1 a killed run would lose up to that many epochs)
         ModelCheckpoint(dirpath=ckpt_dir, filename="epoch-{epoch:02d}", save_last=True,
-                        save_top_k=-1, every_n_epochs=1, auto_insert_metric_name=False),
+                        save_top_k=-1, every_n_epochs=1, auto_insert_metric_name=False,
+                        save_on_train_epoch_end=True),
     ]
     if tcfg.checkpoint_every > 0:  # bounds the work a killed run loses; last.ckpt follows it
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step-{step}", save_last=True,

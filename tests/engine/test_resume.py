@@ -144,3 +144,15 @@ def test_damaged_last_checkpoint_falls_back_to_the_newest_whole_one(tmp_path, ca
         resume_checkpoint(str(ckpt))
     with pytest.raises(BevkdError, match="no checkpoint in"):
         resume_checkpoint(str(tmp_path / "nothing"))
+
+
+def test_every_epoch_is_checkpointed_even_when_validation_is_sparse(synth_root, tmp_path):
+    run = str(tmp_path / "run")
+    sets = ["grid.cell=6.4", "data.lidar_sweeps=1", "train.epochs=3", "train.eval_every=0",
+            "train.num_workers=0", *NARROW["pillars"]]
+    assert main(["train", "configs/teacher/pillars.yaml", "--preset", "tiny", "--data",
+                 synth_root, "--out", run, *[f"--set={s}" for s in sets]]) == 0
+    names = sorted(os.listdir(os.path.join(run, "checkpoints")))
+    assert names == ["epoch-00.ckpt", "epoch-01.ckpt", "epoch-02.ckpt", "last.ckpt"]
+    # validated once, at the end
+    assert os.path.isfile(os.path.join(run, "eval", "synth_val", "metrics.json"))
