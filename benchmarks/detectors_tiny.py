@@ -27,6 +27,8 @@ def main() -> None:
     ap.add_argument("--name", default="detectors_tiny")
     ap.add_argument("--command", default="")
     ap.add_argument("--split", default="synth_val")
+    ap.add_argument("--title", default="Teachers and baseline student on the tiny preset "
+                                       "(single runs)")
     args = ap.parse_args()
     results = {}
     for item in args.runs:
@@ -38,7 +40,7 @@ def main() -> None:
     with open(os.path.join(HERE, f"{args.name}.json"), "w") as f:
         json.dump({"commit": commit, "command": cmd, "rows": rows}, f, indent=1)
     md = markdown(rows, "tiny", commit, cmd, 1,
-                  title="Teachers and baseline student on the tiny preset (single runs)")
+                  title=args.title)
     with open(os.path.join(HERE, f"{args.name}.md"), "w") as f:
         f.write(md)
     print(md)

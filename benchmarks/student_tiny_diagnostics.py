@@ -32,8 +32,8 @@ RUNS = {
     "F_pt_nobda": "no BEV aug; backbone from `bevkd pretrain` (600 steps), 3 epochs (stopped "
                   "after 2)",
     "G_pt_bda": "preset augmentation; backbone from `bevkd pretrain`, 3 epochs (stopped after 2)",
-    "H_long_pt_s8": "no BEV aug; pretrained backbone; stride 8; 16 epochs, eval every 4 "
-                    "(stopped at step ~280 for lack of time: no evaluation yet)",
+    "H_pt_s8_4ep": "no BEV aug; pretrained backbone; image and depth stride 8; 4 epochs, "
+                   "evaluated after epochs 2 and 4 (2 threads)",
 }
 STEPS = (90, 180, 270, 380, 760)
 
