@@ -142,7 +142,9 @@ class _StopOnInterrupt(L.Callback):
             self._previous = None
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if self.requested and not self.interrupted:
+        # DDP: every rank must stop (and join the checkpoint's barrier) at the same step
+        requested = trainer.strategy.reduce_boolean_decision(self.requested, all=False)
+        if requested and not self.interrupted:
             self.interrupted = True
             trainer.save_checkpoint(self.path)  # atomic: temporary file + rename
             trainer.should_stop = True
