@@ -11,17 +11,16 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data.nuscenes import NuScenesDataset
-from ..data.sampler import EpochSampler
 from ..data.transforms import BevAugConfig
 from ..errors import BevkdError
 from ..models.camera.image_pretrain import ImagePretrainNet, box_class_maps
 from ..structures.batch import Batch, collate
 from ..structures.geometry import invert_transform
 from .config import ExperimentConfig
+from .run import epoch_loader
 
 STRIDE = 8  # image cells of the pretraining targets (finer than the student's 16: more labels)
 
@@ -68,11 +67,7 @@ def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: in
     tcfg = cfg.train
     train_set = NuScenesDataset(data_root, tcfg.version, tcfg.train_split, data_cfg, train=True,
                                 seed=tcfg.seed)
-    sampler = EpochSampler(len(train_set), seed=tcfg.seed)
-    loader = DataLoader(train_set, batch_size=tcfg.batch_size, sampler=sampler,
-                        num_workers=tcfg.num_workers, collate_fn=collate,
-                        persistent_workers=tcfg.num_workers > 0,
-                        generator=torch.Generator().manual_seed(tcfg.seed))
+    loader = epoch_loader(train_set, cfg, shuffle=True)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     warm = min(50, steps // 10 + 1)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -81,7 +76,7 @@ def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: in
     t0, step, epoch = time.perf_counter(), 0, 0
     bar = tqdm(total=steps, desc="pretrain backbone", disable=not progress)
     while step < steps:
-        sampler.set_epoch(epoch)
+        loader.sampler.set_epoch(epoch)
         for batch in loader:
             losses, _ = _step(net, batch)
             total = sum(losses.values())

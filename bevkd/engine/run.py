@@ -146,10 +146,8 @@ class _StopOnInterrupt(L.Callback):
         requested = trainer.strategy.reduce_boolean_decision(self.requested, all=False)
         if requested and not self.interrupted:
             self.interrupted = True
-            trainer.save_checkpoint(self.path)  # atomic: temporary file + rename
+            self._save(trainer)
             trainer.should_stop = True
-            print(f"interrupted: checkpoint of step {trainer.global_step} saved to "
-                  f"{self.path}; continue with --resume", file=sys.stderr)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
                      exception: BaseException) -> None:
@@ -157,9 +155,12 @@ class _StopOnInterrupt(L.Callback):
 
         self._restore()
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.global_step > 0:
-            trainer.save_checkpoint(self.path)
-            print(f"\ninterrupted: checkpoint of step {trainer.global_step} saved to "
-                  f"{self.path}; continue with --resume", file=sys.stderr)
+            self._save(trainer)
+
+    def _save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.path)  # atomic: temporary file + rename
+        print(f"\ninterrupted: checkpoint of step {trainer.global_step} saved to "
+              f"{self.path}; continue with --resume", file=sys.stderr)
 
 
 class _Timing(L.Callback):
@@ -197,7 +198,7 @@ class _Timing(L.Callback):
             json.dump(info, f, indent=1)
 
 
-def _loader(ds: NuScenesDataset, cfg: ExperimentConfig, shuffle: bool) -> DataLoader:
+def epoch_loader(ds: NuScenesDataset, cfg: ExperimentConfig, shuffle: bool) -> DataLoader:
     """Batches of ``ds`` keyed by an :class:`EpochSampler` (this rank's share under DDP)."""
     workers = cfg.train.num_workers
     sampler = EpochSampler(len(ds), seed=cfg.train.seed, shuffle=shuffle)
@@ -273,7 +274,7 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
                              total_steps=max_steps if max_steps > 0 else steps_per_epoch * tcfg.epochs)
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
-    train_loader = _loader(train_set, cfg, shuffle=True)
+    train_loader = epoch_loader(train_set, cfg, shuffle=True)
     stop = _StopOnInterrupt(last)
     callbacks: list[L.Callback] = [
         _ResumableData(train_loader.sampler, tcfg.batch_size), stop,
@@ -303,7 +304,7 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
         num_sanity_val_steps=0, deterministic=tcfg.deterministic, enable_model_summary=False,
         use_distributed_sampler=False)  # EpochSampler shards by rank itself
     try:
-        trainer.fit(module, train_loader, _loader(val_set, cfg, False),
+        trainer.fit(module, train_loader, epoch_loader(val_set, cfg, False),
                     ckpt_path=resume_from if resume else None)
     except SystemExit:  # Lightning exits 1 after a graceful Ctrl-C; say "interrupted" (130)
         if trainer.interrupted:
@@ -419,7 +420,7 @@ def evaluate_run(run: str, data_root: str, split: str | None = None, ckpt: str |
     split = split or cfg.train.val_split
     model.eval()
     ds = NuScenesDataset(data_root, cfg.train.version, split, cfg.data, train=False)
-    loader = _loader(ds, replace_batch(cfg, batch_size), shuffle=False)
+    loader = epoch_loader(ds, replace_batch(cfg, batch_size), shuffle=False)
     dets = []
     for batch in tqdm(loader, desc=f"eval {split}", disable=not progress):
         dets.extend(d.numpy() for d in model.decode(model(batch), batch))
