@@ -63,12 +63,14 @@ def plan(seeds: int, methods: tuple[str, ...] = METHODS, composite: bool = True,
         rows.append(("composite", _method_config("composite"), ()))
     ablation_rows = [(name, _method_config(ABLATIONS[name][0]), ABLATIONS[name][1])
                      for name in ablations if ABLATIONS[name][0] in methods]
+    # every seed of the main rows before the (seed-0 only) ablations: a bench cut short
+    # still has the main table with its seed spread
+    runs = [(seed, row) for seed in range(seeds) for row in rows] + [(0, r) for r in ablation_rows]
     students = []
-    for seed in range(seeds):
-        for model, config, extra in rows + (ablation_rows if seed == 0 else []):
-            needs = tuple(TEACHER_JOBS[r] for r in teacher_roles(config))
-            students.append(Job(f"{model}-s{seed}", model, config, seed,
-                                (f"train.seed={seed}", *extra), needs))
+    for seed, (model, config, extra) in runs:
+        needs = tuple(TEACHER_JOBS[r] for r in teacher_roles(config))
+        students.append(Job(f"{model}-s{seed}", model, config, seed,
+                            (f"train.seed={seed}", *extra), needs))
     needed = {"teacher"} | {n for j in students for n in j.needs}
     return [j for j in teachers if j.name in needed] + students
 

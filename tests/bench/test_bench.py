@@ -27,6 +27,10 @@ def test_plan_orders_teachers_first_and_wires_dependencies():
     by = {j.name: j for j in jobs}
     assert set(by["asd-s0"].needs) == {"teacher", "fusion_teacher"}
     assert by["baseline-s1"].needs == () and "train.seed=1" in by["baseline-s1"].overrides
+    # both seeds of the main rows come before the seed-0 ablation rows
+    names2 = [j.name for j in plan(2, ("asd",), False, ("asd_gamma0",))]
+    assert names2.index("asd-s1") < names2.index("asd_gamma0-s0")
+    assert "asd_gamma0-s1" not in names2
     # every job comes after the jobs it needs
     for i, j in enumerate(jobs):
         assert all(n in names[:i] for n in j.needs)
