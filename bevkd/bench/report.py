@@ -75,8 +75,21 @@ def _derived(rows: list[dict[str, Any]], latency: dict[str, float]) -> None:
             gap = np.mean(teacher["mAP"]) - b
             r["gap_closed"] = float((m - b) / gap) if gap > 0 else None
             r["step_time_ratio"] = float(r["step_seconds"] / base["step_seconds"])
+            if r["model"] != "baseline" and len(r["mAP"]) > 1 and len(base["mAP"]) > 1:
+                # the acceptance test of a method: both mean gains exceed the seed spread
+                # (half the range over seeds, the larger of the method's and the baseline's)
+                r["beats_baseline"] = all(
+                    r[f"delta_{k}"] > max(_spread(r[k]), _spread(base[k])) for k in ("mAP", "NDS"))
         if r["model"] in latency and "baseline" in latency:
             r["latency_ratio"] = float(latency[r["model"]] / latency["baseline"])
+
+
+def _yes_no(value: bool | None) -> str:
+    return "—" if value is None else ("yes" if value else "no")
+
+
+def _spread(values: list[float]) -> float:
+    return float(np.max(values) - np.min(values)) / 2
 
 
 def _fmt(values: list[float]) -> str:
@@ -91,19 +104,20 @@ def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
              seeds: int, extra: str = "", title: str | None = None) -> str:
     lines = [f"# {title or f'bevkd bench --preset {preset}'}", "",
              f"`{command}` at commit `{commit}`; {seeds} seed(s) per student row (mean ± half "
-             "the seed range). mAP / NDS in percent on `synth_val`; TP errors are means.", ""]
-    head = ("| model | mAP | NDS | mATE | mASE | mAOE | mAVE | mAAE | ΔmAP | ΔNDS | gap closed "
-            "| step time ratio | latency ratio | train min | peak RSS MB |")
+             "the seed range). mAP / NDS and their Δ vs the baseline in percent (points) on "
+             "`synth_val`; TP errors are means.", ""]
+    head = ("| model | mAP | NDS | mATE | mASE | mAOE | mAVE | mAAE | ΔmAP | ΔNDS | beats spread "
+            "| gap closed | step time ratio | latency ratio | train min | peak RSS MB |")
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        def opt(key: str, fmt: str) -> str:
+        def opt(key: str, fmt: str, scale: float = 1.0) -> str:
             v = r.get(key)
-            return fmt.format(v) if isinstance(v, (int, float)) and v == v else "—"
+            return fmt.format(scale * v) if isinstance(v, (int, float)) and v == v else "—"
         lines.append(
             f"| {r['model']} | {_fmt(r['mAP'])} | {_fmt(r['NDS'])} | "
             + " | ".join(f"{r[TP_NAMES[k]]:.3f}" for k in TP_KEYS)
-            + f" | {opt('delta_mAP', '{:+.3f}')} | {opt('delta_NDS', '{:+.3f}')} | "
-            f"{opt('gap_closed', '{:.0%}')} | {opt('step_time_ratio', '{:.2f}')} | "
+            + f" | {opt('delta_mAP', '{:+.1f}', 100)} | {opt('delta_NDS', '{:+.1f}', 100)} | "
+            f"{_yes_no(r.get('beats_baseline'))} | {opt('gap_closed', '{:.0%}')} | {opt('step_time_ratio', '{:.2f}')} | "
             f"{opt('latency_ratio', '{:.2f}')} | {opt('train_minutes', '{:.1f}')} | "
             f"{opt('peak_rss_mb', '{:.0f}')} |")
     lines += ["", "Per-class AP (percent, mean over seeds):", "",

@@ -84,6 +84,17 @@ def test_table_arithmetic(tmp_path):
     md = markdown(list(rows.values()), "tiny", "abc", "bevkd bench", 2)
     assert "| bevdistill | 33.0 ± 1.0 | 41.0 ± 1.0 |" in md
     assert "31%" in md  # gap closed
+    # gains in percentage points; +12.0 mAP and +10.0 NDS both exceed the 1.0 seed spread
+    assert kd["beats_baseline"] is True and "| +12.0 | +10.0 | yes | 31% |" in md
+    # a gain inside the seed spread does not count: mAP 0.12 / 0.40 gains 0.05 over the
+    # baseline's 0.21 with a spread of 0.14
+    values["bevdistill-s0"] = (0.12, 0.20, 1.5)
+    values["bevdistill-s1"] = (0.40, 0.60, 1.8)
+    (tmp_path / "again").mkdir()
+    results = {n: JobResult(jobs[n], _fake_run(tmp_path / "again", n, *v), "done")
+               for n, v in values.items()}
+    rows = {r["model"]: r for r in collect(results, "synth_val")}
+    assert rows["bevdistill"]["beats_baseline"] is False and "beats_baseline" not in rows["teacher"]
 
 
 def test_pretrained_backbone_is_made_once_and_reused(tmp_path, monkeypatch):
