@@ -3,10 +3,16 @@
 Resumable: a job whose run folder already holds its final metrics is not redone; one with a
 checkpoint but no metrics is continued with ``--resume``. A failed job is reported (its log
 is ``RUN/train.log``) and the jobs that need it are skipped; the others go on.
+
+Each run folder records the training command it was started with (``RUN/bench_job.json``);
+a bench whose command for that job differs (another preset, dataset, override, teacher) does
+not reuse or resume it but fails the job with a message, since a table silently mixing two
+settings would be wrong.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -52,6 +58,41 @@ def command(job: Job, preset: str, data: str, runs: str, threads: int,
     return cmd
 
 
+JOB_FILE = "bench_job.json"
+
+
+def signature(cmd: list[str]) -> list[str]:
+    """What makes a job's result: its train command without the interpreter, ``--resume``
+    and the thread count."""
+    out, args = [], cmd[cmd.index("train"):]
+    i = 0
+    while i < len(args):
+        if args[i] == "--resume":
+            i += 1
+            continue
+        if args[i] == "--set" and args[i + 1].startswith("train.threads="):
+            i += 2
+            continue
+        out.append(args[i])
+        i += 1
+    return out
+
+
+def mismatch(run: str, cmd: list[str]) -> str | None:
+    """Why ``run`` cannot serve ``cmd`` (None when it can or records nothing)."""
+    path = os.path.join(run, JOB_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        before = json.load(f)["signature"]
+    now = signature(cmd)
+    if before == now:
+        return None
+    diff = sorted(set(before) ^ set(now))
+    return (f"{run} was trained by another command (differs in {diff}); use another --runs "
+            "folder or delete that run")
+
+
 def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
              threads: int = 1, val_split: str = "synth_val", extra: tuple[str, ...] = (),
              camera_extra: tuple[str, ...] = (), log=print) -> dict[str, JobResult]:
@@ -68,6 +109,13 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                 results[job.name] = JobResult(job, run, "skipped")
                 pending.remove(job)
                 log(f"[bench] skip {job.name}: a job it needs failed")
+                continue
+            cmd = command(job, preset, data, runs, threads, extra, camera_extra)
+            why = mismatch(run, cmd)
+            if why:
+                results[job.name] = JobResult(job, run, "failed")
+                pending.remove(job)
+                log(f"[bench] FAILED {job.name}: {why}")
             elif is_finished(run, val_split):
                 results[job.name] = JobResult(job, run, "reused")
                 pending.remove(job)
@@ -75,9 +123,10 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
             elif len(running) < parallel and all(
                     n in results and results[n].status in ("done", "reused") for n in job.needs):
                 os.makedirs(run, exist_ok=True)
+                with open(os.path.join(run, JOB_FILE), "w") as f:
+                    json.dump({"signature": signature(cmd)}, f, indent=1)
                 logf = open(os.path.join(run, "train.log"), "a")
-                proc = subprocess.Popen(command(job, preset, data, runs, threads, extra, camera_extra),
-                                        stdout=logf, stderr=subprocess.STDOUT,
+                proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
                                         env={**os.environ, "OMP_NUM_THREADS": str(threads)})
                 running[job.name] = (proc, time.perf_counter(), logf)
                 pending.remove(job)

@@ -46,6 +46,31 @@ def test_command_wires_teacher_runs_and_resumes(tmp_path):
     assert "--resume" in command(job, "tiny", "/data", str(tmp_path), threads=1)
 
 
+def test_a_run_made_by_another_command_is_neither_reused_nor_resumed(tmp_path):
+    from bevkd.bench.runner import JOB_FILE, mismatch, run_jobs, signature
+
+    job = next(j for j in plan(1, ("bevdistill",), False, ()) if j.name == "baseline-s0")
+    cmd = command(job, "tiny", "/data", str(tmp_path), threads=1)
+    # threads and --resume do not change what a run is; an override does
+    assert signature(cmd) == signature(command(job, "tiny", "/data", str(tmp_path), threads=4)
+                                       + ["--resume"])
+    other = command(job, "tiny", "/data", str(tmp_path), 1, extra=("optim.lr=1e-4",))
+    assert signature(other) != signature(cmd)
+    run = tmp_path / "baseline-s0"
+    run.mkdir()
+    assert mismatch(str(run), cmd) is None  # a run that records nothing is trusted
+    (run / JOB_FILE).write_text(json.dumps({"signature": signature(cmd)}))
+    assert mismatch(str(run), cmd) is None
+    why = mismatch(str(run), other)
+    assert "optim.lr=1e-4" in why and "another --runs" in why
+    # the runner fails that job without starting it, and skips what needs it
+    logs = []
+    results = run_jobs([job], "tiny", "/data", str(tmp_path), parallel=1,
+                       extra=("optim.lr=1e-4",), log=logs.append)
+    assert results["baseline-s0"].status == "failed" and "another command" in logs[0]
+    assert not (run / "train.log").exists()
+
+
 def test_backbone_weights_go_to_camera_models_only(tmp_path):
     jobs = {j.name: j for j in plan(1, ("bevdistill",), True, ())}
     weights = ("model.args.backbone_weights=/w.pth",)
