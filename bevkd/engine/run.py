@@ -102,6 +102,10 @@ def _set_rng_states(states: dict[str, Any]) -> None:
     random.setstate(states["python"])
 
 
+class _Interrupted(Exception):
+    """Raised at a step boundary after a Ctrl-C and its checkpoint (see _StopOnInterrupt)."""
+
+
 class _StopOnInterrupt(L.Callback):
     """Ctrl-C stops training cleanly at the end of the running step: a resumable
     ``last.ckpt`` of exactly that step is written and the run ends "interrupted" (exit 130).
@@ -147,7 +151,10 @@ class _StopOnInterrupt(L.Callback):
         if requested and not self.interrupted:
             self.interrupted = True
             self._save(trainer)
-            trainer.should_stop = True
+            # not ``trainer.should_stop``: that ends the epoch as if it were complete, so
+            # validation and the epoch-end checkpoint would run and overwrite last.ckpt with
+            # a state whose resume skips the rest of the epoch
+            raise _Interrupted
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
                      exception: BaseException) -> None:
@@ -306,6 +313,8 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     try:
         trainer.fit(module, train_loader, epoch_loader(val_set, cfg, False),
                     ckpt_path=resume_from if resume else None)
+    except _Interrupted:  # Ctrl-C: last.ckpt of the step is saved
+        raise KeyboardInterrupt from None
     except SystemExit:  # Lightning exits 1 after a graceful Ctrl-C; say "interrupted" (130)
         if trainer.interrupted:
             import signal
@@ -315,6 +324,10 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
         raise
     if trainer.interrupted or stop.interrupted:  # Ctrl-C: checkpoint saved, not finished
         raise KeyboardInterrupt
+    if module.last_metrics is None and resume:
+        # the resumed run had finished training but was stopped before its final metrics
+        # were written: fit returns at once, so validate the trained weights now
+        trainer.validate(module, epoch_loader(val_set, cfg, False), verbose=False)
     if module.last_metrics is not None and trainer.is_global_zero:
         _write_metrics(run, tcfg.val_split, module.last_metrics)
     return module

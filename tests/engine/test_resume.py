@@ -111,10 +111,13 @@ def test_sigkill_then_resume_ends_as_the_uninterrupted_run(kind, synth_root, lid
 def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, tmp_path):
     whole, run = str(tmp_path / "whole"), str(tmp_path / "run")
     args = _args("configs/student/bevdepth.yaml", "bevdepth", synth_root, run)
-    assert _kill_after_step(args, run, 2, sig=signal.SIGINT) == 130
+    # after step 4 the child is inside step 5 of 6: it stops in the middle of epoch 1, which
+    # must neither validate nor leave an epoch-end checkpoint that skips step 6 on resume
+    assert _kill_after_step(args, run, 4, sig=signal.SIGINT) == 130
     last = os.path.join(run, "checkpoints", "last.ckpt")
     assert checkpoint_is_whole(last)
-    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] >= 2
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 5
+    assert not os.path.isfile(os.path.join(run, "checkpoints", "epoch-01.ckpt"))
     assert not os.path.isfile(os.path.join(run, "eval", "synth_val", "metrics.json"))
     assert main([*args, "--resume"]) == 0
     assert main(_args("configs/student/bevdepth.yaml", "bevdepth", synth_root, whole)) == 0
@@ -155,4 +158,14 @@ def test_every_epoch_is_checkpointed_even_when_validation_is_sparse(synth_root, 
     names = sorted(os.listdir(os.path.join(run, "checkpoints")))
     assert names == ["epoch-00.ckpt", "epoch-01.ckpt", "epoch-02.ckpt", "last.ckpt"]
     # validated once, at the end
-    assert os.path.isfile(os.path.join(run, "eval", "synth_val", "metrics.json"))
+    metrics = os.path.join(run, "eval", "synth_val", "metrics.json")
+    with open(metrics) as f:
+        before = json.load(f)
+    # killed after the last epoch's checkpoint but before the metrics were written: resuming
+    # has no step left to train, and validates the trained weights instead
+    os.remove(metrics)
+    assert main(["train", "configs/teacher/pillars.yaml", "--preset", "tiny", "--data",
+                 synth_root, "--out", run, *[f"--set={s}" for s in sets], "--resume"]) == 0
+    with open(metrics) as f:
+        after = json.load(f)
+    assert after["mean_ap"] == before["mean_ap"] and after["nd_score"] == before["nd_score"]
