@@ -73,6 +73,7 @@ def bev_predictions(models: dict[str, torch.nn.Module], batch: Any, gt_boxes: np
     fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 5.6), dpi=110)
     axes = np.atleast_1d(axes)
     gt = Boxes3D(gt_boxes).bev_corners()
+    shown: set[int] = set()
     for ax, (name, model) in zip(axes, models.items()):
         det = model.decode(model(batch), batch)[0].numpy()
         for poly in gt:
@@ -87,6 +88,7 @@ def bev_predictions(models: dict[str, torch.nn.Module], batch: Any, gt_boxes: np
                      f"(≥ {det.scores[keep].min():.2f}) dashed")
             style = "--"
         for poly, lab in zip(det.boxes[keep].bev_corners(), det.labels[keep]):
+            shown.add(int(lab))
             ring = np.vstack([poly, poly[:1]])
             ax.plot(-ring[:, 1], ring[:, 0], style,
                     color=CLASS_COLORS[DETECTION_CLASSES[int(lab)]], lw=1)
@@ -97,8 +99,14 @@ def bev_predictions(models: dict[str, torch.nn.Module], batch: Any, gt_boxes: np
         ax.set_title(title)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("BEV of one val sample: GT (grey) and predictions (class colours)")
-    fig.tight_layout()
+    fig.suptitle("BEV of one val sample: GT (grey) and predictions (class colours); ego ▲ "
+                 "facing up")
+    handles = [plt.Line2D([], [], color="0.6", lw=1.6, label="GT")]
+    handles += [plt.Line2D([], [], color=CLASS_COLORS[DETECTION_CLASSES[i]], lw=1.5,
+                           label=DETECTION_CLASSES[i]) for i in sorted(shown)]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
+    # room for the title above and the class legend below the panels
+    fig.tight_layout(rect=(0, 0.06, 1, 0.93))
     fig.savefig(out)
     plt.close(fig)
     return out
