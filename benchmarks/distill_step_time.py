@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
-import numpy as np
 import torch
 
+from bevkd.bench.steptime import median_step_seconds
 from bevkd.builder import build_model
 from bevkd.data.nuscenes import NuScenesDataset
 from bevkd.engine.config import load_experiment
@@ -43,7 +42,7 @@ def main() -> None:
     torch.manual_seed(0)
     teachers = [f"distill.teachers.lidar={args.lidar}", f"distill.teachers.fusion={args.fusion}",
                 f"distill.teachers.label={args.label}"]
-    models, opts, batch = {}, {}, None
+    models, batch = {}, None
     for row in ROWS:
         config = os.path.join(CONFIGS, "student" if row == "baseline" else "distill",
                               "bevdepth.yaml" if row == "baseline" else f"{row}.yaml")
@@ -53,29 +52,11 @@ def main() -> None:
             roles = {r for m in cfg.distill.methods for r in _roles(m.type)}
             cfg = _keep_roles(cfg, roles)
         models[row] = build_model(cfg).train()
-        opts[row] = torch.optim.AdamW([p for p in models[row].parameters() if p.requires_grad],
-                                      lr=1e-4)
         if batch is None:
             ds = NuScenesDataset(args.data, cfg.train.version, cfg.train.train_split, cfg.data,
                                  train=True)
             batch = collate([ds[i] for i in range(cfg.train.batch_size)])
-    times: dict[str, list[float]] = {r: [] for r in ROWS}
-
-    def step(row: str) -> float:
-        t0 = time.perf_counter()
-        model = models[row]
-        loss = sum(model.loss(model(batch), batch).values())
-        opts[row].zero_grad()
-        loss.backward()
-        opts[row].step()
-        return time.perf_counter() - t0
-
-    for row in ROWS:  # warm-up
-        step(row)
-    for _ in range(args.rounds):
-        for row in ROWS:
-            times[row].append(step(row))
-    med = {r: float(np.median(t)) for r, t in times.items()}
+    med = median_step_seconds(models, batch, args.rounds)
     result = {"commit": git_commit(),
               "command": f"python benchmarks/distill_step_time.py --preset {args.preset} "
                          f"--rounds {args.rounds}",

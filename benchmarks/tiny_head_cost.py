@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 
-import numpy as np
 import torch
 
+from bevkd.bench.steptime import median_step_seconds
 from bevkd.builder import build_model
 from bevkd.data.nuscenes import NuScenesDataset
 from bevkd.engine.config import load_experiment
@@ -40,35 +39,18 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    models, opts, batch = {}, {}, None
+    models, batch = {}, None
     for name, config in MODELS.items():
         for width in WIDTHS:
             cfg = load_experiment(os.path.join(CONFIGS, config), "tiny",
                                   ["data.use_lidar=true", f"model.args.head_channels={width}"])
             key = (name, width)
             models[key] = build_model(cfg).train()
-            opts[key] = torch.optim.AdamW(models[key].parameters(), lr=1e-4)
             if batch is None:
                 ds = NuScenesDataset(args.data, cfg.train.version, cfg.train.train_split,
                                      cfg.data, train=True)
                 batch = collate([ds[i] for i in range(cfg.train.batch_size)])
-
-    def step(key) -> float:
-        t0 = time.perf_counter()
-        model = models[key]
-        loss = sum(model.loss(model(batch), batch).values())
-        opts[key].zero_grad()
-        loss.backward()
-        opts[key].step()
-        return time.perf_counter() - t0
-
-    for key in models:  # warm-up
-        step(key)
-    times: dict = {key: [] for key in models}
-    for _ in range(args.rounds):
-        for key in models:
-            times[key].append(step(key))
-    med = {key: float(np.median(t)) for key, t in times.items()}
+    med = median_step_seconds(models, batch, args.rounds)
     rows = [{"model": name, "head_channels": w, "step_seconds": med[(name, w)],
              "ratio_vs_32": med[(name, w)] / med[(name, 32)],
              "parameters": sum(p.numel() for p in models[(name, w)].parameters())}
