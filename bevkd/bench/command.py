@@ -73,7 +73,8 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         from .latency import measure
 
         latency = measure(students, data)
-    rows = collect(results, "synth_val", latency)
+    rows = collect(results, "synth_val", {n: t["forward"] for n, t in latency.items()},
+                   {n: t["total"] for n, t in latency.items()})
     os.makedirs(out, exist_ok=True)
     command = "bevkd " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else \
         f"bevkd bench --preset {preset}"

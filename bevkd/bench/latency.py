@@ -1,8 +1,11 @@
 """Inference latency of the trained students, measured in one process, interleaved.
 
 Every student is timed on the same validation batches (batch size 1, one thread), round-robin
-over models so that machine noise hits all of them alike; the ratio to the baseline is what
-the table reports (distillation must add nothing: the ratio is 1.00 up to noise).
+over models so that machine noise hits all of them alike. Two times per student: the network's
+forward pass, which depends on the architecture only (distillation must add nothing: its ratio
+to the baseline is 1.00 up to noise, the table's "latency ratio"), and forward + decoding,
+whose circle NMS costs more the more boxes the weights score above the threshold (so trained
+weights alone move it by several percent; reported as ``latency_ratio_with_decode``).
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from ..structures.batch import collate
 
 @torch.no_grad()
 def measure(runs: dict[str, str], data: str, samples: int = 8, rounds: int = 5,
-            threads: int = 1) -> dict[str, float]:
-    """Seconds per sample (forward + decode) of each run's student, by row name: for each
-    batch the fastest of ``rounds`` interleaved passes, averaged over the batches."""
+            threads: int = 1) -> dict[str, dict[str, float]]:
+    """``{row: {"forward": s, "total": s}}`` per sample for each run's student (see
+    :func:`time_students`) on the first ``samples`` validation samples."""
     torch.set_num_threads(threads)
     students, cfg = {}, None
     for name, run in runs.items():
@@ -29,14 +32,30 @@ def measure(runs: dict[str, str], data: str, samples: int = 8, rounds: int = 5,
         students[name] = getattr(model, "student", model).eval()
     ds = NuScenesDataset(data, cfg.train.version, cfg.train.val_split, cfg.data, train=False)
     batches = [collate([ds[i]]) for i in range(min(samples, len(ds)))]
-    times = {n: np.full((rounds, len(batches)), np.inf) for n in students}
-    for name, model in students.items():  # warm-up
+    return time_students(students, batches, rounds)
+
+
+@torch.no_grad()
+def time_students(students: dict[str, torch.nn.Module], batches: list,
+                  rounds: int = 5) -> dict[str, dict[str, float]]:
+    """Seconds per batch of the forward pass and of forward + decode, per student: for each
+    batch the fastest of ``rounds`` interleaved passes (other processes only ever add time),
+    then the mean over batches."""
+    names = list(students)
+    fwd = {n: np.full((rounds, len(batches)), np.inf) for n in names}
+    total = {n: np.full((rounds, len(batches)), np.inf) for n in names}
+    for name in names:  # warm-up
+        model = students[name]
         model.decode(model(batches[0]), batches[0])
     for r in range(rounds):
-        for name, model in students.items():
+        for name in names:
+            model = students[name]
             for i, b in enumerate(batches):
                 t0 = time.perf_counter()
-                model.decode(model(b), b)
-                times[name][r, i] = time.perf_counter() - t0
-    # per batch the fastest round (other processes only ever add time), then the mean
-    return {n: float(t.min(0).mean()) for n, t in times.items()}
+                out = model(b)
+                t1 = time.perf_counter()
+                model.decode(out, b)
+                t2 = time.perf_counter()
+                fwd[name][r, i], total[name][r, i] = t1 - t0, t2 - t0
+    return {n: {"forward": float(fwd[n].min(0).mean()), "total": float(total[n].min(0).mean())}
+            for n in names}

@@ -32,8 +32,10 @@ def _load(path: str) -> dict[str, Any] | None:
 
 
 def collect(results: dict[str, JobResult], val_split: str,
-            latency: dict[str, float] | None = None) -> list[dict[str, Any]]:
-    """Rows of the table (benchmarks/<preset>.json ``rows``), one per model, seeds gathered."""
+            latency: dict[str, float] | None = None,
+            latency_with_decode: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Rows of the table (benchmarks/<preset>.json ``rows``), one per model, seeds gathered.
+    ``latency``: forward-pass seconds per model row; ``latency_with_decode``: with decoding."""
     by_model: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
     for res in results.values():
         if res.status not in ("done", "reused"):
@@ -58,11 +60,12 @@ def collect(results: dict[str, JobResult], val_split: str,
             "peak_rss_mb": float(np.max([r[1].get("peak_rss_mb", np.nan) for r in runs])),
         }
         rows.append(row)
-    _derived(rows, latency or {})
+    _derived(rows, latency or {}, latency_with_decode or {})
     return rows
 
 
-def _derived(rows: list[dict[str, Any]], latency: dict[str, float]) -> None:
+def _derived(rows: list[dict[str, Any]], latency: dict[str, float],
+             latency_with_decode: dict[str, float]) -> None:
     by = {r["model"]: r for r in rows}
     base, teacher = by.get("baseline"), by.get("teacher")
     for r in rows:
@@ -82,6 +85,9 @@ def _derived(rows: list[dict[str, Any]], latency: dict[str, float]) -> None:
                     r[f"delta_{k}"] > max(_spread(r[k]), _spread(base[k])) for k in ("mAP", "NDS"))
         if r["model"] in latency and "baseline" in latency:
             r["latency_ratio"] = float(latency[r["model"]] / latency["baseline"])
+        if r["model"] in latency_with_decode and "baseline" in latency_with_decode:
+            r["latency_ratio_with_decode"] = float(latency_with_decode[r["model"]]
+                                                   / latency_with_decode["baseline"])
 
 
 def _yes_no(value: bool | None) -> str:
@@ -105,7 +111,10 @@ def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
     lines = [f"# {title or f'bevkd bench --preset {preset}'}", "",
              f"`{command}` at commit `{commit}`; {seeds} seed(s) per student row (mean ± half "
              "the seed range). mAP / NDS and their Δ vs the baseline in percent (points) on "
-             "`synth_val`; TP errors are means.", ""]
+             "`synth_val`; TP errors are means. Latency ratio: the exported student's forward "
+             "pass vs the baseline's (batch 1, one thread); with decoding and NMS, which cost "
+             "more the more boxes a model scores high, it is `latency_ratio_with_decode` in the "
+             "JSON.", ""]
     head = ("| model | mAP | NDS | mATE | mASE | mAOE | mAVE | mAAE | ΔmAP | ΔNDS | beats spread "
             "| gap closed | step time ratio | latency ratio | train min | peak RSS MB |")
     lines += [head, "|" + "---|" * (head.count("|") - 1)]

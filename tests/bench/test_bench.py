@@ -99,13 +99,15 @@ def test_table_arithmetic(tmp_path):
               "bevdistill-s1": (0.34, 0.42, 1.8)}
     results = {n: JobResult(jobs[n], _fake_run(tmp_path, n, *v), "done") for n, v in values.items()}
     rows = {r["model"]: r for r in collect(results, "synth_val",
-                                           {"baseline": 0.100, "bevdistill": 0.101})}
+                                           {"baseline": 0.100, "bevdistill": 0.101},
+                                           {"baseline": 0.200, "bevdistill": 0.180})}
     kd = rows["bevdistill"]
     assert kd["mAP"] == [0.32, 0.34]
     assert kd["delta_mAP"] == pytest.approx(0.33 - 0.21)
     assert kd["gap_closed"] == pytest.approx((0.33 - 0.21) / (0.60 - 0.21))
     assert kd["step_time_ratio"] == pytest.approx(1.65 / 1.1)
     assert kd["latency_ratio"] == pytest.approx(1.01)
+    assert kd["latency_ratio_with_decode"] == pytest.approx(0.9)
     md = markdown(list(rows.values()), "tiny", "abc", "bevkd bench", 2)
     assert "| bevdistill | 33.0 ± 1.0 | 41.0 ± 1.0 |" in md
     assert "31%" in md  # gap closed
