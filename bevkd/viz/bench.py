@@ -76,9 +76,8 @@ def bev_predictions(models: dict[str, torch.nn.Module], batch: Any, gt_boxes: np
     shown: set[int] = set()
     for ax, (name, model) in zip(axes, models.items()):
         det = model.decode(model(batch), batch)[0].numpy()
-        for poly in gt:
-            ring = np.vstack([poly, poly[:1]])
-            ax.plot(-ring[:, 1], ring[:, 0], color="0.6", lw=1.6)
+        for poly in gt:  # filled, so that outlines of any class colour stand out on it
+            ax.fill(-poly[:, 1], poly[:, 0], color="0.82", lw=0)
         keep = det.scores >= score
         title = f"{name}: {int(keep.sum())} boxes ≥ {score}"
         style = "-"
@@ -99,9 +98,9 @@ def bev_predictions(models: dict[str, torch.nn.Module], batch: Any, gt_boxes: np
         ax.set_title(title)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("BEV of one val sample: GT (grey) and predictions (class colours); ego ▲ "
+    fig.suptitle("BEV of one val sample: GT (filled grey) and predictions (class colours); ego ▲ "
                  "facing up")
-    handles = [plt.Line2D([], [], color="0.6", lw=1.6, label="GT")]
+    handles = [plt.Rectangle((0, 0), 1, 1, color="0.82", label="GT")]
     handles += [plt.Line2D([], [], color=CLASS_COLORS[DETECTION_CLASSES[i]], lw=1.5,
                            label=DETECTION_CLASSES[i]) for i in sorted(shown)]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
