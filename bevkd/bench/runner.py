@@ -5,7 +5,8 @@ checkpoint but no metrics is continued with ``--resume``. A failed job is report
 is ``RUN/train.log``) and the jobs that need it are skipped; the others go on.
 
 Each run folder records the training command it was started with (``RUN/bench_job.json``);
-a bench whose command for that job differs (another preset, dataset, override, teacher) does
+a bench whose command for that job differs (another preset, dataset, override, teacher), or
+resolves to another config than the run's ``config.yaml`` (a preset file edited since), does
 not reuse or resume it but fails the job with a message, since a table silently mixing two
 settings would be wrong.
 """
@@ -79,18 +80,56 @@ def signature(cmd: list[str]) -> list[str]:
 
 
 def mismatch(run: str, cmd: list[str]) -> str | None:
-    """Why ``run`` cannot serve ``cmd`` (None when it can or records nothing)."""
+    """Why ``run`` cannot serve ``cmd`` (None when it can or records nothing): another
+    command line, or the same one resolving to another config (a preset or config file
+    edited since)."""
     path = os.path.join(run, JOB_FILE)
     if not os.path.isfile(path):
         return None
     with open(path) as f:
         before = json.load(f)["signature"]
     now = signature(cmd)
-    if before == now:
-        return None
-    diff = sorted(set(before) ^ set(now))
-    return (f"{run} was trained by another command (differs in {diff}); use another --runs "
-            "folder or delete that run")
+    if before != now:
+        diff = sorted(set(before) ^ set(now))
+        return (f"{run} was trained by another command (differs in {diff}); use another "
+                "--runs folder or delete that run")
+    if os.path.isfile(os.path.join(run, "config.yaml")):
+        from ..engine.run import load_run_config
+
+        saved, resolved = _plain(load_run_config(run)), _plain(resolved_config(cmd))
+        if saved != resolved:
+            keys = sorted(_differences(saved, resolved))
+            return (f"{run} was trained with another config (differs in {keys[:6]}: the "
+                    "preset or config file changed since); use another --runs folder or "
+                    "delete that run")
+    return None
+
+
+def resolved_config(cmd: list[str]):
+    """The config a `bevkd train` command line resolves to now (paths made absolute)."""
+    from ..engine.config import load_experiment
+    from ..engine.run import absolute_paths
+
+    args = cmd[cmd.index("train") + 1:]
+    sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+    return absolute_paths(load_experiment(args[0], args[args.index("--preset") + 1], sets))
+
+
+def _plain(cfg) -> dict:
+    from ..config import to_dict
+
+    d = to_dict(cfg)
+    d.get("train", {}).pop("threads", None)  # how fast, not what is trained
+    return d
+
+
+def _differences(a, b, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
 
 
 def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,

@@ -63,6 +63,20 @@ def test_a_run_made_by_another_command_is_neither_reused_nor_resumed(tmp_path):
     assert mismatch(str(run), cmd) is None
     why = mismatch(str(run), other)
     assert "optim.lr=1e-4" in why and "another --runs" in why
+    # the same command resolving to another config (an edited preset) is a mismatch too
+    import yaml
+
+    from bevkd.bench.runner import resolved_config
+    from bevkd.config import to_dict
+
+    saved = to_dict(resolved_config(cmd))
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert mismatch(str(run), cmd) is None
+    saved["optim"]["lr"] = 0.5
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    why = mismatch(str(run), cmd)
+    assert "another config" in why and "optim.lr" in why
+    (run / "config.yaml").unlink()
     # the runner fails that job without starting it, and skips what needs it
     logs = []
     results = run_jobs([job], "tiny", "/data", str(tmp_path), parallel=1,
