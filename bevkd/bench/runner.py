@@ -19,8 +19,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from .plan import TEACHER_JOBS, Job, teacher_roles
+
+if TYPE_CHECKING:
+    from ..engine.config import ExperimentConfig
 
 @dataclass
 class JobResult:
@@ -105,7 +109,7 @@ def mismatch(run: str, cmd: list[str]) -> str | None:
     return None
 
 
-def resolved_config(cmd: list[str]):
+def resolved_config(cmd: list[str]) -> "ExperimentConfig":
     """The config a `bevkd train` command line resolves to now (paths made absolute)."""
     from ..engine.config import load_experiment
     from ..engine.run import absolute_paths
@@ -115,7 +119,7 @@ def resolved_config(cmd: list[str]):
     return absolute_paths(load_experiment(args[0], args[args.index("--preset") + 1], sets))
 
 
-def _plain(cfg) -> dict:
+def _plain(cfg: "ExperimentConfig") -> dict:
     from ..config import to_dict
 
     d = to_dict(cfg)
@@ -123,7 +127,8 @@ def _plain(cfg) -> dict:
     return d
 
 
-def _differences(a, b, prefix: str = "") -> list[str]:
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where two nested dicts differ."""
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b)):
