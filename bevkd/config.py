@@ -120,6 +120,14 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys at which two plain configs (:func:`to_dict` output) differ, sorted."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [key for k in sorted(set(a) | set(b))
+                for key in differing_keys(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
 def _merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for key, value in over.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bevkd.config import apply_overrides, from_dict, load_config, to_dict
+from bevkd.config import apply_overrides, differing_keys, from_dict, load_config, to_dict
 from bevkd.data.nuscenes import DataConfig
 from bevkd.errors import BevkdError
 
@@ -61,3 +61,11 @@ def test_exponent_numbers_without_a_dot_are_numbers():
     assert from_dict(OptimConfig, {"lr": "1e-3"}).lr == 1e-3
     with pytest.raises(BevkdError, match="expected a number, got 'fast'"):
         from_dict(OptimConfig, {"lr": "fast"})
+
+
+def test_differing_keys_names_every_changed_leaf_dotted_and_sorted():
+    a = {"optim": {"lr": 1e-3, "schedule": "cosine"}, "train": {"epochs": 4}, "data": [1, 2]}
+    b = {"optim": {"lr": 2e-3, "schedule": "cosine"}, "train": {"epochs": 4, "seed": 1},
+         "data": [1, 3]}
+    assert differing_keys(a, b) == ["data", "optim.lr", "train.seed"]
+    assert differing_keys(a, a) == []

@@ -19,8 +19,9 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..config import differing_keys, to_dict
 from .plan import TEACHER_JOBS, Job, teacher_roles
 
 if TYPE_CHECKING:
@@ -100,9 +101,8 @@ def mismatch(run: str, cmd: list[str]) -> str | None:
     if os.path.isfile(os.path.join(run, "config.yaml")):
         from ..engine.run import load_run_config
 
-        saved, resolved = _plain(load_run_config(run)), _plain(resolved_config(cmd))
-        if saved != resolved:
-            keys = sorted(_differences(saved, resolved))
+        keys = differing_keys(_plain(load_run_config(run)), _plain(resolved_config(cmd)))
+        if keys:
             return (f"{run} was trained with another config (differs in {keys[:6]}: the "
                     "preset or config file changed since); use another --runs folder or "
                     "delete that run")
@@ -120,21 +120,9 @@ def resolved_config(cmd: list[str]) -> "ExperimentConfig":
 
 
 def _plain(cfg: "ExperimentConfig") -> dict:
-    from ..config import to_dict
-
     d = to_dict(cfg)
     d.get("train", {}).pop("threads", None)  # how fast, not what is trained
     return d
-
-
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted keys where two nested dicts differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += _differences(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [prefix.rstrip(".")]
 
 
 def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,

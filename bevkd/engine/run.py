@@ -25,7 +25,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from ..builder import build_model, without_init_weights
-from ..config import from_dict, to_dict
+from ..config import differing_keys, from_dict, to_dict
 from ..data.nuscenes import NuScenesDataset
 from ..data.sampler import EpochSampler
 from ..errors import BevkdError
@@ -250,10 +250,11 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     last = os.path.join(ckpt_dir, "last.ckpt")
     if resume:
         resume_from = resume_checkpoint(ckpt_dir)
-        saved = load_run_config(run)
-        if to_dict(saved) != to_dict(cfg):
-            raise BevkdError(f"--resume: the config differs from {run}/config.yaml; resume "
-                             "with the same config (or train into a new folder)")
+        changed = differing_keys(to_dict(load_run_config(run)), to_dict(cfg))
+        if changed:
+            raise BevkdError(f"--resume: the config differs from {run}/config.yaml (in "
+                             f"{', '.join(changed[:6])}); resume with the same config (or "
+                             "train into a new folder)")
     elif os.path.isfile(last):
         raise BevkdError(f"{run} already holds a training; pass --resume to continue it or "
                          "choose another --out")
