@@ -126,8 +126,8 @@ def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
             f"| {r['model']} | {_fmt(r['mAP'])} | {_fmt(r['NDS'])} | "
             + " | ".join(f"{r[TP_NAMES[k]]:.3f}" for k in TP_KEYS)
             + f" | {opt('delta_mAP', '{:+.1f}', 100)} | {opt('delta_NDS', '{:+.1f}', 100)} | "
-            f"{_yes_no(r.get('beats_baseline'))} | {opt('gap_closed', '{:.0%}')} | {opt('step_time_ratio', '{:.2f}')} | "
-            f"{opt('latency_ratio', '{:.2f}')} | {opt('train_minutes', '{:.1f}')} | "
+            f"{_yes_no(r.get('beats_baseline'))} | {opt('gap_closed', '{:.0%}')} | "
+            f"{opt('step_time_ratio', '{:.2f}')} | {opt('latency_ratio', '{:.2f}')} | {opt('train_minutes', '{:.1f}')} | "
             f"{opt('peak_rss_mb', '{:.0f}')} |")
     lines += ["", "Per-class AP (percent, mean over seeds):", "",
               "| model | " + " | ".join(DETECTION_CLASSES) + " |",

@@ -118,7 +118,7 @@ class _StopOnInterrupt(L.Callback):
 
     def __init__(self, path: str):
         self.path = path
-        self.requested = self.interrupted = False
+        self.requested = False
         self._previous = None
 
     def _handler(self, signum, frame) -> None:
@@ -147,9 +147,7 @@ class _StopOnInterrupt(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         # DDP: every rank must stop (and join the checkpoint's barrier) at the same step
-        requested = trainer.strategy.reduce_boolean_decision(self.requested, all=False)
-        if requested and not self.interrupted:
-            self.interrupted = True
+        if trainer.strategy.reduce_boolean_decision(self.requested, all=False):
             self._save(trainer)
             # not ``trainer.should_stop``: that ends the epoch as if it were complete, so
             # validation and the epoch-end checkpoint would run and overwrite last.ckpt with
@@ -283,9 +281,9 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
     train_loader = epoch_loader(train_set, cfg, shuffle=True)
-    stop = _StopOnInterrupt(last)
+    val_loader = epoch_loader(val_set, cfg, False)
     callbacks: list[L.Callback] = [
-        _ResumableData(train_loader.sampler, tcfg.batch_size), stop,
+        _ResumableData(train_loader.sampler, tcfg.batch_size), _StopOnInterrupt(last),
         _Timing(os.path.join(run, "timing.json")),
         # at every epoch's end, validated or not (Lightning's default waits for validation,
         # so with train.eval_every > 1 a killed run would lose up to that many epochs)
@@ -312,8 +310,7 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
         num_sanity_val_steps=0, deterministic=tcfg.deterministic, enable_model_summary=False,
         use_distributed_sampler=False)  # EpochSampler shards by rank itself
     try:
-        trainer.fit(module, train_loader, epoch_loader(val_set, cfg, False),
-                    ckpt_path=resume_from if resume else None)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from if resume else None)
     except _Interrupted:  # Ctrl-C: last.ckpt of the step is saved
         raise KeyboardInterrupt from None
     except SystemExit:  # Lightning exits 1 after a graceful Ctrl-C; say "interrupted" (130)
@@ -323,12 +320,12 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
             signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignored it
             raise KeyboardInterrupt from None
         raise
-    if trainer.interrupted or stop.interrupted:  # Ctrl-C: checkpoint saved, not finished
+    if trainer.interrupted:  # Ctrl-C: checkpoint saved, not finished
         raise KeyboardInterrupt
     if module.last_metrics is None and resume:
         # the resumed run had finished training but was stopped before its final metrics
         # were written: fit returns at once, so validate the trained weights now
-        trainer.validate(module, epoch_loader(val_set, cfg, False), verbose=False)
+        trainer.validate(module, val_loader, verbose=False)
     if module.last_metrics is not None and trainer.is_global_zero:
         _write_metrics(run, tcfg.val_split, module.last_metrics)
     return module

@@ -64,7 +64,7 @@ def per_class(rows: list[dict[str, Any]], out: str, title: str) -> str:
 def bev_predictions(models: dict[str, torch.nn.Module], batch: Any, gt_boxes: np.ndarray,
                     gt_labels: np.ndarray, out: str, score: float = 0.3, extent: float = 51.2,
                     top: int = 20) -> str:
-    """One panel per model: GT footprints (grey) and its detections above ``score`` (class
+    """One panel per model: GT footprints (filled grey) and its detections above ``score`` (class
     colours) in the BEV of one sample (x up, y left). A model with no detection that
     confident (an early, short training) shows its ``top`` best instead, dashed, so the panel
     still shows where it looks."""
