@@ -132,18 +132,23 @@ def _cmd_metrics(args: argparse.Namespace) -> None:
                 check_devkit=args.check_devkit, plots=args.plots, cache_dir=args.cache_dir)
 
 
+def _add_experiment_args(p: argparse.ArgumentParser, config_help: str, out_help: str) -> None:
+    """CONFIG, --data, --out, --set and --preset: what makes an experiment config and its run."""
+    p.add_argument("config", help=config_help)
+    p.add_argument("--data", required=True, help="dataset root")
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=2 (repeatable)")
+    p.add_argument("--preset", default=None,
+                   help="size preset applied on top of CONFIG: tiny (CPU), small, full (GPU)")
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a detector (or a distilled student) from a config",
                        description="Train the model of CONFIG on a nuScenes-format dataset with "
                                    "Lightning; writes checkpoints, logs, the resolved config "
                                    "and the git commit into --out.")
-    p.add_argument("config", help="YAML config, e.g. configs/student/bevdepth.yaml")
-    p.add_argument("--data", required=True, help="dataset root")
-    p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.epochs=2 (repeatable)")
-    p.add_argument("--preset", default=None,
-                   help="size preset applied on top of CONFIG: tiny (CPU), small, full (GPU)")
+    _add_experiment_args(p, "YAML config, e.g. configs/student/bevdepth.yaml", "run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--devices", default="1",
                    help="devices per node (an int, or 'auto'); >1 trains with DDP")
@@ -176,12 +181,8 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
                                    "depth bins, both per image cell) and save it with "
                                    "torchvision names; a student loads it with --set "
                                    "model.args.backbone_weights=OUT, as ImageNet weights.")
-    p.add_argument("config", help="camera model config, e.g. configs/student/bevdepth.yaml")
-    p.add_argument("--data", required=True, help="dataset root")
-    p.add_argument("--out", required=True, help="weights file to write (.pth)")
-    p.add_argument("--preset", default=None, help="size preset: tiny, small, full")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value (repeatable)")
+    _add_experiment_args(p, "camera model config, e.g. configs/student/bevdepth.yaml",
+                         "weights file to write (.pth)")
     p.add_argument("--steps", type=_int("--steps"), default=600, help="optimiser steps")
     p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
     p.set_defaults(func=_cmd_pretrain)
@@ -259,7 +260,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="benchmarks", help="where the table and plots go")
     p.add_argument("--parallel", type=_int("--parallel"), default=None,
                    help="trainings at once (default: the preset's)")
-    p.add_argument("--pretrain-steps", type=int, default=None,
+    p.add_argument("--pretrain-steps", type=_int("--pretrain-steps"), default=None,
                    help="steps of camera-backbone pretraining (default: the preset's; 0: none)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override for every training, e.g. --set train.epochs=1")
