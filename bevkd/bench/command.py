@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..config import read_yaml
 from ..engine.config import resolve_preset
@@ -29,6 +29,22 @@ class BenchSpec:
     parallel: int = 2
     threads: int = 1
     pretrain_steps: int = 0     # >0: camera backbones start from `bevkd pretrain` weights
+    # row -> `--set` overrides for that row's runs (and its ablations): a method's documented
+    # hyper-parameters re-set for this preset; the table lists them next to the rows
+    overrides: dict[str, list[str]] = field(default_factory=dict)
+
+
+def row_overrides(spec: BenchSpec) -> dict[str, tuple[str, ...]]:
+    """``spec.overrides`` checked: rows the bench knows, ``key=value`` strings."""
+    known = ("baseline", *METHODS, "composite")
+    out = {}
+    for row, sets in spec.overrides.items():
+        if row not in known:
+            raise BevkdError(f"bench.overrides: unknown row {row!r}; rows are {', '.join(known)}")
+        if isinstance(sets, str) or not all(isinstance(s, str) and "=" in s for s in sets):
+            raise BevkdError(f"bench.overrides.{row}: expected a list of key=value, got {sets!r}")
+        out[row] = tuple(sets)
+    return out
 
 
 def bench_spec(preset: str) -> BenchSpec:
@@ -59,7 +75,8 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
             generate_dataset(SynthConfig(out=data, scenes=spec.scenes,
                                          samples_per_scene=spec.samples_per_scene,
                                          width=spec.width, height=spec.height))
-    jobs = plan(seeds, methods, composite, ablations)
+    tuned = row_overrides(spec)
+    jobs = plan(seeds, methods, composite, ablations, tuned)
     camera = ()
     if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)
         camera = (f"model.args.backbone_weights={pretrained_backbone(preset, data, runs, spec)}",)
@@ -79,9 +96,17 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     command = "bevkd " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else \
         f"bevkd bench --preset {preset}"
     failed = [n for n, r in results.items() if r.status in ("failed", "skipped")]
-    note = f"Failed or skipped runs: {', '.join(failed)}." if failed else ""
+    notes = []
+    if tuned:
+        notes.append("Hyper-parameters this preset sets in place of the published ones (the "
+                     "configs' defaults), in the preset's `bench.overrides`: " + "; ".join(
+                         f"{row}: {', '.join(sets)}" for row, sets in tuned.items()) + ".")
+    if failed:
+        notes.append(f"Failed or skipped runs: {', '.join(failed)}.")
+    note = "\n\n".join(notes)
     result = {"commit": git_commit(), "command": command, "preset": preset, "seeds": seeds,
-              "data": os.path.abspath(data), "rows": rows, "failed": failed}
+              "data": os.path.abspath(data), "overrides": {r: list(s) for r, s in tuned.items()},
+              "rows": rows, "failed": failed}
     base = os.path.join(out, preset)
     with open(base + ".json", "w") as f:
         json.dump(result, f, indent=1)

@@ -45,10 +45,13 @@ def _method_config(method: str) -> str:
 
 
 def plan(seeds: int, methods: tuple[str, ...] = METHODS, composite: bool = True,
-         ablations: tuple[str, ...] = tuple(ABLATIONS)) -> list[Job]:
+         ablations: tuple[str, ...] = tuple(ABLATIONS),
+         overrides: dict[str, tuple[str, ...]] | None = None) -> list[Job]:
     """The benchmark's jobs in an order that respects dependencies. The LiDAR teacher is
     always trained (it is the table's upper row); the fusion teacher and the label encoder
-    only when a method needs them."""
+    only when a method needs them. ``overrides`` (row -> ``--set`` strings) go to that row's
+    runs and to the ablations of that method, before the ablation's own."""
+    overrides = overrides or {}
     teachers = [
         Job("teacher", "teacher", os.path.join(CONFIGS, "teacher", "pillars.yaml")),
         Job("fusion_teacher", "fusion_teacher", os.path.join(CONFIGS, "teacher", "fusion.yaml")),
@@ -57,12 +60,14 @@ def plan(seeds: int, methods: tuple[str, ...] = METHODS, composite: bool = True,
             needs=("teacher",)),
     ]
     rows: list[tuple[str, str, tuple[str, ...]]] = [
-        ("baseline", os.path.join(CONFIGS, "student", "bevdepth.yaml"), ())]
-    rows += [(m, _method_config(m), ()) for m in methods]
+        ("baseline", os.path.join(CONFIGS, "student", "bevdepth.yaml"),
+         overrides.get("baseline", ()))]
+    rows += [(m, _method_config(m), overrides.get(m, ())) for m in methods]
     if composite:
-        rows.append(("composite", _method_config("composite"), ()))
-    ablation_rows = [(name, _method_config(ABLATIONS[name][0]), ABLATIONS[name][1])
-                     for name in ablations if ABLATIONS[name][0] in methods]
+        rows.append(("composite", _method_config("composite"), overrides.get("composite", ())))
+    ablation_rows = [(name, _method_config(method), (*overrides.get(method, ()), *sets))
+                     for name in ablations for method, sets in [ABLATIONS[name]]
+                     if method in methods]
     # every seed of the main rows before the (seed-0 only) ablations: a bench cut short
     # still has the main table with its seed spread
     runs = [(seed, row) for seed in range(seeds) for row in rows] + [(0, r) for r in ablation_rows]

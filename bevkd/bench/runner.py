@@ -86,18 +86,18 @@ def signature(cmd: list[str]) -> list[str]:
 
 def mismatch(run: str, cmd: list[str]) -> str | None:
     """Why ``run`` cannot serve ``cmd`` (None when it can or records nothing): another
-    command line, or the same one resolving to another config (a preset or config file
-    edited since)."""
+    command line (when the run records the bench's), or a config other than the one ``cmd``
+    resolves to now (a preset or config file edited since; checked for any run with a
+    ``config.yaml``, also one trained before the bench recorded commands or by hand)."""
     path = os.path.join(run, JOB_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as f:
-        before = json.load(f)["signature"]
-    now = signature(cmd)
-    if before != now:
-        diff = sorted(set(before) ^ set(now))
-        return (f"{run} was trained by another command (differs in {diff}); use another "
-                "--runs folder or delete that run")
+    if os.path.isfile(path):
+        with open(path) as f:
+            before = json.load(f)["signature"]
+        now = signature(cmd)
+        if before != now:
+            diff = sorted(set(before) ^ set(now))
+            return (f"{run} was trained by another command (differs in {diff}); use another "
+                    "--runs folder or delete that run")
     if os.path.isfile(os.path.join(run, "config.yaml")):
         from ..engine.run import load_run_config
 

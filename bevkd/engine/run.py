@@ -287,9 +287,11 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
         _Timing(os.path.join(run, "timing.json")),
         # at every epoch's end, validated or not (Lightning's default waits for validation,
         # so with train.eval_every > 1 a killed run would lose up to that many epochs)
+        # no version counter: both callbacks write the one last.ckpt (with it, Lightning adds
+        # last-v1.ckpt, last-v2.ckpt ... beside the other callback's file, 180 MB each)
         ModelCheckpoint(dirpath=ckpt_dir, filename="epoch-{epoch:02d}", save_last=True,
                         save_top_k=-1, every_n_epochs=1, auto_insert_metric_name=False,
-                        save_on_train_epoch_end=True),
+                        save_on_train_epoch_end=True, enable_version_counter=False),
     ]
     if tcfg.checkpoint_every > 0:  # bounds the work a killed run loses; last.ckpt follows it
         callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step-{step}", save_last=True,

@@ -36,6 +36,25 @@ def test_plan_orders_teachers_first_and_wires_dependencies():
         assert all(n in names[:i] for n in j.needs)
 
 
+def test_preset_overrides_reach_their_row_and_its_ablations_only():
+    from bevkd.bench.command import BenchSpec, row_overrides
+    from bevkd.errors import BevkdError
+
+    tuned = row_overrides(BenchSpec(overrides={"asd": ["distill.methods.0.args.sim_weight=0.5"]}))
+    jobs = {j.name: j for j in plan(2, ("asd", "bevdistill"), True, ("asd_gamma0",), tuned)}
+    sim = "distill.methods.0.args.sim_weight=0.5"
+    assert jobs["asd-s1"].overrides == ("train.seed=1", sim)
+    # the ablation keeps the tuned value and changes only its own key after it
+    assert jobs["asd_gamma0-s0"].overrides == ("train.seed=0", sim,
+                                               "distill.methods.0.args.gamma=0.0")
+    assert all(sim not in jobs[n].overrides
+               for n in ("baseline-s0", "bevdistill-s0", "composite-s0"))
+    with pytest.raises(BevkdError, match="unknown row 'asdd'"):
+        row_overrides(BenchSpec(overrides={"asdd": ["a=1"]}))
+    with pytest.raises(BevkdError, match="key=value"):
+        row_overrides(BenchSpec(overrides={"asd": "a=1"}))
+
+
 def test_command_wires_teacher_runs_and_resumes(tmp_path):
     job = next(j for j in plan(1, ("asd",), False, ()) if j.name == "asd-s0")
     cmd = command(job, "tiny", "/data", str(tmp_path), threads=1)
@@ -76,6 +95,10 @@ def test_a_run_made_by_another_command_is_neither_reused_nor_resumed(tmp_path):
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
     why = mismatch(str(run), cmd)
     assert "another config" in why and "optim.lr" in why
+    # ... also for a run that records no bench command (trained by hand or by an older bench)
+    (run / JOB_FILE).unlink()
+    assert "another config" in mismatch(str(run), cmd)
+    (run / JOB_FILE).write_text(json.dumps({"signature": signature(cmd)}))
     (run / "config.yaml").unlink()
     # the runner fails that job without starting it, and skips what needs it
     logs = []

@@ -106,6 +106,11 @@ def test_sigkill_then_resume_ends_as_the_uninterrupted_run(kind, synth_root, lid
                             kill_at) == -signal.SIGKILL
     assert main([*_args(config, "bevdepth", synth_root, killed, extra), "--resume"]) == 0
     _assert_same(_final_state(whole), _final_state(killed))
+    # one checkpoint per epoch, the latest step's, and one last.ckpt: nothing versioned beside
+    # it (last-v1.ckpt ...), whether the run was interrupted or not
+    for run in (whole, killed):
+        assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == [
+            "epoch-00.ckpt", "epoch-01.ckpt", "last.ckpt", "step-6.ckpt"], run
 
 
 def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, tmp_path):
