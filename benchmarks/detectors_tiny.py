@@ -10,16 +10,12 @@ benchmarks/<name>.md and .json in the layout of `bevkd bench`.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
+from _results import save
 from bevkd.bench.plan import Job
 from bevkd.bench.report import collect, markdown
 from bevkd.bench.runner import JobResult
 from bevkd.provenance import git_commit
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,13 +33,8 @@ def main() -> None:
     rows = collect(results, args.split)
     commit = git_commit()
     cmd = args.command or "python benchmarks/detectors_tiny.py " + " ".join(args.runs)
-    with open(os.path.join(HERE, f"{args.name}.json"), "w") as f:
-        json.dump({"commit": commit, "command": cmd, "rows": rows}, f, indent=1)
-    md = markdown(rows, "tiny", commit, cmd, 1,
-                  title=args.title)
-    with open(os.path.join(HERE, f"{args.name}.md"), "w") as f:
-        f.write(md)
-    print(md)
+    save(args.name, {"commit": commit, "command": cmd, "rows": rows},
+         markdown(rows, "tiny", commit, cmd, 1, title=args.title))
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ benchmarks/distill_step_time.md and .json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import torch
 
+from _results import save
 from bevkd.bench.steptime import median_step_seconds
 from bevkd.builder import build_model
 from bevkd.data.nuscenes import NuScenesDataset
@@ -70,11 +70,7 @@ def main() -> None:
              "| model | step s | ratio vs baseline |", "|---|---|---|"]
     lines += [f"| {r['model']} | {r['step_seconds']:.2f} | {r['step_time_ratio']:.2f} |"
               for r in result["rows"]]
-    with open(os.path.join(HERE, "distill_step_time.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    with open(os.path.join(HERE, "distill_step_time.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save("distill_step_time", result, lines)
 
 
 def _roles(method: str) -> tuple[str, ...]:

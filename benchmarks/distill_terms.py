@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
-import json
 import os
 
 import numpy as np
 
+from _results import save
 from bevkd.provenance import git_commit
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = ("baseline", "bevdistill", "labeldistill", "dualdistill", "asd", "composite")
 WINDOW = 20
 
@@ -81,11 +80,7 @@ def main() -> None:
         share = "—" if r["share_last"] is None else f"{100 * r['share_last']:.0f}%"
         lines.append(f"| {r['model']} | {r['term']} | {r['first']:.3f} | {r['last']:.3f} | "
                      f"{share} |")
-    with open(os.path.join(HERE, f"{args.name}.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    with open(os.path.join(HERE, f"{args.name}.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save(args.name, result, lines)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ Writes benchmarks/loader_speed.md and .json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -20,6 +19,7 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
+from _results import save
 from bevkd.data.nuscenes import DataConfig, NuScenesDataset
 from bevkd.data.synth.generator import SynthConfig
 from bevkd.data.synth.writer import generate_dataset
@@ -27,7 +27,6 @@ from bevkd.data.transforms import ImageAugConfig
 from bevkd.provenance import git_commit
 from bevkd.structures.batch import collate
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 # image sizes of the presets; resize limits scaled for an 800 x 450 source as BEVDepth's
 # 0.386..0.55 are for 1600 x 900
@@ -81,11 +80,7 @@ def main() -> None:
              "10 LiDAR sweeps, depth targets, batch 2.", "",
              "| image size | workers | samples / s |", "|---|---|---|"]
     lines += [f"| {r['config']} | {r['workers']} | {r['samples_per_s']:.1f} |" for r in rows]
-    with open(os.path.join(HERE, "loader_speed.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    with open(os.path.join(HERE, "loader_speed.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save("loader_speed", result, lines)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ camera rendering, LiDAR casting and the rest. Target (issue #2): < 1 s per sampl
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -19,12 +18,10 @@ import time
 
 import numpy as np
 
+from _results import save
 from bevkd.data.synth.generator import SceneGenerator, SynthConfig
 from bevkd.data.synth.writer import generate_dataset
 from bevkd.provenance import git_commit
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -82,12 +79,7 @@ def main() -> None:
 Target: under 1 s per 6-camera + 10-sweep sample per core at 800x450
 ({'met' if per_sample < 1.0 else 'NOT met'}). Scenes run in parallel, one per worker process.
 """
-    base = os.path.join(HERE, "synth_speed")
-    with open(base + ".json", "w") as f:
-        json.dump(result, f, indent=1)
-    with open(base + ".md", "w") as f:
-        f.write(md)
-    print(md)
+    save("synth_speed", result, md)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,11 @@ alike. Writes benchmarks/tiny_head_cost.md and .json (the reason for the tiny pr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import torch
 
+from _results import save
 from bevkd.bench.steptime import median_step_seconds
 from bevkd.builder import build_model
 from bevkd.data.nuscenes import NuScenesDataset
@@ -65,11 +65,7 @@ def main() -> None:
              "|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['head_channels']} | {r['parameters']:,} | "
               f"{r['step_seconds']:.2f} | {r['ratio_vs_32']:.2f} |" for r in rows]
-    with open(os.path.join(HERE, "tiny_head_cost.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    with open(os.path.join(HERE, "tiny_head_cost.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save("tiny_head_cost", result, lines)
 
 
 if __name__ == "__main__":
