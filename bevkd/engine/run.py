@@ -175,8 +175,9 @@ class _Timing(L.Callback):
     CUDA memory on GPU).
 
     The totals travel in the checkpoints, so a run continued with ``--resume`` reports the
-    whole training (time up to its last checkpoint plus the resumed part; steps redone after a
-    kill count again) and the peak over its processes, not only the last process's share.
+    whole training (time up to its last checkpoint plus the resumed part; work lost to a kill
+    after that checkpoint is not counted) and the peak over its processes, not only the last
+    process's share.
     """
 
     def __init__(self, path: str, skip: int = 3):
