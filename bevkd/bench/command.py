@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 from ..config import read_yaml
 from ..engine.config import resolve_preset
-from ..provenance import git_commit
 from ..errors import BevkdError
+from ..fileio import atomic_write, write_json
+from ..provenance import git_commit
 from .plan import ABLATIONS, METHODS, plan
 from .report import collect, markdown
 from .runner import run_jobs
@@ -66,6 +67,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise BevkdError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    runs = os.path.abspath(runs)  # a run's recorded command must not depend on the spelling
     if data is None:
         data = os.path.join(runs, "synth")
         if not os.path.isdir(os.path.join(data, "v1.0-synth")):
@@ -76,6 +78,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                                          samples_per_scene=spec.samples_per_scene,
                                          width=spec.width, height=spec.height))
     tuned = row_overrides(spec)
+    data = os.path.abspath(data)
     jobs = plan(seeds, methods, composite, ablations, tuned)
     camera = ()
     if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)
@@ -103,27 +106,56 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                          f"{row}: {', '.join(sets)}" for row, sets in tuned.items()) + ".")
     if failed:
         notes.append(f"Failed or skipped runs: {', '.join(failed)}.")
+    commit = git_commit()
+    others = run_commits(results, commit)
+    if others:
+        notes.append("Runs reused from another commit than this table's (same resolved config; "
+                     "code changes that leave configs alone are not detected): " + "; ".join(
+                         f"`{c[:12]}`: {', '.join(names)}" for c, names in others.items()) + ".")
     note = "\n\n".join(notes)
-    result = {"commit": git_commit(), "command": command, "preset": preset, "seeds": seeds,
-              "data": os.path.abspath(data), "overrides": {r: list(s) for r, s in tuned.items()},
+    result = {"commit": commit, "command": command, "preset": preset, "seeds": seeds,
+              "data": data, "pretrain_steps": spec.pretrain_steps,
+              "overrides": {r: list(s) for r, s in tuned.items()}, "run_commits": others,
               "rows": rows, "failed": failed}
     base = os.path.join(out, preset)
-    with open(base + ".json", "w") as f:
-        json.dump(result, f, indent=1)
-    with open(base + ".md", "w") as f:
-        f.write(markdown(rows, preset, result["commit"], command, seeds, note))
+    write_json(base + ".json", result, strict=True)
+    atomic_write(base + ".md", markdown(rows, preset, commit, command, seeds, note))
     _plots(rows, base, results, data, preset)
     return result
 
 
+def run_commits(results: dict, commit: str) -> dict[str, list[str]]:
+    """``{commit: [run names]}`` of the finished runs whose ``meta.json`` names another commit
+    than ``commit`` (runs reused from an earlier bench)."""
+    out: dict[str, list[str]] = {}
+    for name, r in results.items():
+        if r.status not in ("done", "reused"):
+            continue
+        try:
+            with open(os.path.join(r.run, "meta.json")) as f:
+                c = json.load(f).get("commit", "unknown")
+        except (OSError, ValueError):
+            c = "unknown"
+        if c != commit:
+            out.setdefault(c, []).append(name)
+    return out
+
+
 def pretrained_backbone(preset: str, data: str, runs: str, spec: BenchSpec) -> str:
-    """``RUNS/backbone.pth`` from ``bevkd pretrain`` of the student config (reused when done)."""
+    """``RUNS/backbone.pth`` from ``bevkd pretrain`` of the student config (reused when done
+    with the same number of steps)."""
     import subprocess
 
     from .plan import CONFIGS
 
     path = os.path.join(runs, "backbone.pth")
     if os.path.isfile(path + ".json"):
+        with open(path + ".json") as f:
+            steps = json.load(f).get("steps")
+        if steps != spec.pretrain_steps:
+            raise BevkdError(f"{path} was pretrained for {steps} steps, this bench asks for "
+                             f"{spec.pretrain_steps}; pass --pretrain-steps {steps}, use another "
+                             "--runs folder or delete it (and the runs that used it)")
         print(f"[bench] reuse {path} (pretrained earlier)", flush=True)
         return path
     os.makedirs(runs, exist_ok=True)

@@ -74,9 +74,10 @@ def _derived(rows: list[dict[str, Any]], latency: dict[str, float],
         m, b = np.mean(r["mAP"]), np.mean(base["mAP"])
         r["delta_mAP"] = float(m - b)
         r["delta_NDS"] = float(np.mean(r["NDS"]) - np.mean(base["NDS"]))
-        if teacher is not None and r["model"] not in ("teacher", "fusion_teacher", "label_encoder"):
-            gap = np.mean(teacher["mAP"]) - b
-            r["gap_closed"] = float((m - b) / gap) if gap > 0 else None
+        if r["model"] not in ("teacher", "fusion_teacher", "label_encoder"):
+            if teacher is not None:
+                gap = np.mean(teacher["mAP"]) - b
+                r["gap_closed"] = float((m - b) / gap) if gap > 0 else None
             r["step_time_ratio"] = float(r["step_seconds"] / base["step_seconds"])
             if r["model"] != "baseline" and len(r["mAP"]) > 1 and len(base["mAP"]) > 1:
                 # the acceptance test of a method: both mean gains exceed the seed spread

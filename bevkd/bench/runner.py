@@ -4,24 +4,35 @@ Resumable: a job whose run folder already holds its final metrics is not redone;
 checkpoint but no metrics is continued with ``--resume``. A failed job is reported (its log
 is ``RUN/train.log``) and the jobs that need it are skipped; the others go on.
 
-Each run folder records the training command it was started with (``RUN/bench_job.json``);
-a bench whose command for that job differs (another preset, dataset, override, teacher), or
-resolves to another config than the run's ``config.yaml`` (a preset file edited since), does
-not reuse or resume it but fails the job with a message, since a table silently mixing two
-settings would be wrong.
+Each run folder records the training command it was started with (``RUN/bench_job.json``)
+and the identity (size, modification time) of what it read besides its config: the runs it
+needs, files its overrides name (the pretrained backbone) and the dataset's tables. A bench
+whose command for that job differs (another preset, dataset, override, teacher), whose inputs
+changed since (a teacher retrained, the data regenerated), or which resolves to another config
+than the run's ``config.yaml`` (a preset file edited since), does not reuse or resume it but
+fails the job with a message, since a table silently mixing two settings would be wrong. A
+job's reuse is judged once every job it needs is final.
+
+One bench at a time per runs folder (a lock file); when the bench stops (Ctrl-C, SIGTERM, an
+error) its trainings are stopped too, each leaving a checkpoint that the next bench resumes.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config import differing_keys, to_dict
+from ..errors import BevkdError
+from ..fileio import write_json
 from .plan import TEACHER_JOBS, Job, teacher_roles
 
 if TYPE_CHECKING:
@@ -84,20 +95,58 @@ def signature(cmd: list[str]) -> list[str]:
     return out
 
 
-def mismatch(run: str, cmd: list[str]) -> str | None:
+def _stamp(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def inputs(job: Job, cmd: list[str], runs: str, data: str) -> dict[str, object]:
+    """What a job reads besides its config, as ``{name: [size, mtime_ns]}``: the final
+    checkpoint of each run it needs, each file an override names, the dataset's tables."""
+    out: dict[str, object] = {n: _stamp(os.path.join(runs, n, "checkpoints", "last.ckpt"))
+                              for n in job.needs}
+    for i, a in enumerate(cmd[:-1]):
+        if a == "--set" and "=" in cmd[i + 1]:
+            key, value = cmd[i + 1].split("=", 1)
+            if os.path.isfile(value):
+                out[key] = _stamp(value)
+    tables = sorted(glob.glob(os.path.join(data, "v1.0-*", "*.json")))
+    out["data"] = [[os.path.relpath(t, data), *(_stamp(t) or [])] for t in tables]
+    return out
+
+
+def mismatch(run: str, cmd: list[str], now_inputs: dict[str, object] | None = None
+             ) -> str | None:
     """Why ``run`` cannot serve ``cmd`` (None when it can or records nothing): another
-    command line (when the run records the bench's), or a config other than the one ``cmd``
-    resolves to now (a preset or config file edited since; checked for any run with a
-    ``config.yaml``, also one trained before the bench recorded commands or by hand)."""
+    command line or other inputs (when the run records the bench's; ``now_inputs`` from
+    :func:`inputs`), or a config other than the one ``cmd`` resolves to now (a preset or
+    config file edited since; checked for any run with a ``config.yaml``, also one trained
+    before the bench recorded commands, or by hand)."""
     path = os.path.join(run, JOB_FILE)
     if os.path.isfile(path):
-        with open(path) as f:
-            before = json.load(f)["signature"]
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+            before = saved["signature"]
+        except (OSError, ValueError, KeyError) as err:
+            return f"{path} is unreadable ({err}); delete that run"
         now = signature(cmd)
         if before != now:
-            diff = sorted(set(before) ^ set(now))
-            return (f"{run} was trained by another command (differs in {diff}); use another "
+            gone = [a for a in before if a not in now]
+            new = [a for a in now if a not in before]
+            what = f"{gone} -> {new}" if gone or new else "the order of its arguments"
+            return (f"{run} was trained by another command (differs in {what}); use another "
                     "--runs folder or delete that run")
+        if now_inputs is not None and "inputs" in saved:
+            changed = sorted(k for k in set(saved["inputs"]) | set(now_inputs)
+                             if saved["inputs"].get(k) != now_inputs.get(k))
+            if changed:
+                return (f"{run} was trained from other inputs: {changed} changed since (a "
+                        "teacher retrained, the data or backbone made again); use another "
+                        "--runs folder or delete that run")
     if os.path.isfile(os.path.join(run, "config.yaml")):
         from ..engine.run import load_run_config
 
@@ -125,55 +174,116 @@ def _plain(cfg: "ExperimentConfig") -> dict:
     return d
 
 
+def _lock(runs: str):
+    """An exclusive lock on ``RUNS/.bench.lock`` (released when the returned file closes)."""
+    import fcntl
+
+    f = open(os.path.join(runs, ".bench.lock"), "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "?"
+        f.close()
+        raise BevkdError(f"another bevkd bench (pid {holder}) is using {runs}; wait for it or "
+                         "use another --runs folder") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
+def _stop(running: dict, log, grace: float = 120.0) -> None:
+    """SIGTERM to every running training (each saves a checkpoint and exits), then wait."""
+    for proc, _, _ in running.values():
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + grace
+    for name, (proc, _, logf) in running.items():
+        try:
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        logf.close()
+        log(f"[bench] stopped {name} (resumable)")
+
+
 def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
              threads: int = 1, val_split: str = "synth_val", extra: tuple[str, ...] = (),
-             camera_extra: tuple[str, ...] = (), log=print) -> dict[str, JobResult]:
+             camera_extra: tuple[str, ...] = (), log=print, poll: float = 1.0
+             ) -> dict[str, JobResult]:
     """Run ``jobs`` (at most ``parallel`` at once) and return their results by name."""
+    if parallel < 1:
+        raise BevkdError(f"parallel must be at least 1, got {parallel}")
     os.makedirs(runs, exist_ok=True)
+    lock = _lock(runs)
     results: dict[str, JobResult] = {}
     pending = list(jobs)
+    ready: set[str] = set()  # checked: neither to reuse nor refused, waits for a slot
     running: dict[str, tuple[subprocess.Popen, float, object]] = {}
-    while pending or running:
-        for job in list(pending):
-            run = os.path.join(runs, job.name)
-            if any(results.get(n) and results[n].status in ("failed", "skipped")
-                   for n in job.needs):
-                results[job.name] = JobResult(job, run, "skipped")
-                pending.remove(job)
-                log(f"[bench] skip {job.name}: a job it needs failed")
-                continue
-            cmd = command(job, preset, data, runs, threads, extra, camera_extra)
-            why = mismatch(run, cmd)
-            if why:
-                results[job.name] = JobResult(job, run, "failed")
-                pending.remove(job)
-                log(f"[bench] FAILED {job.name}: {why}")
-            elif is_finished(run, val_split):
-                results[job.name] = JobResult(job, run, "reused")
-                pending.remove(job)
-                log(f"[bench] reuse {job.name} (finished earlier)")
-            elif len(running) < parallel and all(
-                    n in results and results[n].status in ("done", "reused") for n in job.needs):
-                os.makedirs(run, exist_ok=True)
-                with open(os.path.join(run, JOB_FILE), "w") as f:
-                    json.dump({"signature": signature(cmd)}, f, indent=1)
-                logf = open(os.path.join(run, "train.log"), "a")
-                proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
-                                        env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-                running[job.name] = (proc, time.perf_counter(), logf)
-                pending.remove(job)
-                log(f"[bench] start {job.name}")
-        for name, (proc, start, logf) in list(running.items()):
-            if proc.poll() is None:
-                continue
-            logf.close()
-            job = next(j for j in jobs if j.name == name)
-            run = os.path.join(runs, name)
-            ok = proc.returncode == 0 and is_finished(run, val_split)
-            results[name] = JobResult(job, run, "done" if ok else "failed",
-                                      time.perf_counter() - start)
-            del running[name]
-            log(f"[bench] {'done' if ok else 'FAILED'} {name} "
-                f"({results[name].seconds / 60:.1f} min){'' if ok else f'; see {run}/train.log'}")
-        time.sleep(0.5)
+
+    def terminated(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise KeyboardInterrupt  # SIGTERM stops the bench as Ctrl-C does
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminated) if main else None
+    try:
+        while pending or running:
+            for job in list(pending):
+                run = os.path.join(runs, job.name)
+                needs = [results.get(n) for n in job.needs]
+                if any(r is not None and r.status in ("failed", "skipped") for r in needs):
+                    results[job.name] = JobResult(job, run, "skipped")
+                    pending.remove(job)
+                    log(f"[bench] skip {job.name}: a job it needs failed")
+                    continue
+                if any(r is None for r in needs):
+                    continue  # judged once what it reads is final
+                if job.name not in ready:
+                    cmd = command(job, preset, data, runs, threads, extra, camera_extra)
+                    why = mismatch(run, cmd, inputs(job, cmd, runs, data))
+                    if why:
+                        results[job.name] = JobResult(job, run, "failed")
+                        pending.remove(job)
+                        log(f"[bench] FAILED {job.name}: {why}")
+                        continue
+                    if is_finished(run, val_split):
+                        results[job.name] = JobResult(job, run, "reused")
+                        pending.remove(job)
+                        log(f"[bench] reuse {job.name} (finished earlier)")
+                        continue
+                    ready.add(job.name)
+                if len(running) < parallel:
+                    cmd = command(job, preset, data, runs, threads, extra, camera_extra)
+                    write_json(os.path.join(run, JOB_FILE),
+                               {"signature": signature(cmd),
+                                "inputs": inputs(job, cmd, runs, data)})
+                    logf = open(os.path.join(run, "train.log"), "a")
+                    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
+                                            env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+                    running[job.name] = (proc, time.perf_counter(), logf)
+                    pending.remove(job)
+                    log(f"[bench] start {job.name}")
+            for name, (proc, start, logf) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                logf.close()
+                job = next(j for j in jobs if j.name == name)
+                run = os.path.join(runs, name)
+                ok = proc.returncode == 0 and is_finished(run, val_split)
+                results[name] = JobResult(job, run, "done" if ok else "failed",
+                                          time.perf_counter() - start)
+                del running[name]
+                log(f"[bench] {'done' if ok else 'FAILED'} {name} "
+                    f"({results[name].seconds / 60:.1f} min)"
+                    f"{'' if ok else f'; see {run}/train.log'}")
+            if pending or running:
+                time.sleep(poll)
+    finally:
+        if main:  # first: a second SIGTERM while stopping ends the bench at once
+            signal.signal(signal.SIGTERM, previous)
+        _stop(running, log)
+        lock.close()
     return results

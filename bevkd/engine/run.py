@@ -29,6 +29,7 @@ from ..config import differing_keys, from_dict, to_dict
 from ..data.nuscenes import NuScenesDataset
 from ..data.sampler import EpochSampler
 from ..errors import BevkdError
+from ..fileio import write_json
 from ..provenance import git_commit
 from ..structures.batch import collate
 from .config import ExperimentConfig
@@ -169,13 +170,47 @@ class _StopOnInterrupt(L.Callback):
 
 
 class _Timing(L.Callback):
-    """Writes RUN/timing.json: wall time, mean optimiser-step time (the first steps are
-    warm-up and skipped), peak resident memory (and peak CUDA memory on GPU)."""
+    """Writes RUN/timing.json: training wall time, mean optimiser-step time (the first
+    ``skip`` steps of each process are warm-up and left out), peak resident memory (and peak
+    CUDA memory on GPU).
+
+    The totals travel in the checkpoints, so a run continued with ``--resume`` reports the
+    whole training (time up to its last checkpoint plus the resumed part; work lost to a kill
+    after that checkpoint is not counted) and the peak over its processes, not only the last
+    process's share.
+    """
 
     def __init__(self, path: str, skip: int = 3):
         self.path, self.skip = path, skip
-        self.steps: list[float] = []
+        self.before = {"seconds": 0.0, "steps": 0, "timed": 0, "timed_seconds": 0.0,
+                       "all_seconds": 0.0, "peak_rss_mb": 0.0, "peak_cuda_mb": 0.0}
+        self.steps: list[float] = []  # this process's step times
         self._t0 = self._start = 0.0
+
+    def state_dict(self) -> dict[str, float]:
+        return self._totals()
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.before.update(state)
+
+    @staticmethod
+    def _peaks() -> tuple[float, float]:
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        return rss, (torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available()
+                     else 0.0)
+
+    def _totals(self) -> dict[str, float]:
+        b, timed = self.before, self.steps[self.skip:]
+        rss, cuda = self._peaks()
+        return {"seconds": b["seconds"] + (time.perf_counter() - self._start if self._start
+                                           else 0.0),
+                "steps": b["steps"] + len(self.steps), "timed": b["timed"] + len(timed),
+                "timed_seconds": b["timed_seconds"] + sum(timed),
+                "all_seconds": b["all_seconds"] + sum(self.steps),
+                "peak_rss_mb": max(b["peak_rss_mb"], rss),
+                "peak_cuda_mb": max(b["peak_cuda_mb"], cuda)}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.perf_counter()
@@ -189,18 +224,16 @@ class _Timing(L.Callback):
         self.steps.append(time.perf_counter() - self._t0)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        import resource
-
         if not trainer.is_global_zero:
             return
-        steps = self.steps[self.skip:] or self.steps
-        info = {"train_seconds": time.perf_counter() - self._start, "steps": len(self.steps),
-                "step_seconds": sum(steps) / max(1, len(steps)),
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-                "peak_cuda_mb": (torch.cuda.max_memory_allocated() / 2**20
-                                 if torch.cuda.is_available() else None)}
-        with open(self.path, "w") as f:
-            json.dump(info, f, indent=1)
+        t = self._totals()
+        # too few steps outside warm-up (a short resume): the mean of all steps
+        step = (t["timed_seconds"] / t["timed"] if t["timed"]
+                else t["all_seconds"] / max(1, t["steps"]))
+        write_json(self.path, {
+            "train_seconds": t["seconds"], "steps": t["steps"], "step_seconds": step,
+            "peak_rss_mb": t["peak_rss_mb"],
+            "peak_cuda_mb": t["peak_cuda_mb"] if torch.cuda.is_available() else None})
 
 
 def epoch_loader(ds: NuScenesDataset, cfg: ExperimentConfig, shuffle: bool) -> DataLoader:
@@ -283,8 +316,9 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     train_loader = epoch_loader(train_set, cfg, shuffle=True)
     val_loader = epoch_loader(val_set, cfg, False)
     callbacks: list[L.Callback] = [
-        _ResumableData(train_loader.sampler, tcfg.batch_size), _StopOnInterrupt(last),
+        # timing before the Ctrl-C stop: the step it saves at is counted in that checkpoint
         _Timing(os.path.join(run, "timing.json")),
+        _ResumableData(train_loader.sampler, tcfg.batch_size), _StopOnInterrupt(last),
         # at every epoch's end, validated or not (Lightning's default waits for validation,
         # so with train.eval_every > 1 a killed run would lose up to that many epochs)
         # no version counter: both callbacks write the one last.ckpt (with it, Lightning adds
@@ -379,12 +413,8 @@ def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
 
 
 def _write_metrics(run: str, split: str, metrics: dict[str, Any]) -> str:
-    out = os.path.join(run, "eval", split)
-    os.makedirs(out, exist_ok=True)
-    path = os.path.join(out, "metrics.json")
-    with open(path, "w") as f:
-        json.dump(metrics, f, indent=2)
-    return path
+    # atomic: `bevkd bench` takes a run with metrics.json for finished
+    return write_json(os.path.join(run, "eval", split, "metrics.json"), metrics, indent=2)
 
 
 def load_trained(run: str, ckpt: str | None = None, use_ema: bool = True

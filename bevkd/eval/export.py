@@ -8,13 +8,12 @@ predict -- comes from the class and the speed, as mmdet3d/BEVDepth do.
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
 from ..errors import BevkdError
+from ..fileio import write_json
 from ..structures.boxes import Boxes3D
 from ..structures.classes import DETECTION_CLASSES
 from ..structures.detections import Detections
@@ -162,12 +161,7 @@ def export_results(detections: Sequence[Detections], global_T_ego: Mapping[str, 
 
 def write_results(results: dict[str, Any], path: str) -> str:
     """Write a results dict as JSON (atomically); returns the path."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(results, f)
-    os.replace(tmp, path)
-    return path
+    return write_json(path, results, indent=None)
 
 
 def validate_results(data: Any, sample_tokens: Sequence[str], predefined: bool = False,

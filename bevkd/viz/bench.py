@@ -16,25 +16,49 @@ from ..structures.classes import DETECTION_CLASSES  # noqa: E402
 from .sample import CLASS_COLORS  # noqa: E402
 
 
+TEACHERS = ("teacher", "fusion_teacher", "label_encoder")
+
+
 def bars(rows: list[dict[str, Any]], out: str, title: str) -> str:
-    """mAP and NDS per model: mean over seeds, error bars = seed range."""
+    """Left: mAP and NDS of every model (mean over seeds, error bars = seed range). Right:
+    the camera students on their own scale, mAP and NDS apart, each seed a dot, the
+    baseline's seed range shaded: whether a method clears the seed noise is read off there.
+    Returns ``out``."""
+    students = [r for r in rows if r["model"] not in TEACHERS]
+    fig, axes = plt.subplots(1, 3 if students else 1, dpi=110, squeeze=False,
+                             figsize=(max(8, 0.9 * len(rows) + 2) + (8 if students else 0), 4.5),
+                             gridspec_kw={"width_ratios": [1.4, 1, 1] if students else [1]})
+    ax = axes[0, 0]
     names = [r["model"] for r in rows]
     x = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(names) + 2), 4.5), dpi=110)
     for k, (key, color) in enumerate((("mAP", "#1f77b4"), ("NDS", "#ff7f0e"))):
         vals = [100 * np.asarray(r[key]) for r in rows]
         mean = np.array([v.mean() for v in vals])
         lo = mean - np.array([v.min() for v in vals])
         hi = np.array([v.max() for v in vals]) - mean
         ax.bar(x + (k - 0.5) * 0.38, mean, 0.38, yerr=[lo, hi], capsize=3, label=key, color=color)
-    base = next((r for r in rows if r["model"] == "baseline"), None)
-    if base is not None:
-        ax.axhline(100 * np.mean(base["mAP"]), color="#1f77b4", lw=0.8, ls="--")
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_ylabel("percent")
     ax.set_title(title)
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
+    base = next((r for r in students if r["model"] == "baseline"), None)
+    for ax, (key, color) in zip(axes[0, 1:], (("mAP", "#1f77b4"), ("NDS", "#ff7f0e"))):
+        xs = np.arange(len(students))
+        if base is not None:
+            v = 100 * np.asarray(base[key])
+            ax.axhspan(v.min(), v.max(), color="0.85", zorder=0, label="baseline seed range")
+        for i, r in enumerate(students):
+            v = 100 * np.asarray(r[key])
+            ax.bar(i, v.mean(), 0.6, color=color, alpha=0.45)
+            ax.scatter(np.full(len(v), i), v, color=color, edgecolor="black", zorder=3, s=22)
+        top = max(100 * max(r[key]) for r in students)
+        ax.set_ylim(0, 1.2 * top if top > 0 else 1.0)  # room for the legend above the dots
+        ax.set_xticks(xs, [r["model"] for r in students], rotation=30, ha="right")
+        ax.set_title(f"camera students: {key} (dots = seeds)")
+        ax.grid(axis="y", alpha=0.3)
+        if base is not None:
+            ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

@@ -160,6 +160,30 @@ def test_table_arithmetic(tmp_path):
     rows = {r["model"]: r for r in collect(results, "synth_val")}
     assert rows["bevdistill"]["beats_baseline"] is False and "beats_baseline" not in rows["teacher"]
 
+    def beats(kd0, kd1, base0=(0.20, 0.30), base1=(0.22, 0.32), teacher=True) -> dict:
+        vals = {"baseline-s0": (*base0, 1.0), "baseline-s1": (*base1, 1.0),
+                "bevdistill-s0": (*kd0, 1.0), "bevdistill-s1": (*kd1, 1.0)}
+        if teacher:
+            vals["teacher"] = (0.6, 0.6, 1.0)
+        root = tmp_path / f"case{len(list(tmp_path.iterdir()))}"
+        root.mkdir()
+        res = {n: JobResult(jobs[n], _fake_run(root, n, *v), "done") for n, v in vals.items()}
+        return {r["model"]: r for r in collect(res, "synth_val")}["bevdistill"]
+
+    # mAP clears the spread, NDS does not: both are needed
+    assert beats((0.40, 0.30), (0.42, 0.30))["beats_baseline"] is False
+    # the gain (+0.05) exceeds the method's spread (0.01) but not the baseline's (0.10): no
+    assert beats((0.30, 0.40), (0.32, 0.42), base0=(0.16, 0.20), base1=(0.36, 0.40)
+                 )["beats_baseline"] is False
+    # a gain equal to the spread is not more than it (values exact in binary): no; above: yes
+    wide = {"base0": (0.25, 0.25), "base1": (0.75, 0.75)}  # mean 0.5, spread 0.25
+    assert beats((0.75, 0.75), (0.75, 0.75), **wide)["beats_baseline"] is False
+    assert beats((0.8125, 0.8125), (0.8125, 0.8125), **wide)["beats_baseline"] is True
+    # the step-time ratio and the verdict do not need a teacher row (gap closed does)
+    row = beats((0.40, 0.50), (0.42, 0.52), teacher=False)
+    assert row["beats_baseline"] is True and row["step_time_ratio"] == pytest.approx(1.0)
+    assert "gap_closed" not in row
+
 
 def test_pretrained_backbone_is_made_once_and_reused(tmp_path, monkeypatch):
     import subprocess
@@ -172,7 +196,8 @@ def test_pretrained_backbone_is_made_once_and_reused(tmp_path, monkeypatch):
         calls.append(cmd)
         out = cmd[cmd.index("--out") + 1]
         open(out, "wb").close()
-        open(out + ".json", "w").write("{}")
+        steps = int(cmd[cmd.index("--steps") + 1])
+        open(out + ".json", "w").write(json.dumps({"steps": steps}))
         return subprocess.CompletedProcess(cmd, 0)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
@@ -183,3 +208,11 @@ def test_pretrained_backbone_is_made_once_and_reused(tmp_path, monkeypatch):
     assert cmd[cmd.index("--steps") + 1] == "7" and "train.threads=2" in cmd
     assert pretrained_backbone("tiny", "/data", str(tmp_path), spec) == path
     assert len(calls) == 1  # reused, not redone
+    # weights pretrained for another number of steps are neither reused nor overwritten
+    from dataclasses import replace
+
+    from bevkd.errors import BevkdError
+
+    with pytest.raises(BevkdError, match="pretrained for 7 steps, this bench asks for 9"):
+        pretrained_backbone("tiny", "/data", str(tmp_path), replace(spec, pretrain_steps=9))
+    assert len(calls) == 1

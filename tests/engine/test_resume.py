@@ -66,7 +66,8 @@ def _final_state(run: str) -> dict:
     ema = next(v for k, v in ckpt["callbacks"].items() if k.startswith("EMA"))
     return {"global_step": ckpt["global_step"], "weights": ckpt["state_dict"],
             "ema": ema["shadow"], "adam": ckpt["optimizer_states"][0]["state"],
-            "metrics": json.load(open(os.path.join(run, "eval", "synth_val", "metrics.json")))}
+            "metrics": json.load(open(os.path.join(run, "eval", "synth_val", "metrics.json"))),
+            "timing": json.load(open(os.path.join(run, "timing.json")))}
 
 
 def _assert_same(a: dict, b: dict) -> None:
@@ -79,6 +80,9 @@ def _assert_same(a: dict, b: dict) -> None:
         assert torch.equal(a["adam"][i]["exp_avg"], b["adam"][i]["exp_avg"])
     assert a["metrics"]["mean_ap"] == b["metrics"]["mean_ap"]
     assert a["metrics"]["nd_score"] == b["metrics"]["nd_score"]
+    # timing.json covers the whole training, the part before the kill included (its totals
+    # travel in the checkpoint), not only the resumed process's steps
+    assert a["timing"]["steps"] == b["timing"]["steps"] == 6
 
 
 @pytest.fixture(scope="module")

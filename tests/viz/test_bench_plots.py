@@ -36,3 +36,25 @@ def test_panels_title_confident_boxes_or_fall_back_to_the_best(tmp_path, monkeyp
                                 None, gt, np.array([0]), str(tmp_path / "bev.png"), top=1)
     assert titles == ["sure: 2 boxes ≥ 0.3", "early: none ≥ 0.3; best 1 (≥ 0.20) dashed"]
     assert (tmp_path / "bev.png").stat().st_size > 10_000 and out.endswith("bev.png")
+
+
+def test_bars_put_the_students_on_their_own_scale_with_the_baseline_seed_range(tmp_path,
+                                                                               monkeypatch):
+    spans, titles = [], []
+    real_span, real_title = bench.plt.Axes.axhspan, bench.plt.Axes.set_title
+    monkeypatch.setattr(bench.plt.Axes, "axhspan",
+                        lambda self, lo, hi, **k: (spans.append((lo, hi)),
+                                                   real_span(self, lo, hi, **k))[1])
+    monkeypatch.setattr(bench.plt.Axes, "set_title",
+                        lambda self, t, *a, **k: (titles.append(t), real_title(self, t, *a, **k))[1])
+    rows = [{"model": "teacher", "mAP": [0.12], "NDS": [0.22]},
+            {"model": "baseline", "mAP": [0.009, 0.003], "NDS": [0.17, 0.04]},
+            {"model": "bevdistill", "mAP": [0.016, 0.009], "NDS": [0.17, 0.13]}]
+    out = bench.bars(rows, str(tmp_path / "bars.png"), "t")
+    assert titles == ["t", "camera students: mAP (dots = seeds)",
+                      "camera students: NDS (dots = seeds)"]
+    np.testing.assert_allclose(spans, [(0.3, 0.9), (4.0, 17.0)])  # percent, per metric
+    assert (tmp_path / "bars.png").stat().st_size > 10_000 and out.endswith("bars.png")
+    titles.clear()
+    bench.bars(rows[:1], str(tmp_path / "teacher_only.png"), "t")  # no student: one panel
+    assert titles == ["t"]

@@ -1,0 +1,137 @@
+"""`bevkd bench`'s job runner with a stand-in for `bevkd train` (a few lines of Python that
+write what a finished run holds): reuse, dependencies, failures, retrained teachers, the
+runs-folder lock and stopping the trainings when the bench stops."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+
+from bevkd.bench import runner
+from bevkd.bench.plan import plan
+from bevkd.errors import BevkdError
+
+FAKE_TRAIN = r'''
+import json, os, signal, sys, time
+name, run = sys.argv[2], sys.argv[3]
+mode = os.environ.get("FAKE_" + name.replace("-", "_"), "ok")
+os.makedirs(os.path.join(run, "checkpoints"), exist_ok=True)
+with open(os.path.join(run, "starts"), "a") as f:
+    f.write("resume\n" if "--resume" in sys.argv else "new\n")
+if not os.path.isfile(os.path.join(run, "checkpoints", "last.ckpt")):
+    open(os.path.join(run, "checkpoints", "last.ckpt"), "w").write(name)
+if mode == "fail":
+    sys.exit(1)
+if mode == "slow":
+    def stop(*_):
+        open(os.path.join(run, "stopped"), "w").close()
+        sys.exit(143)
+    signal.signal(signal.SIGTERM, stop)
+    open(os.path.join(run, "running"), "w").close()
+    time.sleep(60)
+os.makedirs(os.path.join(run, "eval", "synth_val"), exist_ok=True)
+json.dump({"mean_ap": 0.1}, open(os.path.join(run, "eval", "synth_val", "metrics.json"), "w"))
+json.dump({"step_seconds": 1.0}, open(os.path.join(run, "timing.json"), "w"))
+'''
+
+
+@pytest.fixture
+def bench(tmp_path, monkeypatch):
+    """(jobs, run_jobs with the stand-in trainer, runs folder)."""
+    script = tmp_path / "fake_train.py"
+    script.write_text(FAKE_TRAIN)
+    data = tmp_path / "data"
+    (data / "v1.0-synth").mkdir(parents=True)
+    (data / "v1.0-synth" / "sample.json").write_text("[]")
+    runs = tmp_path / "runs"
+
+    def command(job, preset, data, runs, threads, extra=(), camera_extra=()):
+        run = os.path.join(runs, job.name)
+        cmd = [sys.executable, str(script), "train", job.name, run]
+        if os.path.isfile(os.path.join(run, "checkpoints", "last.ckpt")):
+            cmd.append("--resume")
+        return cmd
+
+    monkeypatch.setattr(runner, "command", command)
+    jobs = plan(1, ("bevdistill",), False, ())  # teacher, baseline-s0, bevdistill-s0
+
+    def run(parallel=2, log=None):
+        logs = [] if log is None else log
+        res = runner.run_jobs(jobs, "tiny", str(data), str(runs), parallel,
+                              log=logs.append if log is None else log, poll=0.05)
+        return {n: r.status for n, r in res.items()}, logs
+
+    return run, runs, data
+
+
+def test_runs_reuse_and_a_retrained_teacher_refuses_its_students(bench):
+    run, runs, data = bench
+    status, logs = run()
+    assert status == {"teacher": "done", "baseline-s0": "done", "bevdistill-s0": "done"}
+    assert logs.index("[bench] start bevdistill-s0") > next(
+        i for i, m in enumerate(logs) if m.startswith("[bench] done teacher"))
+    status, _ = run()
+    assert set(status.values()) == {"reused"}
+    # the teacher is trained again (its old run deleted): the student that learned from the
+    # old one must not be reused, the baseline (which needs no teacher) still is
+    import shutil
+
+    shutil.rmtree(runs / "teacher")
+    time.sleep(0.01)
+    status, logs = run()
+    assert status == {"teacher": "done", "baseline-s0": "reused", "bevdistill-s0": "failed"}
+    why = next(m for m in logs if "FAILED bevdistill-s0" in m)
+    assert "other inputs" in why and "teacher" in why
+    # the same for regenerated data: every run refuses
+    (data / "v1.0-synth" / "sample.json").write_text("[ ]")
+    status, _ = run()
+    assert set(status.values()) == {"failed", "skipped"}
+
+
+def test_a_failed_job_skips_what_needs_it_and_a_rerun_resumes_it(bench, monkeypatch):
+    run, runs, _ = bench
+    monkeypatch.setenv("FAKE_teacher", "fail")
+    status, logs = run(parallel=1)
+    assert status == {"teacher": "failed", "baseline-s0": "done", "bevdistill-s0": "skipped"}
+    assert any("see " in m and "teacher/train.log" in m for m in logs)
+    monkeypatch.setenv("FAKE_teacher", "ok")
+    status, _ = run(parallel=1)
+    assert status == {"teacher": "done", "baseline-s0": "reused", "bevdistill-s0": "done"}
+    # the teacher left a checkpoint when it failed: the second bench resumed it
+    assert (runs / "teacher" / "starts").read_text().split() == ["new", "resume"]
+
+
+def test_one_bench_per_runs_folder_and_parallel_must_be_positive(bench, tmp_path):
+    run, runs, _ = bench
+    runs.mkdir()
+    held = runner._lock(str(runs))
+    try:
+        with pytest.raises(BevkdError, match=f"another bevkd bench \\(pid {os.getpid()}\\)"):
+            run()
+    finally:
+        held.close()
+    with pytest.raises(BevkdError, match="parallel must be at least 1"):
+        run(parallel=0)
+    assert run()[0]["teacher"] == "done"  # the lock went with its holder
+
+
+def test_stopping_the_bench_stops_its_trainings(bench, monkeypatch):
+    run, runs, _ = bench
+    monkeypatch.setenv("FAKE_baseline_s0", "slow")
+
+    def log(message):  # the bench is interrupted once the slow training runs
+        if message == "[bench] start baseline-s0":
+            deadline = time.monotonic() + 30
+            while not (runs / "baseline-s0" / "running").exists():
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            raise KeyboardInterrupt
+
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run(parallel=2, log=log)
+    # the training got SIGTERM (it would save a checkpoint) instead of running on for 60 s
+    assert (runs / "baseline-s0" / "stopped").exists() and time.monotonic() - t0 < 30
