@@ -95,6 +95,11 @@ def signature(cmd: list[str]) -> list[str]:
     return out
 
 
+def _sets(cmd: list[str]) -> list[str]:
+    """The ``--set`` values of a `bevkd train` command line, in order."""
+    return [cmd[i + 1] for i, a in enumerate(cmd[:-1]) if a == "--set"]
+
+
 def _stamp(path: str) -> list[int] | None:
     try:
         st = os.stat(path)
@@ -108,11 +113,9 @@ def inputs(job: Job, cmd: list[str], runs: str, data: str) -> dict[str, object]:
     checkpoint of each run it needs, each file an override names, the dataset's tables."""
     out: dict[str, object] = {n: _stamp(os.path.join(runs, n, "checkpoints", "last.ckpt"))
                               for n in job.needs}
-    for i, a in enumerate(cmd[:-1]):
-        if a == "--set" and "=" in cmd[i + 1]:
-            key, value = cmd[i + 1].split("=", 1)
-            if os.path.isfile(value):
-                out[key] = _stamp(value)
+    for key, value in (s.split("=", 1) for s in _sets(cmd) if "=" in s):
+        if os.path.isfile(value):
+            out[key] = _stamp(value)
     tables = sorted(glob.glob(os.path.join(data, "v1.0-*", "*.json")))
     out["data"] = [[os.path.relpath(t, data), *(_stamp(t) or [])] for t in tables]
     return out
@@ -164,8 +167,8 @@ def resolved_config(cmd: list[str]) -> "ExperimentConfig":
     from ..engine.run import absolute_paths
 
     args = cmd[cmd.index("train") + 1:]
-    sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
-    return absolute_paths(load_experiment(args[0], args[args.index("--preset") + 1], sets))
+    return absolute_paths(load_experiment(args[0], args[args.index("--preset") + 1],
+                                          _sets(args)))
 
 
 def _plain(cfg: "ExperimentConfig") -> dict:
@@ -221,7 +224,9 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
     lock = _lock(runs)
     results: dict[str, JobResult] = {}
     pending = list(jobs)
-    ready: set[str] = set()  # checked: neither to reuse nor refused, waits for a slot
+    # checked (neither to reuse nor refused) and waiting for a slot: the inputs it was
+    # checked against, which its bench_job.json then records
+    ready: dict[str, dict[str, object]] = {}
     running: dict[str, tuple[subprocess.Popen, float, object]] = {}
 
     def terminated(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -243,7 +248,8 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                     continue  # judged once what it reads is final
                 if job.name not in ready:
                     cmd = command(job, preset, data, runs, threads, extra, camera_extra)
-                    why = mismatch(run, cmd, inputs(job, cmd, runs, data))
+                    stamps = inputs(job, cmd, runs, data)
+                    why = mismatch(run, cmd, stamps)
                     if why:
                         results[job.name] = JobResult(job, run, "failed")
                         pending.remove(job)
@@ -254,12 +260,12 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                         pending.remove(job)
                         log(f"[bench] reuse {job.name} (finished earlier)")
                         continue
-                    ready.add(job.name)
+                    ready[job.name] = stamps
                 if len(running) < parallel:
+                    # built now: --resume depends on the checkpoint there at start
                     cmd = command(job, preset, data, runs, threads, extra, camera_extra)
                     write_json(os.path.join(run, JOB_FILE),
-                               {"signature": signature(cmd),
-                                "inputs": inputs(job, cmd, runs, data)})
+                               {"signature": signature(cmd), "inputs": ready.pop(job.name)})
                     logf = open(os.path.join(run, "train.log"), "a")
                     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
                                             env={**os.environ, "OMP_NUM_THREADS": str(threads)})
