@@ -264,6 +264,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="steps of camera-backbone pretraining (default: the preset's; 0: none)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override for every training, e.g. --set train.epochs=1")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write the table of the runs finished so far (also while "
+                        "a bench is running in the same --runs folder)")
     p.set_defaults(func=_cmd_bench)
 
 
@@ -275,7 +278,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     result = run_bench(args.preset, args.out, args.runs or os.path.join("runs", f"bench_{args.preset}"),
                        args.data, args.seeds, methods, not args.no_composite,
                        () if args.no_ablations else tuple(ABLATIONS), args.parallel,
-                       tuple(args.overrides), args.pretrain_steps)
+                       tuple(args.overrides), args.pretrain_steps, not args.report_only)
     print(open(os.path.join(args.out, f"{args.preset}.md")).read())
     if result["failed"]:
         raise BevkdError(f"{len(result['failed'])} run(s) failed: {', '.join(result['failed'])}")

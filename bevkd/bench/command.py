@@ -57,7 +57,10 @@ def bench_spec(preset: str) -> BenchSpec:
 def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: int | None = None,
               methods: tuple[str, ...] = METHODS, composite: bool = True,
               ablations: tuple[str, ...] = tuple(ABLATIONS), parallel: int | None = None,
-              extra: tuple[str, ...] = (), pretrain_steps: int | None = None) -> dict:
+              extra: tuple[str, ...] = (), pretrain_steps: int | None = None,
+              train: bool = True) -> dict:
+    """The whole bench; ``train=False`` writes the table of the runs finished so far (rows
+    without one are left out and named in the table's note) and trains nothing."""
     spec = bench_spec(preset)
     if pretrain_steps is not None:
         from dataclasses import replace
@@ -70,21 +73,27 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     runs = os.path.abspath(runs)  # a run's recorded command must not depend on the spelling
     if data is None:
         data = os.path.join(runs, "synth")
-        if not os.path.isdir(os.path.join(data, "v1.0-synth")):
+        if not os.path.isdir(os.path.join(data, "v1.0-synth")) and train:
             from ..data.synth.generator import SynthConfig
             from ..data.synth.writer import generate_dataset
 
             generate_dataset(SynthConfig(out=data, scenes=spec.scenes,
                                          samples_per_scene=spec.samples_per_scene,
                                          width=spec.width, height=spec.height))
+    if not train and not os.path.isdir(os.path.join(data, "v1.0-synth")):
+        raise BevkdError(f"no SynthScenes dataset at {data} (v1.0-synth/): a report needs the "
+                         "dataset the runs were trained on")
     tuned = row_overrides(spec)
     data = os.path.abspath(data)
     jobs = plan(seeds, methods, composite, ablations, tuned)
     camera = ()
     if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)
-        camera = (f"model.args.backbone_weights={pretrained_backbone(preset, data, runs, spec)}",)
+        weights = (pretrained_backbone(preset, data, runs, spec) if train
+                   else os.path.join(runs, "backbone.pth"))
+        camera = (f"model.args.backbone_weights={weights}",)
     results = run_jobs(jobs, preset, data, runs, parallel or spec.parallel, spec.threads,
-                       extra=extra, camera_extra=camera, log=lambda m: print(m, flush=True))
+                       extra=extra, camera_extra=camera, log=lambda m: print(m, flush=True),
+                       train=train)
     students = {r.job.model: r.run for r in results.values()
                 if r.status in ("done", "reused") and r.job.seed == 0
                 and r.job.model not in ("teacher", "fusion_teacher", "label_encoder")}
@@ -99,6 +108,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     command = "bevkd " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else \
         f"bevkd bench --preset {preset}"
     failed = [n for n, r in results.items() if r.status in ("failed", "skipped")]
+    missing = [n for n, r in results.items() if r.status == "missing"]
     notes = []
     if tuned:
         notes.append("Hyper-parameters this preset sets in place of the published ones (the "
@@ -106,6 +116,9 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                          f"{row}: {', '.join(sets)}" for row, sets in tuned.items()) + ".")
     if failed:
         notes.append(f"Failed or skipped runs: {', '.join(failed)}.")
+    if missing:
+        notes.append(f"Not trained yet (a table of the runs finished so far): "
+                     f"{', '.join(missing)}.")
     commit = git_commit()
     others = run_commits(results, commit)
     if others:
@@ -116,7 +129,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     result = {"commit": commit, "command": command, "preset": preset, "seeds": seeds,
               "data": data, "pretrain_steps": spec.pretrain_steps,
               "overrides": {r: list(s) for r, s in tuned.items()}, "run_commits": others,
-              "rows": rows, "failed": failed}
+              "rows": rows, "failed": failed, "missing": missing}
     base = os.path.join(out, preset)
     write_json(base + ".json", result, strict=True)
     atomic_write(base + ".md", markdown(rows, preset, commit, command, seeds, note))

@@ -13,6 +13,10 @@ than the run's ``config.yaml`` (a preset file edited since), does not reuse or r
 fails the job with a message, since a table silently mixing two settings would be wrong. A
 job's reuse is judged once every job it needs is final.
 
+``train=False`` (``bevkd bench --report-only``) starts nothing: finished runs are taken as
+they are (after the same checks), the others are reported ``missing``; it takes no lock, so
+it can tabulate a bench that is still running.
+
 One bench at a time per runs folder (a lock file); when the bench stops (Ctrl-C, SIGTERM, an
 error) its trainings are stopped too, each leaving a checkpoint that the next bench resumes.
 """
@@ -42,7 +46,7 @@ if TYPE_CHECKING:
 class JobResult:
     job: Job
     run: str
-    status: str          # done | reused | failed | skipped
+    status: str          # done | reused | failed | skipped | missing (not trained)
     seconds: float = 0.0
 
 
@@ -215,11 +219,15 @@ def _stop(running: dict, log, grace: float = 120.0) -> None:
 
 def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
              threads: int = 1, val_split: str = "synth_val", extra: tuple[str, ...] = (),
-             camera_extra: tuple[str, ...] = (), log=print, poll: float = 1.0
-             ) -> dict[str, JobResult]:
-    """Run ``jobs`` (at most ``parallel`` at once) and return their results by name."""
+             camera_extra: tuple[str, ...] = (), log=print, poll: float = 1.0,
+             train: bool = True) -> dict[str, JobResult]:
+    """Run ``jobs`` (at most ``parallel`` at once) and return their results by name; with
+    ``train=False`` only judge them (finished runs ``reused``, the rest ``missing``)."""
     if parallel < 1:
         raise BevkdError(f"parallel must be at least 1, got {parallel}")
+    if not train:
+        return {job.name: _judge(job, preset, data, runs, threads, val_split, extra,
+                                 camera_extra, log) for job in jobs}
     os.makedirs(runs, exist_ok=True)
     lock = _lock(runs)
     results: dict[str, JobResult] = {}
@@ -293,3 +301,17 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
         _stop(running, log)
         lock.close()
     return results
+
+
+def _judge(job: Job, preset: str, data: str, runs: str, threads: int, val_split: str,
+           extra: tuple[str, ...], camera_extra: tuple[str, ...], log) -> JobResult:
+    """A job's finished run taken as it is, after the checks a reuse passes; else missing."""
+    run = os.path.join(runs, job.name)
+    if not is_finished(run, val_split):
+        return JobResult(job, run, "missing")
+    cmd = command(job, preset, data, runs, threads, extra, camera_extra)
+    why = mismatch(run, cmd, inputs(job, cmd, runs, data))
+    if why:
+        log(f"[bench] FAILED {job.name}: {why}")
+        return JobResult(job, run, "failed")
+    return JobResult(job, run, "reused")

@@ -177,19 +177,6 @@ def mfd_terms(student: torch.Tensor, teacher: torch.Tensor, fg: torch.Tensor,
     return out
 
 
-def decode_with_threshold(head: CenterHead, preds: Sequence[dict[str, torch.Tensor]],
-                          score_threshold: float
-                          ) -> list[tuple[Boxes3D, torch.Tensor, torch.Tensor]]:
-    """``head.decode(preds)`` at another score threshold (CenterHead reads its own attribute;
-    it is swapped for the call and restored)."""
-    saved = head.score_threshold
-    head.score_threshold = float(score_threshold)
-    try:
-        return head.decode(preds)
-    finally:
-        head.score_threshold = saved
-
-
 class DualDistill(Distiller):
     """DualDistill on a BEVDepth student (DESIGN §4.3).
 
@@ -331,7 +318,7 @@ class DualDistill(Distiller):
         """
         scaled = [{**p, "heatmap": p["heatmap"].float() / self.crd_temperature}
                   for p in teacher_preds]
-        dets = decode_with_threshold(self.teacher_head, scaled, self.crd_score_threshold)
+        dets = self.teacher_head.decode(scaled, self.crd_score_threshold)
         return [d[0] for d in dets], [d[2] for d in dets]
 
     def crd(self, student_feat: torch.Tensor,
@@ -379,4 +366,4 @@ class DualDistill(Distiller):
 
 
 __all__ = ["AOA", "ConvAlign", "DualDistill", "LEVEL_STRIDES", "OrthogonalLinear",
-           "decode_with_threshold", "mfd_terms", "spatial_attention"]
+           "mfd_terms", "spatial_attention"]

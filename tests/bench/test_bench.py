@@ -216,3 +216,30 @@ def test_pretrained_backbone_is_made_once_and_reused(tmp_path, monkeypatch):
     with pytest.raises(BevkdError, match="pretrained for 7 steps, this bench asks for 9"):
         pretrained_backbone("tiny", "/data", str(tmp_path), replace(spec, pretrain_steps=9))
     assert len(calls) == 1
+
+
+def test_report_only_trains_nothing_and_names_the_rows_not_trained(tmp_path, monkeypatch):
+    import subprocess
+
+    from bevkd.bench.command import run_bench
+    from bevkd.errors import BevkdError
+
+    from bevkd.bench import command
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("a report must not start a training or a pretraining")
+
+    monkeypatch.setattr(command, "git_commit", lambda: "abc")
+    monkeypatch.setattr(subprocess, "run", no_process)
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    data, runs, out = tmp_path / "data", tmp_path / "runs", tmp_path / "out"
+    with pytest.raises(BevkdError, match="no SynthScenes dataset"):
+        command.run_bench("tiny", str(out), str(runs), str(data), 1, ("bevdistill",), False, (),
+                          train=False)
+    (data / "v1.0-synth").mkdir(parents=True)
+    res = command.run_bench("tiny", str(out), str(runs), str(data), 1, ("bevdistill",), False,
+                            (), train=False)
+    assert res["missing"] == ["teacher", "baseline-s0", "bevdistill-s0"] and res["rows"] == []
+    assert "Not trained yet (a table of the runs finished so far): teacher, baseline-s0, " \
+           "bevdistill-s0." in (out / "tiny.md").read_text()
+    assert not runs.exists()

@@ -58,10 +58,10 @@ def bench(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "command", command)
     jobs = plan(1, ("bevdistill",), False, ())  # teacher, baseline-s0, bevdistill-s0
 
-    def run(parallel=2, log=None):
+    def run(parallel=2, log=None, train=True):
         logs = [] if log is None else log
         res = runner.run_jobs(jobs, "tiny", str(data), str(runs), parallel,
-                              log=logs.append if log is None else log, poll=0.05)
+                              log=logs.append if log is None else log, poll=0.05, train=train)
         return {n: r.status for n, r in res.items()}, logs
 
     return run, runs, data
@@ -102,6 +102,25 @@ def test_a_failed_job_skips_what_needs_it_and_a_rerun_resumes_it(bench, monkeypa
     assert status == {"teacher": "done", "baseline-s0": "reused", "bevdistill-s0": "done"}
     # the teacher left a checkpoint when it failed: the second bench resumed it
     assert (runs / "teacher" / "starts").read_text().split() == ["new", "resume"]
+
+
+def test_report_only_takes_finished_runs_and_starts_nothing(bench, monkeypatch):
+    run, runs, data = bench
+    monkeypatch.setenv("FAKE_teacher", "fail")
+    run(parallel=1)  # teacher failed (a checkpoint, no metrics), baseline done
+    held = runner._lock(str(runs))  # as if a bench were still running there
+    try:
+        status, logs = run(train=False)
+    finally:
+        held.close()
+    assert status == {"teacher": "missing", "baseline-s0": "reused", "bevdistill-s0": "missing"}
+    assert not any("start" in m for m in logs)
+    assert (runs / "teacher" / "starts").read_text().split() == ["new"]
+    assert not (runs / "bevdistill-s0").exists()
+    # a finished run that no longer fits (the data regenerated) is refused, as in a bench
+    (data / "v1.0-synth" / "sample.json").write_text("[ ]")
+    status, logs = run(train=False)
+    assert status["baseline-s0"] == "failed" and any("other inputs" in m for m in logs)
 
 
 def test_one_bench_per_runs_folder_and_parallel_must_be_positive(bench, tmp_path):

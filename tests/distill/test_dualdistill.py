@@ -196,7 +196,7 @@ def test_crd_pseudo_boxes_keep_peaks_above_the_temperature_threshold():
     assert got == want
     # the implied raw-probability threshold: sigmoid(0.1 * logit(0.1)) ~ 0.445
     assert math.isclose(torch.sigmoid(torch.tensor(thr)).item(), 0.4453, abs_tol=1e-3)
-    assert teacher.head.score_threshold == 0.1  # restored after the decode
+    assert teacher.head.score_threshold == 0.1  # the head keeps its own threshold
 
 
 def test_crd_gradients_reach_student_not_teacher_head():

@@ -377,14 +377,17 @@ class CenterHead(nn.Module):
     # ------------------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def decode(self, preds: Sequence[dict[str, torch.Tensor]]
+    def decode(self, preds: Sequence[dict[str, torch.Tensor]],
+               score_threshold: float | None = None
                ) -> list[tuple[Boxes3D, torch.Tensor, torch.Tensor]]:
         """Detections per sample: ``(Boxes3D (K, 9), scores (K,), labels (K,) long)``, ego frame,
         labels indexing ``DETECTION_CLASSES``, sorted by decreasing score, ``K <= max_per_sample``.
 
-        Per task: sigmoid heatmap, top-``pre_max`` over classes×cells, ``score >= threshold``,
-        circle NMS (radius ``sqrt(nms_radius[task])`` m), best ``post_max``; then tasks merged.
+        Per task: sigmoid heatmap, top-``pre_max`` over classes×cells, ``score >= threshold``
+        (``score_threshold``, default the head's own), circle NMS (radius
+        ``sqrt(nms_radius[task])`` m), best ``post_max``; then tasks merged.
         """
+        threshold = self.score_threshold if score_threshold is None else float(score_threshold)
         bsz, _, h, w = preds[0]["heatmap"].shape
         per_sample: list[list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = [
             [] for _ in range(bsz)]
@@ -398,7 +401,7 @@ class CenterHead(nn.Module):
             labels = self.task_labels[t][cls]
             finite = torch.isfinite(dec).all(-1)  # NaN/inf regressions never leave the head
             for b in range(bsz):
-                ok = (scores[b] >= self.score_threshold) & finite[b]
+                ok = (scores[b] >= threshold) & finite[b]
                 bb, sb, lb = dec[b][ok], scores[b][ok], labels[b][ok]
                 kept = circle_nms(bb[:, :2], sb, math.sqrt(self.nms_radius[t]), self.post_max)
                 per_sample[b].append((bb[kept], sb[kept], lb[kept]))

@@ -213,6 +213,20 @@ def test_decode_nms_radius_is_centerpoint_squared_distance() -> None:
         assert float(db.tensor[0, 0]) == pytest.approx(0.4, abs=1e-5)
 
 
+def test_decode_score_threshold_argument_overrides_the_heads_own() -> None:
+    head = CenterHead(in_channels=4, grid=GRID32).eval()  # score_threshold 0.1
+    car = CLASS_INDEX["car"]
+    boxes = Boxes3D(torch.tensor([[0.4, 0.4, 0, 4, 2, 1.5, 0, 0, 0],
+                                  [8.4, 0.4, 0, 4, 2, 1.5, 0, 0, 0]]))
+    preds = perfect_preds(head.targets([boxes], [torch.tensor([car, car])]))
+    preds[0]["heatmap"][0, 0, 16, 26] = math.log(0.3 / 0.7)  # the second car scores 0.3
+    assert len(head.decode(preds)[0][0]) == 2
+    db, ds, _ = head.decode(preds, score_threshold=0.5)[0]
+    assert len(db) == 1 and float(ds[0]) > 0.99
+    assert float(db.tensor[0, 0]) == pytest.approx(0.4, abs=1e-5)
+    assert head.score_threshold == 0.1
+
+
 def test_loss_empty_and_batch_one() -> None:
     torch.manual_seed(0)
     head = CenterHead(in_channels=8, grid=GRID32, shared_channels=16, head_channels=16)
