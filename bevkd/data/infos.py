@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import BevkdError
+from ..fileio import atomic_write
 from ..structures.boxes import Boxes3D
 from ..structures.classes import CAMERA_CHANNELS, CLASS_INDEX
 from ..structures.geometry import invert_transform, transform_from_record
@@ -117,11 +118,8 @@ def load_infos(root: str, version: str, split: str, max_sweeps: int = 10,
         with open(path, "rb") as f:
             return pickle.load(f)
     infos = build_infos(root, version, split, max_sweeps, verbose)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        pickle.dump(infos, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)  # atomic: a half-written cache is never read
+    # atomic: a half-written cache is never read
+    atomic_write(path, pickle.dumps(infos, protocol=pickle.HIGHEST_PROTOCOL))
     return infos
 
 

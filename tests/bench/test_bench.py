@@ -221,10 +221,8 @@ def test_pretrained_backbone_is_made_once_and_reused(tmp_path, monkeypatch):
 def test_report_only_trains_nothing_and_names_the_rows_not_trained(tmp_path, monkeypatch):
     import subprocess
 
-    from bevkd.bench.command import run_bench
-    from bevkd.errors import BevkdError
-
     from bevkd.bench import command
+    from bevkd.errors import BevkdError
 
     def no_process(*args, **kwargs):
         raise AssertionError("a report must not start a training or a pretraining")
