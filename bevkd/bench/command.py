@@ -88,7 +88,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     jobs = plan(seeds, methods, composite, ablations, tuned)
     camera = ()
     if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)
-        weights = (pretrained_backbone(preset, data, runs, spec) if train
+        weights = (pretrained_backbone(preset, data, runs, spec, extra) if train
                    else os.path.join(runs, "backbone.pth"))
         camera = (f"model.args.backbone_weights={weights}",)
     results = run_jobs(jobs, preset, data, runs, parallel or spec.parallel, spec.threads,
@@ -154,30 +154,45 @@ def run_commits(results: dict, commit: str) -> dict[str, list[str]]:
     return out
 
 
-def pretrained_backbone(preset: str, data: str, runs: str, spec: BenchSpec) -> str:
-    """``RUNS/backbone.pth`` from ``bevkd pretrain`` of the student config (reused when done
-    with the same number of steps)."""
+def pretrained_backbone(preset: str, data: str, runs: str, spec: BenchSpec,
+                        extra: tuple[str, ...] = ()) -> str:
+    """``RUNS/backbone.pth`` from ``bevkd pretrain`` of the student config with the bench's
+    ``--set`` overrides (``extra``). Reused when it was made with the same number of steps, for
+    the same image size and ResNet depth; otherwise an error (it is never overwritten: the
+    runs that used it record its identity)."""
     import subprocess
 
+    from ..engine.config import load_experiment
     from .plan import CONFIGS
 
+    config = os.path.join(CONFIGS, "student", "bevdepth.yaml")
+    cfg = load_experiment(config, preset, list(extra))
+    want = {"steps": spec.pretrain_steps, "image_size": list(cfg.data.image.final_size),
+            "backbone_depth": cfg.model.args.get("backbone_depth", 50)}
     path = os.path.join(runs, "backbone.pth")
     if os.path.isfile(path + ".json"):
         with open(path + ".json") as f:
-            steps = json.load(f).get("steps")
-        if steps != spec.pretrain_steps:
-            raise BevkdError(f"{path} was pretrained for {steps} steps, this bench asks for "
-                             f"{spec.pretrain_steps}; pass --pretrain-steps {steps}, use another "
-                             "--runs folder or delete it (and the runs that used it)")
+            made = json.load(f)
+        if made.get("steps") != want["steps"]:
+            raise BevkdError(f"{path} was pretrained for {made.get('steps')} steps, this bench "
+                             f"asks for {want['steps']}; pass --pretrain-steps "
+                             f"{made.get('steps')}, use another --runs folder or delete it (and "
+                             "the runs that used it)")
+        other = [f"{k} {made.get(k)} (now {v})" for k, v in want.items() if made.get(k) != v]
+        if other:
+            raise BevkdError(f"{path} was pretrained for another camera model: "
+                             f"{', '.join(other)}; use another --runs folder or delete it (and "
+                             "the runs that used it)")
         print(f"[bench] reuse {path} (pretrained earlier)", flush=True)
         return path
     os.makedirs(runs, exist_ok=True)
     print(f"[bench] pretrain the camera backbone ({spec.pretrain_steps} steps) -> {path}",
           flush=True)
-    cmd = [sys.executable, "-m", "bevkd.cli", "pretrain",
-           os.path.join(CONFIGS, "student", "bevdepth.yaml"), "--preset", preset, "--data", data,
-           "--out", path, "--steps", str(spec.pretrain_steps),
-           "--set", f"train.threads={spec.threads * spec.parallel}"]
+    cmd = [sys.executable, "-m", "bevkd.cli", "pretrain", config, "--preset", preset,
+           "--data", data, "--out", path, "--steps", str(spec.pretrain_steps)]
+    # the bench's overrides first, so the pretraining's thread count is the bench's
+    for s in (*extra, f"train.threads={spec.threads * spec.parallel}"):
+        cmd += ["--set", s]
     with open(os.path.join(runs, "backbone.log"), "a") as log:
         if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
             raise BevkdError(f"backbone pretraining failed; see {runs}/backbone.log")

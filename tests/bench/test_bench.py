@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -190,31 +191,48 @@ def test_pretrained_backbone_is_made_once_and_reused(tmp_path, monkeypatch):
 
     from bevkd.bench.command import BenchSpec, pretrained_backbone
 
+    from bevkd.bench.plan import CONFIGS
+    from bevkd.engine.config import load_experiment
+
+    preset_size = list(load_experiment(os.path.join(CONFIGS, "student", "bevdepth.yaml"),
+                                       "tiny").data.image.final_size)
+    assert preset_size != [64, 176]
     calls = []
 
     def fake_run(cmd, stdout=None, stderr=None):
+        # writes what `bevkd pretrain` records, from the command's own overrides
         calls.append(cmd)
         out = cmd[cmd.index("--out") + 1]
         open(out, "wb").close()
         steps = int(cmd[cmd.index("--steps") + 1])
-        open(out + ".json", "w").write(json.dumps({"steps": steps}))
+        size = [64, 176] if "data.image.final_size=[64,176]" in cmd else preset_size
+        open(out + ".json", "w").write(json.dumps(
+            {"steps": steps, "image_size": size, "backbone_depth": 18}))
         return subprocess.CompletedProcess(cmd, 0)
 
     monkeypatch.setattr(subprocess, "run", fake_run)
     spec = BenchSpec(pretrain_steps=7, threads=1, parallel=2)
-    path = pretrained_backbone("tiny", "/data", str(tmp_path), spec)
+    small = ("data.image.final_size=[64,176]", "data.image.resize_lim=[0.21,0.26]")
+    path = pretrained_backbone("tiny", "/data", str(tmp_path), spec, small)
     assert path == str(tmp_path / "backbone.pth") and len(calls) == 1
     cmd = calls[0]
-    assert cmd[cmd.index("--steps") + 1] == "7" and "train.threads=2" in cmd
-    assert pretrained_backbone("tiny", "/data", str(tmp_path), spec) == path
+    assert cmd[cmd.index("--steps") + 1] == "7"
+    # the bench's overrides reach the pretraining, and its thread count comes last
+    sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
+    assert sets == [*small, "train.threads=2"]
+    assert pretrained_backbone("tiny", "/data", str(tmp_path), spec, small) == path
     assert len(calls) == 1  # reused, not redone
-    # weights pretrained for another number of steps are neither reused nor overwritten
+    # weights pretrained for another number of steps or another image size are neither reused
+    # nor overwritten
     from dataclasses import replace
 
     from bevkd.errors import BevkdError
 
     with pytest.raises(BevkdError, match="pretrained for 7 steps, this bench asks for 9"):
-        pretrained_backbone("tiny", "/data", str(tmp_path), replace(spec, pretrain_steps=9))
+        pretrained_backbone("tiny", "/data", str(tmp_path), replace(spec, pretrain_steps=9),
+                            small)
+    with pytest.raises(BevkdError, match=re.escape(f"image_size [64, 176] (now {preset_size})")):
+        pretrained_backbone("tiny", "/data", str(tmp_path), spec)
     assert len(calls) == 1
 
 
