@@ -25,7 +25,8 @@ from .lss import depth_bin_index
 class BEVDepth(Detector):
     """Camera-only 3D detector. Publishes ``img_feats`` (B, N, C, h, w), ``depth_logits``
     (B, N, D, h, w), ``context`` (B, N, C_ctx, h, w) of the key frame, and the BEV keys
-    ``bev_in`` (B, T·C_ctx, Y, X), ``bev_s1``, ``bev_s2``, ``bev_neck``."""
+    ``bev_in`` (B, T·C_bev, Y, X) (``C_bev`` = C_ctx, or C_ctx + 1 with ``pooling="normalized"``:
+    see :class:`LSSViewTransformer`), ``bev_s1``, ``bev_s2``, ``bev_neck``."""
 
     feature_keys = ("bev_in", "bev_s1", "bev_s2", "bev_neck", "img_feats", "depth_logits",
                     "context")
@@ -37,14 +38,14 @@ class BEVDepth(Detector):
                  depth_mid_channels: int = 256, context_channels: int = 80,
                  depth_loss_weight: float = 3.0, frames: int = 1,
                  trunk_channels: tuple[int, int] = (160, 320), trunk_blocks: tuple[int, int] = (2, 2),
-                 bev_neck_channels: int = 128, head_channels: int = 64):
+                 bev_neck_channels: int = 128, head_channels: int = 64, pooling: str = "sum"):
         super().__init__()
         self.grid = grid
         self.depth_loss_weight = depth_loss_weight
         self.encoder = CameraBevEncoder(grid, image_size, backbone_depth, backbone_weights,
                                         frozen_stages, norm_eval, image_stride,
                                         image_neck_channels, depth_bins, depth_mid_channels,
-                                        context_channels, frames)
+                                        context_channels, frames, pooling)
         self.trunk = BevTrunk(self.encoder.out_channels, trunk_channels, trunk_blocks,
                               bev_neck_channels)
         self.trunk_in_channels = self.encoder.out_channels

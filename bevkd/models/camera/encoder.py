@@ -18,7 +18,8 @@ from .lss import LSSViewTransformer
 class CameraBevEncoder(nn.Module):
     """Multi-view (multi-frame) images -> BEV features on ``grid``.
 
-    ``forward`` returns ``bev`` (B, T·C_ctx, Y, X) (frames concatenated along channels) and the
+    ``forward`` returns ``bev`` (B, T·C_bev, Y, X) (``C_bev`` = C_ctx + 1 with
+    ``pooling="normalized"``) (frames concatenated along channels) and the
     key frame's ``img_feats`` (B, N, C, h, w), ``depth_logits`` (B, N, D, h, w) and ``context``
     (B, N, C_ctx, h, w).
     """
@@ -27,7 +28,8 @@ class CameraBevEncoder(nn.Module):
                  backbone_weights: str | None = None, frozen_stages: int = -1,
                  norm_eval: bool = False, image_stride: int = 16, image_neck_channels: int = 128,
                  depth_bins: tuple[float, float, float] = (2.0, 58.0, 0.5),
-                 depth_mid_channels: int = 256, context_channels: int = 80, frames: int = 1):
+                 depth_mid_channels: int = 256, context_channels: int = 80, frames: int = 1,
+                 pooling: str = "sum"):
         super().__init__()
         if image_size is None:
             raise BevkdError("a camera model needs the augmented image size "
@@ -40,12 +42,13 @@ class CameraBevEncoder(nn.Module):
         self.image_neck = SecondFPN(self.backbone.out_channels, (4, 8, 16, 32), image_stride,
                                     image_neck_channels)
         self.view = LSSViewTransformer(grid=grid, image_size=tuple(image_size),
-                                       stride=image_stride, depth_bins=tuple(depth_bins))
+                                       stride=image_stride, depth_bins=tuple(depth_bins),
+                                       pooling=pooling)
         self.depth_net = DepthNet(in_channels=self.image_neck.out_channels,
                                   mid_channels=depth_mid_channels,
                                   context_channels=context_channels,
                                   depth_channels=self.view.depth_channels)
-        self.out_channels = context_channels * frames
+        self.out_channels = self.view.out_channels(context_channels) * frames
 
     def forward(self, cams: CameraInputs | None) -> dict[str, torch.Tensor]:
         if cams is None:

@@ -109,11 +109,25 @@ class LSSViewTransformer(nn.Module):
         image_size: (H, W) of the augmented images.
         stride: image pixels per feature cell.
         depth_bins: ``(min, max, step)``; e.g. BEVDepth's (2.0, 58.0, 0.5) -> 112 bins.
+        pooling: ``"sum"`` (Lift-Splat, BEVDepth): each cell sums ``depth · context`` of the
+            frustum points in it; C output channels. ``"normalized"``: the depth-weighted mean
+            context of the cell, ``Σ p·ctx / (Σ p + ε)``, plus ``log(Σ p + ε)`` as one more
+            channel (C + 1). Summed features fall by orders of magnitude with range (fewer
+            frustum points per cell, and early in training little depth mass far away: on the
+            tiny preset the median |feature| is 0.9 at 5-10 m and 6e-4 at 30-40 m), so after
+            the trunk's BatchNorm the far half of the grid is blank; the mean keeps every cell
+            on one scale and the log-mass channel keeps where the depth puts its weight.
     """
 
+    POOLINGS = ("sum", "normalized")
+    EPS = 1e-3  # depth mass (in frustum points) below which a cell counts as empty
+
     def __init__(self, *, grid: BevGrid, image_size: tuple[int, int], stride: int,
-                 depth_bins: tuple[float, float, float]) -> None:
+                 depth_bins: tuple[float, float, float], pooling: str = "sum") -> None:
         super().__init__()
+        if pooling not in self.POOLINGS:
+            raise ValueError(f"pooling must be one of {self.POOLINGS}, got {pooling!r}")
+        self.pooling = pooling
         self.grid = grid
         self.image_size = tuple(image_size)
         self.stride = stride
@@ -121,6 +135,10 @@ class LSSViewTransformer(nn.Module):
         # derived from the config, so not worth a checkpoint entry
         self.register_buffer("frustum", frustum(self.image_size, stride, self.depth_bins),
                              persistent=False)
+
+    def out_channels(self, context_channels: int) -> int:
+        """Channels of the BEV output for ``context_channels`` context channels."""
+        return context_channels + (self.pooling == "normalized")
 
     @property
     def depth_channels(self) -> int:
@@ -154,7 +172,7 @@ class LSSViewTransformer(nn.Module):
             plan: optional pattern from :meth:`plan` for these cameras.
 
         Returns:
-            (B, C, Y, X) on ``self.grid``.
+            (B, C, Y, X) on ``self.grid`` (C + 1 channels with ``pooling="normalized"``).
         """
         B, N = ego_T_cam.shape[:2]
         D, (h, w) = self.depth_channels, self.feature_size
@@ -169,4 +187,11 @@ class LSSViewTransformer(nn.Module):
         # softmax in fp32 under AMP: 112 bins of small probabilities lose too much in fp16
         dtype = torch.promote_types(depth_logits.dtype, torch.float32)
         depth = depth_logits.to(dtype).softmax(dim=1).view(B, N, D, h, w)
-        return bev_pool(depth, context.view(B, N, -1, h, w), None, self.grid, plan=plan)
+        if self.pooling == "sum":
+            return bev_pool(depth, context.view(B, N, -1, h, w), None, self.grid, plan=plan)
+        # one pooling of [context, 1]: the last channel is the cell's depth mass Σ p
+        ones = context.new_ones(B * N, 1, h, w)
+        pooled = bev_pool(depth, torch.cat([context, ones], 1).view(B, N, -1, h, w), None,
+                          self.grid, plan=plan)
+        feats, mass = pooled[:, :-1], pooled[:, -1:]
+        return torch.cat([feats / (mass + self.EPS), torch.log(mass + self.EPS)], 1)

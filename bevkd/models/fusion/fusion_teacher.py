@@ -29,7 +29,7 @@ class FusionTeacher(Detector):
                  depth_mid_channels: int = 256, context_channels: int = 80,
                  pillar_channels: int = 64, fused_channels: int = 128,
                  trunk_channels: tuple[int, int] = (128, 256), trunk_blocks: tuple[int, int] = (2, 2),
-                 neck_channels: int = 128, head_channels: int = 64):
+                 neck_channels: int = 128, head_channels: int = 64, pooling: str = "sum"):
         super().__init__()
         self.grid = grid
         self.camera = CameraBevEncoder(grid, image_size, backbone_depth, backbone_weights,
@@ -37,7 +37,7 @@ class FusionTeacher(Detector):
                                        image_neck_channels=image_neck_channels,
                                        depth_bins=depth_bins,
                                        depth_mid_channels=depth_mid_channels,
-                                       context_channels=context_channels)
+                                       context_channels=context_channels, pooling=pooling)
         self.pillars = PillarEncoder(grid, pillar_channels)
         self.fuser = nn.Sequential(
             nn.Conv2d(self.camera.out_channels + pillar_channels, fused_channels, 3, padding=1,

@@ -167,3 +167,44 @@ def test_view_transformer_checks_shapes():
         lss(torch.zeros(1, 10, 4, 11), torch.zeros(1, 3, 4, 11), ego_T_cam, K, aug, bda)
     with pytest.raises(ValueError, match="context"):
         lss(torch.zeros(1, 112, 4, 11), torch.zeros(1, 3, 4, 10), ego_T_cam, K, aug, bda)
+
+
+def test_normalized_pooling_is_the_depth_weighted_mean_plus_log_mass():
+    grid = BevGrid()
+    lss = LSSViewTransformer(grid=grid, image_size=(H, W), stride=S, depth_bins=BINS,
+                             pooling="normalized")
+    assert lss.out_channels(3) == 4
+    ego_T_cam, K, aug, bda = (t.float() for t in _rig())
+    D, (h, w) = lss.depth_channels, lss.feature_size
+    # every pixel sure of bin 0 (2.25 m) with context 0.5, except pixel (1, 5): bin 16
+    # (10.25 m on the optical axis) with context (2, -1, 0)
+    logits = torch.full((1, D, h, w), -50.0)
+    logits[0, 0] = 50.0
+    logits[0, :, 1, 5] = -50.0
+    logits[0, 16, 1, 5] = 50.0
+    context = torch.full((1, 3, h, w), 0.5)
+    context[0, :, 1, 5] = torch.tensor([2.0, -1.0, 0.0])
+    out = lss(logits.requires_grad_(), context.requires_grad_(), ego_T_cam, K, aug, bda)
+    assert out.shape == (1, 4, 128, 128)
+    eps = LSSViewTransformer.EPS
+    # the cell of (10.25, 0, 0) has that one pixel's depth mass 1: its context, divided by 1 + ε
+    torch.testing.assert_close(out[0, :3, 64, 76], torch.tensor([2.0, -1.0, 0.0]) / (1 + eps))
+    assert out[0, 3, 64, 76].item() == pytest.approx(math.log(1 + eps), abs=1e-5)
+    # cells at 2.25 m collect several pixels of context 0.5: the mean is 0.5 whatever their
+    # number, where the sum grows with it; the log-mass channel counts them
+    summed = LSSViewTransformer(grid=grid, image_size=(H, W), stride=S, depth_bins=BINS)(
+        logits, context, ego_T_cam, K, aug, bda)
+    mass = summed[0, 0] / 0.5
+    near = (mass > 1.5) & (summed[0, 1] > 0)
+    assert near.any()
+    torch.testing.assert_close(out[0, 1][near], 0.5 * mass[near] / (mass[near] + eps))
+    torch.testing.assert_close(out[0, 3][near], torch.log(mass[near] + eps))
+    # an empty cell: zero features and the log of ε
+    assert out[0, :3, 0, 0].abs().sum() == 0
+    assert out[0, 3, 0, 0].item() == pytest.approx(math.log(eps))
+    # gradients reach the depth (through the mass) and the context
+    gd, gc = torch.autograd.grad(out[0, 0, 64, 76] + out[0, 3, 64, 76], (logits, context))
+    assert gd.abs().sum() > 0 and gc[0, 0, 1, 5] > 0.99
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        LSSViewTransformer(grid=grid, image_size=(H, W), stride=S, depth_bins=BINS,
+                           pooling="max")
