@@ -33,6 +33,9 @@ class BenchSpec:
     # row -> `--set` overrides for that row's runs (and its ablations): a method's documented
     # hyper-parameters re-set for this preset; the table lists them next to the rows
     overrides: dict[str, list[str]] = field(default_factory=dict)
+    # `--set` overrides for every student run (baseline, methods, ablations), not the teachers:
+    # e.g. a longer schedule for the camera students than for the LiDAR-side models
+    student_sets: list[str] = field(default_factory=list)
 
 
 def row_overrides(spec: BenchSpec) -> dict[str, tuple[str, ...]]:
@@ -85,7 +88,10 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                          "dataset the runs were trained on")
     tuned = row_overrides(spec)
     data = os.path.abspath(data)
-    jobs = plan(seeds, methods, composite, ablations, tuned)
+    students = tuple(spec.student_sets)
+    if not all(isinstance(x, str) and "=" in x for x in students):
+        raise BevkdError(f"bench.student_sets: expected a list of key=value, got {students!r}")
+    jobs = plan(seeds, methods, composite, ablations, tuned, students)
     camera = ()
     if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)
         weights = (pretrained_backbone(preset, data, runs, spec, extra) if train
@@ -110,6 +116,9 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     failed = [n for n, r in results.items() if r.status in ("failed", "skipped")]
     missing = [n for n, r in results.items() if r.status == "missing"]
     notes = []
+    if students:
+        notes.append("Every student run (baseline, methods, ablations), not the teachers, also "
+                     f"takes the preset's `bench.student_sets`: {', '.join(students)}.")
     if tuned:
         notes.append("Hyper-parameters this preset sets in place of the published ones (the "
                      "configs' defaults), in the preset's `bench.overrides`: " + "; ".join(

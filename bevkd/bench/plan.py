@@ -46,11 +46,13 @@ def _method_config(method: str) -> str:
 
 def plan(seeds: int, methods: tuple[str, ...] = METHODS, composite: bool = True,
          ablations: tuple[str, ...] = tuple(ABLATIONS),
-         overrides: dict[str, tuple[str, ...]] | None = None) -> list[Job]:
+         overrides: dict[str, tuple[str, ...]] | None = None,
+         student_sets: tuple[str, ...] = ()) -> list[Job]:
     """The benchmark's jobs in an order that respects dependencies. The LiDAR teacher is
     always trained (it is the table's upper row); the fusion teacher and the label encoder
-    only when a method needs them. ``overrides`` (row -> ``--set`` strings) go to that row's
-    runs and to the ablations of that method, before the ablation's own."""
+    only when a method needs them. ``student_sets`` (``--set`` strings) go to every student
+    run, first; ``overrides`` (row -> ``--set`` strings) go to that row's runs and to the
+    ablations of that method, before the ablation's own."""
     overrides = overrides or {}
     teachers = [
         Job("teacher", "teacher", os.path.join(CONFIGS, "teacher", "pillars.yaml")),
@@ -75,7 +77,7 @@ def plan(seeds: int, methods: tuple[str, ...] = METHODS, composite: bool = True,
     for seed, (model, config, extra) in runs:
         needs = tuple(TEACHER_JOBS[r] for r in teacher_roles(config))
         students.append(Job(f"{model}-s{seed}", model, config, seed,
-                            (f"train.seed={seed}", *extra), needs))
+                            (f"train.seed={seed}", *student_sets, *extra), needs))
     needed = {"teacher"} | {n for j in students for n in j.needs}
     return [j for j in teachers if j.name in needed] + students
 

@@ -50,6 +50,14 @@ def test_preset_overrides_reach_their_row_and_its_ablations_only():
                                                "distill.methods.0.args.gamma=0.0")
     assert all(sim not in jobs[n].overrides
                for n in ("baseline-s0", "bevdistill-s0", "composite-s0"))
+    # student_sets reach every student run, before the row's own, and no teacher
+    jobs = {j.name: j for j in plan(1, ("asd",), False, ("asd_gamma0",), tuned,
+                                    ("train.epochs=12",))}
+    assert jobs["baseline-s0"].overrides == ("train.seed=0", "train.epochs=12")
+    assert jobs["asd_gamma0-s0"].overrides == ("train.seed=0", "train.epochs=12", sim,
+                                               "distill.methods.0.args.gamma=0.0")
+    assert all("train.epochs=12" not in jobs[n].overrides
+               for n in ("teacher", "fusion_teacher"))
     with pytest.raises(BevkdError, match="unknown row 'asdd'"):
         row_overrides(BenchSpec(overrides={"asdd": ["a=1"]}))
     with pytest.raises(BevkdError, match="key=value"):
