@@ -88,10 +88,11 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                          "dataset the runs were trained on")
     tuned = row_overrides(spec)
     data = os.path.abspath(data)
-    students = tuple(spec.student_sets)
-    if not all(isinstance(x, str) and "=" in x for x in students):
-        raise BevkdError(f"bench.student_sets: expected a list of key=value, got {students!r}")
-    jobs = plan(seeds, methods, composite, ablations, tuned, students)
+    student_sets = tuple(spec.student_sets)
+    if not all(isinstance(x, str) and "=" in x for x in student_sets):
+        raise BevkdError(f"bench.student_sets: expected a list of key=value, got "
+                         f"{student_sets!r}")
+    jobs = plan(seeds, methods, composite, ablations, tuned, student_sets)
     camera = ()
     if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)
         weights = (pretrained_backbone(preset, data, runs, spec, extra) if train
@@ -116,9 +117,9 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     failed = [n for n, r in results.items() if r.status in ("failed", "skipped")]
     missing = [n for n, r in results.items() if r.status == "missing"]
     notes = []
-    if students:
+    if student_sets:
         notes.append("Every student run (baseline, methods, ablations), not the teachers, also "
-                     f"takes the preset's `bench.student_sets`: {', '.join(students)}.")
+                     f"takes the preset's `bench.student_sets`: {', '.join(student_sets)}.")
     if tuned:
         notes.append("Hyper-parameters this preset sets in place of the published ones (the "
                      "configs' defaults), in the preset's `bench.overrides`: " + "; ".join(

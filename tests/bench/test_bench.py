@@ -264,6 +264,10 @@ def test_report_only_trains_nothing_and_names_the_rows_not_trained(tmp_path, mon
     res = command.run_bench("tiny", str(out), str(runs), str(data), 1, ("bevdistill",), False,
                             (), train=False)
     assert res["missing"] == ["teacher", "baseline-s0", "bevdistill-s0"] and res["rows"] == []
+    md = (out / "tiny.md").read_text()
     assert "Not trained yet (a table of the runs finished so far): teacher, baseline-s0, " \
-           "bevdistill-s0." in (out / "tiny.md").read_text()
+           "bevdistill-s0." in md
+    # the note names the preset's student-only overrides themselves
+    sets = command.bench_spec("tiny").student_sets
+    assert sets and f"`bench.student_sets`: {', '.join(sets)}." in md
     assert not runs.exists()
