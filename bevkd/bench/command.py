@@ -45,10 +45,15 @@ def row_overrides(spec: BenchSpec) -> dict[str, tuple[str, ...]]:
     for row, sets in spec.overrides.items():
         if row not in known:
             raise BevkdError(f"bench.overrides: unknown row {row!r}; rows are {', '.join(known)}")
-        if isinstance(sets, str) or not all(isinstance(s, str) and "=" in s for s in sets):
-            raise BevkdError(f"bench.overrides.{row}: expected a list of key=value, got {sets!r}")
-        out[row] = tuple(sets)
+        out[row] = checked_sets(sets, f"bench.overrides.{row}")
     return out
+
+
+def checked_sets(sets, where: str) -> tuple[str, ...]:
+    """``sets`` as a tuple of ``key=value`` strings, or an error naming ``where``."""
+    if isinstance(sets, str) or not all(isinstance(s, str) and "=" in s for s in sets):
+        raise BevkdError(f"{where}: expected a list of key=value, got {sets!r}")
+    return tuple(sets)
 
 
 def bench_spec(preset: str) -> BenchSpec:
@@ -88,10 +93,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                          "dataset the runs were trained on")
     tuned = row_overrides(spec)
     data = os.path.abspath(data)
-    student_sets = tuple(spec.student_sets)
-    if not all(isinstance(x, str) and "=" in x for x in student_sets):
-        raise BevkdError(f"bench.student_sets: expected a list of key=value, got "
-                         f"{student_sets!r}")
+    student_sets = checked_sets(spec.student_sets, "bench.student_sets")
     jobs = plan(seeds, methods, composite, ablations, tuned, student_sets)
     camera = ()
     if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)
