@@ -106,11 +106,12 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     students = {r.job.model: r.run for r in results.values()
                 if r.status in ("done", "reused") and r.job.seed == 0
                 and r.job.model not in ("teacher", "fusion_teacher", "label_encoder")}
-    latency = {}
+    latency, busy = {}, None
     if "baseline" in students:
-        from .latency import measure
+        from .latency import load_note, measure
 
         latency = measure(students, data)
+        busy = load_note()
     rows = collect(results, "synth_val", {n: t["forward"] for n, t in latency.items()},
                    {n: t["total"] for n, t in latency.items()})
     os.makedirs(out, exist_ok=True)
@@ -126,6 +127,8 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         notes.append("Hyper-parameters this preset sets in place of the published ones (the "
                      "configs' defaults), in the preset's `bench.overrides`: " + "; ".join(
                          f"{row}: {', '.join(sets)}" for row, sets in tuned.items()) + ".")
+    if busy:
+        notes.append(busy)
     if failed:
         notes.append(f"Failed or skipped runs: {', '.join(failed)}.")
     if missing:

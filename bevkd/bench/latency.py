@@ -10,6 +10,7 @@ weights alone move it by several percent; reported as ``latency_ratio_with_decod
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -59,3 +60,22 @@ def time_students(students: dict[str, torch.nn.Module], batches: list,
                 fwd[name][r, i], total[name][r, i] = t1 - t0, t2 - t0
     return {n: {"forward": float(fwd[n].min(0).mean()), "total": float(total[n].min(0).mean())}
             for n in names}
+
+
+def load_note(load: float | None = None, threads: int = 1) -> str | None:
+    """A table note when other processes shared the CPUs while latency was measured, else
+    ``None``. ``load``: the 1-minute load average just after measuring (read from the system
+    when ``None``); the measuring process itself accounts for ``threads`` of it. Taking the
+    fastest of interleaved passes absorbs short bursts, not a machine busy with trainings:
+    there the ratio of two models moved to 0.55 (bench of session 6)."""
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # not available on this platform: nothing to report
+            return None
+    others = load - threads
+    if others < 0.5:
+        return None
+    return (f"Latency was measured while other processes used the CPUs (1-minute load "
+            f"{load:.1f} on {os.cpu_count()} cores, {threads} of it the measurement): its ratios "
+            "are unreliable; rerun `bevkd bench ... --report-only` on an idle machine.")

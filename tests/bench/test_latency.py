@@ -35,3 +35,13 @@ def test_forward_time_separates_the_network_from_decoding():
     assert abs(t["kd"]["forward"] / t["baseline"]["forward"] - 1) < 0.3
     assert t["kd"]["total"] - t["kd"]["forward"] >= 0.02
     assert t["baseline"]["total"] >= t["baseline"]["forward"] >= 0.01
+
+
+def test_load_note_flags_a_busy_machine_only():
+    from bevkd.bench.latency import load_note
+
+    assert load_note(1.2, threads=1) is None          # the measurement itself
+    assert load_note(0.0, threads=1) is None
+    note = load_note(3.1, threads=1)                  # two trainings beside it
+    assert note is not None and "3.1" in note and "--report-only" in note
+    assert load_note(2.3, threads=2) is None          # its own two threads
