@@ -113,6 +113,24 @@ def skip_scalar(buf, i, n):
 
 
 @numba.njit(cache=True)
+def member_name(buf, i, n):
+    """An object member's name at ``buf[i]`` (the opening quote) through its colon:
+    ``(after, start, end, escaped)`` where ``after`` indexes the byte past ':' (-1 when
+    malformed) and the name is ``buf[start:end]``, still escaped when ``escaped``."""
+    if i >= n or buf[i] != 34:
+        return -1, 0, 0, False
+    s = i + 1
+    i, esc = string(buf, i, n)
+    if i < 0:
+        return -1, 0, 0, False
+    e = i - 1
+    i = ws(buf, i, n)
+    if i >= n or buf[i] != 58:
+        return -1, 0, 0, False
+    return i + 1, s, e, esc
+
+
+@numba.njit(cache=True)
 def skip(buf, i, n):
     """Skip any JSON value at ``i`` (after whitespace); index after it, or -1 if malformed."""
     i = ws(buf, i, n)
@@ -135,15 +153,9 @@ def skip(buf, i, n):
                 depth -= 1
                 i += 1
             elif c == 123:
-                if i >= n or buf[i] != 34:
-                    return -1
-                i, _ = string(buf, i, n)
+                i, _, _, _ = member_name(buf, i, n)
                 if i < 0:
                     return -1
-                i = ws(buf, i, n)
-                if i >= n or buf[i] != 58:
-                    return -1
-                i += 1
                 continue
             else:
                 continue
@@ -178,15 +190,9 @@ def skip(buf, i, n):
                 return -1
             i = ws(buf, i + 1, n)
             if top == 123:
-                if i >= n or buf[i] != 34:
-                    return -1
-                i, _ = string(buf, i, n)
+                i, _, _, _ = member_name(buf, i, n)
                 if i < 0:
                     return -1
-                i = ws(buf, i, n)
-                if i >= n or buf[i] != 58:
-                    return -1
-                i += 1
             break
 
 

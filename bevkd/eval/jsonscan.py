@@ -18,8 +18,8 @@ from typing import Optional, Sequence
 import numba
 import numpy as np
 
-from .jsonlex import TRUE, FALSE, borrow, bytes_equal, count_byte, literal, skip, skip_scalar, \
-    string, ws
+from .jsonlex import TRUE, FALSE, borrow, bytes_equal, count_byte, literal, member_name, skip, \
+    skip_scalar, string, ws
 from .numparse import parse_number
 from .records import Field, Records, Spec
 
@@ -39,17 +39,10 @@ def _record(buf, i, n, keys, key_off, kinds, widths, fslot, islot, enum_bytes, e
         present[row] = 0
         return i + 1, n_slow
     while True:
-        if i >= n or buf[i] != 34:
-            return -1, n_slow
-        s = i + 1
-        i, esc = string(buf, i, n)
+        i, s, e, esc = member_name(buf, i, n)
         if i < 0 or esc:
             return -1, n_slow
-        e = i - 1
         i = ws(buf, i, n)
-        if i >= n or buf[i] != 58:
-            return -1, n_slow
-        i = ws(buf, i + 1, n)
         # records usually list their keys in one order: try the one after the last first
         k = -1
         guess = last_k + 1 if last_k + 1 < nkeys else 0
@@ -306,34 +299,20 @@ def _scan_results(buf, n, meta_key, results_key, keys, key_off, kinds, widths, f
         return
     i = ws(buf, i + 1, n)
     while i < n and buf[i] != 125:
-        if buf[i] != 34:
-            return
-        s = i + 1
-        i, esc = string(buf, i, n)
+        i, s, e, esc = member_name(buf, i, n)
         if i < 0 or esc:
             return
-        e = i - 1
         i = ws(buf, i, n)
-        if i >= n or buf[i] != 58:
-            return
-        i = ws(buf, i + 1, n)
         if bytes_equal(buf, s, e, results_key, 0, results_key.shape[0]):
             if have_results or i >= n or buf[i] != 123:
                 return
             have_results = True
             i = ws(buf, i + 1, n)
             while i < n and buf[i] != 125:
-                if buf[i] != 34:
-                    return
-                ks = i + 1
-                i, esc = string(buf, i, n)
+                i, ks, ke, esc = member_name(buf, i, n)
                 if i < 0 or esc:
                     return
-                ke = i - 1
                 i = ws(buf, i, n)
-                if i >= n or buf[i] != 58:
-                    return
-                i = ws(buf, i + 1, n)
                 if i >= n or buf[i] != 91:
                     return
                 # the records of one sample; arrays are borrowed, so the call costs nothing
