@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..structures.classes import DETECTION_CLASSES
+from .plan import METHODS
 from .runner import JobResult
 
 TP_KEYS = ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err")
@@ -91,6 +92,63 @@ def _derived(rows: list[dict[str, Any]], latency: dict[str, float],
                                                    / latency_with_decode["baseline"])
 
 
+GAP_TARGET = 0.30          # the best published single method closes ~30 % on nuScenes
+LATENCY_TOLERANCE = 0.05   # "1.00 up to noise": interleaved fastest-of-5 timings on a quiet CPU
+
+
+def acceptance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The benchmark's acceptance checks on a table (``collect``'s rows), each
+    ``{"check", "passed", "detail"}``; ``passed`` is ``None`` when the table lacks what the
+    check needs (one seed, a row not trained yet, no latency measured)."""
+    by = {r["model"]: r for r in rows}
+    methods = [by[m] for m in METHODS if m in by]
+    kd = methods + ([by["composite"]] if "composite" in by else [])
+    seeds = min((len(r["mAP"]) for r in kd + [by[m] for m in ("baseline",) if m in by]),
+                default=0)
+    out = [{"check": "at least 2 seeds per student row", "passed": seeds >= 2 if kd else None,
+            "detail": f"{seeds} seed(s)"}]
+
+    def pts(r: dict[str, Any], k: str) -> str:
+        return f"{100 * r[f'delta_{k}']:+.1f}"
+
+    beats = [r.get("beats_baseline") for r in methods]
+    out.append({
+        "check": "every method beats the baseline on mean mAP and NDS by more than the seed "
+                 "spread",
+        "passed": None if not methods or None in beats or len(methods) < len(METHODS)
+        else all(beats),
+        "detail": "; ".join(
+            f"{r['model']} {pts(r, 'mAP')} / {pts(r, 'NDS')} "
+            f"(spread {100 * max(_spread(r['mAP']), _spread(by['baseline']['mAP'])):.1f} / "
+            f"{100 * max(_spread(r['NDS']), _spread(by['baseline']['NDS'])):.1f})"
+            for r in methods if "delta_mAP" in r) or "no method row"})
+    if "composite" in by and methods:
+        c = by["composite"]
+        margins = {k: float(np.mean(c[k]) - max(np.mean(r[k]) for r in methods))
+                   for k in ("mAP", "NDS")}
+        out.append({"check": "the composite beats every single method (mean mAP and NDS)",
+                    "passed": all(v > 0 for v in margins.values()),
+                    "detail": f"vs the best single method: {100 * margins['mAP']:+.1f} mAP, "
+                              f"{100 * margins['NDS']:+.1f} NDS"})
+    else:
+        out.append({"check": "the composite beats every single method (mean mAP and NDS)",
+                    "passed": None, "detail": "no composite or method row"})
+    gaps = [(r["gap_closed"], r["model"]) for r in kd if r.get("gap_closed") is not None]
+    best = max(gaps, default=None)
+    out.append({"check": f"the best method closes >= {GAP_TARGET:.0%} of the teacher-baseline "
+                         "mAP gap",
+                "passed": None if best is None else best[0] >= GAP_TARGET,
+                "detail": f"{best[1]} {best[0]:.0%}" if best else "no gap measured"})
+    ratios = [(r["model"], r.get("latency_ratio")) for r in kd]
+    out.append({"check": f"every distilled student's latency ratio is 1.00 ± "
+                         f"{LATENCY_TOLERANCE:.2f}",
+                "passed": None if not ratios or any(v is None for _, v in ratios)
+                else all(abs(v - 1) <= LATENCY_TOLERANCE for _, v in ratios),
+                "detail": ", ".join(f"{m} {v:.2f}" for m, v in ratios if v is not None)
+                or "not measured"})
+    return out
+
+
 def _yes_no(value: bool | None) -> str:
     return "—" if value is None else ("yes" if value else "no")
 
@@ -130,6 +188,10 @@ def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
             f"{_yes_no(r.get('beats_baseline'))} | {opt('gap_closed', '{:.0%}')} | "
             f"{opt('step_time_ratio', '{:.2f}')} | {opt('latency_ratio', '{:.2f}')} | {opt('train_minutes', '{:.1f}')} | "
             f"{opt('peak_rss_mb', '{:.0f}')} |")
+    if any(r["model"] in (*METHODS, "composite") for r in rows):  # not for a teachers' table
+        lines += ["", "Acceptance:", ""]
+        lines += [f"- **{_yes_no(a['passed'])}**: {a['check']} ({a['detail']})"
+                  for a in acceptance(rows)]
     lines += ["", "Per-class AP (percent, mean over seeds):", "",
               "| model | " + " | ".join(DETECTION_CLASSES) + " |",
               "|---|" + "---|" * len(DETECTION_CLASSES)]

@@ -6,6 +6,7 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 
 from bevkd.bench.plan import plan
@@ -159,6 +160,10 @@ def test_table_arithmetic(tmp_path):
     assert "31%" in md  # gap closed
     # gains in percentage points; +12.0 mAP and +10.0 NDS both exceed the 1.0 seed spread
     assert kd["beats_baseline"] is True and "| +12.0 | +10.0 | yes | 31% |" in md
+    # one method of four: its check is open, the gap check is not (31 % >= 30 %)
+    assert "- **—**: every method beats the baseline" in md
+    assert "- **yes**: the best method closes >= 30% of the teacher-baseline mAP gap " \
+           "(bevdistill 31%)" in md
     # a gain inside the seed spread does not count: mAP 0.12 / 0.40 gains 0.05 over the
     # baseline's 0.21 with a spread of 0.14
     values["bevdistill-s0"] = (0.12, 0.20, 1.5)
@@ -271,3 +276,37 @@ def test_report_only_trains_nothing_and_names_the_rows_not_trained(tmp_path, mon
     sets = command.bench_spec("tiny").student_sets
     assert sets and f"`bench.student_sets`: {', '.join(sets)}." in md
     assert not runs.exists()
+
+
+def _row(model, maps, ndss, base=(0.20, 0.30), beats=True, gap=None, latency=1.0):
+    return {"model": model, "mAP": list(maps), "NDS": list(ndss),
+            "delta_mAP": float(np.mean(maps)) - base[0], "delta_NDS": float(np.mean(ndss)) - base[1],
+            "beats_baseline": beats, "gap_closed": gap, "latency_ratio": latency}
+
+
+def test_acceptance_checks_the_table():
+    from bevkd.bench.plan import METHODS
+    from bevkd.bench.report import acceptance
+
+    base = {"model": "baseline", "mAP": [0.19, 0.21], "NDS": [0.29, 0.31], "latency_ratio": 1.0}
+    methods = [_row(m, [0.25 + 0.01 * i] * 2, [0.35] * 2, gap=0.05 * (i + 1))
+               for i, m in enumerate(METHODS)]                       # best single: mAP 0.28
+    composite = _row("composite", [0.30, 0.30], [0.36, 0.36], gap=0.45, latency=1.03)
+    checks = {c["check"].split(" ")[1]: c for c in acceptance([base, *methods, composite])}
+    assert [c["passed"] for c in checks.values()] == [True] * 5
+    assert "+2.0 mAP, +1.0 NDS" in checks["composite"]["detail"]
+    assert checks["best"]["detail"] == "composite 45%"
+
+    # a method inside the spread, a composite below the best single on NDS, a gap under 30 %
+    # and a latency ratio out of tolerance each fail their check, not the others
+    methods[0]["beats_baseline"] = False
+    composite.update(NDS=[0.34, 0.34], gap_closed=0.29, latency_ratio=1.08)
+    checks = {c["check"].split(" ")[1]: c for c in acceptance([base, *methods, composite])}
+    assert [c["passed"] for c in checks.values()] == [True, False, False, False, False]
+    assert "-1.0 NDS" in checks["composite"]["detail"]
+
+    # one seed, a method not trained yet, no latency: unknown, not passed
+    one = [dict(base, mAP=[0.2], NDS=[0.3]), *[dict(r, beats_baseline=None) for r in methods[:2]]]
+    checks = acceptance(one)
+    assert checks[0]["passed"] is False and checks[1]["passed"] is None
+    assert checks[2]["passed"] is None
