@@ -3,52 +3,36 @@ loss, early and late in training (the first thing to look at when a method does 
 
     .venv/bin/python benchmarks/distill_terms.py RUNS [--seed 0] [--name distill_terms_tiny]
 
-Reads ``RUNS/<model>-s<seed>/logs/metrics*.csv`` (the step-level training logs of `bevkd
-bench`) and writes benchmarks/<name>.md and .json: per run and term, the mean of the first
-and the last 20 logged steps, and the term's share of the total loss at the end. Terms are
-already weighted (what the optimiser sees). ``heatmap`` + ``bbox`` are the detection loss,
-``depth`` BEVDepth's depth loss, ``distill/<method>/<term>`` the methods'.
+Reads ``RUNS/<model>-s<seed>/logs/`` (the step-level training logs of `bevkd bench`, every
+attempt of a resumed run) and writes benchmarks/<name>.md, .json and .png: per run and term,
+the mean of the first and the last 20 logged steps, the term's share of the total loss at the
+end, and the curves. Terms are already weighted (what the optimiser sees). ``heatmap`` +
+``bbox`` are the detection loss, ``depth`` BEVDepth's depth loss, ``distill/<method>/<term>``
+the methods'.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import glob
 import os
 
 import numpy as np
 
-from _results import save
+from _results import HERE, save
+from bevkd.engine.history import loss_terms, training_log, validations
 from bevkd.provenance import git_commit
+from bevkd.viz.curves import loss_curves
 
 MODELS = ("baseline", "bevdistill", "labeldistill", "dualdistill", "asd", "composite")
 WINDOW = 20
 
 
-def terms(run: str) -> dict[str, tuple[float, float]]:
-    """``{term: (mean of the first WINDOW logged steps, mean of the last WINDOW)}``."""
-    parts = sorted(glob.glob(os.path.join(run, "logs", "metrics.part*.csv")))
-    parts.append(os.path.join(run, "logs", "metrics.csv"))
-    series: dict[str, list[tuple[int, float]]] = {}
-    for path in parts:
-        if not os.path.isfile(path):
-            continue
-        for row in csv.DictReader(open(path)):
-            for key, value in row.items():
-                if not value or not key.endswith("_step"):
-                    continue
-                name = key[:-len("_step")]
-                if name.startswith("train/"):
-                    name = name[len("train/"):]
-                elif not name.startswith("distill/"):
-                    continue
-                series.setdefault(name, []).append((int(row["step"]), float(value)))
-    out = {}
-    for name, points in series.items():
-        values = [v for _, v in sorted(dict(points).items())]  # one value per step
-        out[name] = (float(np.mean(values[:WINDOW])), float(np.mean(values[-WINDOW:])))
-    return out
+def first_last(series: dict[str, tuple[np.ndarray, np.ndarray]]
+               ) -> dict[str, tuple[float, float]]:
+    """``{term: (mean of the first WINDOW logged steps, mean of the last WINDOW)}`` of
+    ``loss_terms`` series."""
+    return {name: (float(np.mean(values[:WINDOW])), float(np.mean(values[-WINDOW:])))
+            for name, (_, values) in series.items() if values.size}
 
 
 def main() -> None:
@@ -57,12 +41,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="distill_terms_tiny")
     args = ap.parse_args()
-    rows = []
+    rows, curves, subtitles = [], {}, {}
     for model in MODELS:
         run = os.path.join(args.runs, f"{model}-s{args.seed}")
         if not os.path.isdir(run):
             continue
-        t = terms(run)
+        log = training_log(run)
+        curves[model] = loss_terms(log)
+        val = [v for _, v in validations(log) if "val/mAP" in v]
+        if val:
+            subtitles[model] = (f"final val mAP {100 * val[-1]['val/mAP']:.2f} / "
+                                f"NDS {100 * val[-1]['val/NDS']:.2f}")
+        t = first_last(curves[model])
         total_end = t.get("loss", (np.nan, np.nan))[1]
         for name, (first, last) in sorted(t.items(), key=lambda kv: (kv[0] == "loss", kv[0])):
             rows.append({"model": model, "term": name, "first": first, "last": last,
@@ -80,6 +70,10 @@ def main() -> None:
         share = "—" if r["share_last"] is None else f"{100 * r['share_last']:.0f}%"
         lines.append(f"| {r['model']} | {r['term']} | {r['first']:.3f} | {r['last']:.3f} | "
                      f"{share} |")
+    lines += ["", f"![loss curves]({args.name}.png)"]
+    if curves:
+        loss_curves(curves, os.path.join(HERE, f"{args.name}.png"),
+                    f"training losses, seed {args.seed} (weighted, 20-step means)", subtitles)
     save(args.name, result, lines)
 
 

@@ -4,20 +4,20 @@
 
 Each row is a `bevkd train configs/student/bevdepth.yaml --preset tiny --data DATA --out
 RUN_ROOT/<name> <overrides>` run on the same SynthScenes (24 scenes x 20 samples, seed 0;
-380 training samples, 95 steps per epoch at batch 4). The table reads each run's
-``logs/metrics.csv`` (and ``config.yaml`` for the overrides actually used): the training
-heatmap loss (mean of 21 steps around the step) and the validation mAP / NDS after each
-evaluated epoch. Writes benchmarks/student_tiny_diagnostics.md.
+380 training samples, 95 steps per epoch at batch 4). The table reads each run's logs (every
+attempt of a resumed run, through ``bevkd.engine.history``): the training heatmap loss (mean
+of 21 steps around the step) and the validation mAP / NDS after each evaluated epoch.
+Writes benchmarks/student_tiny_diagnostics.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import glob
 import os
 
 import numpy as np
+
+from bevkd.engine.history import step_series, training_log, validations
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -47,19 +47,15 @@ STEPS = (90, 180, 270, 370)
 
 
 def summarise(run: str) -> dict:
-    path = os.path.join(run, "logs", "metrics.csv")
-    parts = sorted(glob.glob(os.path.join(run, "logs", "metrics.part*.csv"))) + [path]
-    rows = [r for p in parts if os.path.isfile(p) for r in csv.DictReader(open(p))]
-    hm = {int(r["step"]): float(r["train/heatmap_step"]) for r in rows
-          if r.get("train/heatmap_step")}
-    steps = np.array(sorted(hm))
+    rows = training_log(run)  # every attempt of a resumed run
+    steps, heatmap = step_series(rows, "train/heatmap_step")
     out = {"last_step": int(steps.max()) if len(steps) else 0, "heatmap": {}}
     for s in STEPS:
-        near = [hm[k] for k in steps if abs(k - s) <= 10]
-        if near and s <= out["last_step"]:
-            out["heatmap"][s] = float(np.mean(near))
-    out["val"] = [(int(r["epoch"]), float(r["val/mAP"]), float(r["val/NDS"])) for r in rows
-                  if r.get("val/mAP")]
+        near = heatmap[np.abs(steps - s) <= 10]
+        if near.size and s <= out["last_step"]:
+            out["heatmap"][s] = float(near.mean())
+    out["val"] = [(e, v["val/mAP"], v["val/NDS"]) for e, v in validations(rows)
+                  if "val/mAP" in v]
     return out
 
 

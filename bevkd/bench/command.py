@@ -222,8 +222,9 @@ def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str) -
         return
     bars(rows, base + "_map_nds.png", f"bevkd bench --preset {preset}: mAP / NDS on synth_val")
     per_class(rows, base + "_per_class.png", "AP per class (synth_val)")
-    picks = {}
     ok = {n for n, r in results.items() if r.status in ("done", "reused")}
+    _curves(results, ok, base + "_curves.png")
+    picks = {}
     distilled = next((m for m in ("composite", *METHODS) if f"{m}-s0" in ok), None)
     for model in ("teacher", "baseline", distilled):
         name = model if model == "teacher" else f"{model}-s0"
@@ -249,6 +250,27 @@ def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str) -
         with torch.no_grad():
             wrapped = {n: _Fixed(models[n], batches[n]) for n in models}
             bev_predictions(wrapped, None, info.gt_boxes, info.gt_labels, base + "_bev.png")
+
+
+def _curves(results: dict, ok: set[str], out: str) -> None:
+    """Seed-0 training curves of the baseline, each method and the composite: every
+    distillation term beside the detection loss (``<out>``)."""
+    from ..engine.history import loss_terms, training_log, validations
+    from ..viz.curves import loss_curves
+
+    runs, subtitles = {}, {}
+    for model in ("baseline", *METHODS, "composite"):
+        name = f"{model}-s0"
+        if name not in ok:
+            continue
+        rows = training_log(results[name].run)
+        runs[model] = loss_terms(rows)
+        last = [v for _, v in validations(rows) if "val/mAP" in v]
+        if last:
+            subtitles[model] = (f"final val mAP {100 * last[-1]['val/mAP']:.2f} / "
+                                f"NDS {100 * last[-1]['val/NDS']:.2f}")
+    if runs:
+        loss_curves(runs, out, "training losses, seed 0 (weighted, 20-step means)", subtitles)
 
 
 class _Fixed:

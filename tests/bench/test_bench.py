@@ -316,3 +316,26 @@ def test_acceptance_checks_the_table():
     checks = acceptance(one)
     assert checks[0]["passed"] is False and checks[1]["passed"] is None
     assert checks[2]["passed"] is None
+
+
+def test_curves_plot_the_seed0_students_with_their_last_validation(tmp_path, monkeypatch):
+    from bevkd.bench import command
+    from bevkd.bench.plan import Job
+
+    results, drawn = {}, {}
+    for name, val in (("baseline-s0", "0.0508,0.2143"), ("asd-s0", "0.0596,0.2155"),
+                      ("asd-s1", "0.07,0.25"), ("teacher", "0.17,0.28")):
+        run = tmp_path / name
+        (run / "logs").mkdir(parents=True)
+        (run / "logs" / "metrics.csv").write_text(
+            "epoch,step,train/heatmap_step,val/mAP,val/NDS\n0,0,9.0,,\n0,1,8.0,,\n"
+            f"0,1,,{val}\n")
+        results[name] = JobResult(Job(name, name.split("-")[0], "c.yaml"), str(run), "done")
+    monkeypatch.setattr("bevkd.viz.curves.loss_curves",
+                        lambda runs, out, title, subtitles: drawn.update(runs=runs, sub=subtitles))
+    command._curves(results, set(results), str(tmp_path / "c.png"))
+    # seed 0 of the students only, the baseline first; the teacher and seed 1 are not drawn
+    assert list(drawn["runs"]) == ["baseline", "asd"]
+    assert drawn["sub"] == {"baseline": "final val mAP 5.08 / NDS 21.43",
+                            "asd": "final val mAP 5.96 / NDS 21.55"}
+    assert drawn["runs"]["asd"]["heatmap"][0].tolist() == [0, 1]

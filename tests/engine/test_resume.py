@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from bevkd.cli import main
+from bevkd.engine.history import step_series, training_log, validations
 from bevkd.engine.run import checkpoint_is_whole, resume_checkpoint
 from bevkd.errors import BevkdError
 
@@ -110,6 +111,15 @@ def test_sigkill_then_resume_ends_as_the_uninterrupted_run(kind, synth_root, lid
                             kill_at) == -signal.SIGKILL
     assert main([*_args(config, "bevdepth", synth_root, killed, extra), "--resume"]) == 0
     _assert_same(_final_state(whole), _final_state(killed))
+    # the training curve read back across both attempts is the uninterrupted run's: every
+    # step that reached a log has the same loss, the resumed steps included, and the last
+    # validation agrees
+    logs = {run: training_log(run) for run in (whole, killed)}
+    steps, loss = step_series(logs[whole], "train/loss_step")
+    k_steps, k_loss = step_series(logs[killed], "train/loss_step")
+    assert steps.tolist() == list(range(6)) and set(k_steps) >= set(range(kill_at, 6))
+    np.testing.assert_allclose(k_loss, loss[k_steps], rtol=1e-6)
+    assert validations(logs[killed])[-1] == validations(logs[whole])[-1]
     # one checkpoint per epoch, the latest step's, and one last.ckpt: nothing versioned beside
     # it (last-v1.ckpt ...), whether the run was interrupted or not
     for run in (whole, killed):
