@@ -13,7 +13,6 @@ this table shows them end to end in one place.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -26,6 +25,7 @@ import time
 import numpy as np
 import torch
 
+from bevkd.engine.history import step_series, training_log
 from bevkd.provenance import git_commit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -282,9 +282,7 @@ def main() -> None:
 
     # --- DDP ------------------------------------------------------------------------------
     def losses(run: str) -> np.ndarray:
-        with open(os.path.join(run, "logs", "metrics.csv")) as f:
-            r = [x for x in csv.DictReader(f) if x.get("train/loss_step")]
-        return np.array([float(x["train/loss_step"]) for x in sorted(r, key=lambda x: int(x["step"]))])
+        return step_series(training_log(run), "train/loss_step")[1]
 
     one, two = os.path.join(work, "ddp1"), os.path.join(work, "ddp2")
     rc1, _ = bevkd(*train_args(PILLARS, "pillars", data, one, "train.batch_size=2",

@@ -3,7 +3,6 @@ trajectory of 1 process with the same global batch."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -11,6 +10,8 @@ import sys
 
 import numpy as np
 import pytest
+
+from bevkd.engine.history import step_series, training_log
 
 # 16 x 16 grid, one sweep, narrow pillars; no augmentation randomness needed to differ
 COMMON = ["grid.cell=6.4", "data.lidar_sweeps=1", "train.epochs=2", "train.num_workers=0",
@@ -46,9 +47,7 @@ def _train(root: str, out: str, devices: int, batch: int, seed: int = 0) -> list
                            "--devices", str(devices), *sets],
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    with open(os.path.join(out, "logs", "metrics.csv")) as f:
-        rows = [r for r in csv.DictReader(f) if r.get("train/loss_step")]
-    return [float(r["train/loss_step"]) for r in sorted(rows, key=lambda r: int(r["step"]))]
+    return step_series(training_log(out), "train/loss_step")[1].tolist()
 
 
 def test_two_processes_follow_the_one_process_loss_trajectory(six_sample_root, tmp_path):
