@@ -19,9 +19,8 @@ import os
 import numpy as np
 
 from _results import HERE, save
-from bevkd.engine.history import loss_terms, training_log, validations
 from bevkd.provenance import git_commit
-from bevkd.viz.curves import loss_curves
+from bevkd.viz.curves import loss_curves, run_panel
 
 MODELS = ("baseline", "bevdistill", "labeldistill", "dualdistill", "asd", "composite")
 WINDOW = 20
@@ -46,12 +45,9 @@ def main() -> None:
         run = os.path.join(args.runs, f"{model}-s{args.seed}")
         if not os.path.isdir(run):
             continue
-        log = training_log(run)
-        curves[model] = loss_terms(log)
-        val = [v for _, v in validations(log) if "val/mAP" in v]
-        if val:
-            subtitles[model] = (f"final val mAP {100 * val[-1]['val/mAP']:.2f} / "
-                                f"NDS {100 * val[-1]['val/NDS']:.2f}")
+        curves[model], subtitle = run_panel(run)
+        if subtitle:
+            subtitles[model] = subtitle
         t = first_last(curves[model])
         total_end = t.get("loss", (np.nan, np.nan))[1]
         for name, (first, last) in sorted(t.items(), key=lambda kv: (kv[0] == "loss", kv[0])):

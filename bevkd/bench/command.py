@@ -255,20 +255,16 @@ def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str) -
 def _curves(results: dict, ok: set[str], out: str) -> None:
     """Seed-0 training curves of the baseline, each method and the composite: every
     distillation term beside the detection loss (``<out>``)."""
-    from ..engine.history import loss_terms, training_log, validations
-    from ..viz.curves import loss_curves
+    from ..viz.curves import loss_curves, run_panel
 
     runs, subtitles = {}, {}
     for model in ("baseline", *METHODS, "composite"):
         name = f"{model}-s0"
         if name not in ok:
             continue
-        rows = training_log(results[name].run)
-        runs[model] = loss_terms(rows)
-        last = [v for _, v in validations(rows) if "val/mAP" in v]
-        if last:
-            subtitles[model] = (f"final val mAP {100 * last[-1]['val/mAP']:.2f} / "
-                                f"NDS {100 * last[-1]['val/NDS']:.2f}")
+        runs[model], subtitle = run_panel(results[name].run)
+        if subtitle:
+            subtitles[model] = subtitle
     if runs:
         loss_curves(runs, out, "training losses, seed 0 (weighted, 20-step means)", subtitles)
 

@@ -9,6 +9,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..engine.history import loss_terms, training_log, validations  # noqa: E402
+
 # the student's own losses, drawn in greys so the methods' terms stand out in colour
 OWN = {"heatmap": ("black", "-"), "bbox": ("black", "--"), "depth": ("0.55", ":")}
 
@@ -22,6 +24,16 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return (c[1:] - c[np.arange(1, values.size + 1) - n]) / n
 
 
+def run_panel(run: str) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], str | None]:
+    """What ``loss_curves`` draws for one run folder: its ``loss_terms`` over every attempt,
+    and a subtitle with its last validation's mAP / NDS (None before the first one)."""
+    rows = training_log(run)
+    last = [v for _, v in validations(rows) if "val/mAP" in v]
+    subtitle = (f"final val mAP {100 * last[-1]['val/mAP']:.2f} / "
+                f"NDS {100 * last[-1]['val/NDS']:.2f}") if last else None
+    return loss_terms(rows), subtitle
+
+
 def loss_curves(runs: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], out: str,
                 title: str, subtitles: dict[str, str] | None = None, window: int = 20) -> str:
     """One panel per run (name -> ``{term: (steps, values)}``, as
@@ -29,9 +41,9 @@ def loss_curves(runs: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], out: 
     in greys and every ``distill/...`` term in colour, each a trailing ``window``-step mean,
     on a shared log scale. ``subtitles`` (name -> text, e.g. the run's mAP / NDS) go under
     each panel's name. The total ``loss`` is left out (it is the sum of the others), and so is
-a term that is zero at every step (switched off by its weight). A method's term is labelled
-by its name (``sim``), or with its method (``asd/sim``) in a run that combines methods.
-    Returns ``out``."""
+    a term that is zero at every step (switched off by its weight). A method's term is
+    labelled by its name (``sim``), or with its method (``asd/sim``) in a run that combines
+    methods. Returns ``out``."""
     if not runs:
         raise ValueError("loss_curves: no runs to draw")
     n = len(runs)

@@ -37,3 +37,16 @@ def test_panels_draw_every_term_but_the_total(tmp_path, monkeypatch):
     assert (tmp_path / "c.png").stat().st_size > 10_000 and out.endswith("c.png")
     with pytest.raises(ValueError, match="no runs"):
         curves.loss_curves({}, str(tmp_path / "d.png"), "t")
+
+
+def test_a_run_panel_is_its_loss_terms_and_last_validation(tmp_path):
+    logs = tmp_path / "run" / "logs"
+    logs.mkdir(parents=True)
+    head = "epoch,step,train/heatmap_step,val/mAP,val/NDS\n"
+    (logs / "metrics.csv").write_text(head + "0,0,9.0,,\n0,0,,0.0123,0.2\n1,1,8.0,,\n"
+                                      "1,1,,0.0508,0.21434\n")
+    terms, subtitle = curves.run_panel(str(tmp_path / "run"))
+    assert list(terms) == ["heatmap"] and terms["heatmap"][1].tolist() == [9.0, 8.0]
+    assert subtitle == "final val mAP 5.08 / NDS 21.43"
+    (logs / "metrics.csv").write_text(head + "0,0,9.0,,\n")  # not validated yet
+    assert curves.run_panel(str(tmp_path / "run"))[1] is None
