@@ -14,7 +14,7 @@ from ..errors import BevkdError
 from ..fileio import atomic_write, write_json
 from ..provenance import git_commit
 from .plan import ABLATIONS, METHODS, plan
-from .report import acceptance, collect, markdown
+from .report import ablation_pairs, acceptance, collect, markdown
 from .runner import run_jobs
 
 
@@ -144,7 +144,8 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     result = {"commit": commit, "command": command, "preset": preset, "seeds": seeds,
               "data": data, "pretrain_steps": spec.pretrain_steps,
               "overrides": {r: list(s) for r, s in tuned.items()}, "run_commits": others,
-              "rows": rows, "acceptance": acceptance(rows), "failed": failed,
+              "rows": rows, "acceptance": acceptance(rows), "ablations": ablation_pairs(rows),
+              "failed": failed,
               "missing": missing}
     base = os.path.join(out, preset)
     write_json(base + ".json", result, strict=True)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..structures.classes import DETECTION_CLASSES
-from .plan import METHODS
+from .plan import ABLATIONS, METHODS
 from .runner import JobResult
 
 TP_KEYS = ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err")
@@ -37,20 +37,21 @@ def collect(results: dict[str, JobResult], val_split: str,
             latency_with_decode: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """Rows of the table (benchmarks/<preset>.json ``rows``), one per model, seeds gathered.
     ``latency``: forward-pass seconds per model row; ``latency_with_decode``: with decoding."""
-    by_model: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
-    for res in results.values():
+    by_model: dict[str, list[tuple[dict, dict, int]]] = defaultdict(list)
+    for res in sorted(results.values(), key=lambda r: r.job.seed):
         if res.status not in ("done", "reused"):
             continue
         metrics = _load(os.path.join(res.run, "eval", val_split, "metrics.json"))
         timing = _load(os.path.join(res.run, "timing.json")) or {}
         if metrics is not None:
-            by_model[res.job.model].append((metrics, timing))
+            by_model[res.job.model].append((metrics, timing, res.job.seed))
     rows = []
     names = sorted(by_model, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
     for model in names:
         runs = by_model[model]
         row: dict[str, Any] = {
             "model": model,
+            "seeds": [r[2] for r in runs],
             "mAP": [r[0]["mean_ap"] for r in runs],
             "NDS": [r[0]["nd_score"] for r in runs],
             **{TP_NAMES[k]: float(np.mean([r[0]["tp_errors"][k] for r in runs])) for k in TP_KEYS},
@@ -90,6 +91,38 @@ def _derived(rows: list[dict[str, Any]], latency: dict[str, float],
         if r["model"] in latency_with_decode and "baseline" in latency_with_decode:
             r["latency_ratio_with_decode"] = float(latency_with_decode[r["model"]]
                                                    / latency_with_decode["baseline"])
+
+
+def ablation_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each ablation row against its method's runs of the same seeds (``collect``'s rows).
+
+    An ablation changes one setting of a method and trains fewer seeds than the table's rows
+    (the tiny preset: seed 0), so its Δ against the baseline's mean mixes the setting with the
+    seed. The paired Δ here holds the seed fixed; the method's own spread over seeds is beside
+    it, as the scale a setting must beat to mean anything. Fields: ``ablation``, ``method``,
+    ``setting`` (its ``--set`` strings), ``seeds``, ``mAP``/``NDS`` (means over those seeds),
+    ``delta_mAP``/``delta_NDS`` (ablation − method, same seeds; absent when the method has
+    none of them), ``method_spread_mAP``/``method_spread_NDS``, ``beyond_spread``.
+    """
+    by = {r["model"]: r for r in rows}
+    out = []
+    for name, (method, sets) in ABLATIONS.items():
+        if name not in by:
+            continue
+        r, m = by[name], by.get(method)
+        row: dict[str, Any] = {"ablation": name, "method": method, "setting": list(sets),
+                               "seeds": r["seeds"], "mAP": float(np.mean(r["mAP"])),
+                               "NDS": float(np.mean(r["NDS"]))}
+        paired = [i for i, s in enumerate(m["seeds"]) if s in r["seeds"]] if m else []
+        if paired:
+            for k in ("mAP", "NDS"):
+                row[f"delta_{k}"] = row[k] - float(np.mean([m[k][i] for i in paired]))
+                row[f"method_spread_{k}"] = _spread(m[k])
+            if len(m["mAP"]) > 1:
+                row["beyond_spread"] = {
+                    k: abs(row[f"delta_{k}"]) > row[f"method_spread_{k}"] for k in ("mAP", "NDS")}
+        out.append(row)
+    return out
 
 
 GAP_TARGET = 0.30          # the best published single method closes ~30 % on nuScenes
@@ -197,6 +230,23 @@ def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
         lines += ["", "Acceptance:", ""]
         lines += [f"- **{_yes_no(a['passed'])}**: {a['check']} ({a['detail']})"
                   for a in acceptance(rows)]
+    paired = ablation_pairs(rows)
+    if paired:
+        lines += ["", "Ablations, each against its method's run with the same seed (the table's "
+                  "rows above compare it with the baseline's mean instead); the method's seed "
+                  "spread is the scale a setting has to beat:", "",
+                  "| ablation | setting | seeds | mAP | NDS | ΔmAP vs method | ΔNDS vs method "
+                  "| method's spread (mAP / NDS) |", "|---|---|---|---|---|---|---|---|"]
+        for a in paired:
+            def pt(key: str) -> str:
+                return f"{100 * a[key]:+.1f}" if key in a else "—"
+            spread = (f"{100 * a['method_spread_mAP']:.1f} / {100 * a['method_spread_NDS']:.1f}"
+                      if "method_spread_mAP" in a else "—")
+            lines.append(f"| {a['ablation']} | {a['method']} with "
+                         f"{', '.join(f'`{s}`' for s in a['setting'])} | "
+                         f"{', '.join(map(str, a['seeds']))} | {100 * a['mAP']:.1f} | "
+                         f"{100 * a['NDS']:.1f} | {pt('delta_mAP')} | {pt('delta_NDS')} | "
+                         f"{spread} |")
     lines += ["", "Per-class AP (percent, mean over seeds):", "",
               "| model | " + " | ".join(DETECTION_CLASSES) + " |",
               "|---|" + "---|" * len(DETECTION_CLASSES)]

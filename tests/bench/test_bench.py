@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bevkd.bench.plan import plan
-from bevkd.bench.report import collect, markdown
+from bevkd.bench.report import ablation_pairs, collect, markdown
 from bevkd.bench.runner import JobResult, command
 from bevkd.structures.classes import DETECTION_CLASSES
 
@@ -339,3 +339,30 @@ def test_curves_plot_the_seed0_students_with_their_last_validation(tmp_path, mon
     assert drawn["sub"] == {"baseline": "final val mAP 5.08 / NDS 21.43",
                             "asd": "final val mAP 5.96 / NDS 21.55"}
     assert drawn["runs"]["asd"]["heatmap"][0].tolist() == [0, 1]
+
+
+def test_ablations_are_paired_with_their_methods_run_of_the_same_seed(tmp_path):
+    jobs = {j.name: j for j in plan(2, ("dualdistill",), False, ("dualdistill_T1.0",))}
+    values = {"baseline-s0": (0.20, 0.30, 1.0), "baseline-s1": (0.24, 0.30, 1.0),
+              "dualdistill-s0": (0.30, 0.40, 1.5), "dualdistill-s1": (0.20, 0.36, 1.5),
+              "dualdistill_T1.0-s0": (0.27, 0.43, 1.5)}
+    # seed 1 finishes first: the row still lists the seeds in order and pairs by seed
+    results = {n: JobResult(jobs[n], _fake_run(tmp_path, n, *values[n]), "done")
+               for n in sorted(values, key=lambda n: not n.endswith("s1"))}
+    rows = collect(results, "synth_val")
+    assert {r["model"]: r["seeds"] for r in rows}["dualdistill"] == [0, 1]
+    (a,) = ablation_pairs(rows)
+    assert a["ablation"] == "dualdistill_T1.0" and a["method"] == "dualdistill"
+    assert a["setting"] == ["distill.methods.0.args.crd_temperature=1.0"] and a["seeds"] == [0]
+    # against dualdistill-s0 (0.30 / 0.40), not the method's mean (0.25 / 0.38)
+    assert a["delta_mAP"] == pytest.approx(-0.03) and a["delta_NDS"] == pytest.approx(0.03)
+    assert a["method_spread_mAP"] == pytest.approx(0.05)
+    assert a["beyond_spread"] == {"mAP": False, "NDS": True}
+    md = markdown(rows, "tiny", "abc", "bevkd bench", 2)
+    assert ("| dualdistill_T1.0 | dualdistill with `distill.methods.0.args.crd_temperature=1.0` "
+            "| 0 | 27.0 | 43.0 | -3.0 | +3.0 | 5.0 / 2.0 |") in md
+    # no run of the method on that seed: the ablation is listed without a paired Δ
+    (b,) = ablation_pairs([r for r in rows if r["model"] != "dualdistill"])
+    assert "delta_mAP" not in b
+    assert "Ablations" not in markdown([r for r in rows if r["model"] != "dualdistill_T1.0"],
+                                       "tiny", "abc", "bevkd bench", 2)
