@@ -13,18 +13,19 @@ METHODS = ("bevdistill", "labeldistill", "dualdistill", "asd")
 
 # Ablation rows (DESIGN §4.4: every ASD choice the abstract leaves open; REFERENCE_RESULTS: the
 # DualDistill CRD temperatures, and DESIGN §4.3's option of starting the student head from the
-# teacher head): name -> (method, overrides). One seed each (seed 0): they qualify a method, the
+# teacher head or not): name -> (method, overrides). One seed each (seed 0): they qualify a method, the
 # seed spread of the method's own row applies.
 ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dualdistill_T1.0": ("dualdistill", ("distill.methods.0.args.crd_temperature=1.0",)),
     "dualdistill_T0.5": ("dualdistill", ("distill.methods.0.args.crd_temperature=0.5",)),
-    "dualdistill_init_head": ("dualdistill",
-                              ("distill.methods.0.args.init_student_head_from_teacher=true",)),
     "asd_no_smoothing": ("asd", ("distill.methods.0.args.smooth_kernel=1",)),
     "asd_no_fusion_path": ("asd", ("distill.methods.0.args.fusion_weight=0.0",)),
     "asd_gamma0": ("asd", ("distill.methods.0.args.gamma=0.0",)),
     "asd_box_mask": ("asd", ("distill.methods.0.args.mask=box",)),
     "asd_lidar_response": ("asd", ("distill.methods.0.args.response_teacher=lidar",)),
+    # last: set against the tiny preset's DualDistill, which starts its head from the teacher's
+    "dualdistill_own_head": ("dualdistill",
+                             ("distill.methods.0.args.init_student_head_from_teacher=false",)),
 }
 
 # The job whose run serves each teacher role of a distillation config.
