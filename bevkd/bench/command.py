@@ -13,7 +13,7 @@ from ..engine.config import resolve_preset
 from ..errors import BevkdError
 from ..fileio import atomic_write, write_json
 from ..provenance import git_commit
-from .plan import ABLATIONS, METHODS, plan
+from .plan import ABLATIONS, METHODS, plan, redundant_ablations
 from .report import ablation_pairs, acceptance, collect, markdown
 from .runner import run_jobs
 
@@ -94,6 +94,12 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     tuned = row_overrides(spec)
     data = os.path.abspath(data)
     student_sets = checked_sets(spec.student_sets, "bench.student_sets")
+    same = redundant_ablations(preset, tuple(a for a in ablations if ABLATIONS[a][0] in methods),
+                               tuned, extra)
+    if same:
+        print(f"[bench] no row for {', '.join(same)}: on this preset it sets what its method's "
+              "row already trains", flush=True)
+    ablations = tuple(a for a in ablations if a not in same)
     jobs = plan(seeds, methods, composite, ablations, tuned, student_sets)
     camera = ()
     if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)

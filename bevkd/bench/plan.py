@@ -48,6 +48,27 @@ def _method_config(method: str) -> str:
     return os.path.join(CONFIGS, "distill", f"{method}.yaml")
 
 
+def redundant_ablations(preset: str, ablations: tuple[str, ...],
+                        overrides: dict[str, tuple[str, ...]] | None = None,
+                        extra: tuple[str, ...] = ()) -> list[str]:
+    """The ablations that resolve, on ``preset`` with the bench's ``overrides`` (row -> ``--set``
+    strings) and ``extra`` sets, to the very config of their method's row, so they would train
+    that row again: ``dualdistill_own_head`` on a preset that keeps the published head."""
+    from ..config import to_dict
+    from ..engine.config import load_experiment
+
+    overrides = overrides or {}
+    same = []
+    for name in ablations:
+        method, sets = ABLATIONS[name]
+        base = [*extra, *overrides.get(method, ())]
+        row = load_experiment(_method_config(method), preset, base)
+        if to_dict(row) == to_dict(load_experiment(_method_config(method), preset,
+                                                   [*base, *sets])):
+            same.append(name)
+    return same
+
+
 def plan(seeds: int, methods: tuple[str, ...] = METHODS, composite: bool = True,
          ablations: tuple[str, ...] = tuple(ABLATIONS),
          overrides: dict[str, tuple[str, ...]] | None = None,

@@ -65,6 +65,24 @@ def test_preset_overrides_reach_their_row_and_its_ablations_only():
         row_overrides(BenchSpec(overrides={"asd": "a=1"}))
 
 
+def test_an_ablation_that_sets_its_methods_own_value_gets_no_row():
+    from bevkd.bench.command import bench_spec, row_overrides
+    from bevkd.bench.plan import ABLATIONS, redundant_ablations
+
+    every = tuple(ABLATIONS)
+    # the tiny preset starts DualDistill's head from the teacher's, so the own-head row differs
+    assert redundant_ablations("tiny", every, row_overrides(bench_spec("tiny"))) == []
+    # the small preset keeps the published (own) head: that row would retrain dualdistill
+    assert redundant_ablations("small", every, row_overrides(bench_spec("small"))) == [
+        "dualdistill_own_head"]
+    # ... unless the bench's own --set changes the method row
+    assert redundant_ablations("small", ("dualdistill_own_head",), {}, (
+        "distill.methods.0.args.init_student_head_from_teacher=true",)) == []
+    # a set that only respells the method's value counts as the same config
+    assert redundant_ablations("tiny", ("asd_gamma0",), {"asd": ("distill.methods.0.args.gamma=0",)}
+                               ) == ["asd_gamma0"]
+
+
 def test_command_wires_teacher_runs_and_resumes(tmp_path):
     job = next(j for j in plan(1, ("asd",), False, ()) if j.name == "asd-s0")
     cmd = command(job, "tiny", "/data", str(tmp_path), threads=1)
