@@ -13,8 +13,8 @@ METHODS = ("bevdistill", "labeldistill", "dualdistill", "asd")
 
 # Ablation rows (DESIGN §4.4: every ASD choice the abstract leaves open; REFERENCE_RESULTS: the
 # DualDistill CRD temperatures, and DESIGN §4.3's option of starting the student head from the
-# teacher head or not): name -> (method, overrides). One seed each (seed 0): they qualify a method, the
-# seed spread of the method's own row applies.
+# teacher head or not): name -> (method, overrides). One seed each (seed 0): they qualify a
+# method, the seed spread of the method's own row applies.
 ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dualdistill_T1.0": ("dualdistill", ("distill.methods.0.args.crd_temperature=1.0",)),
     "dualdistill_T0.5": ("dualdistill", ("distill.methods.0.args.crd_temperature=0.5",)),
@@ -58,12 +58,14 @@ def redundant_ablations(preset: str, ablations: tuple[str, ...],
     from ..engine.config import load_experiment
 
     overrides = overrides or {}
+    rows: dict[str, dict] = {}  # method -> its row's resolved config, loaded once
     same = []
     for name in ablations:
         method, sets = ABLATIONS[name]
         base = [*extra, *overrides.get(method, ())]
-        row = load_experiment(_method_config(method), preset, base)
-        if to_dict(row) == to_dict(load_experiment(_method_config(method), preset,
+        if method not in rows:
+            rows[method] = to_dict(load_experiment(_method_config(method), preset, base))
+        if rows[method] == to_dict(load_experiment(_method_config(method), preset,
                                                    [*base, *sets])):
             same.append(name)
     return same
