@@ -27,7 +27,8 @@ def _detectors() -> dict[str, type[nn.Module]]:
 def typed_kwargs(cls: type, args: dict, where: str, skip: tuple[str, ...] = ()) -> dict:
     """``args`` checked and coerced against ``cls.__init__``'s typed signature."""
     params = {k: p for k, p in inspect.signature(cls.__init__).parameters.items()
-              if k != "self" and k not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+              if k != "self" and k not in skip
+              and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     hints = typing.get_type_hints(cls.__init__)
     out = {}
     for key, value in args.items():
@@ -42,7 +43,8 @@ def build_detector(spec: ModelSpec, grid: BevGrid, image_size: tuple[int, int] |
     """A detector from its spec; ``image_size`` (H, W) reaches camera models."""
     detectors = _detectors()
     if spec.type not in detectors:
-        raise BevkdError(f"unknown model type {spec.type!r}{_suggest(spec.type, sorted(detectors))}")
+        raise BevkdError(
+            f"unknown model type {spec.type!r}{_suggest(spec.type, sorted(detectors))}")
     cls = detectors[spec.type]
     extra = {"grid": grid}
     if "image_size" in inspect.signature(cls.__init__).parameters:

@@ -250,6 +250,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                                    "Finished runs are reused: re-running resumes.")
     p.add_argument("--preset", default="tiny", help="tiny (CPU), small or full (GPU)")
     p.add_argument("--seeds", type=_int("--seeds"), default=None, help="seeds per student row")
+    p.add_argument("--ablation-seeds", type=_int("--ablation-seeds"), default=None,
+                   help="seeds per ablation row, at most --seeds (default: the preset's, 1 for "
+                        "tiny): an ablation is read against its method's run of the same seed")
     p.add_argument("--methods", default=",".join(("bevdistill", "labeldistill", "dualdistill",
                                                   "asd")),
                    help="comma-separated methods (default: all four)")
@@ -275,10 +278,11 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     from .bench.plan import ABLATIONS
 
     methods = tuple(m for m in args.methods.split(",") if m)
-    result = run_bench(args.preset, args.out, args.runs or os.path.join("runs", f"bench_{args.preset}"),
-                       args.data, args.seeds, methods, not args.no_composite,
-                       () if args.no_ablations else tuple(ABLATIONS), args.parallel,
-                       tuple(args.overrides), args.pretrain_steps, not args.report_only)
+    runs = args.runs or os.path.join("runs", f"bench_{args.preset}")
+    result = run_bench(args.preset, args.out, runs, args.data, args.seeds, methods,
+                       not args.no_composite, () if args.no_ablations else tuple(ABLATIONS),
+                       args.parallel, tuple(args.overrides), args.pretrain_steps,
+                       not args.report_only, args.ablation_seeds)
     print(open(os.path.join(args.out, f"{args.preset}.md")).read())
     if result["failed"]:
         raise BevkdError(f"{len(result['failed'])} run(s) failed: {', '.join(result['failed'])}")

@@ -27,6 +27,7 @@ class BenchSpec:
     width: int = 800
     height: int = 450
     seeds: int = 2
+    ablation_seeds: int = 1     # seeds 0 .. n-1 of every ablation row (at most `seeds`)
     parallel: int = 2
     threads: int = 1
     pretrain_steps: int = 0     # >0: camera backbones start from `bevkd pretrain` weights
@@ -66,7 +67,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
               methods: tuple[str, ...] = METHODS, composite: bool = True,
               ablations: tuple[str, ...] = tuple(ABLATIONS), parallel: int | None = None,
               extra: tuple[str, ...] = (), pretrain_steps: int | None = None,
-              train: bool = True) -> dict:
+              train: bool = True, ablation_seeds: int | None = None) -> dict:
     """The whole bench; ``train=False`` writes the table of the runs finished so far (rows
     without one are left out and named in the table's note) and trains nothing."""
     spec = bench_spec(preset)
@@ -75,6 +76,9 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
 
         spec = replace(spec, pretrain_steps=pretrain_steps)
     seeds = seeds or spec.seeds
+    # a table of fewer seeds than the preset's ablation seeds (e.g. the demo's one) keeps
+    # its ablations to those seeds unless asked for more (which plan() then refuses)
+    ablation_seeds = ablation_seeds or min(spec.ablation_seeds, seeds)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise BevkdError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
@@ -100,7 +104,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         print(f"[bench] no row for {', '.join(same)}: on this preset it sets what its method's "
               "row already trains", flush=True)
     ablations = tuple(a for a in ablations if a not in same)
-    jobs = plan(seeds, methods, composite, ablations, tuned, student_sets)
+    jobs = plan(seeds, methods, composite, ablations, tuned, student_sets, ablation_seeds)
     camera = ()
     if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)
         weights = (pretrained_backbone(preset, data, runs, spec, extra) if train
@@ -148,6 +152,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                          f"`{c[:12]}`: {', '.join(names)}" for c, names in others.items()) + ".")
     note = "\n\n".join(notes)
     result = {"commit": commit, "command": command, "preset": preset, "seeds": seeds,
+              "ablation_seeds": ablation_seeds,
               "data": data, "pretrain_steps": spec.pretrain_steps,
               "overrides": {r: list(s) for r, s in tuned.items()}, "run_commits": others,
               "rows": rows, "acceptance": acceptance(rows), "ablations": ablation_pairs(rows),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..errors import BevkdError
+
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
     __file__)))), "configs")
 
@@ -13,8 +15,9 @@ METHODS = ("bevdistill", "labeldistill", "dualdistill", "asd")
 
 # Ablation rows (DESIGN §4.4: every ASD choice the abstract leaves open; REFERENCE_RESULTS: the
 # DualDistill CRD temperatures, and DESIGN §4.3's option of starting the student head from the
-# teacher head or not): name -> (method, overrides). One seed each (seed 0): they qualify a
-# method, the seed spread of the method's own row applies.
+# teacher head or not): name -> (method, overrides). Each trains the first `ablation_seeds`
+# seeds of the table (the preset's `bench.ablation_seeds`, by default seed 0 only) and is read
+# against its method's run of the same seed, with the method's seed spread as the scale.
 ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dualdistill_T1.0": ("dualdistill", ("distill.methods.0.args.crd_temperature=1.0",)),
     "dualdistill_T0.5": ("dualdistill", ("distill.methods.0.args.crd_temperature=0.5",)),
@@ -74,12 +77,18 @@ def redundant_ablations(preset: str, ablations: tuple[str, ...],
 def plan(seeds: int, methods: tuple[str, ...] = METHODS, composite: bool = True,
          ablations: tuple[str, ...] = tuple(ABLATIONS),
          overrides: dict[str, tuple[str, ...]] | None = None,
-         student_sets: tuple[str, ...] = ()) -> list[Job]:
+         student_sets: tuple[str, ...] = (), ablation_seeds: int = 1) -> list[Job]:
     """The benchmark's jobs in an order that respects dependencies. The LiDAR teacher is
     always trained (it is the table's upper row); the fusion teacher and the label encoder
     only when a method needs them. ``student_sets`` (``--set`` strings) go to every student
     run, first; ``overrides`` (row -> ``--set`` strings) go to that row's runs and to the
-    ablations of that method, before the ablation's own."""
+    ablations of that method, before the ablation's own. Ablations train seeds
+    ``0 .. ablation_seeds - 1``, each of which the main rows train too (``ablation_seeds <=
+    seeds``), so every ablation run has its method's run of the same seed to be read against."""
+    if not 1 <= ablation_seeds <= seeds:
+        raise BevkdError(f"ablation seeds must be between 1 and the table's {seeds} seed(s), "
+                         f"got {ablation_seeds}: an ablation is read against its method's run "
+                         "of the same seed")
     overrides = overrides or {}
     teachers = [
         Job("teacher", "teacher", os.path.join(CONFIGS, "teacher", "pillars.yaml")),
@@ -97,9 +106,10 @@ def plan(seeds: int, methods: tuple[str, ...] = METHODS, composite: bool = True,
     ablation_rows = [(name, _method_config(method), (*overrides.get(method, ()), *sets))
                      for name in ablations for method, sets in [ABLATIONS[name]]
                      if method in methods]
-    # every seed of the main rows before the (seed-0 only) ablations: a bench cut short
-    # still has the main table with its seed spread
-    runs = [(seed, row) for seed in range(seeds) for row in rows] + [(0, r) for r in ablation_rows]
+    # every seed of the main rows before the ablations (seed 0 of every ablation first): a
+    # bench cut short still has the main table with its seed spread
+    runs = [(seed, row) for seed in range(seeds) for row in rows] + [
+        (seed, r) for seed in range(ablation_seeds) for r in ablation_rows]
     students = []
     for seed, (model, config, extra) in runs:
         needs = tuple(TEACHER_JOBS[r] for r in teacher_roles(config))

@@ -96,13 +96,14 @@ def _derived(rows: list[dict[str, Any]], latency: dict[str, float],
 def ablation_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each ablation row against its method's runs of the same seeds (``collect``'s rows).
 
-    An ablation changes one setting of a method and trains fewer seeds than the table's rows
-    (the tiny preset: seed 0), so its Δ against the baseline's mean mixes the setting with the
-    seed. The paired Δ here holds the seed fixed; the method's own spread over seeds is beside
-    it, as the scale a setting must beat to mean anything. Fields: ``ablation``, ``method``,
-    ``setting`` (its ``--set`` strings), ``seeds``, ``mAP``/``NDS`` (means over those seeds),
-    ``delta_mAP``/``delta_NDS`` (ablation − method, same seeds; absent when the method has
-    none of them), ``method_spread_mAP``/``method_spread_NDS``, ``beyond_spread``.
+    An ablation changes one setting of a method and may train fewer seeds than the table's
+    rows (``bench.ablation_seeds``; the tiny preset: seed 0), so its Δ against the baseline's
+    mean mixes the setting with the seed. The paired Δ here holds the seed fixed; the method's
+    own spread over seeds is beside it, as the scale a setting must beat to mean anything.
+    Fields: ``ablation``, ``method``, ``setting`` (its ``--set`` strings), ``seeds``,
+    ``mAP``/``NDS`` (means over those seeds), ``delta_mAP``/``delta_NDS`` (ablation − method,
+    same seeds; absent when the method has none of them), ``method_spread_mAP``/
+    ``method_spread_NDS``, ``beyond_spread``.
     """
     by = {r["model"]: r for r in rows}
     out = []
@@ -224,8 +225,8 @@ def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
             + " | ".join(f"{r[TP_NAMES[k]]:.3f}" for k in TP_KEYS)
             + f" | {opt('delta_mAP', '{:+.1f}', 100)} | {opt('delta_NDS', '{:+.1f}', 100)} | "
             f"{_yes_no(r.get('beats_baseline'))} | {opt('gap_closed', '{:.0%}')} | "
-            f"{opt('step_time_ratio', '{:.2f}')} | {opt('latency_ratio', '{:.2f}')} | {opt('train_minutes', '{:.1f}')} | "
-            f"{opt('peak_rss_mb', '{:.0f}')} |")
+            f"{opt('step_time_ratio', '{:.2f}')} | {opt('latency_ratio', '{:.2f}')} | "
+            f"{opt('train_minutes', '{:.1f}')} | {opt('peak_rss_mb', '{:.0f}')} |")
     if any(r["model"] in (*METHODS, "composite") for r in rows):  # not for a teachers' table
         lines += ["", "Acceptance:", ""]
         lines += [f"- **{_yes_no(a['passed'])}**: {a['check']} ({a['detail']})"

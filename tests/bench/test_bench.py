@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bevkd.bench.plan import plan
+from bevkd.errors import BevkdError
 from bevkd.bench.report import ablation_pairs, collect, markdown
 from bevkd.bench.runner import JobResult, command
 from bevkd.structures.classes import DETECTION_CLASSES
@@ -33,6 +34,17 @@ def test_plan_orders_teachers_first_and_wires_dependencies():
     names2 = [j.name for j in plan(2, ("asd",), False, ("asd_gamma0",))]
     assert names2.index("asd-s1") < names2.index("asd_gamma0-s0")
     assert "asd_gamma0-s1" not in names2
+    # ablation_seeds=2: both seeds of each ablation, after every main row, seed 0 first
+    names3 = [j.name for j in plan(2, ("asd",), False, ("asd_gamma0", "asd_no_smoothing"),
+                                   ablation_seeds=2)]
+    assert names3[-4:] == ["asd_gamma0-s0", "asd_no_smoothing-s0", "asd_gamma0-s1",
+                           "asd_no_smoothing-s1"]
+    by3 = {j.name: j for j in plan(2, ("asd",), False, ("asd_gamma0",), ablation_seeds=2)}
+    assert by3["asd_gamma0-s1"].seed == 1 and by3["asd_gamma0-s1"].overrides[0] == "train.seed=1"
+    # more ablation seeds than the table has, or none: refused (nothing to pair a run with)
+    for bad in (0, 3):
+        with pytest.raises(BevkdError, match="ablation seeds must be between 1 and the table's 2"):
+            plan(2, ("asd",), False, ("asd_gamma0",), ablation_seeds=bad)
     # every job comes after the jobs it needs
     for i, j in enumerate(jobs):
         assert all(n in names[:i] for n in j.needs)
@@ -287,6 +299,7 @@ def test_report_only_trains_nothing_and_names_the_rows_not_trained(tmp_path, mon
     res = command.run_bench("tiny", str(out), str(runs), str(data), 1, ("bevdistill",), False,
                             (), train=False)
     assert res["missing"] == ["teacher", "baseline-s0", "bevdistill-s0"] and res["rows"] == []
+    assert res["ablation_seeds"] == 1  # the preset's, capped at this table's one seed
     md = (out / "tiny.md").read_text()
     assert "Not trained yet (a table of the runs finished so far): teacher, baseline-s0, " \
            "bevdistill-s0." in md
@@ -384,3 +397,24 @@ def test_ablations_are_paired_with_their_methods_run_of_the_same_seed(tmp_path):
     assert "delta_mAP" not in b
     assert "Ablations" not in markdown([r for r in rows if r["model"] != "dualdistill_T1.0"],
                                        "tiny", "abc", "bevkd bench", 2)
+
+
+def test_cli_passes_ablation_seeds_to_the_bench(tmp_path, monkeypatch):
+    from bevkd import cli
+    from bevkd.bench import command as bench_command
+
+    seen = {}
+
+    def fake_run_bench(preset, out, runs, data, seeds, methods, composite, ablations, parallel,
+                       extra, pretrain_steps, train, ablation_seeds):
+        seen.update(seeds=seeds, ablation_seeds=ablation_seeds, train=train)
+        os.makedirs(out, exist_ok=True)
+        open(os.path.join(out, f"{preset}.md"), "w").write("table\n")
+        return {"failed": []}
+
+    monkeypatch.setattr(bench_command, "run_bench", fake_run_bench)
+    out = str(tmp_path / "out")
+    assert cli.main(["bench", "--out", out, "--seeds", "3", "--ablation-seeds", "2",
+                     "--report-only"]) == 0
+    assert seen == {"seeds": 3, "ablation_seeds": 2, "train": False}
+    assert cli.main(["bench", "--out", out]) == 0 and seen["ablation_seeds"] is None
