@@ -150,12 +150,18 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         notes.append("Runs reused from another commit than this table's (same resolved config; "
                      "code changes that leave configs alone are not detected): " + "; ".join(
                          f"`{c[:12]}`: {', '.join(names)}" for c, names in others.items()) + ".")
+    served = {n: os.path.basename(r.run) for n, r in results.items()
+              if r.status == "reused" and os.path.basename(r.run) != n}
+    if served:
+        notes.append("Jobs served by another run of the same command but for its folder (same "
+                     "inputs, same resolved config): " + ", ".join(
+                         f"{n} by {o}" for n, o in served.items()) + ".")
     note = "\n\n".join(notes)
     result = {"commit": commit, "command": command, "preset": preset, "seeds": seeds,
               "ablation_seeds": ablation_seeds,
               "data": data, "pretrain_steps": spec.pretrain_steps,
               "overrides": {r: list(s) for r, s in tuned.items()}, "run_commits": others,
-              "rows": rows, "acceptance": acceptance(rows), "ablations": ablation_pairs(rows),
+              "served_by": served, "rows": rows, "acceptance": acceptance(rows), "ablations": ablation_pairs(rows),
               "failed": failed,
               "missing": missing}
     base = os.path.join(out, preset)

@@ -1,7 +1,8 @@
 """Run the benchmark's trainings as `bevkd train` subprocesses, in parallel where cores allow.
 
 Resumable: a job whose run folder already holds its final metrics is not redone; one with a
-checkpoint but no metrics is continued with ``--resume``. A failed job is reported (its log
+checkpoint but no metrics is continued with ``--resume``. A job with no folder of its own is
+served by another finished run of the same command, inputs and config (:func:`twin`). A failed job is reported (its log
 is ``RUN/train.log``) and the jobs that need it are skipped; the others go on.
 
 Each run folder records the training command it was started with (``RUN/bench_job.json``)
@@ -181,6 +182,34 @@ def _plain(cfg: "ExperimentConfig") -> dict:
     return d
 
 
+def _with_out(cmd: list[str], run: str | None) -> list[str]:
+    """``cmd`` with its ``--out`` folder replaced (``None``: blanked, to compare commands)."""
+    i = cmd.index("--out") + 1
+    return [*cmd[:i], run, *cmd[i + 1:]]
+
+
+def twin(job: Job, cmd: list[str], stamps: dict[str, object], runs: str,
+         val_split: str) -> str | None:
+    """A finished run in ``runs`` made by ``cmd`` but for its ``--out`` folder, from the same
+    inputs and to the same config: e.g. an ablation's run once the preset adopts its setting
+    for the method's row. Its result is the one ``job`` would train (a CPU run reproduces to
+    the digit), so the bench reads it instead of training it again. Only runs that recorded
+    their bench command qualify."""
+    want = _with_out(signature(cmd), None)
+    for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else ():
+        other = os.path.join(runs, name)
+        try:
+            with open(os.path.join(other, JOB_FILE)) as f:
+                saved = json.load(f)["signature"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if (name != job.name and "--out" in saved and _with_out(saved, None) == want
+                and is_finished(other, val_split)
+                and mismatch(other, _with_out(cmd, other), stamps) is None):
+            return other
+    return None
+
+
 def _lock(runs: str):
     """An exclusive lock on ``RUNS/.bench.lock`` (released when the returned file closes)."""
     import fcntl
@@ -268,6 +297,14 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                         pending.remove(job)
                         log(f"[bench] reuse {job.name} (finished earlier)")
                         continue
+                    same = None if os.path.exists(run) else twin(job, cmd, stamps, runs,
+                                                                  val_split)
+                    if same:
+                        results[job.name] = JobResult(job, same, "reused")
+                        pending.remove(job)
+                        log(f"[bench] reuse {os.path.basename(same)} for {job.name} (the "
+                            "same training)")
+                        continue
                     ready[job.name] = stamps
                 if len(running) < parallel:
                     # built now: --resume depends on the checkpoint there at start
@@ -307,9 +344,11 @@ def _judge(job: Job, preset: str, data: str, runs: str, threads: int, val_split:
            extra: tuple[str, ...], camera_extra: tuple[str, ...], log) -> JobResult:
     """A job's finished run taken as it is, after the checks a reuse passes; else missing."""
     run = os.path.join(runs, job.name)
-    if not is_finished(run, val_split):
-        return JobResult(job, run, "missing")
     cmd = command(job, preset, data, runs, threads, extra, camera_extra)
+    if not is_finished(run, val_split):
+        same = None if os.path.exists(run) else twin(job, cmd, inputs(job, cmd, runs, data),
+                                                      runs, val_split)
+        return JobResult(job, same, "reused") if same else JobResult(job, run, "missing")
     why = mismatch(run, cmd, inputs(job, cmd, runs, data))
     if why:
         log(f"[bench] FAILED {job.name}: {why}")

@@ -12,7 +12,7 @@ import pytest
 from bevkd.bench.plan import plan
 from bevkd.errors import BevkdError
 from bevkd.bench.report import ablation_pairs, collect, markdown
-from bevkd.bench.runner import JobResult, command
+from bevkd.bench.runner import JobResult, command, signature
 from bevkd.structures.classes import DETECTION_CLASSES
 
 
@@ -418,3 +418,46 @@ def test_cli_passes_ablation_seeds_to_the_bench(tmp_path, monkeypatch):
                      "--report-only"]) == 0
     assert seen == {"seeds": 3, "ablation_seeds": 2, "train": False}
     assert cli.main(["bench", "--out", out]) == 0 and seen["ablation_seeds"] is None
+
+
+def test_a_row_adopting_an_ablations_setting_reads_that_ablations_run(tmp_path):
+    """Once a preset adopts an ablation's setting for the method's row, the ablation's finished
+    run is the row's training (same command but for --out, same inputs): it is read, not
+    retrained; a different input, command or an own folder of the job rules that out."""
+    from bevkd.bench.runner import JOB_FILE, inputs, run_jobs, twin
+
+    runs, data = tmp_path / "runs", tmp_path / "data"
+    data.mkdir()
+    t05 = "distill.methods.0.args.crd_temperature=0.5"
+    old = {"dualdistill": ("distill.methods.0.args.fg_weight=6e-4",)}
+    new = {"dualdistill": (*old["dualdistill"], t05)}
+    abl = next(j for j in plan(1, ("dualdistill",), False, ("dualdistill_T0.5",), old)
+               if j.name == "dualdistill_T0.5-s0")
+    row = next(j for j in plan(1, ("dualdistill",), False, (), new) if j.name == "dualdistill-s0")
+    assert abl.overrides == row.overrides
+    done = _fake_run(runs, abl.name, 0.3, 0.4, 1.5)
+    cmd = command(abl, "tiny", str(data), str(runs), threads=1)
+    (runs / abl.name / JOB_FILE).write_text(json.dumps(
+        {"signature": signature(cmd), "inputs": inputs(abl, cmd, str(runs), str(data))}))
+    row_cmd = command(row, "tiny", str(data), str(runs), threads=1)
+    stamps = inputs(row, row_cmd, str(runs), str(data))
+    assert twin(row, row_cmd, stamps, str(runs), "synth_val") == done
+    # the report (and a bench) takes it as the row's run
+    res = run_jobs([row], "tiny", str(data), str(runs), 1, train=False, log=lambda m: None)
+    assert res["dualdistill-s0"].status == "reused" and res["dualdistill-s0"].run == done
+    # another setting (T = 1.0) is not the same training
+    t10 = next(j for j in plan(1, ("dualdistill",), False, ("dualdistill_T1.0",), old)
+               if j.name == "dualdistill_T1.0-s0")
+    t10_cmd = command(t10, "tiny", str(data), str(runs), threads=1)
+    assert twin(t10, t10_cmd, inputs(t10, t10_cmd, str(runs), str(data)), str(runs),
+                "synth_val") is None
+    # nor is it once the teacher it read was retrained
+    (runs / "teacher" / "checkpoints").mkdir(parents=True)
+    (runs / "teacher" / "checkpoints" / "last.ckpt").write_bytes(b"new")
+    assert twin(row, row_cmd, inputs(row, row_cmd, str(runs), str(data)), str(runs),
+                "synth_val") is None
+    (runs / "teacher" / "checkpoints" / "last.ckpt").unlink()
+    # a job with a folder of its own (e.g. half trained) keeps it: reported missing, not served
+    (runs / "dualdistill-s0").mkdir()
+    res = run_jobs([row], "tiny", str(data), str(runs), 1, train=False, log=lambda m: None)
+    assert res["dualdistill-s0"].status == "missing"
