@@ -12,7 +12,7 @@ from ..config import read_yaml
 from ..engine.config import resolve_preset
 from ..errors import BevkdError
 from ..fileio import atomic_write, write_json
-from ..provenance import git_commit
+from ..provenance import git_commit, machine_label
 from .plan import ABLATIONS, METHODS, plan, redundant_ablations
 from .report import ablation_pairs, acceptance, collect, markdown
 from .runner import run_jobs
@@ -150,6 +150,11 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         notes.append("Runs reused from another commit than this table's (same resolved config; "
                      "code changes that leave configs alone are not detected): " + "; ".join(
                          f"`{c[:12]}`: {', '.join(names)}" for c, names in others.items()) + ".")
+    machines = run_machines(results)
+    if len(machines) > 1:
+        notes.append("Runs trained on different machines (a CPU training reproduces to the "
+                     "digit only on the same CPU and libraries): " + "; ".join(
+                         f"{m}: {', '.join(names)}" for m, names in machines.items()) + ".")
     served = {n: os.path.basename(r.run) for n, r in results.items()
               if r.status == "reused" and os.path.basename(r.run) != n}
     if served:
@@ -161,7 +166,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
               "ablation_seeds": ablation_seeds,
               "data": data, "pretrain_steps": spec.pretrain_steps,
               "overrides": {r: list(s) for r, s in tuned.items()}, "run_commits": others,
-              "served_by": served, "rows": rows, "acceptance": acceptance(rows), "ablations": ablation_pairs(rows),
+              "served_by": served, "machines": machines, "rows": rows, "acceptance": acceptance(rows), "ablations": ablation_pairs(rows),
               "failed": failed,
               "missing": missing}
     base = os.path.join(out, preset)
@@ -171,20 +176,36 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     return result
 
 
-def run_commits(results: dict, commit: str) -> dict[str, list[str]]:
-    """``{commit: [run names]}`` of the finished runs whose ``meta.json`` names another commit
-    than ``commit`` (runs reused from an earlier bench)."""
-    out: dict[str, list[str]] = {}
+def _finished_meta(results: dict):
+    """``(name, meta.json contents or {})`` of each finished run of ``results``."""
     for name, r in results.items():
         if r.status not in ("done", "reused"):
             continue
         try:
             with open(os.path.join(r.run, "meta.json")) as f:
-                c = json.load(f).get("commit", "unknown")
+                yield name, json.load(f)
         except (OSError, ValueError):
-            c = "unknown"
+            yield name, {}
+
+
+def run_commits(results: dict, commit: str) -> dict[str, list[str]]:
+    """``{commit: [run names]}`` of the finished runs whose ``meta.json`` names another commit
+    than ``commit`` (runs reused from an earlier bench)."""
+    out: dict[str, list[str]] = {}
+    for name, meta in _finished_meta(results):
+        c = meta.get("commit", "unknown")
         if c != commit:
             out.setdefault(c, []).append(name)
+    return out
+
+
+def run_machines(results: dict) -> dict[str, list[str]]:
+    """``{machine: [run names]}`` of the finished runs (``provenance.machine_label`` of their
+    ``meta.json``). More than one key means the table mixes CPUs, across which a training does
+    not reproduce to the digit; runs older than the record are ``unrecorded``."""
+    out: dict[str, list[str]] = {}
+    for name, meta in _finished_meta(results):
+        out.setdefault(machine_label(meta.get("machine")), []).append(name)
     return out
 
 

@@ -195,6 +195,8 @@ def twin(job: Job, cmd: list[str], stamps: dict[str, object], runs: str,
     for the method's row. Its result is the one ``job`` would train (a CPU run reproduces to
     the digit), so the bench reads it instead of training it again. Only runs that recorded
     their bench command qualify."""
+    if "--out" not in cmd:
+        return None
     want = _with_out(signature(cmd), None)
     for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else ():
         other = os.path.join(runs, name)

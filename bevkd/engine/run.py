@@ -30,7 +30,7 @@ from ..data.nuscenes import NuScenesDataset
 from ..data.sampler import EpochSampler
 from ..errors import BevkdError
 from ..fileio import write_json
-from ..provenance import git_commit
+from ..provenance import git_commit, machine
 from ..structures.batch import collate
 from .config import ExperimentConfig
 from .ema import EMA
@@ -293,9 +293,10 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     with open(os.path.join(run, "config.yaml"), "w") as f:
         yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
     with open(os.path.join(run, "meta.json"), "w") as f:
-        json.dump({"commit": git_commit(), "command": " ".join(sys.argv), "torch": torch.__version__,
-                   "lightning": L.__version__, "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f,
-                  indent=1)
+        json.dump({"commit": git_commit(), "command": " ".join(sys.argv),
+                   "torch": torch.__version__, "lightning": L.__version__,
+                   "machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S")},
+                  f, indent=1)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)

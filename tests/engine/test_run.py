@@ -33,6 +33,8 @@ def test_train_writes_a_complete_run_folder(trained_run):
         assert os.path.isfile(os.path.join(trained_run, rel)), rel
     meta = json.load(open(os.path.join(trained_run, "meta.json")))
     assert len(meta["commit"]) >= 7
+    # the machine: a CPU training reproduces to the digit only on the same CPU and libraries
+    assert meta["machine"]["cpu"] and meta["machine"]["torch"] == meta["torch"]
     metrics = json.load(open(os.path.join(trained_run, "eval/synth_val/metrics.json")))
     assert {"mean_ap", "nd_score", "tp_errors", "label_aps"} <= set(metrics)
 
