@@ -21,7 +21,10 @@ METHODS = ("bevdistill", "labeldistill", "dualdistill", "asd")
 ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dualdistill_T1.0": ("dualdistill", ("distill.methods.0.args.crd_temperature=1.0",)),
     "dualdistill_T0.5": ("dualdistill", ("distill.methods.0.args.crd_temperature=0.5",)),
+    # the published values, rows only where a preset's bench.overrides re-sets them
+    "dualdistill_T0.1": ("dualdistill", ("distill.methods.0.args.crd_temperature=0.1",)),
     "asd_no_smoothing": ("asd", ("distill.methods.0.args.smooth_kernel=1",)),
+    "asd_smoothing_3x3": ("asd", ("distill.methods.0.args.smooth_kernel=3",)),
     "asd_no_fusion_path": ("asd", ("distill.methods.0.args.fusion_weight=0.0",)),
     "asd_gamma0": ("asd", ("distill.methods.0.args.gamma=0.0",)),
     "asd_box_mask": ("asd", ("distill.methods.0.args.mask=box",)),

@@ -82,11 +82,19 @@ def test_an_ablation_that_sets_its_methods_own_value_gets_no_row():
     from bevkd.bench.plan import ABLATIONS, redundant_ablations
 
     every = tuple(ABLATIONS)
+    published = ["dualdistill_T0.1", "asd_smoothing_3x3"]  # the configs' own values
     # the tiny preset starts DualDistill's head from the teacher's, so the own-head row differs
-    assert redundant_ablations("tiny", every, row_overrides(bench_spec("tiny"))) == []
+    tiny = redundant_ablations("tiny", every, row_overrides(bench_spec("tiny")))
     # the small preset keeps the published (own) head: that row would retrain dualdistill
     assert redundant_ablations("small", every, row_overrides(bench_spec("small"))) == [
-        "dualdistill_own_head"]
+        *published, "dualdistill_own_head"]
+    assert "dualdistill_own_head" not in tiny and set(tiny) <= {
+        *published, "dualdistill_T0.5", "asd_no_smoothing"}
+    # a row that re-sets the temperature gets the published one as its ablation, and the
+    # ablation that set the new value becomes the row itself
+    tuned = {"dualdistill": ("distill.methods.0.args.crd_temperature=0.5",)}
+    assert redundant_ablations("small", ("dualdistill_T0.5", "dualdistill_T0.1"), tuned) == [
+        "dualdistill_T0.5"]
     # ... unless the bench's own --set changes the method row
     assert redundant_ablations("small", ("dualdistill_own_head",), {}, (
         "distill.methods.0.args.init_student_head_from_teacher=true",)) == []
