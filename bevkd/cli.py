@@ -15,12 +15,14 @@ from collections.abc import Sequence
 from .errors import BevkdError
 
 
-def _int(name: str):
+def _int(name: str, minimum: int | None = None):
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be at least {minimum}, got {value}")
         return value
     return parse
 
@@ -250,7 +252,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                                    "Finished runs are reused: re-running resumes.")
     p.add_argument("--preset", default="tiny", help="tiny (CPU), small or full (GPU)")
     p.add_argument("--seeds", type=_int("--seeds"), default=None, help="seeds per student row")
-    p.add_argument("--ablation-seeds", type=_int("--ablation-seeds"), default=None,
+    p.add_argument("--ablation-seeds", type=_int("--ablation-seeds", 1), default=None,
                    help="seeds per ablation row, at most --seeds (default: the preset's, 1 for "
                         "tiny): an ablation is read against its method's run of the same seed")
     p.add_argument("--methods", default=",".join(("bevdistill", "labeldistill", "dualdistill",

@@ -28,7 +28,9 @@ def test_bench_groups_its_runs_by_machine(tmp_path):
     b = {**a, "cpu": "Xeon B", "cpu_capability": "AVX2"}
     results = {}
     for name, meta in (("teacher", {"machine": a}), ("baseline-s0", {"machine": b}),
-                       ("baseline-s1", {"machine": a}), ("old-s0", {"commit": "x"})):
+                       ("baseline-s1", {"machine": a, "machines": [a]}),
+                       ("old-s0", {"commit": "x"}),
+                       ("resumed-s0", {"machine": a, "machines": [None, a]})):
         run = tmp_path / name
         run.mkdir()
         (run / "meta.json").write_text(json.dumps(meta))
@@ -37,4 +39,5 @@ def test_bench_groups_its_runs_by_machine(tmp_path):
                                    "missing")
     assert run_machines(results) == {
         "Xeon A (AVX512), torch 2.13.0+cpu": ["teacher", "baseline-s1"],
-        "Xeon B (AVX2), torch 2.13.0+cpu": ["baseline-s0"], "unrecorded": ["old-s0"]}
+        "Xeon B (AVX2), torch 2.13.0+cpu": ["baseline-s0"], "unrecorded": ["old-s0"],
+        "unrecorded + Xeon A (AVX512), torch 2.13.0+cpu": ["resumed-s0"]}

@@ -78,7 +78,8 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     seeds = seeds or spec.seeds
     # a table of fewer seeds than the preset's ablation seeds (e.g. the demo's one) keeps
     # its ablations to those seeds unless asked for more (which plan() then refuses)
-    ablation_seeds = ablation_seeds or min(spec.ablation_seeds, seeds)
+    if ablation_seeds is None:
+        ablation_seeds = min(spec.ablation_seeds, seeds)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise BevkdError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
@@ -151,7 +152,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                      "code changes that leave configs alone are not detected): " + "; ".join(
                          f"`{c[:12]}`: {', '.join(names)}" for c, names in others.items()) + ".")
     machines = run_machines(results)
-    if len(machines) > 1:
+    if len(set(machines) - {"unrecorded"}) > 1:
         notes.append("Runs trained on different machines (a CPU training reproduces to the "
                      "digit only on the same CPU and libraries): " + "; ".join(
                          f"{m}: {', '.join(names)}" for m, names in machines.items()) + ".")
@@ -166,9 +167,9 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
               "ablation_seeds": ablation_seeds,
               "data": data, "pretrain_steps": spec.pretrain_steps,
               "overrides": {r: list(s) for r, s in tuned.items()}, "run_commits": others,
-              "served_by": served, "machines": machines, "rows": rows, "acceptance": acceptance(rows), "ablations": ablation_pairs(rows),
-              "failed": failed,
-              "missing": missing}
+              "served_by": served, "machines": machines, "rows": rows,
+              "acceptance": acceptance(rows), "ablations": ablation_pairs(rows),
+              "failed": failed, "missing": missing}
     base = os.path.join(out, preset)
     write_json(base + ".json", result, strict=True)
     atomic_write(base + ".md", markdown(rows, preset, commit, command, seeds, note))
@@ -201,11 +202,14 @@ def run_commits(results: dict, commit: str) -> dict[str, list[str]]:
 
 def run_machines(results: dict) -> dict[str, list[str]]:
     """``{machine: [run names]}`` of the finished runs (``provenance.machine_label`` of their
-    ``meta.json``). More than one key means the table mixes CPUs, across which a training does
-    not reproduce to the digit; runs older than the record are ``unrecorded``."""
+    ``meta.json``; a run resumed on other machines: theirs joined by " + "). More than one
+    recorded key means the table mixes CPUs, across which a training does not reproduce to
+    the digit; runs older than the record are ``unrecorded``."""
     out: dict[str, list[str]] = {}
     for name, meta in _finished_meta(results):
-        out.setdefault(machine_label(meta.get("machine")), []).append(name)
+        label = " + ".join(machine_label(m) for m in meta.get("machines")
+                           or [meta.get("machine")])
+        out.setdefault(label, []).append(name)
     return out
 
 

@@ -88,10 +88,6 @@ def plan(seeds: int, methods: tuple[str, ...] = METHODS, composite: bool = True,
     ablations of that method, before the ablation's own. Ablations train seeds
     ``0 .. ablation_seeds - 1``, each of which the main rows train too (``ablation_seeds <=
     seeds``), so every ablation run has its method's run of the same seed to be read against."""
-    if not 1 <= ablation_seeds <= seeds:
-        raise BevkdError(f"ablation seeds must be between 1 and the table's {seeds} seed(s), "
-                         f"got {ablation_seeds}: an ablation is read against its method's run "
-                         "of the same seed")
     overrides = overrides or {}
     teachers = [
         Job("teacher", "teacher", os.path.join(CONFIGS, "teacher", "pillars.yaml")),
@@ -109,6 +105,11 @@ def plan(seeds: int, methods: tuple[str, ...] = METHODS, composite: bool = True,
     ablation_rows = [(name, _method_config(method), (*overrides.get(method, ()), *sets))
                      for name in ablations for method, sets in [ABLATIONS[name]]
                      if method in methods]
+    if ablation_rows and not 1 <= ablation_seeds <= seeds:
+        raise BevkdError(f"ablation seeds (--ablation-seeds, or the preset's "
+                         f"bench.ablation_seeds) must be between 1 and the table's {seeds} "
+                         f"seed(s), got {ablation_seeds}: an ablation is read against its "
+                         "method's run of the same seed")
     # every seed of the main rows before the ablations (seed 0 of every ablation first): a
     # bench cut short still has the main table with its seed spread
     runs = [(seed, row) for seed in range(seeds) for row in rows] + [

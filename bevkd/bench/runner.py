@@ -2,8 +2,9 @@
 
 Resumable: a job whose run folder already holds its final metrics is not redone; one with a
 checkpoint but no metrics is continued with ``--resume``. A job with no folder of its own is
-served by another finished run of the same command, inputs and config (:func:`twin`). A failed job is reported (its log
-is ``RUN/train.log``) and the jobs that need it are skipped; the others go on.
+served by another finished run of the same command, inputs and config (:func:`twin`). A failed
+job is reported (its log is ``RUN/train.log``) and the jobs that need it are skipped; the
+others go on.
 
 Each run folder records the training command it was started with (``RUN/bench_job.json``)
 and the identity (size, modification time) of what it read besides its config: the runs it
@@ -192,23 +193,27 @@ def twin(job: Job, cmd: list[str], stamps: dict[str, object], runs: str,
          val_split: str) -> str | None:
     """A finished run in ``runs`` made by ``cmd`` but for its ``--out`` folder, from the same
     inputs and to the same config: e.g. an ablation's run once the preset adopts its setting
-    for the method's row. Its result is the one ``job`` would train (a CPU run reproduces to
-    the digit), so the bench reads it instead of training it again. Only runs that recorded
-    their bench command qualify."""
+    for the method's row. Its result is the one ``job`` would train on that run's machine (a
+    CPU run reproduces to the digit there; the table names its runs' machines when they
+    differ), so the bench reads it instead of training it again. Only runs that recorded
+    their bench command qualify; a candidate whose records do not read is passed over."""
     if "--out" not in cmd:
         return None
     want = _with_out(signature(cmd), None)
     for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else ():
         other = os.path.join(runs, name)
+        if name == job.name or not is_finished(other, val_split):
+            continue
         try:
             with open(os.path.join(other, JOB_FILE)) as f:
                 saved = json.load(f)["signature"]
-        except (OSError, ValueError, KeyError, TypeError):
+            if not (isinstance(saved, list) and all(isinstance(a, str) for a in saved)
+                    and "--out" in saved[:-1] and _with_out(saved, None) == want):
+                continue
+            if mismatch(other, _with_out(cmd, other), stamps) is None:
+                return other
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, BevkdError):
             continue
-        if (name != job.name and "--out" in saved and _with_out(saved, None) == want
-                and is_finished(other, val_split)
-                and mismatch(other, _with_out(cmd, other), stamps) is None):
-            return other
     return None
 
 

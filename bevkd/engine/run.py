@@ -272,6 +272,17 @@ def _loggers(run: str, resume: bool) -> list:
     return loggers
 
 
+def _earlier_machines(run: str) -> list:
+    """The machines ``RUN/meta.json`` records for the attempts so far (``[None]``: it records
+    none, e.g. written before bevkd recorded machines; ``[]``: no readable meta.json)."""
+    try:
+        with open(os.path.join(run, "meta.json")) as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return []
+    return list(meta.get("machines") or [meta.get("machine")])
+
+
 def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
           devices: int | str = 1, accelerator: str = "auto", progress: bool = True,
           max_steps: int = -1, num_nodes: int = 1) -> DetectionModule:
@@ -292,11 +303,15 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     os.makedirs(run, exist_ok=True)
     with open(os.path.join(run, "config.yaml"), "w") as f:
         yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+    here = machine()
+    # a resumed run keeps the machines of its earlier attempts: one begun on one CPU and
+    # finished on another reproduces on neither (None: an attempt that recorded none)
+    machines = _earlier_machines(run) if resume else []
     with open(os.path.join(run, "meta.json"), "w") as f:
         json.dump({"commit": git_commit(), "command": " ".join(sys.argv),
-                   "torch": torch.__version__, "lightning": L.__version__,
-                   "machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S")},
-                  f, indent=1)
+                   "torch": torch.__version__, "lightning": L.__version__, "machine": here,
+                   "machines": machines + ([] if here in machines else [here]),
+                   "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f, indent=1)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)

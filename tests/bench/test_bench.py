@@ -43,8 +43,11 @@ def test_plan_orders_teachers_first_and_wires_dependencies():
     assert by3["asd_gamma0-s1"].seed == 1 and by3["asd_gamma0-s1"].overrides[0] == "train.seed=1"
     # more ablation seeds than the table has, or none: refused (nothing to pair a run with)
     for bad in (0, 3):
-        with pytest.raises(BevkdError, match="ablation seeds must be between 1 and the table's 2"):
+        with pytest.raises(BevkdError, match=r"bench.ablation_seeds\) must be between 1 and the "
+                                             "table's 2"):
             plan(2, ("asd",), False, ("asd_gamma0",), ablation_seeds=bad)
+    # ... unless no ablation row is planned
+    assert [j.name for j in plan(1, ("asd",), False, (), ablation_seeds=3)][-1] == "asd-s0"
     # every job comes after the jobs it needs
     for i, j in enumerate(jobs):
         assert all(n in names[:i] for n in j.needs)
@@ -426,6 +429,8 @@ def test_cli_passes_ablation_seeds_to_the_bench(tmp_path, monkeypatch):
                      "--report-only"]) == 0
     assert seen == {"seeds": 3, "ablation_seeds": 2, "train": False}
     assert cli.main(["bench", "--out", out]) == 0 and seen["ablation_seeds"] is None
+    with pytest.raises(SystemExit):  # argparse: "--ablation-seeds must be at least 1, got 0"
+        cli.main(["bench", "--out", out, "--ablation-seeds", "0"])
 
 
 def test_a_row_adopting_an_ablations_setting_reads_that_ablations_run(tmp_path):
@@ -453,6 +458,13 @@ def test_a_row_adopting_an_ablations_setting_reads_that_ablations_run(tmp_path):
     # the report (and a bench) takes it as the row's run
     res = run_jobs([row], "tiny", str(data), str(runs), 1, train=False, log=lambda m: None)
     assert res["dualdistill-s0"].status == "reused" and res["dualdistill-s0"].run == done
+    # a folder whose bench record does not read is passed over, not a crash
+    for bad in ({"signature": None}, {"signature": {"a": 1}}, {"signature": ["--out"]}):
+        junk = runs / f"a_junk{len(str(bad))}"  # listed before the twin
+        _fake_run(runs, junk.name, 0.1, 0.1, 1.0)
+        (junk / JOB_FILE).write_text(json.dumps(bad))
+    (runs / "a_file").write_text("x")
+    assert twin(row, row_cmd, stamps, str(runs), "synth_val") == done
     # another setting (T = 1.0) is not the same training
     t10 = next(j for j in plan(1, ("dualdistill",), False, ("dualdistill_T1.0",), old)
                if j.name == "dualdistill_T1.0-s0")

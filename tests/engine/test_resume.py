@@ -19,6 +19,7 @@ from bevkd.cli import main
 from bevkd.engine.history import step_series, training_log, validations
 from bevkd.engine.run import checkpoint_is_whole, resume_checkpoint
 from bevkd.errors import BevkdError
+from bevkd.provenance import machine
 
 # 16 x 16 grid, one sweep, narrow layers; 3 training samples at batch 1 = 3 steps per epoch,
 # 2 epochs; a checkpoint every 2 steps, so a kill can land in the middle of either epoch.
@@ -138,7 +139,16 @@ def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, tmp_pa
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 5
     assert not os.path.isfile(os.path.join(run, "checkpoints", "epoch-01.ckpt"))
     assert not os.path.isfile(os.path.join(run, "eval", "synth_val", "metrics.json"))
+    # as if the first attempt ran on another CPU: the resumed run records both machines
+    meta_path = os.path.join(run, "meta.json")
+    meta = json.load(open(meta_path))
+    assert meta["machines"] == [meta["machine"]]
+    other = {**meta["machine"], "cpu": "another CPU"}
+    with open(meta_path, "w") as f:
+        json.dump({**meta, "machine": other, "machines": [other]}, f)
     assert main([*args, "--resume"]) == 0
+    meta = json.load(open(meta_path))
+    assert meta["machines"] == [other, machine()] and meta["machine"] == machine()
     assert main(_args("configs/student/bevdepth.yaml", "bevdepth", synth_root, whole)) == 0
     _assert_same(_final_state(whole), _final_state(run))
 
