@@ -10,7 +10,7 @@ tiny preset's cells are 1.6 m, so for bikes, pedestrians, cones and barriers two
 cells of one peak both survive (nothing suppresses neighbours; there is no max-pool peak
 step, as in BEVDepth's `nms_type="circle"`). Each run is run over its validation split once;
 its head outputs are decoded three ways and scored with the nuScenes metrics:
-``published``; ``floor_cell`` (every radius at least one 1.6 m cell); ``x4`` (each
+``published``; ``floor_cell`` (every radius at least one grid cell); ``x4`` (each
 ``min_radius`` x4: every radius doubled, BEVDepth's radii in cells). Decoding only: nothing
 is retrained, and the bench keeps the published radii.
 """
@@ -27,10 +27,14 @@ from bevkd.engine.run import epoch_loader, load_trained
 from bevkd.eval.evaluator import DetectionEvaluator
 from bevkd.provenance import git_commit
 
-PUBLISHED = (4.0, 12.0, 10.0, 1.0, 0.85, 0.175)
-SETTINGS = {"published": PUBLISHED,
-            "floor_cell": tuple(max(r, 1.6 ** 2) for r in PUBLISHED),
-            "x4": tuple(4 * r for r in PUBLISHED)}
+
+
+def settings(published: tuple[float, ...], cell: float) -> dict[str, tuple[float, ...]]:
+    """The three ways of decoding: the head's own ``min_radius`` values, each at least one
+    ``cell`` (squared, as ``min_radius`` is compared with squared distances), each x4."""
+    return {"published": tuple(published),
+            "floor_cell": tuple(max(r, cell ** 2) for r in published),
+            "x4": tuple(4 * r for r in published)}
 
 
 def decode_three_ways(run: str, data: str) -> dict[str, dict]:
@@ -43,12 +47,13 @@ def decode_three_ways(run: str, data: str) -> dict[str, dict]:
         cache = [(model(b), b) for b in epoch_loader(ds, cfg, shuffle=False)]
     evaluator = DetectionEvaluator(data, cfg.train.version, cfg.train.val_split)
     out = {}
-    for name, radii in SETTINGS.items():
+    ways = settings(head.nms_radius, cfg.grid.cell)
+    for name, radii in ways.items():
         head.nms_radius = radii
         with torch.no_grad():
             dets = [d.numpy() for o, b in cache for d in model.decode(o, b)]
         m = evaluator.evaluate(dets)
-        out[name] = {"mAP": m["mean_ap"], "NDS": m["nd_score"],
+        out[name] = {"radii": radii, "mAP": m["mean_ap"], "NDS": m["nd_score"],
                      "class_ap": m["mean_dist_aps"], "boxes": sum(len(d) for d in dets)}
     return out
 
@@ -62,9 +67,9 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = {run: decode_three_ways(run, args.data) for run in args.runs}
     command = f"python benchmarks/nms_radius_tiny.py {args.data} {' '.join(args.runs)}"
-    result = {"commit": git_commit(), "command": command, "settings": SETTINGS, "runs": rows}
+    result = {"commit": git_commit(), "command": command, "runs": rows}
     small = ("pedestrian", "traffic_cone", "barrier", "bicycle", "motorcycle")
-    lines = ["# Circle-NMS radii on the tiny preset's 1.6 m grid (decoding only)", "",
+    lines = ["# Circle-NMS radii on the tiny preset's grid (decoding only)", "",
              f"`{command}` at commit `{result['commit']}`.", "", __doc__.split("\n\n", 2)[2], "",
              "| run | radii | mAP | NDS | boxes | " + " | ".join(f"AP {c}" for c in small) + " |",
              "|---|---|---|---|---|" + "---|" * len(small)]
