@@ -91,8 +91,9 @@ def test_an_ablation_that_sets_its_methods_own_value_gets_no_row():
     # the small preset keeps the published (own) head: that row would retrain dualdistill
     assert redundant_ablations("small", every, row_overrides(bench_spec("small"))) == [
         *published, "dualdistill_own_head"]
-    # ... and sets CRD T = 0.5 for the row: the T0.5 ablation is the row, T0.1 gets a row
-    assert tiny == ["dualdistill_T0.5", "asd_smoothing_3x3"]
+    # ... and sets CRD T = 0.5 and ASD's smoothing off for the rows: those ablations are the
+    # rows, and the published values get ablation rows
+    assert tiny == ["dualdistill_T0.5", "asd_no_smoothing"]
     # a row that re-sets the temperature gets the published one as its ablation, and the
     # ablation that set the new value becomes the row itself
     tuned = {"dualdistill": ("distill.methods.0.args.crd_temperature=0.5",)}
