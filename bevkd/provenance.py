@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -29,7 +30,15 @@ def machine() -> dict[str, object]:
     import numpy
     import torch
 
-    return {"cpu": _cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    info = _cpuinfo()
+    return {"cpu": info.get("model name") or platform.processor() or platform.machine()
+            or "unknown",
+            # a VM's model name can be generic ("Intel(R) Xeon(R) Processor"): family, model
+            # and stepping, and a digest of the instruction-set flags, tell CPUs apart
+            "cpu_id": "/".join(info.get(k, "?") for k in ("cpu family", "model", "stepping")),
+            "cpu_flags": hashlib.sha1(" ".join(sorted(info.get("flags", "").split()))
+                                      .encode()).hexdigest()[:10],
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cores": os.cpu_count(), "torch": torch.__version__, "numpy": numpy.__version__}
 
 
@@ -37,15 +46,20 @@ def machine_label(m: dict | None) -> str:
     """``machine()``'s identity in a few words: what decides whether two runs may be equal."""
     if not m:
         return "unrecorded"
-    return f"{m.get('cpu', '?')} ({m.get('cpu_capability', '?')}), torch {m.get('torch', '?')}"
+    return (f"{m.get('cpu', '?')} {m.get('cpu_id', '?')} flags {m.get('cpu_flags', '?')} "
+            f"({m.get('cpu_capability', '?')}), torch {m.get('torch', '?')}")
 
 
-def _cpu_model() -> str:
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of ``/proc/cpuinfo`` (empty where there is none)."""
+    out: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                if not line.strip():
+                    break  # the first processor's block ends
+                key, _, value = line.partition(":")
+                out.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown"
+    return out

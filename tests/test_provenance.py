@@ -18,9 +18,13 @@ def test_machine_names_the_cpu_and_the_libraries():
     assert isinstance(m["cpu"], str) and m["cpu"] not in ("", "unknown")
     assert m["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert m["torch"] == torch.__version__ and m["numpy"] == np.__version__
-    assert m["cores"] >= 1
-    assert machine_label(m) == f"{m['cpu']} ({m['cpu_capability']}), torch {m['torch']}"
+    assert m["cores"] >= 1 and len(m["cpu_flags"]) == 10
+    assert machine_label(m) == (f"{m['cpu']} {m['cpu_id']} flags {m['cpu_flags']} "
+                                f"({m['cpu_capability']}), torch {m['torch']}")
     assert machine_label(None) == "unrecorded"
+    # two VMs with the same generic model name but other CPUs are told apart
+    assert machine_label({**m, "cpu_id": "6/106/6"}) != machine_label(m)
+    assert machine_label({**m, "cpu_flags": "0123456789"}) != machine_label(m)
 
 
 def test_bench_groups_its_runs_by_machine(tmp_path):
@@ -37,7 +41,8 @@ def test_bench_groups_its_runs_by_machine(tmp_path):
         results[name] = JobResult(Job(name, name, "c.yaml"), str(run), "reused")
     results["late-s0"] = JobResult(Job("late-s0", "late", "c.yaml"), str(tmp_path / "x"),
                                    "missing")
-    assert run_machines(results) == {
-        "Xeon A (AVX512), torch 2.13.0+cpu": ["teacher", "baseline-s1"],
-        "Xeon B (AVX2), torch 2.13.0+cpu": ["baseline-s0"], "unrecorded": ["old-s0"],
-        "unrecorded + Xeon A (AVX512), torch 2.13.0+cpu": ["resumed-s0"]}
+    la, lb = machine_label(a), machine_label(b)
+    assert la == "Xeon A ? flags ? (AVX512), torch 2.13.0+cpu"
+    assert run_machines(results) == {la: ["teacher", "baseline-s1"], lb: ["baseline-s0"],
+                                     "unrecorded": ["old-s0"],
+                                     f"unrecorded + {la}": ["resumed-s0"]}
