@@ -196,8 +196,9 @@ def twin(job: Job, cmd: list[str], stamps: dict[str, object], runs: str,
     for the method's row. Its result is the one ``job`` would train on that run's machine (a
     CPU run reproduces to the digit there; the table names its runs' machines when they
     differ), so the bench reads it instead of training it again. Only runs that recorded
-    their bench command qualify; a candidate whose records do not read is passed over."""
-    if "--out" not in cmd:
+    their bench command qualify; a candidate whose records do not read is passed over. A job
+    with a folder of its own (finished or not) keeps it: no twin."""
+    if "--out" not in cmd or os.path.exists(os.path.join(runs, job.name)):
         return None
     want = _with_out(signature(cmd), None)
     for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else ():
@@ -304,8 +305,7 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                         pending.remove(job)
                         log(f"[bench] reuse {job.name} (finished earlier)")
                         continue
-                    same = None if os.path.exists(run) else twin(job, cmd, stamps, runs,
-                                                                  val_split)
+                    same = twin(job, cmd, stamps, runs, val_split)
                     if same:
                         results[job.name] = JobResult(job, same, "reused")
                         pending.remove(job)
@@ -353,8 +353,7 @@ def _judge(job: Job, preset: str, data: str, runs: str, threads: int, val_split:
     run = os.path.join(runs, job.name)
     cmd = command(job, preset, data, runs, threads, extra, camera_extra)
     if not is_finished(run, val_split):
-        same = None if os.path.exists(run) else twin(job, cmd, inputs(job, cmd, runs, data),
-                                                      runs, val_split)
+        same = twin(job, cmd, inputs(job, cmd, runs, data), runs, val_split)
         return JobResult(job, same, "reused") if same else JobResult(job, run, "missing")
     why = mismatch(run, cmd, inputs(job, cmd, runs, data))
     if why:
