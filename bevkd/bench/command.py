@@ -57,6 +57,23 @@ def checked_sets(sets, where: str) -> tuple[str, ...]:
     return tuple(sets)
 
 
+def student_sets_note(student_sets: tuple[str, ...], extra: tuple[str, ...]) -> str:
+    """The table's note on ``bench.student_sets``. A command-line ``--set`` of the same key
+    comes later on every training's command line and wins (``make demo``'s
+    ``train.epochs=4``), so the note names what it replaced instead of a value no run took."""
+    keys = {s.split("=", 1)[0].strip() for s in extra}
+    kept = [s for s in student_sets if s.split("=", 1)[0].strip() not in keys]
+    lost = [s for s in student_sets if s.split("=", 1)[0].strip() in keys]
+    note = []
+    if kept:
+        note.append("Every student run (baseline, methods, ablations), not the teachers, also "
+                    f"takes the preset's `bench.student_sets`: {', '.join(kept)}.")
+    if lost:
+        note.append(f"This command's `--set` replaces the preset's `bench.student_sets` "
+                    f"{', '.join(lost)} for every run.")
+    return " ".join(note)
+
+
 def bench_spec(preset: str) -> BenchSpec:
     from ..config import from_dict
 
@@ -132,12 +149,13 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     missing = [n for n, r in results.items() if r.status == "missing"]
     notes = []
     if student_sets:
-        notes.append("Every student run (baseline, methods, ablations), not the teachers, also "
-                     f"takes the preset's `bench.student_sets`: {', '.join(student_sets)}.")
-    if tuned:
+        notes.append(student_sets_note(student_sets, extra))
+    # only the rows this table trains (make demo's has BEVDistill alone)
+    shown = {row: sets for row, sets in tuned.items() if row in {j.model for j in jobs}}
+    if shown:
         notes.append("Hyper-parameters this preset sets in place of the published ones (the "
                      "configs' defaults), in the preset's `bench.overrides`: " + "; ".join(
-                         f"{row}: {', '.join(sets)}" for row, sets in tuned.items()) + ".")
+                         f"{row}: {', '.join(sets)}" for row, sets in shown.items()) + ".")
     if busy:
         notes.append(busy)
     if failed:

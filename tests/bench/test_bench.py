@@ -318,7 +318,29 @@ def test_report_only_trains_nothing_and_names_the_rows_not_trained(tmp_path, mon
     # the note names the preset's student-only overrides themselves
     sets = command.bench_spec("tiny").student_sets
     assert sets and f"`bench.student_sets`: {', '.join(sets)}." in md
+    # the preset's method overrides, of the rows this table has only
+    tuned = command.bench_spec("tiny").overrides
+    assert f"`bench.overrides`: bevdistill: {', '.join(tuned['bevdistill'])}." in md
+    assert "dualdistill:" not in md and "crd_temperature" not in md
     assert not runs.exists()
+
+
+def test_student_sets_note_names_what_a_command_line_set_replaced():
+    from bevkd.bench import command
+
+    sets = ("train.epochs=12", "train.eval_every=4")
+    assert command.student_sets_note(sets, ()) == (
+        "Every student run (baseline, methods, ablations), not the teachers, also takes the "
+        "preset's `bench.student_sets`: train.epochs=12, train.eval_every=4.")
+    # make demo's --set train.epochs=4 comes later on every command line and wins
+    note = command.student_sets_note(sets, ("train.epochs=4", "data.image.final_size=[64,176]"))
+    assert note == ("Every student run (baseline, methods, ablations), not the teachers, also "
+                    "takes the preset's `bench.student_sets`: train.eval_every=4. This "
+                    "command's `--set` replaces the preset's `bench.student_sets` "
+                    "train.epochs=12 for every run.")
+    assert command.student_sets_note(sets, ("train.epochs=4", "train.eval_every=1")) == (
+        "This command's `--set` replaces the preset's `bench.student_sets` train.epochs=12, "
+        "train.eval_every=4 for every run.")
 
 
 def _row(model, maps, ndss, base=(0.20, 0.30), beats=True, gap=None, latency=1.0):
