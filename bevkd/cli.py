@@ -204,11 +204,17 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a trained run on a split",
                        description="Detect on a split with a trained run (EMA weights if kept) "
-                                   "and write RUN/eval/SPLIT/results.json and metrics.json.")
+                                   "and write results.json and metrics.json: to "
+                                   "RUN/eval/SPLIT for the final checkpoint on the data the run "
+                                   "trained on (the run's own result, which `bevkd bench` "
+                                   "reads), to RUN/eval/SPLIT@TAG for another dataset (TAG: "
+                                   "its folder's name) or checkpoint (its file's stem), or to "
+                                   "--out.")
     p.add_argument("--ckpt", required=True, help="run folder (or a checkpoint file in one)")
     p.add_argument("--data", required=True, help="dataset root")
     p.add_argument("--split", default=None, help="split (default: the run's validation split)")
     p.add_argument("--batch-size", type=_int("--batch-size"), default=None)
+    p.add_argument("--out", default=None, help="folder for results.json and metrics.json")
     p.set_defaults(func=_cmd_eval)
 
 
@@ -219,12 +225,15 @@ def _run_and_ckpt(path: str) -> tuple[str, str | None]:
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
-    from .engine.run import evaluate_run
+    from .engine.run import eval_dir, evaluate_run, load_run_config
 
     run, ckpt = _run_and_ckpt(args.ckpt)
-    m = evaluate_run(run, args.data, args.split, ckpt, args.batch_size)
+    out = args.out or eval_dir(run, args.data, args.split or load_run_config(run).train.val_split,
+                               ckpt)
+    m = evaluate_run(run, args.data, args.split, ckpt, args.batch_size, out=out)
     print(f"mAP {m['mean_ap']:.4f}  NDS {m['nd_score']:.4f}  "
           + "  ".join(f"{k} {v:.4f}" for k, v in m["tp_errors"].items()))
+    print(f"wrote {os.path.join(out, 'metrics.json')} and results.json")
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:

@@ -6,7 +6,10 @@ A run folder holds everything needed to understand and continue a training::
     RUN/meta.json            git commit, command line, versions
     RUN/checkpoints/last.ckpt, epoch-XX.ckpt
     RUN/logs/                CSV (and TensorBoard when installed) logs
-    RUN/eval/<split>/        metrics.json (devkit layout) and results.json
+    RUN/eval/<split>/        metrics.json (devkit layout) and results.json of the final
+                             checkpoint on the data it trained on (what `bevkd bench` reads)
+    RUN/eval/<split>@<tag>/  any other `bevkd eval`: another dataset (its folder's name) or
+                             checkpoint (its file's stem), e.g. synth_val@epoch-03
 """
 
 from __future__ import annotations
@@ -309,6 +312,7 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     machines = _earlier_machines(run) if resume else []
     with open(os.path.join(run, "meta.json"), "w") as f:
         json.dump({"commit": git_commit(), "command": " ".join(sys.argv),
+                   "data": os.path.abspath(data_root),
                    "torch": torch.__version__, "lightning": L.__version__, "machine": here,
                    "machines": machines + ([] if here in machines else [here]),
                    "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f, indent=1)
@@ -466,10 +470,44 @@ def load_strict(model: torch.nn.Module, weights: dict[str, torch.Tensor], source
     model.load_state_dict(weights)
 
 
+def trained_on(run: str) -> str | None:
+    """The dataset root ``run`` trained on: ``meta.json``'s ``data``, or the ``--data`` of its
+    recorded command (runs from before bevkd recorded it); None when neither reads."""
+    import shlex
+
+    try:
+        with open(os.path.join(run, "meta.json")) as f:
+            meta = json.load(f)
+        if isinstance(meta.get("data"), str):
+            return meta["data"]
+        argv = shlex.split(meta["command"])
+        return argv[argv.index("--data") + 1]
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
+def eval_dir(run: str, data_root: str, split: str, ckpt: str | None = None) -> str:
+    """Where an evaluation of ``run`` goes. ``RUN/eval/SPLIT`` holds the run's own result, the
+    final checkpoint on the data it trained on: training writes it and `bevkd bench` reads it
+    as the run's row. Any other evaluation (another dataset, e.g. a held-out SynthScenes; an
+    earlier checkpoint) goes to ``RUN/eval/SPLIT@TAG`` (the dataset folder's name, the
+    checkpoint file's stem, or both) so that it never replaces that result."""
+    tags = []
+    own = trained_on(run)
+    if own is not None and os.path.realpath(data_root) != os.path.realpath(own):
+        tags.append(os.path.basename(os.path.normpath(os.path.abspath(data_root))))
+    if ckpt is not None and (os.path.realpath(ckpt)
+                             != os.path.realpath(os.path.join(run, CKPT_DIR, "last.ckpt"))):
+        tags.append(os.path.splitext(os.path.basename(ckpt))[0])
+    return os.path.join(run, "eval", "@".join([split, *tags]))
+
+
 @torch.no_grad()
 def evaluate_run(run: str, data_root: str, split: str | None = None, ckpt: str | None = None,
-                 batch_size: int | None = None, progress: bool = True) -> dict[str, Any]:
-    """Detect on a split with a trained run; writes results.json and metrics.json."""
+                 batch_size: int | None = None, progress: bool = True,
+                 out: str | None = None) -> dict[str, Any]:
+    """Detect on a split with a trained run; writes results.json and metrics.json to ``out``
+    (default: :func:`eval_dir`)."""
     from tqdm import tqdm
 
     from ..eval.evaluator import DetectionEvaluator
@@ -485,7 +523,8 @@ def evaluate_run(run: str, data_root: str, split: str | None = None, ckpt: str |
         dets.extend(d.numpy() for d in model.decode(model(batch), batch))
     evaluator = DetectionEvaluator(data_root, cfg.train.version, split)
     metrics = evaluator.evaluate(dets)
-    out = os.path.dirname(_write_metrics(run, split, metrics))
+    out = out or eval_dir(run, data_root, split, ckpt)
+    write_json(os.path.join(out, "metrics.json"), metrics, indent=2)
     write_results(evaluator.export(dets), os.path.join(out, "results.json"))
     return metrics
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 import torch
 
 from bevkd.cli import main
-from bevkd.engine.run import load_strict
+from bevkd.engine.run import eval_dir, load_strict
 from bevkd.errors import BevkdError
 
 # tiny preset, shrunk: a 16 x 16 grid, one sweep, narrow layers, two epochs of one step each
@@ -46,6 +47,46 @@ def test_eval_of_the_checkpoint_equals_the_evaluation_in_training(trained_run, s
     assert after["mean_ap"] == pytest.approx(in_training["mean_ap"], abs=1e-9)
     assert after["nd_score"] == pytest.approx(in_training["nd_score"], abs=1e-9)
     assert os.path.isfile(os.path.join(trained_run, "eval/synth_val/results.json"))
+
+
+def test_eval_elsewhere_never_replaces_the_runs_own_result(trained_run, synth_root, tmp_path):
+    """`bevkd bench` reads RUN/eval/SPLIT as the run's row: an evaluation of an earlier
+    checkpoint or on another dataset goes beside it."""
+    own = os.path.join(trained_run, "eval/synth_val/metrics.json")
+    before = open(own).read()
+    assert json.load(open(os.path.join(trained_run, "meta.json")))["data"] == \
+        os.path.abspath(synth_root)
+    epoch0 = os.path.join(trained_run, "checkpoints/epoch-00.ckpt")
+    assert main(["eval", "--ckpt", epoch0, "--data", synth_root]) == 0
+    other = tmp_path / "heldout"
+    shutil.copytree(synth_root, other)
+    assert main(["eval", "--ckpt", trained_run, "--data", str(other)]) == 0
+    assert main(["eval", "--ckpt", epoch0, "--data", str(other)]) == 0
+    for tag in ("epoch-00", "heldout", "heldout@epoch-00"):
+        for name in ("metrics.json", "results.json"):
+            assert os.path.isfile(os.path.join(trained_run, f"eval/synth_val@{tag}", name))
+    assert main(["eval", "--ckpt", epoch0, "--data", str(other), "--out",
+                 str(tmp_path / "chosen")]) == 0
+    assert (tmp_path / "chosen" / "metrics.json").is_file()
+    assert open(own).read() == before
+    # the final checkpoint named as a file, the data through a link: the run's own result
+    link = tmp_path / "link"
+    link.symlink_to(synth_root)
+    assert eval_dir(trained_run, str(link), "synth_val",
+                    os.path.join(trained_run, "checkpoints/last.ckpt")) == \
+        os.path.join(trained_run, "eval", "synth_val")
+
+
+def test_eval_dir_of_a_run_that_recorded_only_its_command(tmp_path):
+    run = tmp_path / "old"
+    run.mkdir()
+    (run / "meta.json").write_text(json.dumps(
+        {"command": "bevkd/cli.py train c.yaml --data /d/synth --out /r/old"}))
+    assert eval_dir(str(run), "/d/synth", "synth_val") == str(run / "eval" / "synth_val")
+    assert eval_dir(str(run), "/d/other/", "synth_val") == str(run / "eval" / "synth_val@other")
+    # nothing readable: the run's own folder, as before runs recorded their data
+    (run / "meta.json").write_text("{")
+    assert eval_dir(str(run), "/d/other", "synth_val") == str(run / "eval" / "synth_val")
 
 
 def test_export_keeps_the_detector_only(trained_run, tmp_path):
