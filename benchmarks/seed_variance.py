@@ -1,8 +1,8 @@
 """How much one bench row varies between seeds: its runs over many seeds, the bench's commands.
 
     .venv/bin/python benchmarks/seed_variance.py --data DATA --runs RUNS --backbone PTH \
-        [--rows baseline] [--seeds 0-3] [--read OTHER_RUNS ...] [--report-only] \
-        [--name seed_variance_tiny]
+        [--rows baseline] [--seeds 0-3] [--read OTHER_RUNS ...] [--set KEY=VALUE ...] \
+        [--report-only] [--name seed_variance_tiny]
 
 A row's table entry rests on a few seeds; this trains (or reuses) ``<row>-s<seed>`` for more
 of them with exactly the jobs `bevkd bench --preset tiny` plans (its ``bench.student_sets``,
@@ -10,6 +10,8 @@ its ``bench.overrides``, the pretrained backbone ``--backbone``, e.g. ``RUNS/bac
 a bench), so a finished run here is the run the bench would make and vice versa. ``--read``
 folders (e.g. a bench's own ``--runs``, also while that bench is running) are only read: a
 finished run there of the same command, config and inputs counts and is not trained again.
+``--set`` changes every run (teachers included), e.g. a longer student schedule whose seed
+variance is to be compared with the preset's: give it its own ``--runs`` and ``--name``.
 Rows that distil need their teachers in ``--runs`` (trained there when missing) or finished in
 a ``--read`` folder. Writes ``benchmarks/<name>.md`` and ``.json``: each seed's mAP / NDS on
 synth_val and where it ran, and per row the mean, the sample standard deviation and half the
@@ -52,6 +54,9 @@ def main() -> None:
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--parallel", type=int, default=None)
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override for every run (a recipe to test; use its own --runs and "
+                         "--name)")
     ap.add_argument("--name", default="seed_variance_tiny")
     args = ap.parse_args()
     rows, seeds = args.rows.split(","), seed_list(args.seeds)
@@ -66,7 +71,7 @@ def main() -> None:
     teachers = [j for j in jobs if j.name in TEACHER_JOBS.values()
                 and any(j.name in w.needs for w in wanted)]
     common = dict(preset=args.preset, data=os.path.abspath(args.data),
-                  threads=spec.threads, val_split=VAL,
+                  threads=spec.threads, val_split=VAL, extra=tuple(args.set),
                   camera_extra=(f"model.args.backbone_weights={os.path.abspath(args.backbone)}",),
                   log=lambda m: print(m, flush=True))
     found = {}
@@ -112,7 +117,8 @@ def report(rows, seeds, wanted, found, args) -> None:
         out_rows.append(entry)
     command = ("python benchmarks/seed_variance.py --rows " + ",".join(rows)
                + f" --seeds {args.seeds} --runs {args.runs} "
-               + " ".join(f"--read {r}" for r in args.read))
+               + " ".join(f"--read {r}" for r in args.read)
+               + "".join(f" --set {x}" for x in args.set))
     result = {"commit": git_commit(), "command": command.strip(), "preset": args.preset,
               "rows": out_rows}
 
