@@ -21,16 +21,16 @@ range (the bench's "seed spread").
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import numpy as np
 
 from _results import save
-from bevkd.bench.command import bench_spec, checked_sets, row_overrides
+from bevkd.bench.command import bench_spec, checked_sets, row_overrides, run_machines
 from bevkd.bench.plan import METHODS, TEACHER_JOBS, plan
-from bevkd.bench.runner import run_jobs
-from bevkd.provenance import git_commit, machine_label
+from bevkd.bench.report import collect, seed_spread
+from bevkd.bench.runner import JobResult, run_jobs
+from bevkd.provenance import git_commit
 
 VAL = "synth_val"
 
@@ -91,36 +91,30 @@ def main() -> None:
     report(rows, seeds, wanted, found, args)
 
 
-def _metrics(run: str) -> dict:
-    with open(os.path.join(run, "eval", VAL, "metrics.json")) as f:
-        m = json.load(f)
-    with open(os.path.join(run, "meta.json")) as f:
-        meta = json.load(f)
-    return {"mAP": m["mean_ap"], "NDS": m["nd_score"], "run": run,
-            "machine": machine_label(meta.get("machine"))}
-
-
 def report(rows, seeds, wanted, found, args) -> None:
-    out_rows, lines = [], []
+    """The table of the finished runs ``found`` (job name -> run folder), read as the bench
+    reads its own (``collect``, ``run_machines``)."""
+    results = {j.name: JobResult(j, found[j.name], "reused") for j in wanted if j.name in found}
+    collected = {r["model"]: r for r in collect(results, VAL)}
+    out_rows = []
     for row in rows:
-        per_seed = {j.seed: _metrics(found[j.name]) for j in wanted
-                    if j.model == row and j.name in found}
-        entry = {"model": row, "seeds": sorted(per_seed),
-                 "per_seed": [dict(seed=s, **per_seed[s]) for s in sorted(per_seed)],
-                 "missing": [s for s in seeds if s not in per_seed]}
+        c = collected.get(row, {"seeds": [], "mAP": [], "NDS": []})
+        entry = {"model": row, "seeds": c["seeds"], "mAP": c["mAP"], "NDS": c["NDS"],
+                 "runs": [found[f"{row}-s{s}"] for s in c["seeds"]],
+                 "missing": [s for s in seeds if s not in c["seeds"]]}
         for k in ("mAP", "NDS"):
-            v = np.array([per_seed[s][k] for s in sorted(per_seed)])
-            entry[k] = v.tolist()
+            v = np.array(c[k])
             entry[f"{k}_mean"] = float(v.mean()) if len(v) else None
             entry[f"{k}_sd"] = float(v.std(ddof=1)) if len(v) > 1 else None
-            entry[f"{k}_half_range"] = float(np.ptp(v) / 2) if len(v) else None
+            entry[f"{k}_half_range"] = seed_spread(c[k]) if len(v) else None
         out_rows.append(entry)
     command = ("python benchmarks/seed_variance.py --rows " + ",".join(rows)
                + f" --seeds {args.seeds} --runs {args.runs} "
                + " ".join(f"--read {r}" for r in args.read)
                + "".join(f" --set {x}" for x in args.set))
+    machines = run_machines(results)
     result = {"commit": git_commit(), "command": command.strip(), "preset": args.preset,
-              "rows": out_rows}
+              "rows": out_rows, "machines": machines}
 
     def pct(x):
         return "—" if x is None else f"{100 * x:.2f}"
@@ -139,12 +133,12 @@ def report(rows, seeds, wanted, found, args) -> None:
             f"{', '.join(pct(x) for x in e['NDS']) or '—'} | "
             f"{pct(e['mAP_mean'])} ± {pct(e['mAP_sd'])} | {pct(e['NDS_mean'])} ± "
             f"{pct(e['NDS_sd'])} | {pct(e['mAP_half_range'])} / {pct(e['NDS_half_range'])} |")
-    machines = sorted({p["machine"] for e in out_rows for p in e["per_seed"]})
     lines += ["", "Runs: " + "; ".join(
-        f"{e['model']}-s{p['seed']} `{p['run']}`" for e in out_rows for p in e["per_seed"]) + "."]
+        f"{e['model']}-s{s} `{r}`" for e in out_rows for s, r in zip(e["seeds"], e["runs"]))
+        + "."]
     if len(machines) > 1:
-        lines.append(f"Machines: {', '.join(machines)} (a CPU run reproduces to the digit only "
-                     "on one machine).")
+        lines.append("Machines (a CPU run reproduces to the digit only on one machine): "
+                     + "; ".join(f"{m}: {', '.join(n)}" for m, n in machines.items()) + ".")
     missing = [f"{e['model']}-s{s}" for e in out_rows for s in e["missing"]]
     if missing:
         lines.append(f"Not finished: {', '.join(missing)}.")

@@ -225,12 +225,10 @@ def _run_and_ckpt(path: str) -> tuple[str, str | None]:
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
-    from .engine.run import eval_dir, evaluate_run, load_run_config
+    from .engine.run import evaluate_run
 
     run, ckpt = _run_and_ckpt(args.ckpt)
-    out = args.out or eval_dir(run, args.data, args.split or load_run_config(run).train.val_split,
-                               ckpt)
-    m = evaluate_run(run, args.data, args.split, ckpt, args.batch_size, out=out)
+    m, out = evaluate_run(run, args.data, args.split, ckpt, args.batch_size, out=args.out)
     print(f"mAP {m['mean_ap']:.4f}  NDS {m['nd_score']:.4f}  "
           + "  ".join(f"{k} {v:.4f}" for k, v in m["tp_errors"].items()))
     print(f"wrote {os.path.join(out, 'metrics.json')} and results.json")

@@ -61,9 +61,12 @@ def student_sets_note(student_sets: tuple[str, ...], extra: tuple[str, ...]) -> 
     """The table's note on ``bench.student_sets``. A command-line ``--set`` of the same key
     comes later on every training's command line and wins (``make demo``'s
     ``train.epochs=4``), so the note names what it replaced instead of a value no run took."""
-    keys = {s.split("=", 1)[0].strip() for s in extra}
-    kept = [s for s in student_sets if s.split("=", 1)[0].strip() not in keys]
-    lost = [s for s in student_sets if s.split("=", 1)[0].strip() in keys]
+    def key(s: str) -> str:
+        return s.split("=", 1)[0].strip()
+
+    replaced = {key(s) for s in extra}
+    kept = [s for s in student_sets if key(s) not in replaced]
+    lost = [s for s in student_sets if key(s) in replaced]
     note = []
     if kept:
         note.append("Every student run (baseline, methods, ablations), not the teachers, also "
@@ -151,7 +154,8 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     if student_sets:
         notes.append(student_sets_note(student_sets, extra))
     # only the rows this table trains (make demo's has BEVDistill alone)
-    shown = {row: sets for row, sets in tuned.items() if row in {j.model for j in jobs}}
+    planned = {j.model for j in jobs}
+    shown = {row: sets for row, sets in tuned.items() if row in planned}
     if shown:
         notes.append("Hyper-parameters this preset sets in place of the published ones (the "
                      "configs' defaults), in the preset's `bench.overrides`: " + "; ".join(

@@ -85,7 +85,7 @@ def _derived(rows: list[dict[str, Any]], latency: dict[str, float],
                 # the acceptance test of a method: both mean gains exceed the seed spread
                 # (half the range over seeds, the larger of the method's and the baseline's)
                 r["beats_baseline"] = all(
-                    r[f"delta_{k}"] > max(_spread(r[k]), _spread(base[k])) for k in ("mAP", "NDS"))
+                    r[f"delta_{k}"] > max(seed_spread(r[k]), seed_spread(base[k])) for k in ("mAP", "NDS"))
         if r["model"] in latency and "baseline" in latency:
             r["latency_ratio"] = float(latency[r["model"]] / latency["baseline"])
         if r["model"] in latency_with_decode and "baseline" in latency_with_decode:
@@ -118,7 +118,7 @@ def ablation_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if paired:
             for k in ("mAP", "NDS"):
                 row[f"delta_{k}"] = row[k] - float(np.mean([m[k][i] for i in paired]))
-                row[f"method_spread_{k}"] = _spread(m[k])
+                row[f"method_spread_{k}"] = seed_spread(m[k])
             if len(m["mAP"]) > 1:
                 row["beyond_spread"] = {
                     k: abs(row[f"delta_{k}"]) > row[f"method_spread_{k}"] for k in ("mAP", "NDS")}
@@ -157,8 +157,8 @@ def acceptance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         "passed": None if None in beats else all(beats),  # None: one seed (rows missing: below)
         "detail": "; ".join(
             f"{r['model']} {pts(r, 'mAP')} / {pts(r, 'NDS')} "
-            f"(spread {100 * max(_spread(r['mAP']), _spread(by['baseline']['mAP'])):.1f} / "
-            f"{100 * max(_spread(r['NDS']), _spread(by['baseline']['NDS'])):.1f})"
+            f"(spread {100 * max(seed_spread(r['mAP']), seed_spread(by['baseline']['mAP'])):.1f} / "
+            f"{100 * max(seed_spread(r['NDS']), seed_spread(by['baseline']['NDS'])):.1f})"
             for r in methods if "delta_mAP" in r) or "no method row"})
     composite = {"check": "the composite beats every single method (mean mAP and NDS)",
                  "passed": None, "detail": "no composite or method row"}
@@ -192,7 +192,8 @@ def _yes_no(value: bool | None) -> str:
     return "—" if value is None else ("yes" if value else "no")
 
 
-def _spread(values: list[float]) -> float:
+def seed_spread(values: list[float]) -> float:
+    """Half the range over seeds: the spread the acceptance compares gains with."""
     return float(np.max(values) - np.min(values)) / 2
 
 

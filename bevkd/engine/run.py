@@ -383,7 +383,7 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
         # were written: fit returns at once, so validate the trained weights now
         trainer.validate(module, val_loader, verbose=False)
     if module.last_metrics is not None and trainer.is_global_zero:
-        _write_metrics(run, tcfg.val_split, module.last_metrics)
+        _write_metrics(os.path.join(run, "eval", tcfg.val_split), module.last_metrics)
     return module
 
 
@@ -432,9 +432,9 @@ def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
                    model=replace(cfg.model, args=args))
 
 
-def _write_metrics(run: str, split: str, metrics: dict[str, Any]) -> str:
+def _write_metrics(folder: str, metrics: dict[str, Any]) -> str:
     # atomic: `bevkd bench` takes a run with metrics.json for finished
-    return write_json(os.path.join(run, "eval", split, "metrics.json"), metrics, indent=2)
+    return write_json(os.path.join(folder, "metrics.json"), metrics, indent=2)
 
 
 def load_trained(run: str, ckpt: str | None = None, use_ema: bool = True
@@ -495,7 +495,7 @@ def eval_dir(run: str, data_root: str, split: str, ckpt: str | None = None) -> s
     tags = []
     own = trained_on(run)
     if own is not None and os.path.realpath(data_root) != os.path.realpath(own):
-        tags.append(os.path.basename(os.path.normpath(os.path.abspath(data_root))))
+        tags.append(os.path.basename(os.path.abspath(data_root)))  # abspath drops a final /
     if ckpt is not None and (os.path.realpath(ckpt)
                              != os.path.realpath(os.path.join(run, CKPT_DIR, "last.ckpt"))):
         tags.append(os.path.splitext(os.path.basename(ckpt))[0])
@@ -505,9 +505,9 @@ def eval_dir(run: str, data_root: str, split: str, ckpt: str | None = None) -> s
 @torch.no_grad()
 def evaluate_run(run: str, data_root: str, split: str | None = None, ckpt: str | None = None,
                  batch_size: int | None = None, progress: bool = True,
-                 out: str | None = None) -> dict[str, Any]:
+                 out: str | None = None) -> tuple[dict[str, Any], str]:
     """Detect on a split with a trained run; writes results.json and metrics.json to ``out``
-    (default: :func:`eval_dir`)."""
+    (default: :func:`eval_dir`). Returns the metrics and that folder."""
     from tqdm import tqdm
 
     from ..eval.evaluator import DetectionEvaluator
@@ -524,9 +524,9 @@ def evaluate_run(run: str, data_root: str, split: str | None = None, ckpt: str |
     evaluator = DetectionEvaluator(data_root, cfg.train.version, split)
     metrics = evaluator.evaluate(dets)
     out = out or eval_dir(run, data_root, split, ckpt)
-    write_json(os.path.join(out, "metrics.json"), metrics, indent=2)
+    _write_metrics(out, metrics)
     write_results(evaluator.export(dets), os.path.join(out, "results.json"))
-    return metrics
+    return metrics, out
 
 
 def replace_batch(cfg: ExperimentConfig, batch_size: int | None) -> ExperimentConfig:
