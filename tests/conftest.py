@@ -41,3 +41,30 @@ def synth_root(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def nusc(synth_root: str) -> NuScenes:
     return NuScenes(version="v1.0-synth", dataroot=synth_root, verbose=False)
+
+
+# tiny preset, shrunk: a 16 x 16 grid, one sweep, narrow layers, two epochs of one step each
+TINY_TRAIN_SETTINGS = ("--preset", "tiny", "--set", "grid.cell=6.4", "--set", "data.lidar_sweeps=1",
+                       "--set", "model.args.head_channels=8",
+                       "--set", "model.args.trunk_channels=[8, 16]",
+                       "--set", "model.args.neck_channels=8", "--set", "train.epochs=2",
+                       "--set", "train.batch_size=3", "--set", "train.num_workers=0")
+
+
+@pytest.fixture(scope="session")
+def tiny_train_settings() -> list[str]:
+    """``bevkd train`` arguments of :func:`trained_run`."""
+    return list(TINY_TRAIN_SETTINGS)
+
+
+@pytest.fixture(scope="session")
+def trained_run(synth_root: str, tmp_path_factory) -> str:
+    """A finished ``bevkd train`` run of the LiDAR teacher (``configs/teacher/pillars.yaml``)
+    on :func:`synth_root` with :data:`TINY_TRAIN_SETTINGS`. Tests only read it or write
+    beside its own results."""
+    from bevkd.cli import main
+
+    run = str(tmp_path_factory.mktemp("runs") / "pillars")
+    assert main(["train", "configs/teacher/pillars.yaml", "--data", synth_root, "--out", run,
+                 *TINY_TRAIN_SETTINGS]) == 0
+    return run

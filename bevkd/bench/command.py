@@ -137,14 +137,15 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     students = {r.job.model: r.run for r in results.values()
                 if r.status in ("done", "reused") and r.job.seed == 0
                 and r.job.model not in ("teacher", "fusion_teacher", "label_encoder")}
-    latency, busy = {}, None
+    latency, steps, busy = {}, {}, None
     if "baseline" in students:
-        from .latency import load_note, measure
+        from . import latency as lat, steptime
 
-        latency = measure(students, data)
-        busy = load_note()
+        latency = lat.measure(students, data)
+        steps = steptime.measure(students, data)
+        busy = lat.load_note()
     rows = collect(results, "synth_val", {n: t["forward"] for n, t in latency.items()},
-                   {n: t["total"] for n, t in latency.items()})
+                   {n: t["total"] for n, t in latency.items()}, steps)
     os.makedirs(out, exist_ok=True)
     command = "bevkd " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else \
         f"bevkd bench --preset {preset}"

@@ -63,9 +63,10 @@ def time_students(students: dict[str, torch.nn.Module], batches: list,
 
 
 def load_note(load: float | None = None, threads: int = 1) -> str | None:
-    """A table note when other processes shared the CPUs while latency was measured, else
-    ``None``. ``load``: the 1-minute load average just after measuring (read from the system
-    when ``None``); the measuring process itself accounts for ``threads`` of it. Taking the
+    """A table note when other processes shared the CPUs while latency and then step time
+    (:mod:`bevkd.bench.steptime`) were measured, else ``None``. ``load``: the 1-minute load
+    average just after measuring (read from the system when ``None``); the measuring
+    process itself accounts for ``threads`` of it. Taking the
     fastest of interleaved passes absorbs short bursts, not a machine busy with trainings:
     there the ratio of two models moved to 0.55 (bench of session 6)."""
     if load is None:
@@ -76,6 +77,7 @@ def load_note(load: float | None = None, threads: int = 1) -> str | None:
     others = load - threads
     if others < 0.5:
         return None
-    return (f"Latency was measured while other processes used the CPUs (1-minute load "
-            f"{load:.1f} on {os.cpu_count()} cores, {threads} of it the measurement): its ratios "
-            "are unreliable; rerun `bevkd bench ... --report-only` on an idle machine.")
+    return (f"Latency and step time were measured while other processes used the CPUs "
+            f"(1-minute load {load:.1f} on {os.cpu_count()} cores, {threads} of it the "
+            "measurement): their ratios are unreliable; rerun `bevkd bench ... --report-only` "
+            "on an idle machine.")

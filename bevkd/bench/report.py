@@ -1,8 +1,10 @@
 """The benchmark table: per model the metrics over seeds, gains, gap closed and cost ratios.
 
-``gap closed = (mAP_kd − mAP_base) / (mAP_teacher − mAP_base)``; the step-time ratio is the
-distilled run's mean optimiser-step time over the baseline's (same preset, same machine);
-the latency ratio is measured by :mod:`bevkd.bench.latency` on the exported students.
+``gap closed = (mAP_kd − mAP_base) / (mAP_teacher − mAP_base)``; the step-time ratio is
+measured by :mod:`bevkd.bench.steptime` on the trained models, one batch, interleaved (the
+runs' own mean step times, which depend on the training that shared the cores, are kept as
+``train_step_time_ratio``); the latency ratio is measured by :mod:`bevkd.bench.latency` on
+the exported students.
 """
 
 from __future__ import annotations
@@ -34,9 +36,13 @@ def _load(path: str) -> dict[str, Any] | None:
 
 def collect(results: dict[str, JobResult], val_split: str,
             latency: dict[str, float] | None = None,
-            latency_with_decode: dict[str, float] | None = None) -> list[dict[str, Any]]:
+            latency_with_decode: dict[str, float] | None = None,
+            step_seconds: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """Rows of the table (benchmarks/<preset>.json ``rows``), one per model, seeds gathered.
-    ``latency``: forward-pass seconds per model row; ``latency_with_decode``: with decoding."""
+    ``latency``: forward-pass seconds per model row; ``latency_with_decode``: with decoding;
+    ``step_seconds``: one training step per model row, measured interleaved
+    (:func:`bevkd.bench.steptime.measure`), which gives ``step_time_ratio``. The runs' own
+    mean step times give ``train_step_seconds`` and ``train_step_time_ratio``."""
     by_model: dict[str, list[tuple[dict, dict, int]]] = defaultdict(list)
     for res in sorted(results.values(), key=lambda r: r.job.seed):
         if res.status not in ("done", "reused"):
@@ -57,10 +63,13 @@ def collect(results: dict[str, JobResult], val_split: str,
             **{TP_NAMES[k]: float(np.mean([r[0]["tp_errors"][k] for r in runs])) for k in TP_KEYS},
             "AP_per_class": {c: float(np.mean([r[0]["mean_dist_aps"][c] for r in runs]))
                              for c in DETECTION_CLASSES},
-            "step_seconds": float(np.mean([r[1].get("step_seconds", np.nan) for r in runs])),
+            "train_step_seconds": float(np.mean([r[1].get("step_seconds", np.nan)
+                                                 for r in runs])),
             "train_minutes": float(np.mean([r[1].get("train_seconds", np.nan) for r in runs])) / 60,
             "peak_rss_mb": float(np.max([r[1].get("peak_rss_mb", np.nan) for r in runs])),
         }
+        if model in (step_seconds or {}):
+            row["step_seconds"] = float(step_seconds[model])
         rows.append(row)
     _derived(rows, latency or {}, latency_with_decode or {})
     return rows
@@ -80,7 +89,10 @@ def _derived(rows: list[dict[str, Any]], latency: dict[str, float],
             if teacher is not None:
                 gap = np.mean(teacher["mAP"]) - b
                 r["gap_closed"] = float((m - b) / gap) if gap > 0 else None
-            r["step_time_ratio"] = float(r["step_seconds"] / base["step_seconds"])
+            r["train_step_time_ratio"] = float(r["train_step_seconds"]
+                                               / base["train_step_seconds"])
+            if "step_seconds" in r and "step_seconds" in base:
+                r["step_time_ratio"] = float(r["step_seconds"] / base["step_seconds"])
             if r["model"] != "baseline" and len(r["mAP"]) > 1 and len(base["mAP"]) > 1:
                 # the acceptance test of a method: both mean gains exceed the seed spread
                 # (half the range over seeds, the larger of the method's and the baseline's)
@@ -213,7 +225,11 @@ def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
              "`synth_val`; TP errors are means. Latency ratio: the exported student's forward "
              "pass vs the baseline's (batch 1, one thread); with decoding and NMS, which cost "
              "more the more boxes a model scores high, it is `latency_ratio_with_decode` in the "
-             "JSON.", ""]
+             "JSON. Step time ratio: one training step of the seed-0 run's model (student, "
+             "frozen teachers, distillation terms) vs the baseline's on one training batch, "
+             "interleaved in one process, one thread; the runs' own mean step times, which "
+             "depend on the training that shared the cores, give `train_step_time_ratio` in "
+             "the JSON.", ""]
     head = ("| model | mAP | NDS | mATE | mASE | mAOE | mAVE | mAAE | ΔmAP | ΔNDS | beats spread "
             "| gap closed | step time ratio | latency ratio | train min | peak RSS MB |")
     lines += [head, "|" + "---|" * (head.count("|") - 1)]

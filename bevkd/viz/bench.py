@@ -36,7 +36,10 @@ def bars(rows: list[dict[str, Any]], out: str, title: str) -> str:
         mean = np.array([v.mean() for v in vals])
         lo = mean - np.array([v.min() for v in vals])
         hi = np.array([v.max() for v in vals]) - mean
-        ax.bar(x + (k - 0.5) * 0.38, mean, 0.38, yerr=[lo, hi], capsize=3, label=key, color=color)
+        # plain lists: with one bar, matplotlib's error-bar check would turn a 1-element
+        # array into a scalar, which NumPy deprecates
+        ax.bar(x + (k - 0.5) * 0.38, mean, 0.38, yerr=[lo.tolist(), hi.tolist()], capsize=3,
+               label=key, color=color)
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_ylabel("percent")
     ax.set_title(title)

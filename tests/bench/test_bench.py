@@ -189,19 +189,23 @@ def test_table_arithmetic(tmp_path):
     results = {n: JobResult(jobs[n], _fake_run(tmp_path, n, *v), "done") for n, v in values.items()}
     rows = {r["model"]: r for r in collect(results, "synth_val",
                                            {"baseline": 0.100, "bevdistill": 0.101},
-                                           {"baseline": 0.200, "bevdistill": 0.180})}
+                                           {"baseline": 0.200, "bevdistill": 0.180},
+                                           {"baseline": 0.8, "bevdistill": 1.0})}
     kd = rows["bevdistill"]
     assert kd["mAP"] == [0.32, 0.34]
     assert kd["delta_mAP"] == pytest.approx(0.33 - 0.21)
     assert kd["gap_closed"] == pytest.approx((0.33 - 0.21) / (0.60 - 0.21))
-    assert kd["step_time_ratio"] == pytest.approx(1.65 / 1.1)
+    # the table's ratio is the interleaved measurement's; the runs' own step times are kept
+    assert kd["step_time_ratio"] == pytest.approx(1.25)
+    assert kd["train_step_time_ratio"] == pytest.approx(1.65 / 1.1)
+    assert "step_time_ratio" not in rows["teacher"] and "step_seconds" not in rows["teacher"]
     assert kd["latency_ratio"] == pytest.approx(1.01)
     assert kd["latency_ratio_with_decode"] == pytest.approx(0.9)
     md = markdown(list(rows.values()), "tiny", "abc", "bevkd bench", 2)
     assert "| bevdistill | 33.0 ± 1.0 | 41.0 ± 1.0 |" in md
     assert "31%" in md  # gap closed
     # gains in percentage points; +12.0 mAP and +10.0 NDS both exceed the 1.0 seed spread
-    assert kd["beats_baseline"] is True and "| +12.0 | +10.0 | yes | 31% |" in md
+    assert kd["beats_baseline"] is True and "| +12.0 | +10.0 | yes | 31% | 1.25 | 1.01 |" in md
     # one method of four: no verdict yet, only where the table stands
     assert "- **—**: every method beats the baseline" in md
     assert "- **—**: the best method closes >= 30% of the teacher-baseline mAP gap " \
@@ -235,10 +239,11 @@ def test_table_arithmetic(tmp_path):
     wide = {"base0": (0.25, 0.25), "base1": (0.75, 0.75)}  # mean 0.5, spread 0.25
     assert beats((0.75, 0.75), (0.75, 0.75), **wide)["beats_baseline"] is False
     assert beats((0.8125, 0.8125), (0.8125, 0.8125), **wide)["beats_baseline"] is True
-    # the step-time ratio and the verdict do not need a teacher row (gap closed does)
+    # the step-time ratios and the verdict do not need a teacher row (gap closed does);
+    # without an interleaved measurement there is no table ratio, only the runs' own
     row = beats((0.40, 0.50), (0.42, 0.52), teacher=False)
-    assert row["beats_baseline"] is True and row["step_time_ratio"] == pytest.approx(1.0)
-    assert "gap_closed" not in row
+    assert row["beats_baseline"] is True and row["train_step_time_ratio"] == pytest.approx(1.0)
+    assert "gap_closed" not in row and "step_time_ratio" not in row
 
 
 def test_pretrained_backbone_is_made_once_and_reused(tmp_path, monkeypatch):

@@ -13,21 +13,6 @@ from bevkd.cli import main
 from bevkd.engine.run import eval_dir, load_strict
 from bevkd.errors import BevkdError
 
-# tiny preset, shrunk: a 16 x 16 grid, one sweep, narrow layers, two epochs of one step each
-SETTINGS = ["--preset", "tiny", "--set", "grid.cell=6.4", "--set", "data.lidar_sweeps=1",
-            "--set", "model.args.head_channels=8", "--set", "model.args.trunk_channels=[8, 16]",
-            "--set", "model.args.neck_channels=8", "--set", "train.epochs=2",
-            "--set", "train.batch_size=3", "--set", "train.num_workers=0"]
-
-
-@pytest.fixture(scope="module")
-def trained_run(synth_root, tmp_path_factory):
-    run = str(tmp_path_factory.mktemp("runs") / "pillars")
-    assert main(["train", "configs/teacher/pillars.yaml", "--data", synth_root, "--out", run,
-                 *SETTINGS]) == 0
-    return run
-
-
 def test_train_writes_a_complete_run_folder(trained_run):
     for rel in ("config.yaml", "meta.json", "checkpoints/last.ckpt", "checkpoints/epoch-01.ckpt",
                 "logs/metrics.csv", "eval/synth_val/metrics.json"):
@@ -101,12 +86,12 @@ def test_export_keeps_the_detector_only(trained_run, tmp_path):
 
 
 def test_existing_run_needs_resume_and_resume_needs_the_same_config(trained_run, synth_root,
-                                                                     capsys):
+                                                                     tiny_train_settings, capsys):
     assert main(["train", "configs/teacher/pillars.yaml", "--data", synth_root, "--out",
-                 trained_run, *SETTINGS]) == 2
+                 trained_run, *tiny_train_settings]) == 2
     assert "pass --resume" in capsys.readouterr().err
     assert main(["train", "configs/teacher/pillars.yaml", "--data", synth_root, "--out",
-                 trained_run, *SETTINGS, "--set", "optim.lr=0.5", "--resume"]) == 2
+                 trained_run, *tiny_train_settings, "--set", "optim.lr=0.5", "--resume"]) == 2
     err = capsys.readouterr().err
     assert "config differs" in err and "(in optim.lr)" in err
 
