@@ -66,9 +66,9 @@ def load_note(load: float | None = None, threads: int = 1) -> str | None:
     """A table note when other processes shared the CPUs while latency and then step time
     (:mod:`bevkd.bench.steptime`) were measured, else ``None``. ``load``: the 1-minute load
     average just after measuring (read from the system when ``None``); the measuring
-    process itself accounts for ``threads`` of it. Taking the
-    fastest of interleaved passes absorbs short bursts, not a machine busy with trainings:
-    there the ratio of two models moved to 0.55 (bench of session 6)."""
+    process itself accounts for ``threads`` of it. Taking the fastest of interleaved passes
+    absorbs short bursts, not a machine busy with trainings: there the ratio of two models
+    moved to 0.55 (bench of session 6)."""
     if load is None:
         try:
             load = os.getloadavg()[0]

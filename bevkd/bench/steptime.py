@@ -28,8 +28,9 @@ def measure(runs: dict[str, str], data: str, rounds: int = 5, threads: int = 1
     student with its frozen teachers and distillation terms) on one training batch of
     ``data``, interleaved (:func:`median_step_seconds`).
 
-    The batch is the runs' training batch (their batch size, augmented as in training, seed
-    0) and reads every sensor any of the runs reads, so that each model finds its inputs.
+    The batch is the runs' training batch (their batch size, augmented as in training; the
+    loader keys augmentations by dataset seed, epoch and index, so it is the same batch every
+    time) and reads every sensor any of the runs reads, so that each model finds its inputs.
     """
     torch.set_num_threads(threads)
     models, cfgs = {}, []
@@ -41,7 +42,6 @@ def measure(runs: dict[str, str], data: str, rounds: int = 5, threads: int = 1
     data_cfg = replace(cfg.data, use_lidar=any(c.data.use_lidar for c in cfgs),
                        use_camera=any(c.data.use_camera for c in cfgs))
     ds = NuScenesDataset(data, cfg.train.version, cfg.train.train_split, data_cfg, train=True)
-    torch.manual_seed(0)
     batch = collate([ds[i] for i in range(min(cfg.train.batch_size, len(ds)))])
     return median_step_seconds(models, batch, rounds)
 
