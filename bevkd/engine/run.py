@@ -19,6 +19,8 @@ import json
 import os
 import sys
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -275,6 +277,29 @@ def _loggers(run: str, resume: bool) -> list:
     return loggers
 
 
+# What Lightning says on every --resume, and why none of it is true of a bevkd run folder.
+RESUME_NOTES_SILENCED = (
+    # _loggers has moved the earlier attempt's metrics.csv to metrics.part<N>.csv first, so
+    # nothing is deleted (Lightning warns because the logs folder is not empty)
+    r"Experiment logs directory .* exists and is not empty",
+    # resuming means continuing into the run's own checkpoints folder
+    r"Checkpoint directory .* exists and is not empty",
+    # _ResumableData points the sampler at the first unconsumed item and restores the RNGs,
+    # so a mid-epoch checkpoint resumes exactly (Lightning only sees a plain DataLoader)
+    r"You're resuming from a checkpoint that ended before the epoch ended",
+)
+
+
+@contextmanager
+def _resume_notes_silenced(resume: bool):
+    """Hides :data:`RESUME_NOTES_SILENCED` during a resumed fit; a fresh run keeps them all."""
+    with warnings.catch_warnings():
+        if resume:
+            for message in RESUME_NOTES_SILENCED:
+                warnings.filterwarnings("ignore", message=message)
+        yield
+
+
 def _earlier_machines(run: str) -> list:
     """The machines ``RUN/meta.json`` records for the attempts so far (``[None]``: it records
     none, e.g. written before bevkd recorded machines; ``[]``: no readable meta.json)."""
@@ -366,7 +391,9 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
         num_sanity_val_steps=0, deterministic=tcfg.deterministic, enable_model_summary=False,
         use_distributed_sampler=False)  # EpochSampler shards by rank itself
     try:
-        trainer.fit(module, train_loader, val_loader, ckpt_path=resume_from if resume else None)
+        with _resume_notes_silenced(resume):
+            trainer.fit(module, train_loader, val_loader,
+                        ckpt_path=resume_from if resume else None)
     except _Interrupted:  # Ctrl-C: last.ckpt of the step is saved
         raise KeyboardInterrupt from None
     except SystemExit:  # Lightning exits 1 after a graceful Ctrl-C; say "interrupted" (130)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -17,7 +19,8 @@ import torch
 
 from bevkd.cli import main
 from bevkd.engine.history import step_series, training_log, validations
-from bevkd.engine.run import checkpoint_is_whole, resume_checkpoint
+from bevkd.engine.run import (RESUME_NOTES_SILENCED, checkpoint_is_whole,
+                              resume_checkpoint)
 from bevkd.errors import BevkdError
 from bevkd.provenance import machine
 
@@ -146,7 +149,14 @@ def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, tmp_pa
     other = {**meta["machine"], "cpu": "another CPU"}
     with open(meta_path, "w") as f:
         json.dump({**meta, "machine": other, "machines": [other]}, f)
-    assert main([*args, "--resume"]) == 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([*args, "--resume"]) == 0
+    # Lightning's notes on a resume (logs and checkpoints folders not empty, a mid-epoch
+    # checkpoint with a plain DataLoader) are all untrue of a bevkd run folder, and hidden
+    said = [str(w.message) for w in caught]
+    assert not [m for m in said if re.search("|".join(RESUME_NOTES_SILENCED), m)], said
+    assert os.path.isfile(os.path.join(run, "logs", "metrics.part1.csv"))
     meta = json.load(open(meta_path))
     assert meta["machines"] == [other, machine()] and meta["machine"] == machine()
     assert main(_args("configs/student/bevdepth.yaml", "bevdepth", synth_root, whole)) == 0

@@ -1,0 +1,1 @@
+"""`bevkd bench`: the paper table reproduced on SynthScenes (plan, runner, report, latency)."""

@@ -1,0 +1,348 @@
+"""`bevkd bench`: SynthScenes -> teachers, label encoder, baseline, methods, composite, ablations
+-> evaluation, latency -> benchmarks/<preset>.md, .json and plots."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+from ..config import read_yaml
+from ..engine.config import resolve_preset
+from ..errors import BevkdError
+from ..fileio import atomic_write, write_json
+from ..provenance import git_commit, machine_label
+from .plan import ABLATIONS, METHODS, plan, redundant_ablations
+from .report import ablation_pairs, acceptance, collect, markdown
+from .runner import run_jobs
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """A preset's ``bench:`` section: the dataset and how many runs go in parallel."""
+
+    scenes: int = 24
+    samples_per_scene: int = 20
+    width: int = 800
+    height: int = 450
+    seeds: int = 2
+    ablation_seeds: int = 1     # seeds 0 .. n-1 of every ablation row (at most `seeds`)
+    parallel: int = 2
+    threads: int = 1
+    pretrain_steps: int = 0     # >0: camera backbones start from `bevkd pretrain` weights
+    # row -> `--set` overrides for that row's runs (and its ablations): a method's documented
+    # hyper-parameters re-set for this preset; the table lists them next to the rows
+    overrides: dict[str, list[str]] = field(default_factory=dict)
+    # `--set` overrides for every student run (baseline, methods, ablations), not the teachers:
+    # e.g. a longer schedule for the camera students than for the LiDAR-side models
+    student_sets: list[str] = field(default_factory=list)
+
+
+def row_overrides(spec: BenchSpec) -> dict[str, tuple[str, ...]]:
+    """``spec.overrides`` checked: rows the bench knows, ``key=value`` strings."""
+    known = ("baseline", *METHODS, "composite")
+    out = {}
+    for row, sets in spec.overrides.items():
+        if row not in known:
+            raise BevkdError(f"bench.overrides: unknown row {row!r}; rows are {', '.join(known)}")
+        out[row] = checked_sets(sets, f"bench.overrides.{row}")
+    return out
+
+
+def checked_sets(sets, where: str) -> tuple[str, ...]:
+    """``sets`` as a tuple of ``key=value`` strings, or an error naming ``where``."""
+    if isinstance(sets, str) or not all(isinstance(s, str) and "=" in s for s in sets):
+        raise BevkdError(f"{where}: expected a list of key=value, got {sets!r}")
+    return tuple(sets)
+
+
+def student_sets_note(student_sets: tuple[str, ...], extra: tuple[str, ...]) -> str:
+    """The table's note on ``bench.student_sets``. A command-line ``--set`` of the same key
+    comes later on every training's command line and wins (``make demo``'s
+    ``train.epochs=4``), so the note names what it replaced instead of a value no run took."""
+    def key(s: str) -> str:
+        return s.split("=", 1)[0].strip()
+
+    replaced = {key(s) for s in extra}
+    kept = [s for s in student_sets if key(s) not in replaced]
+    lost = [s for s in student_sets if key(s) in replaced]
+    note = []
+    if kept:
+        note.append("Every student run (baseline, methods, ablations), not the teachers, also "
+                    f"takes the preset's `bench.student_sets`: {', '.join(kept)}.")
+    if lost:
+        note.append(f"This command's `--set` replaces the preset's `bench.student_sets` "
+                    f"{', '.join(lost)} for every run.")
+    return " ".join(note)
+
+
+def bench_spec(preset: str) -> BenchSpec:
+    from ..config import from_dict
+
+    return from_dict(BenchSpec, read_yaml(resolve_preset(preset)).get("bench") or {}, "bench")
+
+
+def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: int | None = None,
+              methods: tuple[str, ...] = METHODS, composite: bool = True,
+              ablations: tuple[str, ...] = tuple(ABLATIONS), parallel: int | None = None,
+              extra: tuple[str, ...] = (), pretrain_steps: int | None = None,
+              train: bool = True, ablation_seeds: int | None = None) -> dict:
+    """The whole bench; ``train=False`` writes the table of the runs finished so far (rows
+    without one are left out and named in the table's note) and trains nothing."""
+    spec = bench_spec(preset)
+    if pretrain_steps is not None:
+        from dataclasses import replace
+
+        spec = replace(spec, pretrain_steps=pretrain_steps)
+    seeds = seeds or spec.seeds
+    # a table of fewer seeds than the preset's ablation seeds (e.g. the demo's one) keeps
+    # its ablations to those seeds unless asked for more (which plan() then refuses)
+    if ablation_seeds is None:
+        ablation_seeds = min(spec.ablation_seeds, seeds)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise BevkdError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    runs = os.path.abspath(runs)  # a run's recorded command must not depend on the spelling
+    if data is None:
+        data = os.path.join(runs, "synth")
+        if not os.path.isdir(os.path.join(data, "v1.0-synth")) and train:
+            from ..data.synth.generator import SynthConfig
+            from ..data.synth.writer import generate_dataset
+
+            generate_dataset(SynthConfig(out=data, scenes=spec.scenes,
+                                         samples_per_scene=spec.samples_per_scene,
+                                         width=spec.width, height=spec.height))
+    if not train and not os.path.isdir(os.path.join(data, "v1.0-synth")):
+        raise BevkdError(f"no SynthScenes dataset at {data} (v1.0-synth/): a report needs the "
+                         "dataset the runs were trained on")
+    tuned = row_overrides(spec)
+    data = os.path.abspath(data)
+    student_sets = checked_sets(spec.student_sets, "bench.student_sets")
+    same = redundant_ablations(preset, tuple(a for a in ablations if ABLATIONS[a][0] in methods),
+                               tuned, extra)
+    if same:
+        print(f"[bench] no row for {', '.join(same)}: on this preset it sets what its method's "
+              "row already trains", flush=True)
+    ablations = tuple(a for a in ablations if a not in same)
+    jobs = plan(seeds, methods, composite, ablations, tuned, student_sets, ablation_seeds)
+    camera = ()
+    if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)
+        weights = (pretrained_backbone(preset, data, runs, spec, extra) if train
+                   else os.path.join(runs, "backbone.pth"))
+        camera = (f"model.args.backbone_weights={weights}",)
+    results = run_jobs(jobs, preset, data, runs, parallel or spec.parallel, spec.threads,
+                       extra=extra, camera_extra=camera, log=lambda m: print(m, flush=True),
+                       train=train)
+    students = {r.job.model: r.run for r in results.values()
+                if r.status in ("done", "reused") and r.job.seed == 0
+                and r.job.model not in ("teacher", "fusion_teacher", "label_encoder")}
+    latency, steps, busy = {}, {}, None
+    if "baseline" in students:
+        from . import latency as lat, steptime
+
+        latency = lat.measure(students, data)
+        steps = steptime.measure(students, data)
+        busy = lat.load_note()
+    rows = collect(results, "synth_val", {n: t["forward"] for n, t in latency.items()},
+                   {n: t["total"] for n, t in latency.items()}, steps)
+    os.makedirs(out, exist_ok=True)
+    command = "bevkd " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else \
+        f"bevkd bench --preset {preset}"
+    failed = [n for n, r in results.items() if r.status in ("failed", "skipped")]
+    missing = [n for n, r in results.items() if r.status == "missing"]
+    notes = []
+    if student_sets:
+        notes.append(student_sets_note(student_sets, extra))
+    # only the rows this table trains (make demo's has BEVDistill alone)
+    planned = {j.model for j in jobs}
+    shown = {row: sets for row, sets in tuned.items() if row in planned}
+    if shown:
+        notes.append("Hyper-parameters this preset sets in place of the published ones (the "
+                     "configs' defaults), in the preset's `bench.overrides`: " + "; ".join(
+                         f"{row}: {', '.join(sets)}" for row, sets in shown.items()) + ".")
+    if busy:
+        notes.append(busy)
+    if failed:
+        notes.append(f"Failed or skipped runs: {', '.join(failed)}.")
+    if missing:
+        notes.append(f"Not trained yet (a table of the runs finished so far): "
+                     f"{', '.join(missing)}.")
+    commit = git_commit()
+    others = run_commits(results, commit)
+    if others:
+        notes.append("Runs reused from another commit than this table's (same resolved config; "
+                     "code changes that leave configs alone are not detected): " + "; ".join(
+                         f"`{c[:12]}`: {', '.join(names)}" for c, names in others.items()) + ".")
+    machines = run_machines(results)
+    if len(set(machines) - {"unrecorded"}) > 1:
+        notes.append("Runs trained on different machines (a CPU training reproduces to the "
+                     "digit only on the same CPU and libraries): " + "; ".join(
+                         f"{m}: {', '.join(names)}" for m, names in machines.items()) + ".")
+    served = {n: os.path.basename(r.run) for n, r in results.items()
+              if r.status == "reused" and os.path.basename(r.run) != n}
+    if served:
+        notes.append("Jobs served by another run of the same command but for its folder (same "
+                     "inputs, same resolved config): " + ", ".join(
+                         f"{n} by {o}" for n, o in served.items()) + ".")
+    note = "\n\n".join(notes)
+    result = {"commit": commit, "command": command, "preset": preset, "seeds": seeds,
+              "ablation_seeds": ablation_seeds,
+              "data": data, "pretrain_steps": spec.pretrain_steps,
+              "overrides": {r: list(s) for r, s in tuned.items()}, "run_commits": others,
+              "served_by": served, "machines": machines, "rows": rows,
+              "acceptance": acceptance(rows), "ablations": ablation_pairs(rows),
+              "failed": failed, "missing": missing}
+    base = os.path.join(out, preset)
+    write_json(base + ".json", result, strict=True)
+    atomic_write(base + ".md", markdown(rows, preset, commit, command, seeds, note))
+    _plots(rows, base, results, data, preset)
+    return result
+
+
+def _finished_meta(results: dict):
+    """``(name, meta.json contents or {})`` of each finished run of ``results``."""
+    for name, r in results.items():
+        if r.status not in ("done", "reused"):
+            continue
+        try:
+            with open(os.path.join(r.run, "meta.json")) as f:
+                yield name, json.load(f)
+        except (OSError, ValueError):
+            yield name, {}
+
+
+def run_commits(results: dict, commit: str) -> dict[str, list[str]]:
+    """``{commit: [run names]}`` of the finished runs whose ``meta.json`` names another commit
+    than ``commit`` (runs reused from an earlier bench)."""
+    out: dict[str, list[str]] = {}
+    for name, meta in _finished_meta(results):
+        c = meta.get("commit", "unknown")
+        if c != commit:
+            out.setdefault(c, []).append(name)
+    return out
+
+
+def run_machines(results: dict) -> dict[str, list[str]]:
+    """``{machine: [run names]}`` of the finished runs (``provenance.machine_label`` of their
+    ``meta.json``; a run resumed on other machines: theirs joined by " + "). More than one
+    recorded key means the table mixes CPUs, across which a training does not reproduce to
+    the digit; runs older than the record are ``unrecorded``."""
+    out: dict[str, list[str]] = {}
+    for name, meta in _finished_meta(results):
+        label = " + ".join(machine_label(m) for m in meta.get("machines")
+                           or [meta.get("machine")])
+        out.setdefault(label, []).append(name)
+    return out
+
+
+def pretrained_backbone(preset: str, data: str, runs: str, spec: BenchSpec,
+                        extra: tuple[str, ...] = ()) -> str:
+    """``RUNS/backbone.pth`` from ``bevkd pretrain`` of the student config with the bench's
+    ``--set`` overrides (``extra``). Reused when it was made with the same number of steps, for
+    the same image size and ResNet depth; otherwise an error (it is never overwritten: the
+    runs that used it record its identity)."""
+    import subprocess
+
+    from ..engine.config import load_experiment
+    from .plan import CONFIGS
+
+    config = os.path.join(CONFIGS, "student", "bevdepth.yaml")
+    cfg = load_experiment(config, preset, list(extra))
+    want = {"steps": spec.pretrain_steps, "image_size": list(cfg.data.image.final_size),
+            "backbone_depth": cfg.model.args.get("backbone_depth", 50)}
+    path = os.path.join(runs, "backbone.pth")
+    if os.path.isfile(path + ".json"):
+        with open(path + ".json") as f:
+            made = json.load(f)
+        if made.get("steps") != want["steps"]:
+            raise BevkdError(f"{path} was pretrained for {made.get('steps')} steps, this bench "
+                             f"asks for {want['steps']}; pass --pretrain-steps "
+                             f"{made.get('steps')}, use another --runs folder or delete it (and "
+                             "the runs that used it)")
+        other = [f"{k} {made.get(k)} (now {v})" for k, v in want.items() if made.get(k) != v]
+        if other:
+            raise BevkdError(f"{path} was pretrained for another camera model: "
+                             f"{', '.join(other)}; use another --runs folder or delete it (and "
+                             "the runs that used it)")
+        print(f"[bench] reuse {path} (pretrained earlier)", flush=True)
+        return path
+    os.makedirs(runs, exist_ok=True)
+    print(f"[bench] pretrain the camera backbone ({spec.pretrain_steps} steps) -> {path}",
+          flush=True)
+    cmd = [sys.executable, "-m", "bevkd.cli", "pretrain", config, "--preset", preset,
+           "--data", data, "--out", path, "--steps", str(spec.pretrain_steps)]
+    # the bench's overrides first, so the pretraining's thread count is the bench's
+    for s in (*extra, f"train.threads={spec.threads * spec.parallel}"):
+        cmd += ["--set", s]
+    with open(os.path.join(runs, "backbone.log"), "a") as log:
+        if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
+            raise BevkdError(f"backbone pretraining failed; see {runs}/backbone.log")
+    return path
+
+
+def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str) -> None:
+    from ..viz.bench import bars, bev_predictions, per_class
+
+    if not rows:
+        return
+    bars(rows, base + "_map_nds.png", f"bevkd bench --preset {preset}: mAP / NDS on synth_val")
+    per_class(rows, base + "_per_class.png", "AP per class (synth_val)")
+    ok = {n for n, r in results.items() if r.status in ("done", "reused")}
+    _curves(results, ok, base + "_curves.png")
+    picks = {}
+    distilled = next((m for m in ("composite", *METHODS) if f"{m}-s0" in ok), None)
+    for model in ("teacher", "baseline", distilled):
+        name = model if model == "teacher" else f"{model}-s0"
+        if model and name in ok:
+            picks[model] = results[name].run
+    if len(picks) >= 2:
+        import torch
+
+        from ..data.nuscenes import NuScenesDataset
+        from ..engine.run import load_trained
+        from ..structures.batch import collate
+
+        models, cfgs = {}, {}
+        for name, run in picks.items():
+            cfgs[name], m = load_trained(run)
+            models[name] = getattr(m, "student", m).eval()
+        # one sample through each model's own loader settings (teacher: LiDAR, students: cameras)
+        batches = {}
+        for name, cfg in cfgs.items():
+            ds = NuScenesDataset(data, cfg.train.version, cfg.train.val_split, cfg.data)
+            batches[name] = collate([ds[0]])
+        info = ds.infos[0]
+        with torch.no_grad():
+            wrapped = {n: _Fixed(models[n], batches[n]) for n in models}
+            bev_predictions(wrapped, None, info.gt_boxes, info.gt_labels, base + "_bev.png")
+
+
+def _curves(results: dict, ok: set[str], out: str) -> None:
+    """Seed-0 training curves of the baseline, each method and the composite: every
+    distillation term beside the detection loss (``<out>``)."""
+    from ..viz.curves import loss_curves, run_panel
+
+    runs, subtitles = {}, {}
+    for model in ("baseline", *METHODS, "composite"):
+        name = f"{model}-s0"
+        if name not in ok:
+            continue
+        runs[model], subtitle = run_panel(results[name].run)
+        if subtitle:
+            subtitles[model] = subtitle
+    if runs:
+        loss_curves(runs, out, "training losses, seed 0 (weighted, 20-step means)", subtitles)
+
+
+class _Fixed:
+    """Adapter: each model sees its own batch of the same sample."""
+
+    def __init__(self, model, batch):
+        self.model, self.batch = model, batch
+
+    def __call__(self, _):
+        return self.model(self.batch)
+
+    def decode(self, out, _):
+        return self.model.decode(out, self.batch)

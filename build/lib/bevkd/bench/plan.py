@@ -1,0 +1,134 @@
+"""What `bevkd bench` trains: teachers, the label encoder, the baseline, every method, the
+composite and the ablation rows, as jobs with dependencies."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..errors import BevkdError
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__)))), "configs")
+
+METHODS = ("bevdistill", "labeldistill", "dualdistill", "asd")
+
+# Ablation rows (DESIGN §4.4: every ASD choice the abstract leaves open; REFERENCE_RESULTS: the
+# DualDistill CRD temperatures, and DESIGN §4.3's option of starting the student head from the
+# teacher head or not): name -> (method, overrides). Each trains the first `ablation_seeds`
+# seeds of the table (the preset's `bench.ablation_seeds`, by default seed 0 only) and is read
+# against its method's run of the same seed, with the method's seed spread as the scale.
+ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "dualdistill_T1.0": ("dualdistill", ("distill.methods.0.args.crd_temperature=1.0",)),
+    "dualdistill_T0.5": ("dualdistill", ("distill.methods.0.args.crd_temperature=0.5",)),
+    # the published values, rows only where a preset's bench.overrides re-sets them
+    "dualdistill_T0.1": ("dualdistill", ("distill.methods.0.args.crd_temperature=0.1",)),
+    "asd_no_smoothing": ("asd", ("distill.methods.0.args.smooth_kernel=1",)),
+    "asd_smoothing_3x3": ("asd", ("distill.methods.0.args.smooth_kernel=3",)),
+    "asd_no_fusion_path": ("asd", ("distill.methods.0.args.fusion_weight=0.0",)),
+    "asd_gamma0": ("asd", ("distill.methods.0.args.gamma=0.0",)),
+    "asd_box_mask": ("asd", ("distill.methods.0.args.mask=box",)),
+    "asd_lidar_response": ("asd", ("distill.methods.0.args.response_teacher=lidar",)),
+    # last: set against the tiny preset's DualDistill, which starts its head from the teacher's
+    "dualdistill_own_head": ("dualdistill",
+                             ("distill.methods.0.args.init_student_head_from_teacher=false",)),
+}
+
+# The job whose run serves each teacher role of a distillation config.
+TEACHER_JOBS = {"lidar": "teacher", "fusion": "fusion_teacher", "label": "label_encoder"}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training: ``bevkd train CONFIG --preset P --out RUNS/name --set ...``."""
+
+    name: str                      # run folder name, e.g. "baseline-s1"
+    model: str                     # row of the table: teacher, baseline, bevdistill, ...
+    config: str
+    seed: int = 0
+    overrides: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()    # job names whose runs must exist first
+
+
+def _method_config(method: str) -> str:
+    return os.path.join(CONFIGS, "distill", f"{method}.yaml")
+
+
+def redundant_ablations(preset: str, ablations: tuple[str, ...],
+                        overrides: dict[str, tuple[str, ...]] | None = None,
+                        extra: tuple[str, ...] = ()) -> list[str]:
+    """The ablations that resolve, on ``preset`` with the bench's ``overrides`` (row -> ``--set``
+    strings) and ``extra`` sets, to the very config of their method's row, so they would train
+    that row again: ``dualdistill_own_head`` on a preset that keeps the published head."""
+    from ..config import to_dict
+    from ..engine.config import load_experiment
+
+    overrides = overrides or {}
+    rows: dict[str, dict] = {}  # method -> its row's resolved config, loaded once
+    same = []
+    for name in ablations:
+        method, sets = ABLATIONS[name]
+        base = [*extra, *overrides.get(method, ())]
+        if method not in rows:
+            rows[method] = to_dict(load_experiment(_method_config(method), preset, base))
+        if rows[method] == to_dict(load_experiment(_method_config(method), preset,
+                                                   [*base, *sets])):
+            same.append(name)
+    return same
+
+
+def plan(seeds: int, methods: tuple[str, ...] = METHODS, composite: bool = True,
+         ablations: tuple[str, ...] = tuple(ABLATIONS),
+         overrides: dict[str, tuple[str, ...]] | None = None,
+         student_sets: tuple[str, ...] = (), ablation_seeds: int = 1) -> list[Job]:
+    """The benchmark's jobs in an order that respects dependencies. The LiDAR teacher is
+    always trained (it is the table's upper row); the fusion teacher and the label encoder
+    only when a method needs them. ``student_sets`` (``--set`` strings) go to every student
+    run, first; ``overrides`` (row -> ``--set`` strings) go to that row's runs and to the
+    ablations of that method, before the ablation's own. Ablations train seeds
+    ``0 .. ablation_seeds - 1``, each of which the main rows train too (``ablation_seeds <=
+    seeds``), so every ablation run has its method's run of the same seed to be read against."""
+    overrides = overrides or {}
+    teachers = [
+        Job("teacher", "teacher", os.path.join(CONFIGS, "teacher", "pillars.yaml")),
+        Job("fusion_teacher", "fusion_teacher", os.path.join(CONFIGS, "teacher", "fusion.yaml")),
+        Job("label_encoder", "label_encoder", os.path.join(CONFIGS, "teacher",
+                                                           "label_encoder.yaml"),
+            needs=("teacher",)),
+    ]
+    rows: list[tuple[str, str, tuple[str, ...]]] = [
+        ("baseline", os.path.join(CONFIGS, "student", "bevdepth.yaml"),
+         overrides.get("baseline", ()))]
+    rows += [(m, _method_config(m), overrides.get(m, ())) for m in methods]
+    if composite:
+        rows.append(("composite", _method_config("composite"), overrides.get("composite", ())))
+    ablation_rows = [(name, _method_config(method), (*overrides.get(method, ()), *sets))
+                     for name in ablations for method, sets in [ABLATIONS[name]]
+                     if method in methods]
+    if ablation_rows and not 1 <= ablation_seeds <= seeds:
+        raise BevkdError(f"ablation seeds (--ablation-seeds, or the preset's "
+                         f"bench.ablation_seeds) must be between 1 and the table's {seeds} "
+                         f"seed(s), got {ablation_seeds}: an ablation is read against its "
+                         "method's run of the same seed")
+    # every seed of the main rows before the ablations (seed 0 of every ablation first): a
+    # bench cut short still has the main table with its seed spread
+    runs = [(seed, row) for seed in range(seeds) for row in rows] + [
+        (seed, r) for seed in range(ablation_seeds) for r in ablation_rows]
+    students = []
+    for seed, (model, config, extra) in runs:
+        needs = tuple(TEACHER_JOBS[r] for r in teacher_roles(config))
+        students.append(Job(f"{model}-s{seed}", model, config, seed,
+                            (f"train.seed={seed}", *student_sets, *extra), needs))
+    needed = {"teacher"} | {n for j in students for n in j.needs}
+    return [j for j in teachers if j.name in needed] + students
+
+
+def teacher_roles(config: str) -> tuple[str, ...]:
+    """Teacher roles the distillation methods of a config need (from their classes'
+    ``teacher_requires``), in a stable order."""
+    from ..config import read_yaml
+    from ..distill.methods import DISTILLERS
+
+    methods = (read_yaml(config).get("distill") or {}).get("methods") or []
+    roles = {r for m in methods for r in DISTILLERS[m["type"]].roles}
+    return tuple(r for r in TEACHER_JOBS if r in roles)

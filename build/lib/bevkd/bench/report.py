@@ -1,0 +1,277 @@
+"""The benchmark table: per model the metrics over seeds, gains, gap closed and cost ratios.
+
+``gap closed = (mAP_kd − mAP_base) / (mAP_teacher − mAP_base)``; the step-time ratio is
+measured by :mod:`bevkd.bench.steptime` on the trained models, one batch, interleaved (the
+runs' own mean step times, which depend on the training that shared the cores, are kept as
+``train_step_time_ratio``); the latency ratio is measured by :mod:`bevkd.bench.latency` on
+the exported students.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from ..structures.classes import DETECTION_CLASSES
+from .plan import ABLATIONS, METHODS
+from .runner import JobResult
+
+TP_KEYS = ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err")
+TP_NAMES = {"trans_err": "mATE", "scale_err": "mASE", "orient_err": "mAOE", "vel_err": "mAVE",
+            "attr_err": "mAAE"}
+ORDER = ("teacher", "fusion_teacher", "label_encoder", "baseline", "bevdistill", "labeldistill",
+         "dualdistill", "asd", "composite")
+
+
+def _load(path: str) -> dict[str, Any] | None:
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def collect(results: dict[str, JobResult], val_split: str,
+            latency: dict[str, float] | None = None,
+            latency_with_decode: dict[str, float] | None = None,
+            step_seconds: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Rows of the table (benchmarks/<preset>.json ``rows``), one per model, seeds gathered.
+    ``latency``: forward-pass seconds per model row; ``latency_with_decode``: with decoding;
+    ``step_seconds``: one training step per model row, measured interleaved
+    (:func:`bevkd.bench.steptime.measure`), which gives ``step_time_ratio``. The runs' own
+    mean step times give ``train_step_seconds`` and ``train_step_time_ratio``."""
+    by_model: dict[str, list[tuple[dict, dict, int]]] = defaultdict(list)
+    for res in sorted(results.values(), key=lambda r: r.job.seed):
+        if res.status not in ("done", "reused"):
+            continue
+        metrics = _load(os.path.join(res.run, "eval", val_split, "metrics.json"))
+        timing = _load(os.path.join(res.run, "timing.json")) or {}
+        if metrics is not None:
+            by_model[res.job.model].append((metrics, timing, res.job.seed))
+    rows = []
+    names = sorted(by_model, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
+    for model in names:
+        runs = by_model[model]
+        row: dict[str, Any] = {
+            "model": model,
+            "seeds": [r[2] for r in runs],
+            "mAP": [r[0]["mean_ap"] for r in runs],
+            "NDS": [r[0]["nd_score"] for r in runs],
+            **{TP_NAMES[k]: float(np.mean([r[0]["tp_errors"][k] for r in runs])) for k in TP_KEYS},
+            "AP_per_class": {c: float(np.mean([r[0]["mean_dist_aps"][c] for r in runs]))
+                             for c in DETECTION_CLASSES},
+            "train_step_seconds": float(np.mean([r[1].get("step_seconds", np.nan)
+                                                 for r in runs])),
+            "train_minutes": float(np.mean([r[1].get("train_seconds", np.nan) for r in runs])) / 60,
+            "peak_rss_mb": float(np.max([r[1].get("peak_rss_mb", np.nan) for r in runs])),
+        }
+        if model in (step_seconds or {}):
+            row["step_seconds"] = float(step_seconds[model])
+        rows.append(row)
+    _derived(rows, latency or {}, latency_with_decode or {})
+    return rows
+
+
+def _derived(rows: list[dict[str, Any]], latency: dict[str, float],
+             latency_with_decode: dict[str, float]) -> None:
+    by = {r["model"]: r for r in rows}
+    base, teacher = by.get("baseline"), by.get("teacher")
+    for r in rows:
+        if base is None:
+            break
+        m, b = np.mean(r["mAP"]), np.mean(base["mAP"])
+        r["delta_mAP"] = float(m - b)
+        r["delta_NDS"] = float(np.mean(r["NDS"]) - np.mean(base["NDS"]))
+        if r["model"] not in ("teacher", "fusion_teacher", "label_encoder"):
+            if teacher is not None:
+                gap = np.mean(teacher["mAP"]) - b
+                r["gap_closed"] = float((m - b) / gap) if gap > 0 else None
+            r["train_step_time_ratio"] = float(r["train_step_seconds"]
+                                               / base["train_step_seconds"])
+            if "step_seconds" in r and "step_seconds" in base:
+                r["step_time_ratio"] = float(r["step_seconds"] / base["step_seconds"])
+            if r["model"] != "baseline" and len(r["mAP"]) > 1 and len(base["mAP"]) > 1:
+                # the acceptance test of a method: both mean gains exceed the seed spread
+                # (half the range over seeds, the larger of the method's and the baseline's)
+                r["beats_baseline"] = all(
+                    r[f"delta_{k}"] > max(seed_spread(r[k]), seed_spread(base[k])) for k in ("mAP", "NDS"))
+        if r["model"] in latency and "baseline" in latency:
+            r["latency_ratio"] = float(latency[r["model"]] / latency["baseline"])
+        if r["model"] in latency_with_decode and "baseline" in latency_with_decode:
+            r["latency_ratio_with_decode"] = float(latency_with_decode[r["model"]]
+                                                   / latency_with_decode["baseline"])
+
+
+def ablation_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each ablation row against its method's runs of the same seeds (``collect``'s rows).
+
+    An ablation changes one setting of a method and may train fewer seeds than the table's
+    rows (``bench.ablation_seeds``; the tiny preset: seed 0), so its Δ against the baseline's
+    mean mixes the setting with the seed. The paired Δ here holds the seed fixed; the method's
+    own spread over seeds is beside it, as the scale a setting must beat to mean anything.
+    Fields: ``ablation``, ``method``, ``setting`` (its ``--set`` strings), ``seeds``,
+    ``mAP``/``NDS`` (means over those seeds), ``delta_mAP``/``delta_NDS`` (ablation − method,
+    same seeds; absent when the method has none of them), ``method_spread_mAP``/
+    ``method_spread_NDS``, ``beyond_spread``.
+    """
+    by = {r["model"]: r for r in rows}
+    out = []
+    for name, (method, sets) in ABLATIONS.items():
+        if name not in by:
+            continue
+        r, m = by[name], by.get(method)
+        row: dict[str, Any] = {"ablation": name, "method": method, "setting": list(sets),
+                               "seeds": r["seeds"], "mAP": float(np.mean(r["mAP"])),
+                               "NDS": float(np.mean(r["NDS"]))}
+        paired = [i for i, s in enumerate(m["seeds"]) if s in r["seeds"]] if m else []
+        if paired:
+            for k in ("mAP", "NDS"):
+                row[f"delta_{k}"] = row[k] - float(np.mean([m[k][i] for i in paired]))
+                row[f"method_spread_{k}"] = seed_spread(m[k])
+            if len(m["mAP"]) > 1:
+                row["beyond_spread"] = {
+                    k: abs(row[f"delta_{k}"]) > row[f"method_spread_{k}"] for k in ("mAP", "NDS")}
+        out.append(row)
+    return out
+
+
+GAP_TARGET = 0.30          # the best published single method closes ~30 % on nuScenes
+LATENCY_TOLERANCE = 0.05   # "1.00 up to noise": interleaved fastest-of-5 timings on a quiet CPU
+
+
+def acceptance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The benchmark's acceptance checks on a table (``collect``'s rows), each
+    ``{"check", "passed", "detail"}``; ``passed`` is ``None`` when the table lacks what the
+    check needs (one seed, a row not trained yet, no latency measured)."""
+    by = {r["model"]: r for r in rows}
+    methods = [by[m] for m in METHODS if m in by]
+    kd = methods + ([by["composite"]] if "composite" in by else [])
+    students = kd + ([by["baseline"]] if "baseline" in by else [])
+    counts = {r["model"]: len(r["mAP"]) for r in students}
+    most = max(counts.values(), default=0)
+    fewer = [m for m, c in counts.items() if c < most]
+    out = [{"check": "at least 2 seeds per student row",
+            "passed": min(counts.values()) >= 2 if kd else None,
+            "detail": f"{most} seed(s)" + (f"; fewer for {', '.join(fewer)}" if fewer else "")}]
+    # a table with rows missing or seeds not trained yet gives no verdict, only where it stands
+    complete = bool(kd) and not fewer and len(methods) == len(METHODS) and "composite" in by
+
+    def pts(r: dict[str, Any], k: str) -> str:
+        return f"{100 * r[f'delta_{k}']:+.1f}"
+
+    beats = [r.get("beats_baseline") for r in methods]
+    out.append({
+        "check": "every method beats the baseline on mean mAP and NDS by more than the seed "
+                 "spread",
+        "passed": None if None in beats else all(beats),  # None: one seed (rows missing: below)
+        "detail": "; ".join(
+            f"{r['model']} {pts(r, 'mAP')} / {pts(r, 'NDS')} "
+            f"(spread {100 * max(seed_spread(r['mAP']), seed_spread(by['baseline']['mAP'])):.1f} / "
+            f"{100 * max(seed_spread(r['NDS']), seed_spread(by['baseline']['NDS'])):.1f})"
+            for r in methods if "delta_mAP" in r) or "no method row"})
+    composite = {"check": "the composite beats every single method (mean mAP and NDS)",
+                 "passed": None, "detail": "no composite or method row"}
+    if "composite" in by and methods:
+        margins = {k: float(np.mean(by["composite"][k]) - max(np.mean(r[k]) for r in methods))
+                   for k in ("mAP", "NDS")}
+        composite.update(passed=all(v > 0 for v in margins.values()),
+                         detail=f"vs the best single method: {100 * margins['mAP']:+.1f} mAP, "
+                                f"{100 * margins['NDS']:+.1f} NDS")
+    out.append(composite)
+    gaps = [(r["gap_closed"], r["model"]) for r in kd if r.get("gap_closed") is not None]
+    best = max(gaps, default=None)
+    out.append({"check": f"the best method closes >= {GAP_TARGET:.0%} of the teacher-baseline "
+                         "mAP gap",
+                "passed": None if best is None else best[0] >= GAP_TARGET,
+                "detail": f"{best[1]} {best[0]:.0%}" if best else "no gap measured"})
+    ratios = [(r["model"], r.get("latency_ratio")) for r in kd]
+    out.append({"check": f"every distilled student's latency ratio is 1.00 ± "
+                         f"{LATENCY_TOLERANCE:.2f}",
+                "passed": None if not ratios or any(v is None for _, v in ratios)
+                else all(abs(v - 1) <= LATENCY_TOLERANCE for _, v in ratios),
+                "detail": ", ".join(f"{m} {v:.2f}" for m, v in ratios if v is not None)
+                or "not measured"})
+    if not complete:
+        for c in out[1:]:
+            c["passed"], c["detail"] = None, "so far: " + c["detail"]
+    return out
+
+
+def _yes_no(value: bool | None) -> str:
+    return "—" if value is None else ("yes" if value else "no")
+
+
+def seed_spread(values: list[float]) -> float:
+    """Half the range over seeds: the spread the acceptance compares gains with."""
+    return float(np.max(values) - np.min(values)) / 2
+
+
+def _fmt(values: list[float]) -> str:
+    """mean ± half the range over seeds (the spread the acceptance compares with)."""
+    v = 100 * np.asarray(values)
+    if len(v) == 1:
+        return f"{v[0]:.1f}"
+    return f"{v.mean():.1f} ± {(v.max() - v.min()) / 2:.1f}"
+
+
+def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
+             seeds: int, extra: str = "", title: str | None = None) -> str:
+    lines = [f"# {title or f'bevkd bench --preset {preset}'}", "",
+             f"`{command}` at commit `{commit}`; {seeds} seed(s) per student row (mean ± half "
+             "the seed range). mAP / NDS and their Δ vs the baseline in percent (points) on "
+             "`synth_val`; TP errors are means. Latency ratio: the exported student's forward "
+             "pass vs the baseline's (batch 1, one thread); with decoding and NMS, which cost "
+             "more the more boxes a model scores high, it is `latency_ratio_with_decode` in the "
+             "JSON. Step time ratio: one training step of the seed-0 run's model (student, "
+             "frozen teachers, distillation terms) vs the baseline's on one training batch, "
+             "interleaved in one process, one thread; the runs' own mean step times, which "
+             "depend on the training that shared the cores, give `train_step_time_ratio` in "
+             "the JSON.", ""]
+    head = ("| model | mAP | NDS | mATE | mASE | mAOE | mAVE | mAAE | ΔmAP | ΔNDS | beats spread "
+            "| gap closed | step time ratio | latency ratio | train min | peak RSS MB |")
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        def opt(key: str, fmt: str, scale: float = 1.0) -> str:
+            v = r.get(key)
+            return fmt.format(scale * v) if isinstance(v, (int, float)) and v == v else "—"
+        lines.append(
+            f"| {r['model']} | {_fmt(r['mAP'])} | {_fmt(r['NDS'])} | "
+            + " | ".join(f"{r[TP_NAMES[k]]:.3f}" for k in TP_KEYS)
+            + f" | {opt('delta_mAP', '{:+.1f}', 100)} | {opt('delta_NDS', '{:+.1f}', 100)} | "
+            f"{_yes_no(r.get('beats_baseline'))} | {opt('gap_closed', '{:.0%}')} | "
+            f"{opt('step_time_ratio', '{:.2f}')} | {opt('latency_ratio', '{:.2f}')} | "
+            f"{opt('train_minutes', '{:.1f}')} | {opt('peak_rss_mb', '{:.0f}')} |")
+    if any(r["model"] in (*METHODS, "composite") for r in rows):  # not for a teachers' table
+        lines += ["", "Acceptance:", ""]
+        lines += [f"- **{_yes_no(a['passed'])}**: {a['check']} ({a['detail']})"
+                  for a in acceptance(rows)]
+    paired = ablation_pairs(rows)
+    if paired:
+        lines += ["", "Ablations, each against its method's run with the same seed (the table's "
+                  "rows above compare it with the baseline's mean instead); the method's seed "
+                  "spread is the scale a setting has to beat:", "",
+                  "| ablation | setting | seeds | mAP | NDS | ΔmAP vs method | ΔNDS vs method "
+                  "| method's spread (mAP / NDS) |", "|---|---|---|---|---|---|---|---|"]
+        for a in paired:
+            def pt(key: str) -> str:
+                return f"{100 * a[key]:+.1f}" if key in a else "—"
+            spread = (f"{100 * a['method_spread_mAP']:.1f} / {100 * a['method_spread_NDS']:.1f}"
+                      if "method_spread_mAP" in a else "—")
+            lines.append(f"| {a['ablation']} | {a['method']} with "
+                         f"{', '.join(f'`{s}`' for s in a['setting'])} | "
+                         f"{', '.join(map(str, a['seeds']))} | {100 * a['mAP']:.1f} | "
+                         f"{100 * a['NDS']:.1f} | {pt('delta_mAP')} | {pt('delta_NDS')} | "
+                         f"{spread} |")
+    lines += ["", "Per-class AP (percent, mean over seeds):", "",
+              "| model | " + " | ".join(DETECTION_CLASSES) + " |",
+              "|---|" + "---|" * len(DETECTION_CLASSES)]
+    for r in rows:
+        lines.append(f"| {r['model']} | "
+                     + " | ".join(f"{100 * r['AP_per_class'][c]:.1f}" for c in DETECTION_CLASSES)
+                     + " |")
+    if extra:
+        lines += ["", extra]
+    return "\n".join(lines) + "\n"

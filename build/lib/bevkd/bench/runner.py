@@ -1,0 +1,362 @@
+"""Run the benchmark's trainings as `bevkd train` subprocesses, in parallel where cores allow.
+
+Resumable: a job whose run folder already holds its final metrics is not redone; one with a
+checkpoint but no metrics is continued with ``--resume``. A job with no folder of its own is
+served by another finished run of the same command, inputs and config (:func:`twin`). A failed
+job is reported (its log is ``RUN/train.log``) and the jobs that need it are skipped; the
+others go on.
+
+Each run folder records the training command it was started with (``RUN/bench_job.json``)
+and the identity (size, modification time) of what it read besides its config: the runs it
+needs, files its overrides name (the pretrained backbone) and the dataset's tables. A bench
+whose command for that job differs (another preset, dataset, override, teacher), whose inputs
+changed since (a teacher retrained, the data regenerated), or which resolves to another config
+than the run's ``config.yaml`` (a preset file edited since), does not reuse or resume it but
+fails the job with a message, since a table silently mixing two settings would be wrong. A
+job's reuse is judged once every job it needs is final.
+
+``train=False`` (``bevkd bench --report-only``) starts nothing: finished runs are taken as
+they are (after the same checks), the others are reported ``missing``; it takes no lock, so
+it can tabulate a bench that is still running.
+
+One bench at a time per runs folder (a lock file); when the bench stops (Ctrl-C, SIGTERM, an
+error) its trainings are stopped too, each leaving a checkpoint that the next bench resumes.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..config import differing_keys, to_dict
+from ..errors import BevkdError
+from ..fileio import write_json
+from .plan import TEACHER_JOBS, Job, teacher_roles
+
+if TYPE_CHECKING:
+    from ..engine.config import ExperimentConfig
+
+@dataclass
+class JobResult:
+    job: Job
+    run: str
+    status: str          # done | reused | failed | skipped | missing (not trained)
+    seconds: float = 0.0
+
+
+def is_finished(run: str, val_split: str) -> bool:
+    return (os.path.isfile(os.path.join(run, "eval", val_split, "metrics.json"))
+            and os.path.isfile(os.path.join(run, "timing.json")))
+
+
+# jobs whose model has no camera backbone (the rest take the benchmark's backbone weights)
+NO_CAMERA = ("teacher", "label_encoder")
+
+
+def command(job: Job, preset: str, data: str, runs: str, threads: int,
+            extra: tuple[str, ...] = (), camera_extra: tuple[str, ...] = ()) -> list[str]:
+    """The `bevkd train` command line of a job (teacher runs wired in by role;
+    ``camera_extra`` goes to models with a camera backbone only)."""
+    run = os.path.join(runs, job.name)
+    sets = [f"train.threads={threads}", *job.overrides, *extra,
+            *(camera_extra if job.model not in NO_CAMERA else ())]
+    for role in teacher_roles(job.config):
+        sets.append(f"distill.teachers.{role}={os.path.join(runs, TEACHER_JOBS[role])}")
+    if job.model == "label_encoder":
+        sets.append(f"model.args.teacher={os.path.join(runs, 'teacher')}")
+    cmd = [sys.executable, "-m", "bevkd.cli", "train", job.config, "--preset", preset,
+           "--data", data, "--out", run]
+    for s in sets:
+        cmd += ["--set", s]
+    if os.path.isfile(os.path.join(run, "checkpoints", "last.ckpt")):
+        cmd.append("--resume")
+    return cmd
+
+
+JOB_FILE = "bench_job.json"
+
+
+def signature(cmd: list[str]) -> list[str]:
+    """What makes a job's result: its train command without the interpreter, ``--resume``
+    and the thread count."""
+    out, args = [], cmd[cmd.index("train"):]
+    i = 0
+    while i < len(args):
+        if args[i] == "--resume":
+            i += 1
+            continue
+        if args[i] == "--set" and args[i + 1].startswith("train.threads="):
+            i += 2
+            continue
+        out.append(args[i])
+        i += 1
+    return out
+
+
+def _sets(cmd: list[str]) -> list[str]:
+    """The ``--set`` values of a `bevkd train` command line, in order."""
+    return [cmd[i + 1] for i, a in enumerate(cmd[:-1]) if a == "--set"]
+
+
+def _stamp(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def inputs(job: Job, cmd: list[str], runs: str, data: str) -> dict[str, object]:
+    """What a job reads besides its config, as ``{name: [size, mtime_ns]}``: the final
+    checkpoint of each run it needs, each file an override names, the dataset's tables."""
+    out: dict[str, object] = {n: _stamp(os.path.join(runs, n, "checkpoints", "last.ckpt"))
+                              for n in job.needs}
+    for key, value in (s.split("=", 1) for s in _sets(cmd) if "=" in s):
+        if os.path.isfile(value):
+            out[key] = _stamp(value)
+    tables = sorted(glob.glob(os.path.join(data, "v1.0-*", "*.json")))
+    out["data"] = [[os.path.relpath(t, data), *(_stamp(t) or [])] for t in tables]
+    return out
+
+
+def mismatch(run: str, cmd: list[str], now_inputs: dict[str, object] | None = None
+             ) -> str | None:
+    """Why ``run`` cannot serve ``cmd`` (None when it can or records nothing): another
+    command line or other inputs (when the run records the bench's; ``now_inputs`` from
+    :func:`inputs`), or a config other than the one ``cmd`` resolves to now (a preset or
+    config file edited since; checked for any run with a ``config.yaml``, also one trained
+    before the bench recorded commands, or by hand)."""
+    path = os.path.join(run, JOB_FILE)
+    if os.path.isfile(path):
+        try:
+            with open(path) as f:
+                saved = json.load(f)
+            before = saved["signature"]
+        except (OSError, ValueError, KeyError) as err:
+            return f"{path} is unreadable ({err}); delete that run"
+        now = signature(cmd)
+        if before != now:
+            gone = [a for a in before if a not in now]
+            new = [a for a in now if a not in before]
+            what = f"{gone} -> {new}" if gone or new else "the order of its arguments"
+            return (f"{run} was trained by another command (differs in {what}); use another "
+                    "--runs folder or delete that run")
+        if now_inputs is not None and "inputs" in saved:
+            changed = sorted(k for k in set(saved["inputs"]) | set(now_inputs)
+                             if saved["inputs"].get(k) != now_inputs.get(k))
+            if changed:
+                return (f"{run} was trained from other inputs: {changed} changed since (a "
+                        "teacher retrained, the data or backbone made again); use another "
+                        "--runs folder or delete that run")
+    if os.path.isfile(os.path.join(run, "config.yaml")):
+        from ..engine.run import load_run_config
+
+        keys = differing_keys(_plain(load_run_config(run)), _plain(resolved_config(cmd)))
+        if keys:
+            return (f"{run} was trained with another config (differs in {keys[:6]}: the "
+                    "preset or config file changed since); use another --runs folder or "
+                    "delete that run")
+    return None
+
+
+def resolved_config(cmd: list[str]) -> "ExperimentConfig":
+    """The config a `bevkd train` command line resolves to now (paths made absolute)."""
+    from ..engine.config import load_experiment
+    from ..engine.run import absolute_paths
+
+    args = cmd[cmd.index("train") + 1:]
+    return absolute_paths(load_experiment(args[0], args[args.index("--preset") + 1],
+                                          _sets(args)))
+
+
+def _plain(cfg: "ExperimentConfig") -> dict:
+    d = to_dict(cfg)
+    d.get("train", {}).pop("threads", None)  # how fast, not what is trained
+    return d
+
+
+def _with_out(cmd: list[str], run: str | None) -> list[str]:
+    """``cmd`` with its ``--out`` folder replaced (``None``: blanked, to compare commands)."""
+    i = cmd.index("--out") + 1
+    return [*cmd[:i], run, *cmd[i + 1:]]
+
+
+def twin(job: Job, cmd: list[str], stamps: dict[str, object], runs: str,
+         val_split: str) -> str | None:
+    """A finished run in ``runs`` made by ``cmd`` but for its ``--out`` folder, from the same
+    inputs and to the same config: e.g. an ablation's run once the preset adopts its setting
+    for the method's row. Its result is the one ``job`` would train on that run's machine (a
+    CPU run reproduces to the digit there; the table names its runs' machines when they
+    differ), so the bench reads it instead of training it again. Only runs that recorded
+    their bench command qualify; a candidate whose records do not read is passed over. A job
+    with a folder of its own (finished or not) keeps it: no twin."""
+    if "--out" not in cmd or os.path.exists(os.path.join(runs, job.name)):
+        return None
+    want = _with_out(signature(cmd), None)
+    for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else ():
+        other = os.path.join(runs, name)
+        if name == job.name or not is_finished(other, val_split):
+            continue
+        try:
+            with open(os.path.join(other, JOB_FILE)) as f:
+                saved = json.load(f)["signature"]
+            if not (isinstance(saved, list) and all(isinstance(a, str) for a in saved)
+                    and "--out" in saved[:-1] and _with_out(saved, None) == want):
+                continue
+            if mismatch(other, _with_out(cmd, other), stamps) is None:
+                return other
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, BevkdError):
+            continue
+    return None
+
+
+def _lock(runs: str):
+    """An exclusive lock on ``RUNS/.bench.lock`` (released when the returned file closes)."""
+    import fcntl
+
+    f = open(os.path.join(runs, ".bench.lock"), "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "?"
+        f.close()
+        raise BevkdError(f"another bevkd bench (pid {holder}) is using {runs}; wait for it or "
+                         "use another --runs folder") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
+def _stop(running: dict, log, grace: float = 120.0) -> None:
+    """SIGTERM to every running training (each saves a checkpoint and exits), then wait."""
+    for proc, _, _ in running.values():
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + grace
+    for name, (proc, _, logf) in running.items():
+        try:
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        logf.close()
+        log(f"[bench] stopped {name} (resumable)")
+
+
+def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
+             threads: int = 1, val_split: str = "synth_val", extra: tuple[str, ...] = (),
+             camera_extra: tuple[str, ...] = (), log=print, poll: float = 1.0,
+             train: bool = True) -> dict[str, JobResult]:
+    """Run ``jobs`` (at most ``parallel`` at once) and return their results by name; with
+    ``train=False`` only judge them (finished runs ``reused``, the rest ``missing``)."""
+    if parallel < 1:
+        raise BevkdError(f"parallel must be at least 1, got {parallel}")
+    if not train:
+        return {job.name: _judge(job, preset, data, runs, threads, val_split, extra,
+                                 camera_extra, log) for job in jobs}
+    os.makedirs(runs, exist_ok=True)
+    lock = _lock(runs)
+    results: dict[str, JobResult] = {}
+    pending = list(jobs)
+    # checked (neither to reuse nor refused) and waiting for a slot: the inputs it was
+    # checked against, which its bench_job.json then records
+    ready: dict[str, dict[str, object]] = {}
+    running: dict[str, tuple[subprocess.Popen, float, object]] = {}
+
+    def terminated(signum, frame):  # noqa: ARG001 - signal handler signature
+        raise KeyboardInterrupt  # SIGTERM stops the bench as Ctrl-C does
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, terminated) if main else None
+    try:
+        while pending or running:
+            for job in list(pending):
+                run = os.path.join(runs, job.name)
+                needs = [results.get(n) for n in job.needs]
+                if any(r is not None and r.status in ("failed", "skipped") for r in needs):
+                    results[job.name] = JobResult(job, run, "skipped")
+                    pending.remove(job)
+                    log(f"[bench] skip {job.name}: a job it needs failed")
+                    continue
+                if any(r is None for r in needs):
+                    continue  # judged once what it reads is final
+                if job.name not in ready:
+                    cmd = command(job, preset, data, runs, threads, extra, camera_extra)
+                    stamps = inputs(job, cmd, runs, data)
+                    why = mismatch(run, cmd, stamps)
+                    if why:
+                        results[job.name] = JobResult(job, run, "failed")
+                        pending.remove(job)
+                        log(f"[bench] FAILED {job.name}: {why}")
+                        continue
+                    if is_finished(run, val_split):
+                        results[job.name] = JobResult(job, run, "reused")
+                        pending.remove(job)
+                        log(f"[bench] reuse {job.name} (finished earlier)")
+                        continue
+                    same = twin(job, cmd, stamps, runs, val_split)
+                    if same:
+                        results[job.name] = JobResult(job, same, "reused")
+                        pending.remove(job)
+                        log(f"[bench] reuse {os.path.basename(same)} for {job.name} (the "
+                            "same training)")
+                        continue
+                    ready[job.name] = stamps
+                if len(running) < parallel:
+                    # built now: --resume depends on the checkpoint there at start
+                    cmd = command(job, preset, data, runs, threads, extra, camera_extra)
+                    write_json(os.path.join(run, JOB_FILE),
+                               {"signature": signature(cmd), "inputs": ready.pop(job.name)})
+                    logf = open(os.path.join(run, "train.log"), "a")
+                    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
+                                            env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+                    running[job.name] = (proc, time.perf_counter(), logf)
+                    pending.remove(job)
+                    log(f"[bench] start {job.name}")
+            for name, (proc, start, logf) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                logf.close()
+                job = next(j for j in jobs if j.name == name)
+                run = os.path.join(runs, name)
+                ok = proc.returncode == 0 and is_finished(run, val_split)
+                results[name] = JobResult(job, run, "done" if ok else "failed",
+                                          time.perf_counter() - start)
+                del running[name]
+                log(f"[bench] {'done' if ok else 'FAILED'} {name} "
+                    f"({results[name].seconds / 60:.1f} min)"
+                    f"{'' if ok else f'; see {run}/train.log'}")
+            if pending or running:
+                time.sleep(poll)
+    finally:
+        if main:  # first: a second SIGTERM while stopping ends the bench at once
+            signal.signal(signal.SIGTERM, previous)
+        _stop(running, log)
+        lock.close()
+    return results
+
+
+def _judge(job: Job, preset: str, data: str, runs: str, threads: int, val_split: str,
+           extra: tuple[str, ...], camera_extra: tuple[str, ...], log) -> JobResult:
+    """A job's finished run taken as it is, after the checks a reuse passes; else missing."""
+    run = os.path.join(runs, job.name)
+    cmd = command(job, preset, data, runs, threads, extra, camera_extra)
+    if not is_finished(run, val_split):
+        same = twin(job, cmd, inputs(job, cmd, runs, data), runs, val_split)
+        return JobResult(job, same, "reused") if same else JobResult(job, run, "missing")
+    why = mismatch(run, cmd, inputs(job, cmd, runs, data))
+    if why:
+        log(f"[bench] FAILED {job.name}: {why}")
+        return JobResult(job, run, "failed")
+    return JobResult(job, run, "reused")

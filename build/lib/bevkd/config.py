@@ -1,0 +1,188 @@
+"""Typed configs: dataclasses built from YAML, with ``--set a.b=c`` overrides.
+
+A YAML file may name a ``base:`` file (relative to itself) whose values it overrides, so a preset
+only states what differs. Every key is checked against the dataclass: a misspelt key is an error
+naming it and the closest valid key, never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from typing import Any, TypeVar
+
+import yaml
+
+from .errors import BevkdError
+
+T = TypeVar("T")
+
+
+def _suggest(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """``value`` (from YAML) as type ``hint``, or a BevkdError naming ``where``."""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except BevkdError as err:
+                errors.append(str(err))
+        raise BevkdError(errors[0] if errors else f"{where}: cannot be {value!r}")
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if not isinstance(value, dict):
+            raise BevkdError(f"{where}: expected a mapping of {hint.__name__} fields, got {value!r}")
+        return from_dict(hint, value, where)
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise BevkdError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise BevkdError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is list:
+        (arg,) = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise BevkdError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, arg, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise BevkdError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise BevkdError(f"{where}: expected true/false, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise BevkdError(f"{where}: expected a number, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise BevkdError(f"{where}: expected an integer, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise BevkdError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def from_dict(cls: type[T], data: dict, where: str = "") -> T:
+    """Build dataclass ``cls`` from a mapping; unknown keys are errors with a suggestion."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in fields:
+            raise BevkdError(f"unknown config key {path!r}{_suggest(str(key), sorted(fields))}")
+        kwargs[key] = _coerce(value, hints[key], path)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise BevkdError(f"{where or cls.__name__}: {err}") from None
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain YAML-able data (tuples become lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys at which two plain configs (:func:`to_dict` output) differ, sorted."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [key for k in sorted(set(a) | set(b))
+                for key in differing_keys(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: str) -> dict:
+    """A config file with its ``base:`` chain resolved (paths relative to each file)."""
+    if not os.path.isfile(path):
+        raise BevkdError(f"config file {path} does not exist")
+    with open(path) as f:
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as err:
+            raise BevkdError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise BevkdError(f"config file {path} must hold a mapping")
+    base = data.pop("base", None)
+    if base is not None:
+        data = _merge(read_yaml(os.path.join(os.path.dirname(os.path.abspath(path)), base)), data)
+    return data
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """``["a.b=1", "c=[1, 2]"]`` applied to nested mapping ``data`` (values parsed as YAML)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise BevkdError(f"override {item!r} must look like key.path=value")
+        node: Any = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if isinstance(node, list):  # e.g. distill.methods.0.args.x
+                if not part.isdigit() or int(part) >= len(node):
+                    raise BevkdError(f"override {item!r}: no list item {part!r}")
+                node = node[int(part)]
+            else:
+                node = node.setdefault(part, {})
+            if not isinstance(node, (dict, list)):
+                raise BevkdError(f"override {item!r}: {part!r} is not a section")
+        last = parts[-1]
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise BevkdError(f"override {item!r}: no list item {last!r}")
+            node[int(last)] = yaml.safe_load(raw)
+        else:
+            node[last] = yaml.safe_load(raw)
+    return data
+
+
+def load_config(cls: type[T], path: str, overrides: list[str] | None = None) -> T:
+    """Typed config from a YAML file (+ ``base:`` chain) and ``--set`` overrides."""
+    return from_dict(cls, apply_overrides(read_yaml(path), overrides or []))

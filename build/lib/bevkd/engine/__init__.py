@@ -1,0 +1,1 @@
+"""Training and evaluation on Lightning: the module, EMA, run folders, checkpoints."""

@@ -1,0 +1,125 @@
+"""The experiment config: one typed tree loaded from YAML (see bevkd.config)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import _merge, _suggest, apply_overrides, from_dict, read_yaml
+from ..data.nuscenes import DataConfig
+from ..errors import BevkdError
+from ..models.grid import BevGrid
+
+PRESETS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "configs", "presets")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Which detector (a key of ``bevkd.builder.DETECTORS``) and its constructor arguments.
+
+    ``args`` are checked against the constructor's typed signature when the model is built:
+    an unknown argument is an error naming it and the closest valid one.
+    """
+
+    type: str = "bevdepth"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with a step or cosine schedule (BEVDepth: lr 2e-4 at batch 64, step decay)."""
+
+    lr: float = 2e-4
+    weight_decay: float = 1e-2
+    grad_clip: float = 5.0
+    schedule: str = "step"                  # "step" | "cosine" | "constant"
+    step_at: tuple[float, ...] = (0.8, 0.95)  # fractions of training where lr *= 0.1
+    warmup_steps: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    version: str = "v1.0-synth"
+    train_split: str = "synth_train"
+    val_split: str = "synth_val"
+    epochs: int = 24
+    batch_size: int = 8                      # per device
+    num_workers: int = 2
+    seed: int = 0
+    ema_decay: float = 0.0                   # 0: off; e.g. 0.999
+    precision: str = "auto"                  # "auto": 16-mixed on GPU, 32 on CPU
+    eval_every: int = 1                      # epochs between validations (0: only at the end)
+    deterministic: bool = False
+    threads: int = 0                         # torch CPU threads per process (0: torch's default)
+    sync_batchnorm: bool = False             # DDP on GPU: batch statistics over all ranks
+    checkpoint_every: int = 0                # also checkpoint every N optimiser steps (0: epochs only)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One distillation method: a key of ``bevkd.builder.DISTILLERS``, its loss weight and its
+    hyper-parameters (checked against the method's typed constructor)."""
+
+    type: str
+    weight: float = 1.0
+    name: str = ""                           # log name (default: the type)
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Teachers by role (``lidar``, ``fusion``, ``label``) -> trained run folders, and methods.
+    No methods: the model trains alone (a baseline or a teacher)."""
+
+    teachers: dict[str, str] = field(default_factory=dict)
+    methods: tuple[MethodSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    model: ModelSpec = field(default_factory=ModelSpec)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    grid: BevGrid = field(default_factory=BevGrid)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def resolve_preset(preset: str) -> str:
+    """A preset name (tiny, small, full) or a path to a preset YAML."""
+    if os.path.isfile(preset):
+        return preset
+    path = os.path.join(PRESETS_DIR, f"{preset}.yaml")
+    if not os.path.isfile(path):
+        names = sorted(f[:-5] for f in os.listdir(PRESETS_DIR)) if os.path.isdir(PRESETS_DIR) else []
+        raise BevkdError(f"unknown preset {preset!r}{_suggest(preset, names)}")
+    return path
+
+
+def load_experiment(path: str, preset: str | None = None,
+                    overrides: list[str] | None = None) -> ExperimentConfig:
+    """A model config (+ its ``base:`` chain), then a preset's sizes, then ``--set`` overrides.
+
+    A preset holds shared sections (grid, data, optim, train), under ``models`` the constructor
+    arguments per model type (merged into ``model.args`` of the config's type) and under
+    ``methods`` arguments per distillation method (merged into each such method's ``args``).
+    """
+    data = read_yaml(path)
+    if preset is not None:
+        pre = read_yaml(resolve_preset(preset))
+        per_model = pre.pop("models", {}) or {}
+        per_method = pre.pop("methods", {}) or {}
+        pre.pop("bench", None)
+        data = _merge(data, pre)
+        kind = data.get("model", {}).get("type", ModelSpec.type)
+        if kind in per_model:
+            data = _merge(data, {"model": {"args": per_model[kind]}})
+        methods = (data.get("distill") or {}).get("methods") or []
+        for m in methods:  # a preset may size a method too (e.g. DualDistill's attention grid)
+            if m.get("type") in per_method:
+                m["args"] = _merge(m.get("args") or {}, per_method[m["type"]])
+    for key in ("models", "methods", "bench"):  # preset-only sections
+        data.pop(key, None)  # the preset's benchmark settings (bevkd.bench)
+    return from_dict(ExperimentConfig, apply_overrides(data, overrides or []))

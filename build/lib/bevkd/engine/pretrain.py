@@ -1,0 +1,135 @@
+"""``bevkd pretrain``: the camera student's ResNet pretrained on the training split's images
+(see :mod:`bevkd.models.camera.image_pretrain` for why and what)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import replace
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ..data.nuscenes import NuScenesDataset
+from ..data.transforms import BevAugConfig
+from ..errors import BevkdError
+from ..models.camera.image_pretrain import ImagePretrainNet, box_class_maps
+from ..structures.batch import Batch, collate
+from ..structures.geometry import invert_transform
+from .config import ExperimentConfig
+from .run import epoch_loader
+
+STRIDE = 8  # image cells of the pretraining targets (finer than the student's 16: more labels)
+
+
+def _targets(batch: Batch, feature_size: tuple[int, int]) -> torch.Tensor:
+    """``(B·N, h, w)`` class maps of a batch (boxes are in the BEV-augmented ego frame)."""
+    cams = batch.cams
+    maps = []
+    for b in range(batch.size):
+        cam_T_box = invert_transform(cams.bda[b].double() @ cams.ego_T_cam[b, 0].double())
+        img_T_cam = cams.aug_T_pix[b, 0].double() @ cams.pix_T_cam[b, 0].double()
+        maps.append(box_class_maps(batch.targets.boxes[b], batch.targets.labels[b], cam_T_box,
+                                   img_T_cam, feature_size, STRIDE))
+    return torch.cat(maps)
+
+
+def _step(net: ImagePretrainNet, batch: Batch) -> tuple[dict[str, torch.Tensor], Any]:
+    images = batch.cams.images[:, 0].flatten(0, 1)
+    cls, depth = net(images)
+    target = _targets(batch, tuple(cls.shape[-2:]))
+    losses = net.loss(cls, depth, target, batch.targets.depth.flatten(0, 1))
+    return losses, (cls, depth, target)
+
+
+def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: int = 600,
+                      lr: float = 2e-3, progress: bool = True) -> dict[str, Any]:
+    """Pretrain ``cfg``'s camera backbone for ``steps`` optimiser steps; writes the ResNet's
+    torchvision-named state dict to ``out`` (atomically) and ``out + '.json'`` (settings and
+    held-out accuracies). Returns that JSON's content."""
+    args = cfg.model.args
+    if cfg.model.type not in ("bevdepth", "fusion"):
+        raise BevkdError(f"pretrain needs a camera model config, got {cfg.model.type!r}")
+    if steps <= 0:
+        raise BevkdError(f"--steps must be positive, got {steps}")
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.train.seed)
+    depth_bins = tuple(args.get("depth_bins", (2.0, 58.0, 0.5)))
+    net = ImagePretrainNet(args.get("backbone_depth", 50), STRIDE, depth_bins)
+    # image augmentation as the student's; no BEV augmentation (it does not change images)
+    data_cfg = replace(cfg.data, depth_stride=STRIDE, use_lidar=False,
+                       bev=BevAugConfig(rot_lim=(0.0, 0.0), scale_lim=(1.0, 1.0),
+                                        flip_x_ratio=0.0, flip_y_ratio=0.0))
+    tcfg = cfg.train
+    train_set = NuScenesDataset(data_root, tcfg.version, tcfg.train_split, data_cfg, train=True,
+                                seed=tcfg.seed)
+    loader = epoch_loader(train_set, cfg, shuffle=True)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    warm = min(50, steps // 10 + 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / steps)))
+    net.train()
+    t0, step, epoch = time.perf_counter(), 0, 0
+    bar = tqdm(total=steps, desc="pretrain backbone", disable=not progress)
+    while step < steps:
+        loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            losses, _ = _step(net, batch)
+            total = sum(losses.values())
+            if not torch.isfinite(total):
+                raise BevkdError(f"pretrain: non-finite loss at step {step}: "
+                                 + ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items()))
+            opt.zero_grad()
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            opt.step()
+            sched.step()
+            step += 1
+            bar.update(1)
+            bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
+            if step >= steps:
+                break
+        epoch += 1
+    bar.close()
+    seconds = time.perf_counter() - t0
+    held_out = evaluate_pretrain(net, data_root, cfg, data_cfg)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    torch.save(net.backbone.state_dict(), out + ".tmp")
+    os.replace(out + ".tmp", out)  # never a half-written weights file under the final name
+    info = {"steps": steps, "batch_size": tcfg.batch_size, "lr": lr, "seconds": seconds,
+            "backbone_depth": args.get("backbone_depth", 50), "image_size": list(
+                data_cfg.image.final_size), "train_split": tcfg.train_split, **held_out}
+    with open(out + ".json", "w") as f:
+        json.dump(info, f, indent=1)
+    return info
+
+
+@torch.no_grad()
+def evaluate_pretrain(net: ImagePretrainNet, data_root: str, cfg: ExperimentConfig,
+                      data_cfg) -> dict[str, float]:
+    """Held-out (validation split) accuracies: class of object cells, class of background
+    cells, depth bin within one bin of the LiDAR's."""
+    from ..models.camera.lss import depth_bin_index
+
+    was = net.training
+    net.eval()
+    ds = NuScenesDataset(data_root, cfg.train.version, cfg.train.val_split, data_cfg)
+    hit = {"object": [0, 0], "background": [0, 0], "depth": [0, 0]}
+    for i in range(0, len(ds), 4):
+        batch = collate([ds[j] for j in range(i, min(len(ds), i + 4))])
+        _, (cls, depth, target) = _step(net, batch)
+        pred = cls.argmax(1)
+        for key, sel in (("object", target > 0), ("background", target == 0)):
+            hit[key][0] += int((pred[sel] == target[sel]).sum())
+            hit[key][1] += int(sel.sum())
+        idx = depth_bin_index(batch.targets.depth.flatten(0, 1), net.depth_bins)
+        idx = idx[..., :depth.shape[-2], :depth.shape[-1]]
+        ok = idx >= 0
+        hit["depth"][0] += int(((depth.argmax(1) - idx).abs() <= 1)[ok].sum())
+        hit["depth"][1] += int(ok.sum())
+    net.train(was)
+    return {f"val_{k}_accuracy": (a / b if b else float("nan")) for k, (a, b) in hit.items()}

@@ -1,0 +1,574 @@
+"""Run folders: ``bevkd train`` / ``bevkd eval`` / ``bevkd export`` on top of Lightning.
+
+A run folder holds everything needed to understand and continue a training::
+
+    RUN/config.yaml          the resolved config (what was trained, after --set overrides)
+    RUN/meta.json            git commit, command line, versions
+    RUN/checkpoints/last.ckpt, epoch-XX.ckpt
+    RUN/logs/                CSV (and TensorBoard when installed) logs
+    RUN/eval/<split>/        metrics.json (devkit layout) and results.json of the final
+                             checkpoint on the data it trained on (what `bevkd bench` reads)
+    RUN/eval/<split>@<tag>/  any other `bevkd eval`: another dataset (its folder's name) or
+                             checkpoint (its file's stem), e.g. synth_val@epoch-03
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from torch.utils.data import DataLoader
+
+from ..builder import build_model, without_init_weights
+from ..config import differing_keys, from_dict, to_dict
+from ..data.nuscenes import NuScenesDataset
+from ..data.sampler import EpochSampler
+from ..errors import BevkdError
+from ..fileio import write_json
+from ..provenance import git_commit, machine
+from ..structures.batch import collate
+from .config import ExperimentConfig
+from .ema import EMA
+from .module import DetectionModule
+
+CKPT_DIR = "checkpoints"
+
+
+def load_run_config(run: str) -> ExperimentConfig:
+    path = os.path.join(run, "config.yaml")
+    if not os.path.isfile(path):
+        raise BevkdError(f"{run} is not a run folder (no config.yaml)")
+    with open(path) as f:
+        return from_dict(ExperimentConfig, yaml.safe_load(f))
+
+
+class _ResumableData(L.Callback):
+    """Makes ``--resume`` continue exactly where the checkpoint was taken, also mid-epoch.
+
+    A checkpoint records the epoch, how many of this rank's items of it were consumed, and the
+    global RNG states; loading it points the :class:`EpochSampler` at the first unconsumed item
+    (before Lightning builds the data iterator) and restores the RNGs.
+    """
+
+    KEY = "bevkd_data"
+
+    def __init__(self, sampler: EpochSampler, batch_size: int):
+        self.sampler, self.batch_size = sampler, batch_size
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        epoch = trainer.current_epoch
+        if done >= trainer.num_training_batches:  # saved at the end of the epoch
+            epoch, done = epoch + 1, 0
+        checkpoint[self.KEY] = {"epoch": epoch, "consumed": done * self.batch_size,
+                                "rng": _rng_states()}
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get(self.KEY)
+        if state is None:
+            raise BevkdError("--resume: the checkpoint has no data-loader position (written by "
+                             "another version of bevkd?); start a new run")
+        self.sampler.resume(state["epoch"], state["consumed"])
+        _set_rng_states(state["rng"])
+
+
+def _rng_states() -> dict[str, Any]:
+    """Global RNG states as tensors and plain values: checkpoints stay loadable with
+    ``torch.load(weights_only=True)`` (Lightning's default), which refuses numpy arrays."""
+    import random
+
+    import numpy as np
+
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+            "python": random.getstate()}
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(states["python"])
+
+
+class _Interrupted(Exception):
+    """Raised at a step boundary after a Ctrl-C and its checkpoint (see _StopOnInterrupt)."""
+
+
+class _StopOnInterrupt(L.Callback):
+    """Ctrl-C stops training cleanly at the end of the running step: a resumable
+    ``last.ckpt`` of exactly that step is written and the run ends "interrupted" (exit 130).
+
+    A KeyboardInterrupt raised wherever the main thread happens to be can be swallowed (inside
+    a ``__del__``, a checkpoint write), so the first Ctrl-C only sets a flag that the step
+    boundary reads; a second Ctrl-C interrupts at once as usual. An exception that stops
+    training anyway (SIGTERM from a scheduler) still leaves a checkpoint.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame) -> None:
+        import signal
+
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+        print("\nCtrl-C: stopping after this step (press again to stop now)", file=sys.stderr)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        # DDP: every rank must stop (and join the checkpoint's barrier) at the same step
+        if trainer.strategy.reduce_boolean_decision(self.requested, all=False):
+            self._save(trainer)
+            # not ``trainer.should_stop``: that ends the epoch as if it were complete, so
+            # validation and the epoch-end checkpoint would run and overwrite last.ckpt with
+            # a state whose resume skips the rest of the epoch
+            raise _Interrupted
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                     exception: BaseException) -> None:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        self._restore()
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.global_step > 0:
+            self._save(trainer)
+
+    def _save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.path)  # atomic: temporary file + rename
+        print(f"\ninterrupted: checkpoint of step {trainer.global_step} saved to "
+              f"{self.path}; continue with --resume", file=sys.stderr)
+
+
+class _Timing(L.Callback):
+    """Writes RUN/timing.json: training wall time, mean optimiser-step time (the first
+    ``skip`` steps of each process are warm-up and left out), peak resident memory (and peak
+    CUDA memory on GPU).
+
+    The totals travel in the checkpoints, so a run continued with ``--resume`` reports the
+    whole training (time up to its last checkpoint plus the resumed part; work lost to a kill
+    after that checkpoint is not counted) and the peak over its processes, not only the last
+    process's share.
+    """
+
+    def __init__(self, path: str, skip: int = 3):
+        self.path, self.skip = path, skip
+        self.before = {"seconds": 0.0, "steps": 0, "timed": 0, "timed_seconds": 0.0,
+                       "all_seconds": 0.0, "peak_rss_mb": 0.0, "peak_cuda_mb": 0.0}
+        self.steps: list[float] = []  # this process's step times
+        self._t0 = self._start = 0.0
+
+    def state_dict(self) -> dict[str, float]:
+        return self._totals()
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.before.update(state)
+
+    @staticmethod
+    def _peaks() -> tuple[float, float]:
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        return rss, (torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available()
+                     else 0.0)
+
+    def _totals(self) -> dict[str, float]:
+        b, timed = self.before, self.steps[self.skip:]
+        rss, cuda = self._peaks()
+        return {"seconds": b["seconds"] + (time.perf_counter() - self._start if self._start
+                                           else 0.0),
+                "steps": b["steps"] + len(self.steps), "timed": b["timed"] + len(timed),
+                "timed_seconds": b["timed_seconds"] + sum(timed),
+                "all_seconds": b["all_seconds"] + sum(self.steps),
+                "peak_rss_mb": max(b["peak_rss_mb"], rss),
+                "peak_cuda_mb": max(b["peak_cuda_mb"], cuda)}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
+        self.steps.append(time.perf_counter() - self._t0)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        t = self._totals()
+        # too few steps outside warm-up (a short resume): the mean of all steps
+        step = (t["timed_seconds"] / t["timed"] if t["timed"]
+                else t["all_seconds"] / max(1, t["steps"]))
+        write_json(self.path, {
+            "train_seconds": t["seconds"], "steps": t["steps"], "step_seconds": step,
+            "peak_rss_mb": t["peak_rss_mb"],
+            "peak_cuda_mb": t["peak_cuda_mb"] if torch.cuda.is_available() else None})
+
+
+def epoch_loader(ds: NuScenesDataset, cfg: ExperimentConfig, shuffle: bool) -> DataLoader:
+    """Batches of ``ds`` keyed by an :class:`EpochSampler` (this rank's share under DDP)."""
+    workers = cfg.train.num_workers
+    sampler = EpochSampler(len(ds), seed=cfg.train.seed, shuffle=shuffle)
+    # its own generator: creating worker iterators must not draw from the global RNG, which
+    # the model's dropout uses and a checkpoint restores (bit-exact --resume)
+    return DataLoader(ds, batch_size=cfg.train.batch_size, sampler=sampler, num_workers=workers,
+                      collate_fn=collate, persistent_workers=workers > 0, drop_last=False,
+                      generator=torch.Generator().manual_seed(cfg.train.seed))
+
+
+def _precision(cfg: ExperimentConfig, accelerator: str) -> str:
+    if cfg.train.precision != "auto":
+        return cfg.train.precision
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return "16-mixed" if gpu else "32-true"
+
+
+def _loggers(run: str, resume: bool) -> list:
+    from lightning.pytorch.loggers import CSVLogger
+
+    csv_path = os.path.join(run, "logs", "metrics.csv")
+    if resume and os.path.isfile(csv_path):
+        # Lightning's CSVLogger deletes an existing metrics.csv; keep each attempt's log
+        part = 1
+        while os.path.exists(os.path.join(run, "logs", f"metrics.part{part}.csv")):
+            part += 1
+        os.replace(csv_path, os.path.join(run, "logs", f"metrics.part{part}.csv"))
+    loggers = [CSVLogger(run, name="logs", version="")]
+    if importlib.util.find_spec("tensorboard") is not None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(run, name="logs", version="tb"))
+    return loggers
+
+
+# What Lightning says on every --resume, and why none of it is true of a bevkd run folder.
+RESUME_NOTES_SILENCED = (
+    # _loggers has moved the earlier attempt's metrics.csv to metrics.part<N>.csv first, so
+    # nothing is deleted (Lightning warns because the logs folder is not empty)
+    r"Experiment logs directory .* exists and is not empty",
+    # resuming means continuing into the run's own checkpoints folder
+    r"Checkpoint directory .* exists and is not empty",
+    # _ResumableData points the sampler at the first unconsumed item and restores the RNGs,
+    # so a mid-epoch checkpoint resumes exactly (Lightning only sees a plain DataLoader)
+    r"You're resuming from a checkpoint that ended before the epoch ended",
+)
+
+
+@contextmanager
+def _resume_notes_silenced(resume: bool):
+    """Hides :data:`RESUME_NOTES_SILENCED` during a resumed fit; a fresh run keeps them all."""
+    with warnings.catch_warnings():
+        if resume:
+            for message in RESUME_NOTES_SILENCED:
+                warnings.filterwarnings("ignore", message=message)
+        yield
+
+
+def _earlier_machines(run: str) -> list:
+    """The machines ``RUN/meta.json`` records for the attempts so far (``[None]``: it records
+    none, e.g. written before bevkd recorded machines; ``[]``: no readable meta.json)."""
+    try:
+        with open(os.path.join(run, "meta.json")) as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return []
+    return list(meta.get("machines") or [meta.get("machine")])
+
+
+def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
+          devices: int | str = 1, accelerator: str = "auto", progress: bool = True,
+          max_steps: int = -1, num_nodes: int = 1) -> DetectionModule:
+    """Train ``cfg`` on ``data_root`` into run folder ``run``; returns the trained module."""
+    cfg = absolute_paths(cfg)
+    ckpt_dir = os.path.join(run, CKPT_DIR)
+    last = os.path.join(ckpt_dir, "last.ckpt")
+    if resume:
+        resume_from = resume_checkpoint(ckpt_dir)
+        changed = differing_keys(to_dict(load_run_config(run)), to_dict(cfg))
+        if changed:
+            raise BevkdError(f"--resume: the config differs from {run}/config.yaml (in "
+                             f"{', '.join(changed[:6])}); resume with the same config (or "
+                             "train into a new folder)")
+    elif os.path.isfile(last):
+        raise BevkdError(f"{run} already holds a training; pass --resume to continue it or "
+                         "choose another --out")
+    os.makedirs(run, exist_ok=True)
+    with open(os.path.join(run, "config.yaml"), "w") as f:
+        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+    here = machine()
+    # a resumed run keeps the machines of its earlier attempts: one begun on one CPU and
+    # finished on another reproduces on neither (None: an attempt that recorded none)
+    machines = _earlier_machines(run) if resume else []
+    with open(os.path.join(run, "meta.json"), "w") as f:
+        json.dump({"commit": git_commit(), "command": " ".join(sys.argv),
+                   "data": os.path.abspath(data_root),
+                   "torch": torch.__version__, "lightning": L.__version__, "machine": here,
+                   "machines": machines + ([] if here in machines else [here]),
+                   "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f, indent=1)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
+    tcfg = cfg.train
+    train_set = NuScenesDataset(data_root, tcfg.version, tcfg.train_split, cfg.data, train=True,
+                                seed=tcfg.seed)
+    val_set = NuScenesDataset(data_root, tcfg.version, tcfg.val_split, cfg.data, train=False)
+    from ..eval.evaluator import DetectionEvaluator
+
+    evaluator = DetectionEvaluator(data_root, tcfg.version, tcfg.val_split)
+    model = build_model(cfg)
+    world = (devices if isinstance(devices, int) else 1) * num_nodes
+    steps_per_epoch = -(-(-(-len(train_set) // world)) // tcfg.batch_size)  # EpochSampler share
+    module = DetectionModule(model, cfg.optim, evaluator,
+                             total_steps=max_steps if max_steps > 0 else steps_per_epoch * tcfg.epochs)
+    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+
+    train_loader = epoch_loader(train_set, cfg, shuffle=True)
+    val_loader = epoch_loader(val_set, cfg, False)
+    callbacks: list[L.Callback] = [
+        # timing before the Ctrl-C stop: the step it saves at is counted in that checkpoint
+        _Timing(os.path.join(run, "timing.json")),
+        _ResumableData(train_loader.sampler, tcfg.batch_size), _StopOnInterrupt(last),
+        # at every epoch's end, validated or not (Lightning's default waits for validation,
+        # so with train.eval_every > 1 a killed run would lose up to that many epochs)
+        # no version counter: both callbacks write the one last.ckpt (with it, Lightning adds
+        # last-v1.ckpt, last-v2.ckpt ... beside the other callback's file, 180 MB each)
+        ModelCheckpoint(dirpath=ckpt_dir, filename="epoch-{epoch:02d}", save_last=True,
+                        save_top_k=-1, every_n_epochs=1, auto_insert_metric_name=False,
+                        save_on_train_epoch_end=True, enable_version_counter=False),
+    ]
+    if tcfg.checkpoint_every > 0:  # bounds the work a killed run loses; last.ckpt follows it
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step-{step}", save_last=True,
+                                         save_top_k=1, every_n_train_steps=tcfg.checkpoint_every,
+                                         enable_version_counter=False,
+                                         auto_insert_metric_name=False))
+    if progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=1))
+    if tcfg.ema_decay > 0:  # first: a step's average is updated before anything saves it
+        callbacks.insert(0, EMA(tcfg.ema_decay))
+    trainer = L.Trainer(
+        default_root_dir=run, max_epochs=tcfg.epochs, max_steps=max_steps,
+        accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+        sync_batchnorm=tcfg.sync_batchnorm and world > 1, precision=_precision(cfg, accelerator),
+        gradient_clip_val=cfg.optim.grad_clip or None, callbacks=callbacks,
+        logger=_loggers(run, resume), log_every_n_steps=1, enable_progress_bar=progress,
+        check_val_every_n_epoch=max(1, tcfg.eval_every) if tcfg.eval_every else tcfg.epochs,
+        num_sanity_val_steps=0, deterministic=tcfg.deterministic, enable_model_summary=False,
+        use_distributed_sampler=False)  # EpochSampler shards by rank itself
+    try:
+        with _resume_notes_silenced(resume):
+            trainer.fit(module, train_loader, val_loader,
+                        ckpt_path=resume_from if resume else None)
+    except _Interrupted:  # Ctrl-C: last.ckpt of the step is saved
+        raise KeyboardInterrupt from None
+    except SystemExit:  # Lightning exits 1 after a graceful Ctrl-C; say "interrupted" (130)
+        if trainer.interrupted:
+            import signal
+
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignored it
+            raise KeyboardInterrupt from None
+        raise
+    if trainer.interrupted:  # Ctrl-C: checkpoint saved, not finished
+        raise KeyboardInterrupt
+    if module.last_metrics is None and resume:
+        # the resumed run had finished training but was stopped before its final metrics
+        # were written: fit returns at once, so validate the trained weights now
+        trainer.validate(module, val_loader, verbose=False)
+    if module.last_metrics is not None and trainer.is_global_zero:
+        _write_metrics(os.path.join(run, "eval", tcfg.val_split), module.last_metrics)
+    return module
+
+
+def checkpoint_is_whole(path: str) -> bool:
+    """Whether ``path`` is a complete ``torch.save`` zip archive (every member's CRC checks).
+    Lightning writes checkpoints through a temporary file and a rename, so a kill cannot leave
+    a half-written one under its final name; a disk that filled or a copy that was cut can."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.testzip() is None
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def resume_checkpoint(ckpt_dir: str) -> str:
+    """The checkpoint ``--resume`` continues from: ``last.ckpt``, or, when that one is damaged,
+    the newest whole checkpoint in ``ckpt_dir`` (with a warning naming both)."""
+    last = os.path.join(ckpt_dir, "last.ckpt")
+    names = os.listdir(ckpt_dir) if os.path.isdir(ckpt_dir) else []
+    others = sorted((os.path.join(ckpt_dir, n) for n in names
+                     if n.endswith(".ckpt") and n != "last.ckpt"),
+                    key=os.path.getmtime, reverse=True)
+    if not os.path.isfile(last) and not others:
+        raise BevkdError(f"--resume: no checkpoint in {ckpt_dir} to resume from")
+    for path in ([last] if os.path.isfile(last) else []) + others:
+        if checkpoint_is_whole(path):
+            if path != last:
+                print(f"warning: {last} is missing or damaged; resuming from {path}",
+                      file=sys.stderr)
+            return path
+        print(f"warning: skipping damaged checkpoint {path}", file=sys.stderr)
+    raise BevkdError(f"--resume: every checkpoint in {ckpt_dir} is damaged (truncated or "
+                     "corrupt); start a new run")
+
+
+def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Teacher run folders as absolute paths: the saved config must not depend on the working
+    directory of the command that wrote it."""
+    teachers = {r: os.path.abspath(p) for r, p in cfg.distill.teachers.items()}
+    args = dict(cfg.model.args)
+    if isinstance(args.get("teacher"), str) and args["teacher"]:
+        args["teacher"] = os.path.abspath(args["teacher"])
+    return replace(cfg, distill=replace(cfg.distill, teachers=teachers),
+                   model=replace(cfg.model, args=args))
+
+
+def _write_metrics(folder: str, metrics: dict[str, Any]) -> str:
+    # atomic: `bevkd bench` takes a run with metrics.json for finished
+    return write_json(os.path.join(folder, "metrics.json"), metrics, indent=2)
+
+
+def load_trained(run: str, ckpt: str | None = None, use_ema: bool = True
+                 ) -> tuple[ExperimentConfig, torch.nn.Module]:
+    """The config and trained model of a run (EMA weights when the run kept an average)."""
+    cfg = load_run_config(run)
+    path = ckpt or os.path.join(run, CKPT_DIR, "last.ckpt")
+    if not os.path.isfile(path):
+        raise BevkdError(f"no checkpoint {path}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    # teacher weights are in the checkpoint, and so is the backbone's (no init file needed)
+    model = build_model(without_init_weights(cfg), load_teachers=False)
+    weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    load_strict(model, weights, path)
+    ema = next((v for k, v in state.get("callbacks", {}).items() if k.startswith("EMA")), None)
+    if use_ema and ema and ema.get("shadow"):
+        model.load_state_dict(ema["shadow"], strict=False)
+    return cfg, model
+
+
+def load_strict(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``weights`` or fail naming the tensors that do not fit (wrong architecture)."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in sorted(set(own) & set(weights)) if own[k].shape != weights[k].shape]
+    if missing or unexpected or shapes:
+        parts = shapes[:4] + [f"missing {k}" for k in missing[:3]] + [f"unexpected {k}" for k in unexpected[:3]]
+        n = len(missing) + len(unexpected) + len(shapes)
+        raise BevkdError(f"checkpoint {source} does not fit the config's model ({n} tensors): "
+                         + "; ".join(parts))
+    model.load_state_dict(weights)
+
+
+def trained_on(run: str) -> str | None:
+    """The dataset root ``run`` trained on: ``meta.json``'s ``data``, or the ``--data`` of its
+    recorded command (runs from before bevkd recorded it); None when neither reads."""
+    import shlex
+
+    try:
+        with open(os.path.join(run, "meta.json")) as f:
+            meta = json.load(f)
+        if isinstance(meta.get("data"), str):
+            return meta["data"]
+        argv = shlex.split(meta["command"])
+        return argv[argv.index("--data") + 1]
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
+def eval_dir(run: str, data_root: str, split: str, ckpt: str | None = None) -> str:
+    """Where an evaluation of ``run`` goes. ``RUN/eval/SPLIT`` holds the run's own result, the
+    final checkpoint on the data it trained on: training writes it and `bevkd bench` reads it
+    as the run's row. Any other evaluation (another dataset, e.g. a held-out SynthScenes; an
+    earlier checkpoint) goes to ``RUN/eval/SPLIT@TAG`` (the dataset folder's name, the
+    checkpoint file's stem, or both) so that it never replaces that result."""
+    tags = []
+    own = trained_on(run)
+    if own is not None and os.path.realpath(data_root) != os.path.realpath(own):
+        tags.append(os.path.basename(os.path.abspath(data_root)))  # abspath drops a final /
+    if ckpt is not None and (os.path.realpath(ckpt)
+                             != os.path.realpath(os.path.join(run, CKPT_DIR, "last.ckpt"))):
+        tags.append(os.path.splitext(os.path.basename(ckpt))[0])
+    return os.path.join(run, "eval", "@".join([split, *tags]))
+
+
+@torch.no_grad()
+def evaluate_run(run: str, data_root: str, split: str | None = None, ckpt: str | None = None,
+                 batch_size: int | None = None, progress: bool = True,
+                 out: str | None = None) -> tuple[dict[str, Any], str]:
+    """Detect on a split with a trained run; writes results.json and metrics.json to ``out``
+    (default: :func:`eval_dir`). Returns the metrics and that folder."""
+    from tqdm import tqdm
+
+    from ..eval.evaluator import DetectionEvaluator
+    from ..eval.export import write_results
+
+    cfg, model = load_trained(run, ckpt)
+    split = split or cfg.train.val_split
+    model.eval()
+    ds = NuScenesDataset(data_root, cfg.train.version, split, cfg.data, train=False)
+    loader = epoch_loader(ds, replace_batch(cfg, batch_size), shuffle=False)
+    dets = []
+    for batch in tqdm(loader, desc=f"eval {split}", disable=not progress):
+        dets.extend(d.numpy() for d in model.decode(model(batch), batch))
+    evaluator = DetectionEvaluator(data_root, cfg.train.version, split)
+    metrics = evaluator.evaluate(dets)
+    out = out or eval_dir(run, data_root, split, ckpt)
+    _write_metrics(out, metrics)
+    write_results(evaluator.export(dets), os.path.join(out, "results.json"))
+    return metrics, out
+
+
+def replace_batch(cfg: ExperimentConfig, batch_size: int | None) -> ExperimentConfig:
+    if batch_size is None:
+        return cfg
+    return replace(cfg, train=replace(cfg.train, batch_size=batch_size))
+
+
+def export_student(run: str, out: str, ckpt: str | None = None) -> str:
+    """A student-only checkpoint: the detector's weights (EMA if kept) and its config."""
+    cfg, model = load_trained(run, ckpt)
+    student = getattr(model, "student", model)  # a DistillModel keeps only its student
+    tmp = f"{out}.tmp"
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    torch.save({"config": to_dict(cfg), "model": cfg.model.type,
+                "state_dict": student.state_dict()}, tmp)
+    os.replace(tmp, out)  # atomic: never a half-written file under the final name
+    return out

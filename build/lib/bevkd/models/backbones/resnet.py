@@ -1,0 +1,151 @@
+"""ResNet-18/34/50 image backbone with torchvision-compatible parameter names.
+
+The PyPI torchvision wheels do not load against the CPU torch on our machines (DESIGN §8), so
+the network is ours; its state-dict names (``conv1``, ``bn1``, ``layer1.0.conv1``, ...,
+``layer2.0.downsample.0``) equal torchvision's, so ImageNet weights saved from torchvision load
+with ``weights=path``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ...errors import BevkdError
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1,
+                 downsample: nn.Module | None = None, dilation: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, padding=dilation, dilation=dilation,
+                               bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, padding=dilation, dilation=dilation,
+                               bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1,
+                 downsample: nn.Module | None = None, dilation: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        # stride on the 3x3 conv, as torchvision (ResNet v1.5)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, padding=dilation, dilation=dilation,
+                               bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return self.relu(self.bn3(self.conv3(out)) + identity)
+
+
+_ARCH = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)),
+         50: (Bottleneck, (3, 4, 6, 3))}
+
+
+def make_layer(block: type[nn.Module], inplanes: int, planes: int, blocks: int,
+               stride: int = 1) -> nn.Sequential:
+    """A ResNet stage (torchvision layout: ``downsample`` = 1x1 conv + BN when shapes change)."""
+    downsample = None
+    if stride != 1 or inplanes != planes * block.expansion:
+        downsample = nn.Sequential(
+            nn.Conv2d(inplanes, planes * block.expansion, 1, stride, bias=False),
+            nn.BatchNorm2d(planes * block.expansion))
+    layers = [block(inplanes, planes, stride, downsample)]
+    layers += [block(planes * block.expansion, planes) for _ in range(1, blocks)]
+    return nn.Sequential(*layers)
+
+
+class ResNet(nn.Module):
+    """Image backbone returning the outputs of ``out_stages`` (1..4: strides 4, 8, 16, 32).
+
+    Args:
+        depth: 18, 34 or 50.
+        out_stages: which stages to return, in order.
+        frozen_stages: stages 0 (stem) .. k whose parameters are frozen (-1: none).
+        norm_eval: keep BatchNorm statistics frozen in training (as BEVDepth's backbone).
+        weights: optional path to a torchvision-format state dict (e.g. ImageNet).
+    """
+
+    def __init__(self, depth: int = 50, out_stages: tuple[int, ...] = (1, 2, 3, 4),
+                 frozen_stages: int = -1, norm_eval: bool = False, weights: str | None = None):
+        super().__init__()
+        if depth not in _ARCH:
+            raise BevkdError(f"ResNet depth must be one of {sorted(_ARCH)}, got {depth}")
+        block, layers = _ARCH[depth]
+        self.out_stages, self.frozen_stages, self.norm_eval = out_stages, frozen_stages, norm_eval
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        inplanes = 64
+        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers)):
+            setattr(self, f"layer{i + 1}", make_layer(block, inplanes, planes, n, 1 if i == 0 else 2))
+            inplanes = planes * block.expansion
+        self.out_channels = tuple((64, 128, 256, 512)[s - 1] * block.expansion for s in out_stages)
+        if weights is not None:
+            self.load_weights(weights)
+        self._freeze()
+
+    def load_weights(self, path: str) -> None:
+        """Load a torchvision-format state dict (the classifier ``fc.*`` is ignored)."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError) as err:
+            raise BevkdError(f"cannot read backbone weights {path}: {err}") from None
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        own = self.state_dict()
+        bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+               if k in own and own[k].shape != v.shape]
+        missing = sorted(set(own) - set(state))
+        if bad or missing:
+            raise BevkdError(f"backbone weights {path} do not fit this ResNet: "
+                             + "; ".join(bad[:3] + [f"missing {m}" for m in missing[:3]]))
+        self.load_state_dict(state, strict=False)
+
+    def _freeze(self) -> None:
+        if self.frozen_stages >= 0:
+            for m in (self.conv1, self.bn1):
+                m.requires_grad_(False)
+        for i in range(1, self.frozen_stages + 1):
+            getattr(self, f"layer{i}").requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "ResNet":
+        super().train(mode)
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x: (B, 3, H, W) -> features of ``out_stages``, (B, C_s, H / stride_s, W / stride_s)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        outs = []
+        for i in range(1, 5):
+            x = getattr(self, f"layer{i}")(x)
+            if i in self.out_stages:
+                outs.append(x)
+            if i >= max(self.out_stages):
+                break
+        return outs
