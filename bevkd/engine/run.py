@@ -26,6 +26,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 import yaml
 from torch.utils.data import DataLoader
 
@@ -300,6 +301,21 @@ def _resume_notes_silenced(resume: bool):
         yield
 
 
+class _ProgressBar(TQDMProgressBar):
+    """Lightning's progress bar, which on a mid-epoch ``--resume`` also names the epoch and
+    its length: Lightning does not call ``on_train_epoch_start`` for an epoch it re-enters, so
+    the bar would read ``Training: 58/?`` with no ETA until the next epoch began."""
+
+    def on_train_start(self, trainer: L.Trainer, *args: Any) -> None:
+        super().on_train_start(trainer, *args)
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        if done > 0:  # re-entering an epoch at batch `done`
+            self.on_train_epoch_start(trainer)
+            self.train_progress_bar.initial = done  # the rate counts this attempt's steps
+            self.train_progress_bar.n = done
+            self.train_progress_bar.refresh()
+
+
 def _earlier_machines(run: str) -> list:
     """The machines ``RUN/meta.json`` records for the attempts so far (``[None]``: it records
     none, e.g. written before bevkd recorded machines; ``[]``: no readable meta.json)."""
@@ -356,7 +372,7 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     steps_per_epoch = -(-(-(-len(train_set) // world)) // tcfg.batch_size)  # EpochSampler share
     module = DetectionModule(model, cfg.optim, evaluator,
                              total_steps=max_steps if max_steps > 0 else steps_per_epoch * tcfg.epochs)
-    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.callbacks import ModelCheckpoint
 
     train_loader = epoch_loader(train_set, cfg, shuffle=True)
     val_loader = epoch_loader(val_set, cfg, False)
@@ -378,7 +394,7 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
                                          enable_version_counter=False,
                                          auto_insert_metric_name=False))
     if progress:
-        callbacks.append(TQDMProgressBar(refresh_rate=1))
+        callbacks.append(_ProgressBar(refresh_rate=1))
     if tcfg.ema_decay > 0:  # first: a step's average is updated before anything saves it
         callbacks.insert(0, EMA(tcfg.ema_decay))
     trainer = L.Trainer(

@@ -131,7 +131,7 @@ def test_sigkill_then_resume_ends_as_the_uninterrupted_run(kind, synth_root, lid
             "epoch-00.ckpt", "epoch-01.ckpt", "last.ckpt", "step-6.ckpt"], run
 
 
-def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, tmp_path):
+def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, tmp_path, capsys):
     whole, run = str(tmp_path / "whole"), str(tmp_path / "run")
     args = _args("configs/student/bevdepth.yaml", "bevdepth", synth_root, run)
     # after step 4 the child is inside step 5 of 6: it stops in the middle of epoch 1, which
@@ -149,9 +149,13 @@ def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, tmp_pa
     other = {**meta["machine"], "cpu": "another CPU"}
     with open(meta_path, "w") as f:
         json.dump({**meta, "machine": other, "machines": [other]}, f)
+    capsys.readouterr()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert main([*args, "--resume"]) == 0
+    # the progress bar of the re-entered epoch names it and starts at its 2 done steps of 3
+    # (Lightning's own would read "Training: 3/?")
+    assert re.search(r"Epoch 1: +67%\|[^|]*\| 2/3 ", capsys.readouterr().out)
     # Lightning's notes on a resume (logs and checkpoints folders not empty, a mid-epoch
     # checkpoint with a plain DataLoader) are all untrue of a bevkd run folder, and hidden
     said = [str(w.message) for w in caught]
