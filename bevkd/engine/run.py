@@ -6,8 +6,9 @@ A run folder holds everything needed to understand and continue a training::
     RUN/meta.json            git commit, command line, versions
     RUN/checkpoints/last.ckpt, epoch-XX.ckpt
     RUN/logs/                CSV (and TensorBoard when installed) logs
-    RUN/eval/<split>/        metrics.json (devkit layout) and results.json of the final
-                             checkpoint on the data it trained on (what `bevkd bench` reads)
+    RUN/eval/<split>/        metrics.json (devkit layout) of the final checkpoint on the
+                             data it trained on (what `bevkd bench` reads); `bevkd eval`
+                             rewrites it and adds the detections, results.json
     RUN/eval/<split>@<tag>/  any other `bevkd eval`: another dataset (its folder's name) or
                              checkpoint (its file's stem), e.g. synth_val@epoch-03
 """
@@ -406,6 +407,9 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
         check_val_every_n_epoch=max(1, tcfg.eval_every) if tcfg.eval_every else tcfg.epochs,
         num_sanity_val_steps=0, deterministic=tcfg.deterministic, enable_model_summary=False,
         use_distributed_sampler=False)  # EpochSampler shards by rank itself
+    # Lightning leaves the modules' modes as it finds them; the model's own train() sets the
+    # parts that train in eval mode (frozen BatchNorm of a norm_eval backbone, teachers)
+    module.train()
     try:
         with _resume_notes_silenced(resume):
             trainer.fit(module, train_loader, val_loader,

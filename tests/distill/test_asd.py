@@ -84,6 +84,27 @@ def test_alpha_coarse_where_discrepancy_is_large_fine_where_small():
     assert torch.allclose(granularity_weight(t + 1.0, t), torch.full_like(a, 0.5))  # constant d
 
 
+def test_alpha_statistics_per_sample_or_over_the_batch():
+    t = torch.zeros(2, 1, 4, 4)
+    s = torch.zeros(2, 1, 4, 4)
+    ramp = torch.linspace(0.1, 1.0, 16).reshape(4, 4)
+    s[0, 0], s[1, 0] = ramp, 3.0 * ramp  # sample 1: the same pattern, 9x the discrepancy
+    d = (s - t) ** 2
+
+    def z(x: torch.Tensor) -> torch.Tensor:
+        return (x - x.mean()) / x.std(unbiased=False)
+
+    per_sample = granularity_weight(s, t, "sample")
+    # each sample against its own statistics: the scale drops out, both get the same alpha
+    assert torch.allclose(per_sample[0, 0], torch.sigmoid(z(d[0, 0])), atol=1e-5)
+    assert torch.allclose(per_sample[0], per_sample[1], atol=1e-5)
+    batch = granularity_weight(s, t, "batch")
+    assert torch.allclose(batch, torch.sigmoid(z(d)), atol=1e-5)
+    assert float(batch[1].mean()) > 0.5 > float(batch[0].mean())  # the worse sample goes coarse
+    with pytest.raises(BevkdError, match="unknown alpha scope 'image'"):
+        granularity_weight(s, t, "image")
+
+
 def test_adaptive_smooth_loss_zero_when_equal_and_formula():
     s = torch.randn(2, 5, 8, 8)
     for mask in (torch.ones(2, 1, 8, 8), torch.rand(2, 1, 8, 8)):
@@ -122,6 +143,43 @@ def test_feature_terms_use_the_gaussian_mask():
     assert out["sim"].item() > 0 and out["fusion"].item() == 0.0
     out["sim"].backward()
     assert f_cam.grad.abs().sum() > 0 and d.gcm.body[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("mask,expected", [
+    # a 4.5 x 2 m box at a 6.4 m cell's centre: the Gaussian has the minimum radius 1 (sigma
+    # 0.5), so the cell beside the centre weighs e^-2 of a mask summing to 1 + 4e^-2 + 4e^-4
+    ("gaussian", math.exp(-2) / (1 + 4 * math.exp(-2) + 4 * math.exp(-4))),
+    ("box", 0.0),  # the footprint covers the centre cell only
+    ("all", 1 / 256),  # every one of the 16 x 16 cells
+])
+def test_feature_term_value_under_each_mask(mask, expected):
+    # smooth_kernel 1: the smoothed and the fine errors are the same, so alpha drops out and
+    # the term is w * sum_cells M * ||S - T||^2 / sum M
+    d, _ = _asd(mask=mask, smooth_kernel=1, response_heatmap_weight=0.0, response_reg_weight=0.0)
+    x, y = _cell_centre(8, 8)
+    batch = _batch([[[x, y, 0.0, 4.5, 2.0, 1.6, 0.0, 0.0, 0.0]]], [[0]])
+    f_cam = torch.randn(1, 8, 16, 16)
+    with torch.no_grad():
+        f_sim, f_f = d.branches(f_cam)
+        t_l, t_f = d.sim_adapter(f_sim).clone(), d.fusion_adapter(f_f).clone()
+        t_l[0, :, 8, 9] += 3.0  # the cell beside the centre (x + 1): 6 channels, each off by 3
+        out = d(DetOutputs({"bev_in": f_cam}),
+                {"lidar": DetOutputs({"bev_in": t_l}), "fusion": DetOutputs({"bev_in": t_f})},
+                batch)
+    assert out["sim"].item() == pytest.approx(0.1 * 6 * 9.0 * expected, rel=1e-5, abs=1e-9)
+    assert out["fusion"].item() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_box_mask_covers_the_cells_whose_centres_lie_inside_the_footprint():
+    from bevkd.distill.asd_fusion import feature_mask
+
+    x, y = _cell_centre(8, 8)
+    # 19.2 m along x: the centres of cells 7, 8 and 9 (row 8) lie inside, 6 and 10 outside
+    boxes = _batch([[[x, y, 0.0, 19.2, 6.4, 1.6, 0.0, 0.0, 0.0]]], [[0]]).targets.boxes
+    m = feature_mask("box", boxes, GRID, (16, 16))
+    assert m.shape == (1, 1, 16, 16) and m[0, 0].nonzero().tolist() == [[8, 7], [8, 8], [8, 9]]
+    with pytest.raises(BevkdError, match="unknown mask kind 'disc'"):
+        feature_mask("disc", boxes, GRID, (16, 16))
 
 
 # ---------------------------------------------------------------------------------------------

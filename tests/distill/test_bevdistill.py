@@ -81,12 +81,16 @@ def test_dense_is_zero_when_adapted_student_equals_teacher_and_ignores_the_backg
     ft[..., mask[0, 0] == 0] += torch.randn_like(ft[..., mask[0, 0] == 0]) * 10  # outside M
     assert d.dense_loss(fs, ft, bx).item() == pytest.approx(0.0, abs=1e-10)
     ft[0, :, 8, 8] += torch.tensor([1.0, 2.0, 3.0])  # inside: grows with the masked error
-    expected = 1.0 * (1 + 4 + 9) / mask.sum()
-    assert d.dense_loss(fs, ft, bx).item() == pytest.approx(expected.item(), rel=1e-5)
+    # a 4 x 2 m box gets the minimum radius 1, so sigma = (2r + 1) / 6 = 0.5: the mask is 1 at
+    # the centre, e^-2 at its 4 neighbours and e^-4 at the 4 diagonal cells
+    mask_sum = 1 + 4 * math.exp(-2) + 4 * math.exp(-4)
+    assert mask.sum().item() == pytest.approx(mask_sum, rel=1e-6)
+    expected = 1.0 * (1 + 4 + 9) / mask_sum
+    assert d.dense_loss(fs, ft, bx).item() == pytest.approx(expected, rel=1e-5)
     out = d(DetOutputs({"bev_neck": fs, "bev_in": torch.zeros(1, 6, H, W)}, preds(1)),
             {"lidar": DetOutputs({"bev_neck": ft, "bev_in": torch.zeros(1, 4, H, W)},
                                  preds(1))}, batch_of(bx))
-    assert out["dense"].item() == pytest.approx(0.01 * expected.item(), rel=1e-5)
+    assert out["dense"].item() == pytest.approx(0.01 * expected, rel=1e-5)
 
 
 def test_dense_mask_is_per_sample_at_batch_two():
@@ -101,10 +105,13 @@ def test_dense_mask_is_per_sample_at_batch_two():
     ft[1, :, 3, 3] += 5.0  # sample 1 at sample 0's box: outside sample 1's mask
     assert d.dense_loss(fs, ft, bx).item() == pytest.approx(0.0, abs=1e-10)
     ft[1, :, 12, 12] += 1.0  # sample 1 at its own box centre
-    assert d.dense_loss(fs, ft, bx).item() == pytest.approx(3.0 / mask.sum().item(), rel=1e-5)
+    # each 2 x 2 m box: radius 1, sigma 0.5, as above
+    one = 1 + 4 * math.exp(-2) + 4 * math.exp(-4)
+    assert mask[0].sum().item() == pytest.approx(one, rel=1e-6) == mask[1].sum().item()
     # the sum over the batch is normalised by the whole batch's mask sum
+    assert d.dense_loss(fs, ft, bx).item() == pytest.approx(3.0 / (2 * one), rel=1e-5)
     alone = d.dense_loss(fs[1:], ft[1:], bx[1:]).item()
-    assert alone == pytest.approx(3.0 / mask[1].sum().item(), rel=1e-5)
+    assert alone == pytest.approx(3.0 / one, rel=1e-5)
 
 
 def test_dense_resizes_the_teacher_to_the_student_grid():

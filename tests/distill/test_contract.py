@@ -17,7 +17,7 @@ import torch
 from bevkd.builder import build_model
 from bevkd.cli import main
 from bevkd.data.nuscenes import NuScenesDataset
-from bevkd.distill.base import DistillModel
+from bevkd.distill.base import DistillModel, Distiller
 from bevkd.distill.methods import DISTILLERS
 from bevkd.engine.config import DistillConfig, MethodSpec, load_experiment
 from bevkd.errors import BevkdError
@@ -89,9 +89,18 @@ def test_distiller_contract(method, teachers, synth_root):
         assert terms, f"{method} added no loss terms"
         assert all(torch.isfinite(v) for v in losses.values()), losses
         opt.zero_grad()
+        if step == 0:
+            # the distillation terms alone (the detection loss would reach the student anyway)
+            # reach the lift, from which every distilled BEV feature is computed
+            trainable = [(n, p) for n, p in model.student.named_parameters() if p.requires_grad]
+            grads = torch.autograd.grad(sum(losses[k] for k in terms), [p for _, p in trainable],
+                                        retain_graph=True, allow_unused=True)
+            reached = {n.split(".")[1] for (n, _), g in zip(trainable, grads)
+                       if g is not None and g.abs().sum() > 0}
+            assert {"image_neck", "depth_net"} <= reached, sorted(reached)
         sum(losses.values()).backward()
         if step == 0:
-            student_grads = [p.grad for p in model.student.parameters() if p.requires_grad]
+            student_grads = [p.grad for _, p in trainable]
             assert all(g is not None for g in student_grads)
             unreached = [n for n, p in model.distillers.named_parameters()
                          if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
@@ -103,11 +112,28 @@ def test_distiller_contract(method, teachers, synth_root):
     assert all(torch.equal(teacher_before[k], after[k]) for k in teacher_before)
     model.train()
     assert all(not m.training for m in model.teachers.modules())
-    # export: exactly the baseline student's parameters
+    # the student inside is exactly the baseline student: the same parameter names and shapes
     baseline = build_model(_student_cfg())
-    exported = model.student.state_dict()
-    assert {k: v.shape for k, v in exported.items()} == \
+    assert {k: v.shape for k, v in model.student.state_dict().items()} == \
         {k: v.shape for k, v in baseline.state_dict().items()}
+
+
+def test_export_of_a_distilled_run_is_the_baseline_student(teachers, synth_root, tmp_path):
+    from bevkd.engine.run import load_trained
+
+    run = _train("configs/distill/bevdistill.yaml", "bevdepth", synth_root, str(tmp_path / "kd"),
+                 (f"distill.teachers.lidar={teachers['lidar']}",))
+    out = str(tmp_path / "student.pt")
+    assert main(["export", "--ckpt", run, "--out", out]) == 0
+    state = torch.load(out, weights_only=False)
+    assert state["model"] == "bevdepth"
+    # no teacher, no adapter: the baseline student's tensors, as trained
+    baseline = build_model(_student_cfg())
+    assert list(state["state_dict"]) == list(baseline.state_dict())
+    trained = load_trained(run)[1]
+    assert isinstance(trained, DistillModel)
+    for k, v in trained.student.state_dict().items():
+        assert torch.equal(state["state_dict"][k], v), k
 
 
 def test_missing_teacher_or_feature_is_a_build_time_error(teachers):
@@ -119,6 +145,22 @@ def test_missing_teacher_or_feature_is_a_build_time_error(teachers):
         teachers={"lidar": teachers["lidar"]}, methods=(MethodSpec(type="bevdistil"),)))
     with pytest.raises(BevkdError, match="did you mean 'bevdistill'"):
         build_model(cfg)
+    # a feature the student or the teacher does not publish is named, with what they do publish
+    from bevkd.engine.run import load_trained
+
+    class Reads(Distiller):
+        def __init__(self, student_keys: tuple[str, ...], teacher_keys: tuple[str, ...]):
+            super().__init__()
+            self.requires, self.teacher_requires = student_keys, {"lidar": teacher_keys}
+
+    student, lidar = build_model(_student_cfg()), load_trained(teachers["lidar"])[1]
+    with pytest.raises(BevkdError, match=r"needs student features \['bev_s9'\], which "
+                                         r"BEVDepth does not publish \(bev_in, bev_s1"):
+        DistillModel(student, {"lidar": lidar}, {"reads": Reads(("bev_s1", "bev_s9"), ())})
+    with pytest.raises(BevkdError, match=r"needs lidar teacher features \['depth_logits'\]"):
+        DistillModel(student, {"lidar": lidar},
+                     {"reads": Reads(("bev_s1",), ("bev_s1", "depth_logits"))})
+    DistillModel(student, {"lidar": lidar}, {"reads": Reads(("bev_s1",), ("bev_s1",))})
 
 
 def test_teacher_on_another_grid_is_refused(teachers):

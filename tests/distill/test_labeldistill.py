@@ -107,6 +107,9 @@ def teacher_feats(bsz: int = 2) -> tuple[dict[str, torch.Tensor], dict[str, torc
 
 
 BOXES = [[box(0.5, 0.5, 4.0, 2.0)], [box(-4.5, 3.5, 2.0, 2.0), box(5.5, -5.5, 1.0, 1.0)]]
+# the mask's mass around one box of radius 2 (sigma 5/6), summed by hand over its 5 x 5 cells
+GAUSS_R2 = sum(math.exp(-(dx * dx + dy * dy) / (2 * (5 / 6) ** 2))
+               for dx in range(-2, 3) for dy in range(-2, 3))
 
 
 def test_defaults_and_adaptor_shapes():
@@ -158,7 +161,10 @@ def test_feature_loss_is_zero_when_adapted_equals_teacher_and_ignores_the_backgr
     lidar["bev_s1"][mask.expand_as(lidar["bev_s1"]) == 0] += 7.0  # outside the mask
     assert d.feature_losses(s, lidar, label, bx)[0].item() == pytest.approx(0.0, abs=1e-9)
     lidar["bev_s1"][0, :, 8, 8] += 1.0  # inside: Σ_c 1² = 5 channels at mask value 1
-    expected = 5.0 / mask.sum().item()
+    # normalised by the batch's mask sum: 3 boxes at the minimum radius 2, so each a whole
+    # 5 x 5 Gaussian with sigma (2r + 1) / 6 = 5/6, none clipped or overlapping
+    assert mask.sum().item() == pytest.approx(3 * GAUSS_R2, rel=1e-6)
+    expected = 5.0 / (3 * GAUSS_R2)
     assert d.feature_losses(s, lidar, label, bx)[0].item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -177,7 +183,8 @@ def test_label_loss_uses_the_binary_mask():
     edge = (mask[0, 0] > 0) & (mask[0, 0] < 0.5)
     iy, ix = edge.nonzero()[0].tolist()
     label["bev_s1"][0, :, iy, ix] += 1.0  # weak Gaussian value, full weight in the binary mask
-    expected = 3.0 / (mask > 0).sum().item()
+    assert (mask > 0).sum().item() == 25  # the one box's 5 x 5 cells
+    expected = 3.0 / 25
     assert d.feature_losses(s, lidar, label, bx)[1].item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -250,7 +257,10 @@ def test_label_encoder_keeps_the_teacher_frozen_and_trains_its_own_layers(lidar_
     enc.train()
     assert not enc.trunk.training and not enc.head.training and enc.block.training
     assert all(not p.requires_grad for p in [*enc.trunk.parameters(), *enc.head.parameters()])
-    stats = {k: v.clone() for k, v in enc.head.state_dict().items()}
+    frozen = {"trunk": enc.trunk, "head": enc.head}
+    stats = {f"{name}.{k}": v.clone() for name, m in frozen.items()
+             for k, v in m.state_dict().items()}
+    assert any(k.endswith("running_mean") for k in stats if k.startswith("trunk."))
     b = batch_of([[box(10.0, 3.0, 4.5, 1.9)], [box(-20.0, -7.0, 0.8, 0.6)]], [[0], [8]])
     out = enc(b)
     assert set(out.feats) == {"bev_s1", "bev_s2", "bev_neck"}
@@ -264,7 +274,8 @@ def test_label_encoder_keeps_the_teacher_frozen_and_trains_its_own_layers(lidar_
     for m in own:
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters()), m
     # frozen BatchNorm statistics did not move in a training-mode forward
-    assert all(torch.equal(v, enc.head.state_dict()[k]) for k, v in stats.items())
+    after = {f"{name}.{k}": v for name, m in frozen.items() for k, v in m.state_dict().items()}
+    assert all(torch.equal(v, after[k]) for k, v in stats.items())
     assert len(enc.decode(out, b)) == 2
 
 

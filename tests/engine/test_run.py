@@ -26,12 +26,22 @@ def test_train_writes_a_complete_run_folder(trained_run):
 
 
 def test_eval_of_the_checkpoint_equals_the_evaluation_in_training(trained_run, synth_root):
-    in_training = json.load(open(os.path.join(trained_run, "eval/synth_val/metrics.json")))
+    own = os.path.join(trained_run, "eval/synth_val")
+    in_training = json.load(open(os.path.join(own, "metrics.json")))
+    # removed first, so that what is compared below is what `bevkd eval` wrote (training
+    # writes no results.json; another test's eval may have)
+    for name in ("metrics.json", "results.json"):
+        if name == "metrics.json" or os.path.exists(os.path.join(own, name)):
+            os.remove(os.path.join(own, name))
     assert main(["eval", "--ckpt", trained_run, "--data", synth_root]) == 0
-    after = json.load(open(os.path.join(trained_run, "eval/synth_val/metrics.json")))
+    after = json.load(open(os.path.join(own, "metrics.json")))
     assert after["mean_ap"] == pytest.approx(in_training["mean_ap"], abs=1e-9)
     assert after["nd_score"] == pytest.approx(in_training["nd_score"], abs=1e-9)
-    assert os.path.isfile(os.path.join(trained_run, "eval/synth_val/results.json"))
+    assert after["tp_errors"] == pytest.approx(in_training["tp_errors"], abs=1e-9)
+    assert after["label_aps"].keys() == in_training["label_aps"].keys()
+    for name, aps in in_training["label_aps"].items():
+        assert after["label_aps"][name] == pytest.approx(aps, abs=1e-9), name
+    assert os.path.isfile(os.path.join(own, "results.json"))
 
 
 def test_eval_elsewhere_never_replaces_the_runs_own_result(trained_run, synth_root, tmp_path):

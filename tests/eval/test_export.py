@@ -70,7 +70,9 @@ def test_exported_boxes_are_the_global_boxes(nusc, evaluator):
     results = {st: gt_boxes(nusc, st) for st in tokens}
     exported = evaluator.export(_detections(nusc, evaluator, results, torch_backed=True))
     assert list(exported["results"]) == tokens
+    assert sum(len(boxes) for boxes in results.values()) > 0
     for st in tokens:
+        assert len(exported["results"][st]) == len(results[st]), st
         for a, b in zip(results[st], exported["results"][st]):
             assert np.allclose(a["translation"], b["translation"], atol=1e-3)  # float32 torch
             assert np.allclose(a["size"], b["size"], atol=1e-5)

@@ -8,6 +8,8 @@ with ``weights=path``.
 
 from __future__ import annotations
 
+import pickle
+
 import torch
 from torch import nn
 
@@ -83,7 +85,9 @@ class ResNet(nn.Module):
         depth: 18, 34 or 50.
         out_stages: which stages to return, in order.
         frozen_stages: stages 0 (stem) .. k whose parameters are frozen (-1: none).
-        norm_eval: keep BatchNorm statistics frozen in training (as BEVDepth's backbone).
+        norm_eval: keep the BatchNorm layers in eval mode in training: they normalise with
+            their stored statistics and never update them (BEVDepth's own configs train with
+            ``norm_eval=False``: statistics of each batch, running averages updated).
         weights: optional path to a torchvision-format state dict (e.g. ImageNet).
     """
 
@@ -94,6 +98,7 @@ class ResNet(nn.Module):
             raise BevkdError(f"ResNet depth must be one of {sorted(_ARCH)}, got {depth}")
         block, layers = _ARCH[depth]
         self.out_stages, self.frozen_stages, self.norm_eval = out_stages, frozen_stages, norm_eval
+        self.depth = depth
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
@@ -106,22 +111,30 @@ class ResNet(nn.Module):
         if weights is not None:
             self.load_weights(weights)
         self._freeze()
+        self.train()  # norm_eval holds from the start, whoever calls train() (or nobody)
 
     def load_weights(self, path: str) -> None:
         """Load a torchvision-format state dict (the classifier ``fc.*`` is ignored)."""
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError) as err:
-            raise BevkdError(f"cannot read backbone weights {path}: {err}") from None
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+            # (a file that is no checkpoint at all fails in the unpickler)
+            raise BevkdError(f"cannot read backbone weights {path}: "
+                             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+                             ) from None
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         own = self.state_dict()
         bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
                if k in own and own[k].shape != v.shape]
         missing = sorted(set(own) - set(state))
-        if bad or missing:
-            raise BevkdError(f"backbone weights {path} do not fit this ResNet: "
-                             + "; ".join(bad[:3] + [f"missing {m}" for m in missing[:3]]))
-        self.load_state_dict(state, strict=False)
+        # e.g. a ResNet-34 file for a ResNet-18: every tensor of the 18 is there, so only the
+        # extra blocks tell that the file is another network
+        unexpected = sorted(set(state) - set(own))
+        if bad or missing or unexpected:
+            raise BevkdError(f"backbone weights {path} do not fit this ResNet-{self.depth}: "
+                             + "; ".join(bad[:3] + [f"missing {m}" for m in missing[:3]]
+                                         + [f"unexpected {u}" for u in unexpected[:3]]))
+        self.load_state_dict(state)
 
     def _freeze(self) -> None:
         if self.frozen_stages >= 0:

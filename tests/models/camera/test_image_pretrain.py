@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from bevkd.cli import main
@@ -60,7 +61,11 @@ def test_losses_and_a_backbone_file_the_student_resnet_loads(tmp_path):
     assert grad[0, :, 1, 1].abs().sum() > 0 and grad.abs().sum() == grad[0, :, 1, 1].abs().sum()
     path = tmp_path / "r18.pth"
     torch.save(net.backbone.state_dict(), path)
-    ResNet(18, weights=str(path))  # torchvision names: loads as ImageNet weights would
+    # torchvision names: loads as ImageNet weights would, every tensor
+    loaded = ResNet(18, weights=str(path)).state_dict()
+    saved = net.backbone.state_dict()
+    assert set(saved) <= set(loaded)
+    assert all(torch.equal(loaded[k], v) for k, v in saved.items())
 
 
 def test_pretrain_command_writes_weights_and_held_out_accuracies(synth_root, tmp_path):
@@ -76,19 +81,30 @@ def test_pretrain_command_writes_weights_and_held_out_accuracies(synth_root, tmp
                  "--out", str(out), "--steps", "2"]) == 2
 
 
-def test_a_student_starts_from_the_weights_and_no_longer_needs_the_file(synth_root, tmp_path):
+@pytest.mark.parametrize("norm_eval", [True, False])
+def test_a_student_starts_from_the_weights_and_no_longer_needs_the_file(norm_eval, synth_root,
+                                                                      tmp_path):
     from bevkd.engine.run import load_trained
 
     weights = tmp_path / "bb.pth"
-    torch.save(ImagePretrainNet(18).backbone.state_dict(), weights)
+    saved = ImagePretrainNet(18).backbone.state_dict()
+    torch.save(saved, weights)
     run = str(tmp_path / "student")
     sets = ["grid.cell=6.4", "train.num_workers=0", "train.batch_size=1",
             "model.args.head_channels=8", "model.args.trunk_channels=[8, 16]",
-            "model.args.bev_neck_channels=8", f"model.args.backbone_weights={weights}"]
+            "model.args.bev_neck_channels=8", f"model.args.backbone_weights={weights}",
+            "model.args.frozen_stages=4", f"model.args.norm_eval={str(norm_eval).lower()}"]
     assert main(["train", "configs/student/bevdepth.yaml", "--preset", "tiny", "--data",
                  synth_root, "--out", run, "--max-steps", "1",
                  *[f"--set={s}" for s in sets]]) == 0
     weights.unlink()  # moved or deleted: the checkpoint holds every weight
     _, model = load_trained(run)
-    assert model.encoder.backbone.conv1.weight.shape == (64, 3, 7, 7)
+    # a frozen backbone: after a training step the student holds the file's weights, and with
+    # norm_eval its BatchNorm statistics too (without, they follow the training batches)
+    got = model.encoder.backbone.state_dict()
+    assert set(saved) == set(got)
+    moved = [k for k, v in saved.items() if not torch.equal(got[k], v)]
+    bn_stats = [k for k in saved if k.endswith(("running_mean", "running_var",
+                                               "num_batches_tracked"))]
+    assert moved == ([] if norm_eval else bn_stats)
     assert main(["eval", "--ckpt", run, "--data", synth_root]) == 0
