@@ -317,15 +317,33 @@ class _ProgressBar(TQDMProgressBar):
             self.train_progress_bar.refresh()
 
 
-def _earlier_machines(run: str) -> list:
-    """The machines ``RUN/meta.json`` records for the attempts so far (``[None]``: it records
-    none, e.g. written before bevkd recorded machines; ``[]``: no readable meta.json)."""
+def _earlier_meta(run: str) -> dict[str, Any]:
     try:
         with open(os.path.join(run, "meta.json")) as f:
             meta = json.load(f)
     except (OSError, ValueError):
-        return []
-    return list(meta.get("machines") or [meta.get("machine")])
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _write_meta(run: str, data_root: str, resume: bool) -> None:
+    """``RUN/meta.json`` of this attempt. A resumed run keeps what its earlier attempts
+    recorded: their machines (one begun on one CPU and finished on another reproduces on
+    neither; None: an attempt that recorded none), their commits, and any ``migrations`` a
+    script made to its records."""
+    earlier = _earlier_meta(run) if resume else {}
+    here, commit = machine(), git_commit()
+    machines = list(earlier.get("machines") or [earlier.get("machine")]) if earlier else []
+    commits = list(earlier.get("commits") or [earlier.get("commit")]) if earlier else []
+    meta = {"commit": commit, "command": " ".join(sys.argv),
+            "data": os.path.abspath(data_root),
+            "torch": torch.__version__, "lightning": L.__version__, "machine": here,
+            "machines": machines + ([] if here in machines else [here]),
+            "commits": commits + ([] if commits[-1:] == [commit] else [commit]),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if earlier.get("migrations"):
+        meta["migrations"] = earlier["migrations"]
+    write_json(os.path.join(run, "meta.json"), meta, indent=1)
 
 
 def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
@@ -348,16 +366,7 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     os.makedirs(run, exist_ok=True)
     with open(os.path.join(run, "config.yaml"), "w") as f:
         yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
-    here = machine()
-    # a resumed run keeps the machines of its earlier attempts: one begun on one CPU and
-    # finished on another reproduces on neither (None: an attempt that recorded none)
-    machines = _earlier_machines(run) if resume else []
-    with open(os.path.join(run, "meta.json"), "w") as f:
-        json.dump({"commit": git_commit(), "command": " ".join(sys.argv),
-                   "data": os.path.abspath(data_root),
-                   "torch": torch.__version__, "lightning": L.__version__, "machine": here,
-                   "machines": machines + ([] if here in machines else [here]),
-                   "started": time.strftime("%Y-%m-%d %H:%M:%S")}, f, indent=1)
+    _write_meta(run, data_root, resume)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)

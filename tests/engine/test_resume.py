@@ -22,7 +22,7 @@ from bevkd.engine.history import step_series, training_log, validations
 from bevkd.engine.run import (RESUME_NOTES_SILENCED, checkpoint_is_whole,
                               resume_checkpoint)
 from bevkd.errors import BevkdError
-from bevkd.provenance import machine
+from bevkd.provenance import git_commit, machine
 
 # 16 x 16 grid, one sweep, narrow layers; 3 training samples at batch 1 = 3 steps per epoch,
 # 2 epochs; a checkpoint every 2 steps, so a kill can land in the middle of either epoch.
@@ -148,9 +148,13 @@ def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, tmp_pa
     meta_path = os.path.join(run, "meta.json")
     meta = json.load(open(meta_path))
     assert meta["machines"] == [meta["machine"]]
+    assert meta["commits"] == [meta["commit"]]
+    # and with another commit, its records since corrected by a script
     other = {**meta["machine"], "cpu": "another CPU"}
+    fixed = [{"what": "config.yaml a -> b", "why": "test"}]
     with open(meta_path, "w") as f:
-        json.dump({**meta, "machine": other, "machines": [other]}, f)
+        json.dump({**meta, "machine": other, "machines": [other], "commit": "0123abc",
+                   "commits": ["0123abc"], "migrations": fixed}, f)
     capsys.readouterr()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -165,6 +169,8 @@ def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, tmp_pa
     assert os.path.isfile(os.path.join(run, "logs", "metrics.part1.csv"))
     meta = json.load(open(meta_path))
     assert meta["machines"] == [other, machine()] and meta["machine"] == machine()
+    assert meta["commits"] == ["0123abc", git_commit()] and meta["commit"] == git_commit()
+    assert meta["migrations"] == fixed
     assert main(_args("configs/student/bevdepth.yaml", "bevdepth", synth_root, whole)) == 0
     _assert_same(_final_state(whole), _final_state(run))
 
