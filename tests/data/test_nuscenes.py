@@ -159,7 +159,11 @@ def test_eval_pipeline_is_deterministic_and_unaugmented(synth_root, tmp_path):
     ds = NuScenesDataset(synth_root, "v1.0-synth", "synth_val", AUG, cache_dir=str(tmp_path))
     a, b = ds[0], ds[0]
     assert torch.equal(a.images, b.images) and torch.equal(a.bda, torch.eye(4))
-    assert not a.aug_T_pix[0, 0, 0, 1]  # no rotation at eval
+    # every camera: 320 x 180 scaled by max(96 / 180, 256 / 320) = 0.8 to 256 x 144, then the
+    # 96-row crop that keeps the bottom (bot_pct 0): rows 48..143; no flip, no rotation
+    want = torch.tensor([[0.8, 0.0, 0.0], [0.0, 0.8, -48.0], [0.0, 0.0, 1.0]])
+    m = a.aug_T_pix.reshape(-1, 3, 3)
+    assert m.shape[0] == 6 and torch.allclose(m.float(), want.expand_as(m), atol=1e-6)
 
 
 def test_bad_files_name_the_file_and_the_sample(synth_root, tmp_path):

@@ -12,6 +12,7 @@ from bevkd.distill.base import DistillModel
 from bevkd.distill.dualdistill import (DualDistill, OrthogonalLinear, mfd_terms,
                                        spatial_attention)
 from bevkd.distill.masks import box_weights
+from bevkd.errors import BevkdError
 from bevkd.models.grid import BevGrid
 from bevkd.structures.classes import CLASS_INDEX
 from bevkd.models.lidar.centerpoint import CenterPointPillars
@@ -102,8 +103,30 @@ def test_aoa_shapes_and_attention_pooling():
     assert pooled.align["bev_s1"](x, (16, 16)).shape == (2, 16, 16, 16)
     assert pooled.align["bev_s2"](torch.randn(2, 16, 8, 8), (8, 8)).shape == (2, 32, 8, 8)
     assert full.requires == ("bev_s1", "bev_s2", "bev_neck")
-    with pytest.raises(Exception, match="heads"):
+    with pytest.raises(BevkdError, match="8 attention heads do not divide the student's 12"):
         DualDistill(GRID, {**ch, "bev_s1": 12}, tch)
+    # the attention's keys and values: the projected level average-pooled to 4 x 4, plus the
+    # positional embedding; its queries: the 16 learned ones
+    aoa = pooled.align["bev_s1"].eval()
+    seen = {}
+    aoa.attn.register_forward_hook(lambda m, args, out: seen.update(q=args[0], k=args[1],
+                                                                     v=args[2]))
+    with torch.no_grad():
+        aoa(x, (16, 16))
+        want = torch.nn.functional.adaptive_avg_pool2d(aoa.proj(x), (4, 4))
+        want = want.flatten(2).transpose(1, 2) + aoa.pos
+        queries = torch.relu(aoa.query_proj(aoa.queries))
+    assert torch.allclose(seen["k"], want, atol=1e-6) and seen["v"] is seen["k"]
+    assert seen["q"].shape == (2, 16, 8) and torch.allclose(seen["q"][1], queries, atol=1e-6)
+    # residual "input": with the FFN's output zeroed, the level passes through unchanged to the
+    # orthogonal map (resized to the teacher's grid)
+    with torch.no_grad():
+        aoa.ffn[-1].weight.zero_()
+        aoa.ffn[-1].bias.zero_()
+        assert torch.allclose(aoa(x, (16, 16)), aoa.ortho(x), atol=1e-6)
+        half = torch.nn.functional.interpolate(x, size=(8, 8), mode="bilinear",
+                                               align_corners=False)
+        assert torch.allclose(aoa(x, (8, 8)), aoa.ortho(half), atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,8 +217,7 @@ def test_crd_pseudo_boxes_keep_peaks_above_the_temperature_threshold():
             (*map(lambda v: round(v, 3), _cell_centre(10, 2)), 0),
             (*map(lambda v: round(v, 3), _cell_centre(10, 10)), CLASS_INDEX["pedestrian"])}
     assert got == want
-    # the implied raw-probability threshold: sigmoid(0.1 * logit(0.1)) ~ 0.445
-    assert math.isclose(torch.sigmoid(torch.tensor(thr)).item(), 0.4453, abs_tol=1e-3)
+    # (the implied raw-probability threshold is sigmoid(0.1 * logit(0.1)) ~ 0.445)
     assert teacher.head.score_threshold == 0.1  # the head keeps its own threshold
 
 
