@@ -254,6 +254,53 @@ def _stop(running: dict, log, grace: float = 120.0) -> None:
         log(f"[bench] stopped {name} (resumable)")
 
 
+def _train_seconds(run: str) -> float | None:
+    try:
+        with open(os.path.join(run, "timing.json")) as f:
+            return float(json.load(f)["train_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def time_left(jobs: list[Job], results: dict[str, "JobResult"], elapsed: dict[str, float],
+              parallel: int) -> float | None:
+    """Seconds the jobs without a result may still take, at ``parallel`` at once: each at the
+    training time (``timing.json``) of a finished run of the same config, else the mean of
+    the finished students', less what a running one (``elapsed``: name -> seconds of this
+    attempt) has done; None before a finished run gives a pace. A rough guide: validation and
+    the packing of jobs into slots are not counted."""
+    paces: dict[str, list[float]] = {}
+    students: list[float] = []  # the fallback: a teacher's time says little of a student's
+    for r in results.values():
+        t = _train_seconds(r.run) if r.status in ("done", "reused") else None
+        if t is not None:
+            paces.setdefault(r.job.config, []).append(t)
+            if r.job.model not in TEACHER_JOBS.values():
+                students.append(t)
+    if not paces:
+        return None
+    every = students or [t for ts in paces.values() for t in ts]
+    left = 0.0
+    for job in jobs:
+        if job.name in results:
+            continue
+        ts = paces.get(job.config, every)
+        left += max(sum(ts) / len(ts) - elapsed.get(job.name, 0.0), 0.0)
+    return left / max(parallel, 1)
+
+
+def _progress(jobs: list[Job], results: dict[str, "JobResult"], elapsed: dict[str, float],
+              parallel: int) -> str:
+    """``[bench] 12 of 27 jobs final; ~5 h 10 min to go`` (the estimate once there is one)."""
+    left = time_left(jobs, results, elapsed, parallel)
+    eta = ""
+    if left is not None and len(results) < len(jobs):
+        minutes = round(left / 60)
+        eta = (f"; ~{minutes // 60} h {minutes % 60} min to go at the finished runs' pace"
+               if minutes >= 60 else f"; ~{minutes} min to go at the finished runs' pace")
+    return f"[bench] {len(results)} of {len(jobs)} jobs final{eta}"
+
+
 def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
              threads: int = 1, val_split: str = "synth_val", extra: tuple[str, ...] = (),
              camera_extra: tuple[str, ...] = (), log=print, poll: float = 1.0,
@@ -273,6 +320,7 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
     # checked against, which its bench_job.json then records
     ready: dict[str, dict[str, object]] = {}
     running: dict[str, tuple[subprocess.Popen, float, object]] = {}
+    said_progress = False
 
     def terminated(signum, frame):  # noqa: ARG001 - signal handler signature
         raise KeyboardInterrupt  # SIGTERM stops the bench as Ctrl-C does
@@ -324,6 +372,9 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                     running[job.name] = (proc, time.perf_counter(), logf)
                     pending.remove(job)
                     log(f"[bench] start {job.name}")
+                    if not said_progress:  # the first start: where a resumed bench stands
+                        log(_progress(jobs, results, {}, parallel))
+                        said_progress = True
             for name, (proc, start, logf) in list(running.items()):
                 if proc.poll() is None:
                     continue
@@ -337,6 +388,9 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                 log(f"[bench] {'done' if ok else 'FAILED'} {name} "
                     f"({results[name].seconds / 60:.1f} min)"
                     f"{'' if ok else f'; see {run}/train.log'}")
+                now = time.perf_counter()
+                log(_progress(jobs, results, {n: now - t for n, (_, t, _) in running.items()},
+                              parallel))
             if pending or running:
                 time.sleep(poll)
     finally:

@@ -73,6 +73,9 @@ def test_runs_reuse_and_a_retrained_teacher_refuses_its_students(bench):
     assert status == {"teacher": "done", "baseline-s0": "done", "bevdistill-s0": "done"}
     assert logs.index("[bench] start bevdistill-s0") > next(
         i for i, m in enumerate(logs) if m.startswith("[bench] done teacher"))
+    # where the bench stands: at the first start and after each job
+    assert logs[1] == "[bench] 0 of 3 jobs final" and logs[-1] == "[bench] 3 of 3 jobs final"
+    assert sum(m.endswith("jobs final") for m in logs) == 4
     status, _ = run()
     assert set(status.values()) == {"reused"}
     # the teacher is trained again (its old run deleted): the student that learned from the
@@ -154,3 +157,40 @@ def test_stopping_the_bench_stops_its_trainings(bench, monkeypatch):
         run(parallel=2, log=log)
     # the training got SIGTERM (it would save a checkpoint) instead of running on for 60 s
     assert (runs / "baseline-s0" / "stopped").exists() and time.monotonic() - t0 < 30
+
+
+def test_time_left_prices_each_job_at_its_configs_finished_runs(tmp_path):
+    import json
+
+    from bevkd.bench.plan import Job
+
+    def finished(name: str, seconds: float | None) -> str:
+        run = tmp_path / name
+        run.mkdir()
+        (run / "timing.json").write_text(json.dumps(
+            {"step_seconds": 1.0} if seconds is None else {"train_seconds": seconds}))
+        return str(run)
+
+    teacher = Job("teacher", "teacher", "t.yaml")
+    base = [Job(f"baseline-s{i}", "baseline", "b.yaml", i) for i in range(3)]
+    kd = [Job(f"asd-s{i}", "asd", "asd.yaml", i) for i in range(2)]
+    ablation = Job("asd_gamma0-s0", "asd_gamma0", "asd.yaml")
+    other = Job("bevdistill-s0", "bevdistill", "bd.yaml")
+    jobs = [teacher, *base, *kd, ablation, other]
+    results = {"teacher": runner.JobResult(teacher, finished("teacher", 100.0), "reused")}
+    # only a teacher finished: no student pace, the teacher's stands in
+    assert runner.time_left(jobs, results, {}, 1) == pytest.approx(7 * 100.0)
+    results.update({
+        "baseline-s0": runner.JobResult(base[0], finished("baseline-s0", 3000.0), "done"),
+        "asd-s0": runner.JobResult(kd[0], finished("asd-s0", 5000.0), "reused"),
+        # a failed job and an old run without train_seconds give no pace
+        "baseline-s1": runner.JobResult(base[1], str(tmp_path / "nothing"), "failed"),
+        "baseline-s2": runner.JobResult(base[2], finished("baseline-s2", None), "reused")})
+    # asd-s1 and the ASD ablation at ASD's pace, BEVDistill at the students' mean (4000 s);
+    # asd-s1 has run 1000 s of this attempt; two at a time
+    left = runner.time_left(jobs, results, {"asd-s1": 1000.0}, 2)
+    assert left == pytest.approx((4000.0 + 5000.0 + 4000.0) / 2)
+    assert runner._progress(jobs, results, {"asd-s1": 1000.0}, 2) == \
+        "[bench] 5 of 8 jobs final; ~1 h 48 min to go at the finished runs' pace"
+    assert runner.time_left(jobs, {}, {}, 2) is None
+    assert runner._progress(jobs, {}, {}, 2) == "[bench] 0 of 8 jobs final"
