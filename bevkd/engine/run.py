@@ -292,13 +292,19 @@ RESUME_NOTES_SILENCED = (
 )
 
 
+# What Lightning says at the start of every fit of a model with frozen parts: train() calls
+# module.train() first, so the modules in eval mode are the ones meant to be (teachers,
+# BatchNorm of a norm_eval backbone, the label encoder's LiDAR-teacher parts)
+FIT_NOTES_SILENCED = (r"Found \d+ module\(s\) in eval mode at the start of training",)
+
+
 @contextmanager
-def _resume_notes_silenced(resume: bool):
-    """Hides :data:`RESUME_NOTES_SILENCED` during a resumed fit; a fresh run keeps them all."""
+def _notes_silenced(resume: bool):
+    """Hides :data:`FIT_NOTES_SILENCED`, and :data:`RESUME_NOTES_SILENCED` when resuming,
+    during a fit; every other warning is shown."""
     with warnings.catch_warnings():
-        if resume:
-            for message in RESUME_NOTES_SILENCED:
-                warnings.filterwarnings("ignore", message=message)
+        for message in FIT_NOTES_SILENCED + (RESUME_NOTES_SILENCED if resume else ()):
+            warnings.filterwarnings("ignore", message=message)
         yield
 
 
@@ -420,7 +426,7 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     # parts that train in eval mode (frozen BatchNorm of a norm_eval backbone, teachers)
     module.train()
     try:
-        with _resume_notes_silenced(resume):
+        with _notes_silenced(resume):
             trainer.fit(module, train_loader, val_loader,
                         ckpt_path=resume_from if resume else None)
     except _Interrupted:  # Ctrl-C: last.ckpt of the step is saved

@@ -9,6 +9,7 @@ shapes (distillation adds zero inference cost).
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import replace
 
 import pytest
@@ -121,8 +122,12 @@ def test_distiller_contract(method, teachers, synth_root):
 def test_export_of_a_distilled_run_is_the_baseline_student(teachers, synth_root, tmp_path):
     from bevkd.engine.run import load_trained
 
-    run = _train("configs/distill/bevdistill.yaml", "bevdepth", synth_root, str(tmp_path / "kd"),
-                 (f"distill.teachers.lidar={teachers['lidar']}",))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = _train("configs/distill/bevdistill.yaml", "bevdepth", synth_root,
+                     str(tmp_path / "kd"), (f"distill.teachers.lidar={teachers['lidar']}",))
+    # the teachers are in eval mode by design: Lightning's note about it is not shown
+    assert not [w for w in caught if "in eval mode at the start" in str(w.message)]
     out = str(tmp_path / "student.pt")
     assert main(["export", "--ckpt", run, "--out", out]) == 0
     state = torch.load(out, weights_only=False)
