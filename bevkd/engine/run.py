@@ -15,6 +15,7 @@ A run folder holds everything needed to understand and continue a training::
 
 from __future__ import annotations
 
+import glob
 import importlib.util
 import json
 import os
@@ -404,11 +405,12 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
                         save_top_k=-1, every_n_epochs=1, auto_insert_metric_name=False,
                         save_on_train_epoch_end=True, enable_version_counter=False),
     ]
+    step_ckpt = None
     if tcfg.checkpoint_every > 0:  # bounds the work a killed run loses; last.ckpt follows it
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="step-{step}", save_last=True,
-                                         save_top_k=1, every_n_train_steps=tcfg.checkpoint_every,
-                                         enable_version_counter=False,
-                                         auto_insert_metric_name=False))
+        step_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="step-{step}", save_last=True,
+                                    save_top_k=1, every_n_train_steps=tcfg.checkpoint_every,
+                                    enable_version_counter=False, auto_insert_metric_name=False)
+        callbacks.append(step_ckpt)
     if progress:
         callbacks.append(_ProgressBar(refresh_rate=1))
     if tcfg.ema_decay > 0:  # first: a step's average is updated before anything saves it
@@ -440,6 +442,8 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
         raise
     if trainer.interrupted:  # Ctrl-C: checkpoint saved, not finished
         raise KeyboardInterrupt
+    if step_ckpt is not None and trainer.is_global_zero:
+        _prune_step_checkpoints(ckpt_dir, step_ckpt.best_model_path)
     if module.last_metrics is None and resume:
         # the resumed run had finished training but was stopped before its final metrics
         # were written: fit returns at once, so validate the trained weights now
@@ -447,6 +451,15 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     if module.last_metrics is not None and trainer.is_global_zero:
         _write_metrics(os.path.join(run, "eval", tcfg.val_split), module.last_metrics)
     return module
+
+
+def _prune_step_checkpoints(ckpt_dir: str, keep: str) -> None:
+    """Removes every ``step-*.ckpt`` but ``keep`` (the newest) from a finished run. Lightning
+    never deletes the checkpoint a run resumed from, so a resume from ``step-N.ckpt`` (when
+    ``last.ckpt`` was damaged or not yet written) would leave it beside the newer one."""
+    for path in glob.glob(os.path.join(ckpt_dir, "step-*.ckpt")):
+        if keep and os.path.abspath(path) != os.path.abspath(keep):
+            os.remove(path)
 
 
 def checkpoint_is_whole(path: str) -> bool:
