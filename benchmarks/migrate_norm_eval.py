@@ -17,7 +17,11 @@ For each run folder given (or each run folder directly inside a folder given) wh
 (``meta.json``) contains the fix: the original goes to ``config.recorded.yaml``, ``config.yaml`` gets
 ``norm_eval: false``, and ``meta.json`` gains a ``migrations`` entry saying what and why.
 Runs trained with the fix (in part or whole), or that record a commit this checkout does not
-know, are left alone and listed.
+know or a dirty tree's, are left alone and listed. (Run on /work/runs/bench_tiny at 3fa2d0d,
+the script then took a dirty tree for its commit: bevdistill-s1 and labeldistill-s1 were
+begun from ``ee403b7-dirty``, before the fix; their ``epoch-00.ckpt`` hold backbone
+BatchNorm statistics other than ``backbone.pth``'s, so migrating them was right.) An
+attempt's commit is recorded when it starts, so one that failed at once still counts.
 
     python benchmarks/migrate_norm_eval.py /work/runs/bench_tiny [--dry-run]
 """
@@ -41,8 +45,10 @@ WHY = ("nothing called train() before fitting, so norm_eval never took effect: t
 
 
 def _has_fix(commit: str, repo: str) -> bool | None:
-    """Whether ``commit`` contains the fix; None when this checkout does not know it."""
-    commit = commit.removesuffix("-dirty")
+    """Whether ``commit`` contains the fix; None when this checkout does not know it, or when
+    the tree was dirty (it may have held the fix uncommitted)."""
+    if commit.endswith("-dirty"):
+        return None
     known = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=repo,
                            capture_output=True).returncode == 0
     if not known:
@@ -77,7 +83,12 @@ def migrate(run: str, repo: str, dry_run: bool) -> str:
     commits = [str(c) for c in (meta.get("commits") or [meta.get("commit", "")])]
     has_fix = [_has_fix(c, repo) for c in commits]
     if None in has_fix:
-        return f"left: commit {commits[has_fix.index(None)]!r} unknown to this checkout"
+        c = commits[has_fix.index(None)]
+        if c.endswith("-dirty"):  # decide from the data: see the module's docstring
+            return (f"left: commit {c!r} (a dirty tree may have held the fix); compare the "
+                    "backbone BatchNorm statistics of its first checkpoint with the backbone "
+                    "file's: different means it trained without the fix")
+        return f"left: commit {c!r} unknown to this checkout"
     if all(has_fix):
         return "left: trained with the fix (norm_eval took effect)"
     if any(has_fix):  # begun without the fix, resumed with it: neither setting describes it

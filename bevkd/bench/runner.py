@@ -265,10 +265,12 @@ def _train_seconds(run: str) -> float | None:
 def time_left(jobs: list[Job], results: dict[str, "JobResult"], elapsed: dict[str, float],
               parallel: int) -> float | None:
     """Seconds the jobs without a result may still take, at ``parallel`` at once: each at the
-    training time (``timing.json``) of a finished run of the same config, else the mean of
-    the finished students', less what a running one (``elapsed``: name -> seconds of this
-    attempt) has done; None before a finished run gives a pace. A rough guide: validation and
-    the packing of jobs into slots are not counted."""
+    training time (``timing.json``: the fit, its validations included) of a finished run of
+    the same config, else the mean of the finished students' (of the finished runs' while no
+    student has finished), less what a running one (``elapsed``: name -> seconds of this
+    attempt) has done; never less than the longest of them. None before a finished run gives
+    a pace. A rough guide: start-up, the final evaluation and the order jobs wait in (a
+    student for its teacher) are not counted."""
     paces: dict[str, list[float]] = {}
     students: list[float] = []  # the fallback: a teacher's time says little of a student's
     for r in results.values():
@@ -280,13 +282,11 @@ def time_left(jobs: list[Job], results: dict[str, "JobResult"], elapsed: dict[st
     if not paces:
         return None
     every = students or [t for ts in paces.values() for t in ts]
-    left = 0.0
-    for job in jobs:
-        if job.name in results:
-            continue
-        ts = paces.get(job.config, every)
-        left += max(sum(ts) / len(ts) - elapsed.get(job.name, 0.0), 0.0)
-    return left / max(parallel, 1)
+    each = [max(sum(ts) / len(ts) - elapsed.get(job.name, 0.0), 0.0)
+            for job in jobs if job.name not in results
+            for ts in [paces.get(job.config, every)]]
+    # fewer jobs than slots leave slots idle: the longest job bounds the time from below
+    return max(sum(each) / max(parallel, 1), max(each, default=0.0))
 
 
 def _progress(jobs: list[Job], results: dict[str, "JobResult"], elapsed: dict[str, float],

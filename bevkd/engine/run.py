@@ -28,8 +28,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import TQDMProgressBar
 import yaml
+from lightning.pytorch.callbacks import TQDMProgressBar
 from torch.utils.data import DataLoader
 
 from ..builder import build_model, without_init_weights
@@ -316,12 +316,15 @@ class _ProgressBar(TQDMProgressBar):
 
     def on_train_start(self, trainer: L.Trainer, *args: Any) -> None:
         super().on_train_start(trainer, *args)
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.ready
-        if done > 0:  # re-entering an epoch at batch `done`
-            self.on_train_epoch_start(trainer)
-            self.train_progress_bar.initial = done  # the rate counts this attempt's steps
-            self.train_progress_bar.n = done
-            self.train_progress_bar.refresh()
+        if not trainer.fit_loop.restarted_mid_epoch:  # Lightning starts the epoch's bar
+            return
+        ready = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        # a checkpoint of an epoch's last batch re-enters the next epoch at its start
+        done = ready if ready < trainer.num_training_batches else 0
+        self.on_train_epoch_start(trainer)
+        self.train_progress_bar.initial = done  # the rate counts this attempt's steps
+        self.train_progress_bar.n = done
+        self.train_progress_bar.refresh()
 
 
 def _earlier_meta(run: str) -> dict[str, Any]:

@@ -192,5 +192,10 @@ def test_time_left_prices_each_job_at_its_configs_finished_runs(tmp_path):
     assert left == pytest.approx((4000.0 + 5000.0 + 4000.0) / 2)
     assert runner._progress(jobs, results, {"asd-s1": 1000.0}, 2) == \
         "[bench] 5 of 8 jobs final; ~1 h 48 min to go at the finished runs' pace"
+    # one job left, two slots: as long as that job, not half of it
+    rest = {n: r for n, r in results.items()}
+    rest.update({j.name: runner.JobResult(j, str(tmp_path / "nothing"), "failed")
+                 for j in jobs if j.name not in results and j is not other})
+    assert runner.time_left(jobs, rest, {}, 2) == pytest.approx(4000.0)
     assert runner.time_left(jobs, {}, {}, 2) is None
     assert runner._progress(jobs, {}, {}, 2) == "[bench] 0 of 8 jobs final"

@@ -122,6 +122,11 @@ class ResNet(nn.Module):
             raise BevkdError(f"cannot read backbone weights {path}: "
                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
                              ) from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                                  for v in state.values()):
+            raise BevkdError(f"backbone weights {path} are not a state dict of tensors (a "
+                             f"{type(state).__name__}); a bevkd run's checkpoint is not one "
+                             "either: `bevkd pretrain` writes the backbone's own file")
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         own = self.state_dict()
         bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
@@ -147,7 +152,7 @@ class ResNet(nn.Module):
         super().train(mode)
         if mode and self.norm_eval:
             for m in self.modules():
-                if isinstance(m, nn.BatchNorm2d):
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):  # SyncBatchNorm too (DDP)
                     m.eval()
         return self
 

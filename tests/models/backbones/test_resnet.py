@@ -36,6 +36,11 @@ def test_norm_eval_holds_from_construction_without_a_train_call(norm_eval):
     assert not any(m.training for m in _norms(net))
     parent.train()
     assert all(m.training != norm_eval for m in _norms(net)) and net.training
+    # converted for DDP, the rule still holds on the next train()
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    synced.train()
+    norms = [m for m in synced.modules() if isinstance(m, nn.SyncBatchNorm)]
+    assert len(norms) == 20 and all(m.training != norm_eval for m in norms)
 
 
 def test_frozen_stages_freeze_the_stem_and_the_first_k_layers():
@@ -64,6 +69,12 @@ def test_weights_of_another_depth_are_refused_by_name(tmp_path):
     state = ResNet(18).state_dict()
     torch.save({**state, "fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}, path)
     assert torch.equal(ResNet(18, weights=str(path)).conv1.weight, state["conv1.weight"])
+    torch.save([torch.zeros(1)], path)
+    with pytest.raises(BevkdError, match="not a state dict of tensors \\(a list\\)"):
+        ResNet(18, weights=str(path))
+    torch.save({"epoch": 3, "state_dict": ResNet(18).state_dict()}, path)  # a whole checkpoint
+    with pytest.raises(BevkdError, match="not a state dict of tensors \\(a dict\\)"):
+        ResNet(18, weights=str(path))
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(BevkdError, match="cannot read backbone weights"):
         ResNet(18, weights=str(tmp_path / "junk.pth"))

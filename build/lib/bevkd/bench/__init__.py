@@ -1,1 +1,0 @@
-"""`bevkd bench`: the paper table reproduced on SynthScenes (plan, runner, report, latency)."""

@@ -1,1 +1,0 @@
-"""Training and evaluation on Lightning: the module, EMA, run folders, checkpoints."""
