@@ -183,10 +183,15 @@ def acceptance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out.append(composite)
     gaps = [(r["gap_closed"], r["model"]) for r in kd if r.get("gap_closed") is not None]
     best = max(gaps, default=None)
+    # the published reference (~30 %) is a single method's: say the best single one's too
+    single = max(((g, m) for g, m in gaps if m != "composite"), default=None)
+    detail = f"{best[1]} {best[0]:.0%}" if best else "no gap measured"
+    if best and single and single != best:
+        detail += f" (best single method: {single[1]} {single[0]:.0%})"
     out.append({"check": f"the best method closes >= {GAP_TARGET:.0%} of the teacher-baseline "
                          "mAP gap",
                 "passed": None if best is None else best[0] >= GAP_TARGET,
-                "detail": f"{best[1]} {best[0]:.0%}" if best else "no gap measured"})
+                "detail": detail})
     ratios = [(r["model"], r.get("latency_ratio")) for r in kd]
     out.append({"check": f"every distilled student's latency ratio is 1.00 ± "
                          f"{LATENCY_TOLERANCE:.2f}",
