@@ -30,14 +30,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import subprocess
 import sys
 
 import yaml
 
-from bevkd.fileio import write_json
+from bevkd.engine.run import run_meta
+from bevkd.fileio import atomic_write, write_json
 
 FIX = "d24818d"
 WHY = ("nothing called train() before fitting, so norm_eval never took effect: the backbone's "
@@ -75,10 +75,8 @@ def migrate(run: str, repo: str, dry_run: bool) -> str:
     args = (cfg.get("model") or {}).get("args") or {}
     if args.get("norm_eval") is not True:
         return "no norm_eval: true"
-    try:
-        with open(os.path.join(run, "meta.json")) as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
+    meta = run_meta(run)
+    if not meta:
         return "left: no readable meta.json"
     commits = [str(c) for c in (meta.get("commits") or [meta.get("commit", "")])]
     has_fix = [_has_fix(c, repo) for c in commits]
@@ -99,10 +97,7 @@ def migrate(run: str, repo: str, dry_run: bool) -> str:
     if not os.path.exists(recorded):
         os.replace(os.path.join(run, "config.yaml"), recorded)
     args["norm_eval"] = False
-    tmp = os.path.join(run, "config.yaml.tmp")
-    with open(tmp, "w") as f:
-        yaml.safe_dump(cfg, f, sort_keys=False)
-    os.replace(tmp, os.path.join(run, "config.yaml"))
+    atomic_write(os.path.join(run, "config.yaml"), yaml.safe_dump(cfg, sort_keys=False))
     meta.setdefault("migrations", []).append({
         "what": "config.yaml model.args.norm_eval true -> false (original: config.recorded.yaml)",
         "why": WHY, "by": "benchmarks/migrate_norm_eval.py",

@@ -202,14 +202,11 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
 
 def _finished_meta(results: dict):
     """``(name, meta.json contents or {})`` of each finished run of ``results``."""
+    from ..engine.run import run_meta
+
     for name, r in results.items():
-        if r.status not in ("done", "reused"):
-            continue
-        try:
-            with open(os.path.join(r.run, "meta.json")) as f:
-                yield name, json.load(f)
-        except (OSError, ValueError):
-            yield name, {}
+        if r.status in ("done", "reused"):
+            yield name, run_meta(r.run)
 
 
 def run_commits(results: dict, commit: str) -> dict[str, list[str]]:

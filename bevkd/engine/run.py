@@ -327,7 +327,8 @@ class _ProgressBar(TQDMProgressBar):
         self.train_progress_bar.refresh()
 
 
-def _earlier_meta(run: str) -> dict[str, Any]:
+def run_meta(run: str) -> dict[str, Any]:
+    """``RUN/meta.json`` as recorded; ``{}`` when there is none or it does not read as one."""
     try:
         with open(os.path.join(run, "meta.json")) as f:
             meta = json.load(f)
@@ -341,7 +342,7 @@ def _write_meta(run: str, data_root: str, resume: bool) -> None:
     recorded: their machines (one begun on one CPU and finished on another reproduces on
     neither; None: an attempt that recorded none), their commits, and any ``migrations`` a
     script made to its records."""
-    earlier = _earlier_meta(run) if resume else {}
+    earlier = run_meta(run) if resume else {}
     here, commit = machine(), git_commit()
     machines = list(earlier.get("machines") or [earlier.get("machine")]) if earlier else []
     commits = list(earlier.get("commits") or [earlier.get("commit")]) if earlier else []
@@ -553,14 +554,13 @@ def trained_on(run: str) -> str | None:
     recorded command (runs from before bevkd recorded it); None when neither reads."""
     import shlex
 
+    meta = run_meta(run)
+    if isinstance(meta.get("data"), str):
+        return meta["data"]
     try:
-        with open(os.path.join(run, "meta.json")) as f:
-            meta = json.load(f)
-        if isinstance(meta.get("data"), str):
-            return meta["data"]
         argv = shlex.split(meta["command"])
         return argv[argv.index("--data") + 1]
-    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         return None
 
 
