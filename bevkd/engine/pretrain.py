@@ -11,11 +11,11 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from ..data.nuscenes import NuScenesDataset
 from ..data.transforms import BevAugConfig
 from ..errors import BevkdError
+from ..progress import progress_bar
 from ..models.camera.image_pretrain import ImagePretrainNet, box_class_maps
 from ..structures.batch import Batch, collate
 from ..structures.geometry import invert_transform
@@ -74,7 +74,7 @@ def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: in
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / steps)))
     net.train()
     t0, step, epoch = time.perf_counter(), 0, 0
-    bar = tqdm(total=steps, desc="pretrain backbone", disable=not progress)
+    bar = progress_bar(total=steps, desc="pretrain backbone", disable=not progress)
     while step < steps:
         loader.sampler.set_epoch(epoch)
         for batch in loader:

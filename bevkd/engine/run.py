@@ -18,7 +18,9 @@ from __future__ import annotations
 import glob
 import importlib.util
 import json
+import logging
 import os
+import re
 import sys
 import time
 import warnings
@@ -29,7 +31,6 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
-from lightning.pytorch.callbacks import TQDMProgressBar
 from torch.utils.data import DataLoader
 
 from ..builder import build_model, without_init_weights
@@ -38,11 +39,13 @@ from ..data.nuscenes import NuScenesDataset
 from ..data.sampler import EpochSampler
 from ..errors import BevkdError
 from ..fileio import write_json
+from ..progress import progress_bar
 from ..provenance import git_commit, machine
 from ..structures.batch import collate
 from .config import ExperimentConfig
 from .ema import EMA
 from .module import DetectionModule
+from .progress import progress_callback
 
 CKPT_DIR = "checkpoints"
 
@@ -293,38 +296,43 @@ RESUME_NOTES_SILENCED = (
 )
 
 
-# What Lightning says at the start of every fit of a model with frozen parts: train() calls
-# module.train() first, so the modules in eval mode are the ones meant to be (teachers,
-# BatchNorm of a norm_eval backbone, the label encoder's LiDAR-teacher parts)
-FIT_NOTES_SILENCED = (r"Found \d+ module\(s\) in eval mode at the start of training",)
+# What Lightning and torch say on every fit and no bevkd user can act on (warnings).
+FIT_NOTES_SILENCED = (
+    # a model with frozen parts: train() calls module.train() first, so the modules in eval
+    # mode are the ones meant to be (teachers, BatchNorm of a norm_eval backbone, the label
+    # encoder's LiDAR-teacher parts)
+    r"Found \d+ module\(s\) in eval mode at the start of training",
+    # Lightning 2.6's own use of a class torch 2.13 deprecates (a FutureWarning)
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+)
+# ... and what Lightning logs on every Trainer: an advertisement for its cloud logger
+LOG_NOTES_SILENCED = (r"Tip: For seamless cloud logging",)
+_LIGHTNING_LOGGERS = ("lightning.pytorch.utilities.rank_zero",
+                      "lightning.fabric.utilities.rank_zero")
+
+
+class _DropNotes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(re.search(p, record.getMessage()) for p in LOG_NOTES_SILENCED)
 
 
 @contextmanager
 def _notes_silenced(resume: bool):
-    """Hides :data:`FIT_NOTES_SILENCED`, and :data:`RESUME_NOTES_SILENCED` when resuming,
-    during a fit; every other warning is shown."""
+    """Hides :data:`FIT_NOTES_SILENCED` and :data:`LOG_NOTES_SILENCED`, and
+    :data:`RESUME_NOTES_SILENCED` when resuming, while a Trainer is built, fits or
+    validates; every other warning and log line is shown."""
+    drop = _DropNotes()
+    loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
     with warnings.catch_warnings():
         for message in FIT_NOTES_SILENCED + (RESUME_NOTES_SILENCED if resume else ()):
             warnings.filterwarnings("ignore", message=message)
-        yield
-
-
-class _ProgressBar(TQDMProgressBar):
-    """Lightning's progress bar, which on a mid-epoch ``--resume`` also names the epoch and
-    its length: Lightning does not call ``on_train_epoch_start`` for an epoch it re-enters, so
-    the bar would read ``Training: 58/?`` with no ETA until the next epoch began."""
-
-    def on_train_start(self, trainer: L.Trainer, *args: Any) -> None:
-        super().on_train_start(trainer, *args)
-        if not trainer.fit_loop.restarted_mid_epoch:  # Lightning starts the epoch's bar
-            return
-        ready = trainer.fit_loop.epoch_loop.batch_progress.current.ready
-        # a checkpoint of an epoch's last batch re-enters the next epoch at its start
-        done = ready if ready < trainer.num_training_batches else 0
-        self.on_train_epoch_start(trainer)
-        self.train_progress_bar.initial = done  # the rate counts this attempt's steps
-        self.train_progress_bar.n = done
-        self.train_progress_bar.refresh()
+        for logger in loggers:
+            logger.addFilter(drop)
+        try:
+            yield
+        finally:
+            for logger in loggers:
+                logger.removeFilter(drop)
 
 
 def run_meta(run: str) -> dict[str, Any]:
@@ -416,18 +424,22 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
                                     enable_version_counter=False, auto_insert_metric_name=False)
         callbacks.append(step_ckpt)
     if progress:
-        callbacks.append(_ProgressBar(refresh_rate=1))
+        callbacks.append(progress_callback())
     if tcfg.ema_decay > 0:  # first: a step's average is updated before anything saves it
         callbacks.insert(0, EMA(tcfg.ema_decay))
-    trainer = L.Trainer(
-        default_root_dir=run, max_epochs=tcfg.epochs, max_steps=max_steps,
-        accelerator=accelerator, devices=devices, num_nodes=num_nodes,
-        sync_batchnorm=tcfg.sync_batchnorm and world > 1, precision=_precision(cfg, accelerator),
-        gradient_clip_val=cfg.optim.grad_clip or None, callbacks=callbacks,
-        logger=_loggers(run, resume), log_every_n_steps=1, enable_progress_bar=progress,
-        check_val_every_n_epoch=max(1, tcfg.eval_every) if tcfg.eval_every else tcfg.epochs,
-        num_sanity_val_steps=0, deterministic=tcfg.deterministic, enable_model_summary=False,
-        use_distributed_sampler=False)  # EpochSampler shards by rank itself
+    with _notes_silenced(resume):  # the Trainer says some of them as it is built
+        trainer = L.Trainer(
+            default_root_dir=run, max_epochs=tcfg.epochs, max_steps=max_steps,
+            accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+            sync_batchnorm=tcfg.sync_batchnorm and world > 1,
+            precision=_precision(cfg, accelerator),
+            gradient_clip_val=cfg.optim.grad_clip or None, callbacks=callbacks,
+            logger=_loggers(run, resume), log_every_n_steps=1, enable_progress_bar=progress,
+            check_val_every_n_epoch=(max(1, tcfg.eval_every) if tcfg.eval_every
+                                     else tcfg.epochs),
+            num_sanity_val_steps=0, deterministic=tcfg.deterministic,
+            enable_model_summary=False,
+            use_distributed_sampler=False)  # EpochSampler shards by rank itself
     # Lightning leaves the modules' modes as it finds them; the model's own train() sets the
     # parts that train in eval mode (frozen BatchNorm of a norm_eval backbone, teachers)
     module.train()
@@ -451,7 +463,8 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     if module.last_metrics is None and resume:
         # the resumed run had finished training but was stopped before its final metrics
         # were written: fit returns at once, so validate the trained weights now
-        trainer.validate(module, val_loader, verbose=False)
+        with _notes_silenced(resume):
+            trainer.validate(module, val_loader, verbose=False)
     if module.last_metrics is not None and trainer.is_global_zero:
         _write_metrics(os.path.join(run, "eval", tcfg.val_split), module.last_metrics)
     return module
@@ -586,7 +599,6 @@ def evaluate_run(run: str, data_root: str, split: str | None = None, ckpt: str |
                  out: str | None = None) -> tuple[dict[str, Any], str]:
     """Detect on a split with a trained run; writes results.json and metrics.json to ``out``
     (default: :func:`eval_dir`). Returns the metrics and that folder."""
-    from tqdm import tqdm
 
     from ..eval.evaluator import DetectionEvaluator
     from ..eval.export import write_results
@@ -597,7 +609,7 @@ def evaluate_run(run: str, data_root: str, split: str | None = None, ckpt: str |
     ds = NuScenesDataset(data_root, cfg.train.version, split, cfg.data, train=False)
     loader = epoch_loader(ds, replace_batch(cfg, batch_size), shuffle=False)
     dets = []
-    for batch in tqdm(loader, desc=f"eval {split}", disable=not progress):
+    for batch in progress_bar(loader, desc=f"eval {split}", disable=not progress):
         dets.extend(d.numpy() for d in model.decode(model(batch), batch))
     evaluator = DetectionEvaluator(data_root, cfg.train.version, split)
     metrics = evaluator.evaluate(dets)

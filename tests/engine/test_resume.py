@@ -104,7 +104,7 @@ def lidar_teacher(synth_root, tmp_path_factory):
 
 @pytest.mark.parametrize("kind", ["baseline", "bevdistill"])
 def test_sigkill_then_resume_ends_as_the_uninterrupted_run(kind, synth_root, lidar_teacher,
-                                                          tmp_path):
+                                                          tmp_path, capsys):
     config = ("configs/student/bevdepth.yaml" if kind == "baseline"
               else "configs/distill/bevdistill.yaml")
     extra = () if kind == "baseline" else (f"distill.teachers.lidar={lidar_teacher}",)
@@ -121,7 +121,19 @@ def test_sigkill_then_resume_ends_as_the_uninterrupted_run(kind, synth_root, lid
         last = os.path.join(killed, "checkpoints", "last.ckpt")
         if os.path.exists(last):
             os.remove(last)
+    # where the resume starts: the kill may land before the step's last.ckpt is written
+    start = torch.load(resume_checkpoint(os.path.join(killed, "checkpoints")),
+                       map_location="cpu", weights_only=True)["global_step"]
+    assert start in (kill_at - 1, kill_at)
+    capsys.readouterr()
     assert main([*_args(config, "bevdepth", synth_root, killed, extra), "--resume"]) == 0
+    # the log's progress lines name a re-entered epoch and its step (3 steps an epoch), and
+    # go on from there
+    out = capsys.readouterr().out.splitlines()
+    epoch, done = start // 3 + 1, start % 3
+    assert (f"epoch {epoch}/2: resumed at step {done} of 3" in out) == (done > 0), out
+    assert re.findall(r"^epoch (\d)/2 +\d+% \((\d)/3\)", "\n".join(out), re.M) == [
+        (str(e), str(n)) for e in (1, 2) for n in (1, 2, 3) if (e - 1) * 3 + n > start]
     _assert_same(_final_state(whole), _final_state(killed))
     # the training curve read back across both attempts is the uninterrupted run's: every
     # step that reached a log has the same loss, the resumed steps included, and the last
@@ -139,7 +151,8 @@ def test_sigkill_then_resume_ends_as_the_uninterrupted_run(kind, synth_root, lid
             "epoch-00.ckpt", "epoch-01.ckpt", "last.ckpt", "step-6.ckpt"], run
 
 
-def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, tmp_path, capsys):
+def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, tmp_path, capsys,
+                                                              monkeypatch):
     whole, run = str(tmp_path / "whole"), str(tmp_path / "run")
     args = _args("configs/student/bevdepth.yaml", "bevdepth", synth_root, run)
     # after step 4 the child is inside step 5 of 6: it stops in the middle of epoch 1, which
@@ -162,11 +175,13 @@ def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, tmp_pa
         json.dump({**meta, "machine": other, "machines": [other], "commit": "0123abc",
                    "commits": ["0123abc"], "migrations": fixed}, f)
     capsys.readouterr()
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)  # as on a terminal: the bar
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert main([*args, "--resume"]) == 0
     # the progress bar of the re-entered epoch names it and starts at its 2 done steps of 3
-    # (Lightning's own would read "Training: 3/?")
+    # (Lightning's own would read "Training: 3/?"); the SIGKILL test checks the lines a log
+    # file gets instead
     assert re.search(r"Epoch 1: +67%\|[^|]*\| 2/3 ", capsys.readouterr().out)
     # Lightning's notes on a resume (logs and checkpoints folders not empty, a mid-epoch
     # checkpoint with a plain DataLoader) are all untrue of a bevkd run folder, and hidden

@@ -24,6 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ...errors import BevkdError
+from ...progress import progress_bar
 from .catalog import ATTRIBUTES, CATEGORY_DESCRIPTIONS, CLASSES, EXTRA_CATEGORIES, VISIBILITY_LEVELS
 from .generator import SceneGenerator, SynthConfig, token
 from .raycast import paint_ground
@@ -125,7 +126,7 @@ def generate_dataset(cfg: SynthConfig, progress: bool = True) -> dict[str, list[
     workers = cfg.workers or os.cpu_count() or 1
     workers = max(1, min(workers, cfg.scenes))
     total = cfg.scenes * cfg.samples_per_scene
-    bar = tqdm(total=total, unit="sample", desc="synth", disable=not progress)
+    bar = progress_bar(total=total, unit="sample", desc="synth", disable=not progress)
     results: list[dict[str, list[dict]]] = []
     try:
         if workers == 1:
