@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..config import differing_keys, to_dict
 from ..errors import BevkdError
@@ -84,9 +84,23 @@ def command(job: Job, preset: str, data: str, runs: str, threads: int,
 JOB_FILE = "bench_job.json"
 
 
+def portable(sig: Any) -> Any:
+    """A recorded signature with its config named ``configs/<kind>/<file>`` wherever the
+    checkout it was read from sits (``/a/bevkd/configs/student/bevdepth.yaml`` and
+    ``/b/bevkd/configs/...`` are the same job; what the file says is compared through the
+    resolved config). Anything that is not a signature comes back as it is."""
+    if not (isinstance(sig, list) and len(sig) > 1 and sig[0] == "train"
+            and isinstance(sig[1], str) and os.path.isabs(sig[1])):
+        return sig
+    parts = sig[1].replace(os.sep, "/").split("/")
+    if len(parts) < 4 or parts[-3] != "configs":
+        return sig
+    return [sig[0], "/".join(parts[-3:]), *sig[2:]]
+
+
 def signature(cmd: list[str]) -> list[str]:
     """What makes a job's result: its train command without the interpreter, ``--resume``
-    and the thread count."""
+    and the thread count, its config named by :func:`portable`."""
     out, args = [], cmd[cmd.index("train"):]
     i = 0
     while i < len(args):
@@ -98,7 +112,7 @@ def signature(cmd: list[str]) -> list[str]:
             continue
         out.append(args[i])
         i += 1
-    return out
+    return portable(out)
 
 
 def _sets(cmd: list[str]) -> list[str]:
@@ -139,7 +153,7 @@ def mismatch(run: str, cmd: list[str], now_inputs: dict[str, object] | None = No
         try:
             with open(path) as f:
                 saved = json.load(f)
-            before = saved["signature"]
+            before = portable(saved["signature"])  # also one recorded with the full path
         except (OSError, ValueError, KeyError) as err:
             return f"{path} is unreadable ({err}); delete that run"
         now = signature(cmd)
@@ -207,7 +221,7 @@ def twin(job: Job, cmd: list[str], stamps: dict[str, object], runs: str,
             continue
         try:
             with open(os.path.join(other, JOB_FILE)) as f:
-                saved = json.load(f)["signature"]
+                saved = portable(json.load(f)["signature"])
             if not (isinstance(saved, list) and all(isinstance(a, str) for a in saved)
                     and "--out" in saved[:-1] and _with_out(saved, None) == want):
                 continue

@@ -160,6 +160,32 @@ def test_a_run_made_by_another_command_is_neither_reused_nor_resumed(tmp_path):
     assert not (run / "train.log").exists()
 
 
+def test_a_run_is_the_same_job_from_another_checkout_of_the_repository(tmp_path):
+    from bevkd.bench.plan import CONFIGS
+    from bevkd.bench.runner import JOB_FILE, mismatch, portable
+
+    job = next(j for j in plan(1, ("bevdistill",), False, ()) if j.name == "baseline-s0")
+    cmd = command(job, "tiny", "/data", str(tmp_path), threads=1)
+    assert cmd[cmd.index("train") + 1] == os.path.join(CONFIGS, "student", "bevdepth.yaml")
+    assert signature(cmd)[:2] == ["train", "configs/student/bevdepth.yaml"]
+    run = tmp_path / "baseline-s0"
+    run.mkdir()
+    recorded = signature(cmd)
+    # recorded by a bench in a clone at /elsewhere, before signatures were portable
+    recorded[1] = "/elsewhere/bevkd/configs/student/bevdepth.yaml"
+    (run / JOB_FILE).write_text(json.dumps({"signature": recorded}))
+    assert mismatch(str(run), cmd) is None
+    # another config file is another job, wherever it sits
+    recorded[1] = "/elsewhere/bevkd/configs/student/other.yaml"
+    (run / JOB_FILE).write_text(json.dumps({"signature": recorded}))
+    why = mismatch(str(run), cmd)
+    assert "another command" in why and "other.yaml" in why
+    # what is not a checkout's config path stays as recorded
+    for sig in (["train", "my.yaml", "--out"], ["train", "/x/my.yaml"], None, ["eval", "/a/b/c/d"],
+                ["train", "/configs/x.yaml"]):
+        assert portable(sig) == sig
+
+
 def test_backbone_weights_go_to_camera_models_only(tmp_path):
     jobs = {j.name: j for j in plan(1, ("bevdistill",), True, ())}
     weights = ("model.args.backbone_weights=/w.pth",)
