@@ -32,7 +32,10 @@ def is_terminal(stream: TextIO) -> bool:
 
 def next_mark(n: int, total: int, every: float) -> int:
     """The first count past ``n`` on the grid of ``every``·``total`` (grid points rounded
-    half up, at least 1 apart), at most ``total``: where the next line of a log is due."""
+    half up, at least 1 apart), at most ``total``: where the next line of a log is due.
+    ``total`` itself when it is not a positive finite count (a loader without a length)."""
+    if not (0 < total < math.inf):
+        return total
     step = every * total
     k = int(n // step) + 1
     while math.floor(k * step + 0.5) <= n:  # a grid point rounded down to n itself
@@ -56,6 +59,9 @@ class LineBar(tqdm):
             ("{desc}: " if desc else "") + "{percentage:3.0f}% {n_fmt}/{total_fmt} "
             "[{elapsed}<{remaining}, {rate_fmt}{postfix}]"))
         super().__init__(*args, **kwargs)
+        if not self.total:  # no percentage or time left to say
+            self.bar_format = (("{desc}: " if desc else "")
+                               + "{n_fmt} [{elapsed}, {rate_fmt}{postfix}]")
 
     def _line(self) -> None:
         self.fp.write(self.__str__() + "\n")
@@ -73,6 +79,13 @@ class LineBar(tqdm):
             self._line()
             self._due = next_mark(self.n, int(self.total), self._every)
         return True
+
+    def clear(self, nolock: bool = False) -> None:
+        """Nothing to clear (tqdm.write() clears a terminal's bar with carriage returns)."""
+
+    def reset(self, total: float | None = None) -> None:
+        super().reset(total)
+        self._said, self._due = 0, None
 
     def close(self) -> None:
         if not getattr(self, "disable", True) and self.n > self._said:  # the last count

@@ -73,6 +73,27 @@ def test_a_bar_closed_early_says_where_it_stopped_and_an_iterable_drives_it():
         LineBar(total=3, every=0, file=io.StringIO())
 
 
+def test_no_total_no_percentage_and_what_else_writes_to_the_log_gets_no_carriage_return():
+    out = io.StringIO()
+    bar = progress_bar(desc="read", file=out)  # no total: one line, at the end
+    bar.update(3)
+    bar.close()
+    assert out.getvalue().startswith("read: 3 [") and "%" not in out.getvalue()
+    out = io.StringIO()
+    bar = progress_bar(total=4, file=out)
+    bar.update(2)
+    tqdm.write("a note", file=out)  # tqdm clears a terminal's bar around it
+    bar.update(2)
+    bar.reset(total=2)  # counts again from 0, with lines again
+    bar.update(2)
+    bar.close()
+    assert "\r" not in out.getvalue()
+    assert [line.split()[1] if "%" in line else line for line in out.getvalue().splitlines()
+            ] == ["2/4", "a note", "4/4", "2/2"]  # a jump past marks: one line
+    # a loader without a length: no marks, never a division by zero
+    assert next_mark(0, 0, 0.1) == 0 and next_mark(5, float("inf"), 0.1) == float("inf")
+
+
 def test_a_terminal_gets_tqdm_and_a_disabled_bar_says_nothing():
     assert is_terminal(Tty()) and not is_terminal(io.StringIO())
     closed = io.StringIO()

@@ -100,7 +100,8 @@ def portable(sig: Any) -> Any:
 
 def signature(cmd: list[str]) -> list[str]:
     """What makes a job's result: its train command without the interpreter, ``--resume``
-    and the thread count, its config named by :func:`portable`."""
+    and the thread count (recorded as it is; compared through :func:`portable`, so that
+    older checkouts still read what a newer one records)."""
     out, args = [], cmd[cmd.index("train"):]
     i = 0
     while i < len(args):
@@ -112,7 +113,7 @@ def signature(cmd: list[str]) -> list[str]:
             continue
         out.append(args[i])
         i += 1
-    return portable(out)
+    return out
 
 
 def _sets(cmd: list[str]) -> list[str]:
@@ -156,7 +157,7 @@ def mismatch(run: str, cmd: list[str], now_inputs: dict[str, object] | None = No
             before = portable(saved["signature"])  # also one recorded with the full path
         except (OSError, ValueError, KeyError) as err:
             return f"{path} is unreadable ({err}); delete that run"
-        now = signature(cmd)
+        now = portable(signature(cmd))
         if before != now:
             gone = [a for a in before if a not in now]
             new = [a for a in now if a not in before]
@@ -214,7 +215,7 @@ def twin(job: Job, cmd: list[str], stamps: dict[str, object], runs: str,
     with a folder of its own (finished or not) keeps it: no twin."""
     if "--out" not in cmd or os.path.exists(os.path.join(runs, job.name)):
         return None
-    want = _with_out(signature(cmd), None)
+    want = _with_out(portable(signature(cmd)), None)
     for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else ():
         other = os.path.join(runs, name)
         if name == job.name or not is_finished(other, val_split):

@@ -89,8 +89,9 @@ def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: in
             opt.step()
             sched.step()
             step += 1
+            # the postfix first: a log's line (written by update) shows this step's losses
+            bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()}, refresh=False)
             bar.update(1)
-            bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()})
             if step >= steps:
                 break
         epoch += 1

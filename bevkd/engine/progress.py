@@ -2,9 +2,10 @@
 
 ``bevkd bench`` (and any ``bevkd train … > train.log``) writes the training's output to a
 file. Lightning's tqdm bar there is one carriage-return-separated redraw per step, ~0.5 MB a
-run that ``less`` and ``grep`` cannot read (:mod:`bevkd.progress` says the same of any bar). :class:`LineProgress` writes a line every tenth of an
-epoch instead, with the mean loss since the line before, the step time and the time left,
-and one line per validation with its mAP and NDS::
+run that ``less`` and ``grep`` cannot read (:mod:`bevkd.progress` does the same for any
+other bar). :class:`LineProgress` writes a line every tenth of an epoch instead, with the
+mean loss since the line before, the step time and the time left, and one line per
+validation with its mAP and NDS::
 
     epoch 4/12   40% (38/95)  loss 112.3  6.41 s/step  epoch left 0:06:05  run left 1:03:25
     validation after epoch 4/12: mAP 0.0712  NDS 0.2311  (0:00:41)
@@ -18,6 +19,7 @@ from typing import Any, TextIO
 
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
+from lightning.pytorch.trainer.states import TrainerFn
 
 from ..progress import hms, is_terminal, next_mark
 
@@ -51,6 +53,8 @@ class LineProgress(ProgressBar):
     """Progress as whole lines (for a log file): every ``every`` of an epoch's steps and at
     its end, and after each validation; rank 0 only. The step time is this attempt's mean
     over the epoch so far, so a resumed run's first line does not count the steps it skipped.
+    The loss is rank 0's (the logged ``train/loss`` is the mean over ranks). A run that
+    ``--max-steps`` ends inside an epoch has no line at that step.
     ``stream``: where to write (``sys.stdout`` at the time of writing when None, where
     Lightning's bar writes)."""
 
@@ -89,8 +93,9 @@ class LineProgress(ProgressBar):
         if trainer.fit_loop.restarted_mid_epoch:  # no on_train_epoch_start for this epoch
             done = _reentered_at(trainer)
             self._begin_epoch(trainer, done)
-            self._say(trainer, f"{self._epoch(trainer)}: resumed at step {done} of "
-                               f"{trainer.num_training_batches}")
+            if done > 0:  # (0: the checkpoint of an epoch's last step, the next one begins)
+                self._say(trainer, f"{self._epoch(trainer)}: resumed at step {done} of "
+                                   f"{trainer.num_training_batches}")
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._begin_epoch(trainer, 0)
@@ -111,7 +116,7 @@ class LineProgress(ProgressBar):
         mean = sum(self._losses) / len(self._losses) if self._losses else float("nan")
         self._losses = []
         self._say(trainer, f"{self._epoch(trainer)}  {100 * n / total:3.0f}% ({n}/{total})  "
-                           f"loss {mean:#.4g}  {per_step:.2f} s/step  "
+                           f"loss {_loss(mean)}  {per_step:.2f} s/step  "
                            f"epoch left {hms(per_step * (total - n))}  "
                            f"run left {hms(per_step * steps_left)}")
 
@@ -125,8 +130,17 @@ class LineProgress(ProgressBar):
         scores = "  ".join(f"{name} {float(got[key]):.4f}"
                            for name, key in (("mAP", "val/mAP"), ("NDS", "val/NDS"))
                            if key in got)
-        self._say(trainer, f"validation after {self._epoch(trainer)}: "
-                           f"{scores or 'no metrics'}  ({hms(time.perf_counter() - self._val_t0)})")
+        # trainer.validate() after a finished fit (a resumed run whose metrics were never
+        # written): the epoch counter has moved past the last epoch
+        what = ("validation of the trained weights" if trainer.state.fn == TrainerFn.VALIDATING
+                else f"validation after {self._epoch(trainer)}")
+        took = hms(time.perf_counter() - self._val_t0)
+        self._say(trainer, f"{what}: {scores or 'no metrics'}  ({took})")
+
+
+def _loss(value: float) -> str:
+    """4 significant digits without exponent: ``112.3``, ``0.5312``, ``12345``."""
+    return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
 
 
 def progress_callback(stream: TextIO | None = None) -> ProgressBar:

@@ -322,7 +322,13 @@ def _notes_silenced(resume: bool):
     :data:`RESUME_NOTES_SILENCED` when resuming, while a Trainer is built, fits or
     validates; every other warning and log line is shown."""
     drop = _DropNotes()
-    loggers = [logging.getLogger(name) for name in _LIGHTNING_LOGGERS]
+    loggers = {logging.getLogger(name) for name in _LIGHTNING_LOGGERS}
+    try:  # the logger rank_zero_info writes to, whatever name the last import gave it
+        from lightning_utilities.core import rank_zero
+
+        loggers.add(rank_zero.log)
+    except (ImportError, AttributeError):
+        pass
     with warnings.catch_warnings():
         for message in FIT_NOTES_SILENCED + (RESUME_NOTES_SILENCED if resume else ()):
             warnings.filterwarnings("ignore", message=message)

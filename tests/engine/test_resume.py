@@ -221,7 +221,8 @@ def test_damaged_last_checkpoint_falls_back_to_the_newest_whole_one(tmp_path, ca
         resume_checkpoint(str(tmp_path / "nothing"))
 
 
-def test_every_epoch_is_checkpointed_even_when_validation_is_sparse(synth_root, tmp_path):
+def test_every_epoch_is_checkpointed_even_when_validation_is_sparse(synth_root, tmp_path,
+                                                                   capsys):
     run = str(tmp_path / "run")
     sets = ["grid.cell=6.4", "data.lidar_sweeps=1", "train.epochs=3", "train.eval_every=0",
             "train.num_workers=0", *NARROW["pillars"]]
@@ -236,8 +237,12 @@ def test_every_epoch_is_checkpointed_even_when_validation_is_sparse(synth_root, 
     # killed after the last epoch's checkpoint but before the metrics were written: resuming
     # has no step left to train, and validates the trained weights instead
     os.remove(metrics)
+    capsys.readouterr()
     assert main(["train", "configs/teacher/pillars.yaml", "--preset", "tiny", "--data",
                  synth_root, "--out", run, *[f"--set={s}" for s in sets], "--resume"]) == 0
+    # the log says what it validated (not "after epoch 4/3": the fit has ended)
+    assert re.search(r"^validation of the trained weights: mAP \S+  NDS \S+",
+                     capsys.readouterr().out, re.M)
     with open(metrics) as f:
         after = json.load(f)
     assert after["mean_ap"] == before["mean_ap"] and after["nd_score"] == before["nd_score"]

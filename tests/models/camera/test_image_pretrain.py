@@ -68,11 +68,16 @@ def test_losses_and_a_backbone_file_the_student_resnet_loads(tmp_path):
     assert all(torch.equal(loaded[k], v) for k, v in saved.items())
 
 
-def test_pretrain_command_writes_weights_and_held_out_accuracies(synth_root, tmp_path):
+def test_pretrain_command_writes_weights_and_held_out_accuracies(synth_root, tmp_path, capsys):
     out = tmp_path / "bb.pth"
     assert main(["pretrain", "configs/student/bevdepth.yaml", "--preset", "tiny", "--data",
                  synth_root, "--out", str(out), "--steps", "2",
                  "--set", "train.num_workers=0", "--set", "train.batch_size=1"]) == 0
+    # its progress in a log: a line per step here (2 steps), each with that step's losses
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith("pretrain backbone:")]
+    assert [line.split()[3] for line in lines] == ["1/2", "2/2"], lines
+    assert all("class=" in line and "depth=" in line for line in lines), lines
     info = json.load(open(f"{out}.json"))
     assert info["steps"] == 2 and 0 <= info["val_object_accuracy"] <= 1
     state = torch.load(out, weights_only=True)
