@@ -30,6 +30,13 @@ def is_terminal(stream: TextIO) -> bool:
         return False
 
 
+def check_every(every: float) -> float:
+    """``every`` (the share of a total between two lines of a log), refused outside (0, 1]."""
+    if not 0.0 < every <= 1.0:
+        raise ValueError(f"every must be in (0, 1], got {every}")
+    return every
+
+
 def next_mark(n: int, total: int, every: float) -> int:
     """The first count past ``n`` on the grid of ``every``·``total`` (grid points rounded
     half up, at least 1 apart), at most ``total``: where the next line of a log is due.
@@ -51,9 +58,7 @@ class LineBar(tqdm):
     """
 
     def __init__(self, *args: Any, every: float = 0.1, **kwargs: Any):
-        if not 0.0 < every <= 1.0:
-            raise ValueError(f"every must be in (0, 1], got {every}")
-        self._every, self._said, self._due = every, 0, None
+        self._every, self._said, self._due = check_every(every), 0, None
         desc = kwargs.get("desc") or ""
         kwargs.update(mininterval=0, miniters=1, leave=False, bar_format=(
             ("{desc}: " if desc else "") + "{percentage:3.0f}% {n_fmt}/{total_fmt} "

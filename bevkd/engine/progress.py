@@ -21,7 +21,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from lightning.pytorch.trainer.states import TrainerFn
 
-from ..progress import hms, is_terminal, next_mark
+from ..progress import check_every, hms, is_terminal, next_mark
 
 
 def _reentered_at(trainer: L.Trainer) -> int:
@@ -60,9 +60,7 @@ class LineProgress(ProgressBar):
 
     def __init__(self, every: float = 0.1, stream: TextIO | None = None):
         super().__init__()
-        if not 0.0 < every <= 1.0:
-            raise ValueError(f"every must be in (0, 1], got {every}")
-        self.every, self._stream = every, stream
+        self.every, self._stream = check_every(every), stream
         self._enabled = True
         self._epoch_t0 = self._val_t0 = 0.0
         self._first = 0  # the epoch's first step of this attempt (batch index)
