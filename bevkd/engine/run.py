@@ -433,7 +433,8 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
         callbacks.append(progress_callback())
     if tcfg.ema_decay > 0:  # first: a step's average is updated before anything saves it
         callbacks.insert(0, EMA(tcfg.ema_decay))
-    with _notes_silenced(resume):  # the Trainer says some of them as it is built
+    # one filter over the Trainer's build (it says some of the notes), fit and validate
+    with _notes_silenced(resume):
         trainer = L.Trainer(
             default_root_dir=run, max_epochs=tcfg.epochs, max_steps=max_steps,
             accelerator=accelerator, devices=devices, num_nodes=num_nodes,
@@ -446,13 +447,27 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
             num_sanity_val_steps=0, deterministic=tcfg.deterministic,
             enable_model_summary=False,
             use_distributed_sampler=False)  # EpochSampler shards by rank itself
+        _fit(trainer, module, train_loader, val_loader, resume_from if resume else None)
+        if step_ckpt is not None and trainer.is_global_zero:
+            _prune_step_checkpoints(ckpt_dir, step_ckpt.best_model_path)
+        if module.last_metrics is None and resume:
+            # the resumed run had finished training but was stopped before its final
+            # metrics were written: fit returns at once, so validate the trained weights
+            trainer.validate(module, val_loader, verbose=False)
+    if module.last_metrics is not None and trainer.is_global_zero:
+        _write_metrics(os.path.join(run, "eval", tcfg.val_split), module.last_metrics)
+    return module
+
+
+def _fit(trainer: L.Trainer, module: DetectionModule, train_loader, val_loader,
+         ckpt_path: str | None) -> None:
+    """``trainer.fit`` from ``ckpt_path`` (None: from the start); a Ctrl-C, after its step's
+    ``last.ckpt`` is saved, leaves as KeyboardInterrupt."""
     # Lightning leaves the modules' modes as it finds them; the model's own train() sets the
     # parts that train in eval mode (frozen BatchNorm of a norm_eval backbone, teachers)
     module.train()
     try:
-        with _notes_silenced(resume):
-            trainer.fit(module, train_loader, val_loader,
-                        ckpt_path=resume_from if resume else None)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
     except _Interrupted:  # Ctrl-C: last.ckpt of the step is saved
         raise KeyboardInterrupt from None
     except SystemExit:  # Lightning exits 1 after a graceful Ctrl-C; say "interrupted" (130)
@@ -464,16 +479,6 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
         raise
     if trainer.interrupted:  # Ctrl-C: checkpoint saved, not finished
         raise KeyboardInterrupt
-    if step_ckpt is not None and trainer.is_global_zero:
-        _prune_step_checkpoints(ckpt_dir, step_ckpt.best_model_path)
-    if module.last_metrics is None and resume:
-        # the resumed run had finished training but was stopped before its final metrics
-        # were written: fit returns at once, so validate the trained weights now
-        with _notes_silenced(resume):
-            trainer.validate(module, val_loader, verbose=False)
-    if module.last_metrics is not None and trainer.is_global_zero:
-        _write_metrics(os.path.join(run, "eval", tcfg.val_split), module.last_metrics)
-    return module
 
 
 def _prune_step_checkpoints(ckpt_dir: str, keep: str) -> None:
