@@ -37,9 +37,12 @@ def _load(path: str) -> dict[str, Any] | None:
 def collect(results: dict[str, JobResult], val_split: str,
             latency: dict[str, float] | None = None,
             latency_with_decode: dict[str, float] | None = None,
-            step_seconds: dict[str, float] | None = None) -> list[dict[str, Any]]:
+            step_seconds: dict[str, float] | None = None,
+            latency_wall: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """Rows of the table (benchmarks/<preset>.json ``rows``), one per model, seeds gathered.
-    ``latency``: forward-pass seconds per model row; ``latency_with_decode``: with decoding;
+    ``latency``: forward-pass seconds per model row (the bench passes CPU time, see
+    :mod:`bevkd.bench.latency`), which gives ``latency_ratio``; ``latency_wall``: the same in
+    wall time (``latency_ratio_wall``); ``latency_with_decode``: with decoding, wall time;
     ``step_seconds``: one training step per model row, measured interleaved
     (:func:`bevkd.bench.steptime.measure`), which gives ``step_time_ratio``. The runs' own
     mean step times give ``train_step_seconds`` and ``train_step_time_ratio``."""
@@ -71,12 +74,14 @@ def collect(results: dict[str, JobResult], val_split: str,
         if model in (step_seconds or {}):
             row["step_seconds"] = float(step_seconds[model])
         rows.append(row)
-    _derived(rows, latency or {}, latency_with_decode or {})
+    _derived(rows, {"latency_ratio": latency or {}, "latency_ratio_wall": latency_wall or {},
+                    "latency_ratio_with_decode": latency_with_decode or {}})
     return rows
 
 
-def _derived(rows: list[dict[str, Any]], latency: dict[str, float],
-             latency_with_decode: dict[str, float]) -> None:
+def _derived(rows: list[dict[str, Any]], latencies: dict[str, dict[str, float]]) -> None:
+    """Fills each row's deltas, gap closed, ratios and seed-spread check; ``latencies``:
+    ``{ratio field: {model: seconds}}``, each a ratio to the baseline's seconds."""
     by = {r["model"]: r for r in rows}
     base, teacher = by.get("baseline"), by.get("teacher")
     for r in rows:
@@ -98,11 +103,9 @@ def _derived(rows: list[dict[str, Any]], latency: dict[str, float],
                 # (half the range over seeds, the larger of the method's and the baseline's)
                 r["beats_baseline"] = all(
                     r[f"delta_{k}"] > max(seed_spread(r[k]), seed_spread(base[k])) for k in ("mAP", "NDS"))
-        if r["model"] in latency and "baseline" in latency:
-            r["latency_ratio"] = float(latency[r["model"]] / latency["baseline"])
-        if r["model"] in latency_with_decode and "baseline" in latency_with_decode:
-            r["latency_ratio_with_decode"] = float(latency_with_decode[r["model"]]
-                                                   / latency_with_decode["baseline"])
+        for field, seconds in latencies.items():
+            if r["model"] in seconds and "baseline" in seconds:
+                r[field] = float(seconds[r["model"]] / seconds["baseline"])
 
 
 def ablation_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -228,9 +231,10 @@ def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
              f"`{command}` at commit `{commit}`; {seeds} seed(s) per student row (mean ± half "
              "the seed range). mAP / NDS and their Δ vs the baseline in percent (points) on "
              "`synth_val`; TP errors are means. Latency ratio: the exported student's forward "
-             "pass vs the baseline's (batch 1, one thread); with decoding and NMS, which cost "
-             "more the more boxes a model scores high, it is `latency_ratio_with_decode` in the "
-             "JSON. Step time ratio: one training step of the seed-0 run's model (student, "
+             "pass vs the baseline's in CPU time (batch 1, one thread; other processes move it "
+             "less than wall time, which is `latency_ratio_wall` in the JSON); with decoding "
+             "and NMS, which cost more the more boxes a model scores high, it is "
+             "`latency_ratio_with_decode` (wall time). Step time ratio: one training step of the seed-0 run's model (student, "
              "frozen teachers, distillation terms) vs the baseline's on one training batch, "
              "interleaved in one process, one thread; the runs' own mean step times, which "
              "depend on the training that shared the cores, give `train_step_time_ratio` in "

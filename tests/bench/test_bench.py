@@ -218,7 +218,8 @@ def test_table_arithmetic(tmp_path):
     rows = {r["model"]: r for r in collect(results, "synth_val",
                                            {"baseline": 0.100, "bevdistill": 0.101},
                                            {"baseline": 0.200, "bevdistill": 0.180},
-                                           {"baseline": 0.8, "bevdistill": 1.0})}
+                                           {"baseline": 0.8, "bevdistill": 1.0},
+                                           {"baseline": 0.300, "bevdistill": 0.330})}
     kd = rows["bevdistill"]
     assert kd["mAP"] == [0.32, 0.34]
     assert kd["delta_mAP"] == pytest.approx(0.33 - 0.21)
@@ -229,6 +230,7 @@ def test_table_arithmetic(tmp_path):
     assert "step_time_ratio" not in rows["teacher"] and "step_seconds" not in rows["teacher"]
     assert kd["latency_ratio"] == pytest.approx(1.01)
     assert kd["latency_ratio_with_decode"] == pytest.approx(0.9)
+    assert kd["latency_ratio_wall"] == pytest.approx(1.1)
     md = markdown(list(rows.values()), "tiny", "abc", "bevkd bench", 2)
     assert "| bevdistill | 33.0 ± 1.0 | 41.0 ± 1.0 |" in md
     assert "31%" in md  # gap closed

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import torch
 
 from bevkd.bench.latency import time_students
@@ -35,6 +36,56 @@ def test_forward_time_separates_the_network_from_decoding():
     assert abs(t["kd"]["forward"] / t["baseline"]["forward"] - 1) < 0.3
     assert t["kd"]["total"] - t["kd"]["forward"] >= 0.02
     assert t["baseline"]["total"] >= t["baseline"]["forward"] >= 0.01
+    # sleeping takes wall time, not the thread's CPU time
+    assert t["baseline"]["forward_cpu"] < 0.5 * t["baseline"]["forward"]
+
+
+class _Logged(torch.nn.Module):
+    """Records which model each batch passes through, in order."""
+
+    def __init__(self, name: str, log: list):
+        super().__init__()
+        self.name, self.log = name, log
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        self.log.append((self.name, int(batch)))
+        return batch
+
+    def decode(self, out: torch.Tensor, batch: torch.Tensor) -> list:
+        return []
+
+
+def test_interleaved_by_sample_with_the_first_model_rotating():
+    log: list = []
+    students = {n: _Logged(n, log) for n in "abc"}
+    time_students(students, [torch.tensor(0), torch.tensor(1)], rounds=3)
+    passes = log[3:]  # after one warm-up pass each
+    assert passes[:6] == [("a", 0), ("b", 0), ("c", 0), ("a", 1), ("b", 1), ("c", 1)]
+    assert passes[6:9] == [("b", 0), ("c", 0), ("a", 0)]
+    assert passes[12:15] == [("c", 0), ("a", 0), ("b", 0)]
+
+
+def test_cpu_time_ignores_time_the_thread_is_not_running():
+    """A forward pass that waits (as one descheduled by other processes would) costs wall
+    time, not CPU time: the CPU-time ratio of two equal networks stays 1 where one of them
+    is slowed down by waiting."""
+
+    class Busy(_Student):
+        def __init__(self, wait: float):
+            super().__init__(0.0)
+            self.wait = wait
+
+        def forward(self, batch: torch.Tensor) -> torch.Tensor:
+            t0 = time.thread_time()
+            while time.thread_time() - t0 < 0.01:  # 10 ms of CPU work
+                pass
+            time.sleep(self.wait)
+            return self.net(batch)
+
+    t = time_students({"baseline": Busy(0.0), "kd": Busy(0.02)}, [torch.randn(1, 64)] * 2,
+                      rounds=2)
+    assert t["kd"]["forward"] / t["baseline"]["forward"] > 2
+    assert t["kd"]["forward_cpu"] / t["baseline"]["forward_cpu"] == pytest.approx(1, abs=0.3)
 
 
 def test_load_note_flags_a_busy_machine_only():
