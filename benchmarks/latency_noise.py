@@ -6,8 +6,8 @@ Loads the baseline's seed-0 student twice (the same network and weights: its tru
 1.00) and the distilled seed-0 students of a bench's run folder, then measures their forward
 pass ``--reps`` times, alternating two schemes in one process, one thread:
 
-- ``by model``: each model takes all samples in turn, model after model, wall time (the
-  bench's measurement before session 15);
+- ``by model``: each model takes all samples in turn, model after model, forward then
+  decode, the forward pass in wall time (the bench's measurement before session 15);
 - ``by sample``: :func:`bevkd.bench.latency.time_students` (every sample through every model,
   the first model rotating each round), in wall time and in the thread's CPU time (the bench's
   ``latency_ratio``).
@@ -33,22 +33,24 @@ from bevkd.engine.run import load_trained
 from bevkd.provenance import git_commit
 from bevkd.structures.batch import collate
 
-ROWS = ("baseline", "baseline (loaded again)", "labeldistill", "dualdistill", "asd",
-        "composite")
+ROWS = ("baseline", "baseline (loaded again)", "bevdistill", "labeldistill", "dualdistill",
+        "asd", "composite")
 
 
 @torch.no_grad()
 def by_model(students: dict[str, torch.nn.Module], batches: list, rounds: int
              ) -> dict[str, float]:
-    """Forward seconds per batch, each model through all batches before the next model; the
-    fastest of ``rounds`` per batch, then the mean over batches."""
+    """Forward seconds per batch, each model through all batches (forward, then decode, not
+    timed) before the next model; the fastest of ``rounds`` per batch, then the mean over
+    batches."""
     fwd = {n: np.full((rounds, len(batches)), np.inf) for n in students}
     for r in range(rounds):
         for name, model in students.items():
             for i, b in enumerate(batches):
                 t0 = time.perf_counter()
-                model(b)
+                out = model(b)
                 fwd[name][r, i] = time.perf_counter() - t0
+                model.decode(out, b)
     return {n: float(f.min(0).mean()) for n, f in fwd.items()}
 
 
@@ -63,7 +65,11 @@ def main() -> None:
     torch.set_num_threads(1)
     students, cfg = {}, None
     for row in ROWS:
-        cfg, model = load_trained(os.path.join(args.runs, f"{row.split(' ')[0]}-s0"))
+        run = os.path.join(args.runs, f"{row.split(' ')[0]}-s0")
+        if not os.path.isdir(run):
+            sys.exit(f"latency_noise: no run {run} (the bench's seed-0 runs of "
+                     f"{', '.join(dict.fromkeys(r.split(' ')[0] for r in ROWS))} are needed)")
+        cfg, model = load_trained(run)
         students[row] = getattr(model, "student", model).eval()
     ds = NuScenesDataset(args.data, cfg.train.version, cfg.train.val_split, cfg.data, train=False)
     batches = [collate([ds[i]]) for i in range(min(args.samples, len(ds)))]
@@ -89,7 +95,7 @@ def main() -> None:
              f"{args.rounds} passes per sample, {len(batches)} samples); one cell per "
              "repetition. The baseline loaded again is the same network and weights: its "
              "true ratio is 1.00.", "",
-             "| scheme | " + " | ".join(ROWS[1:]) + " | largest |ratio − 1| |",
+             "| scheme | " + " | ".join(ROWS[1:]) + " | largest \\|ratio − 1\\| |",
              "|---|" + "---|" * len(ROWS)]
     for scheme, reps in schemes.items():
         cells = [" / ".join(f"{r[n]:.3f}" for r in reps) for n in ROWS[1:]]

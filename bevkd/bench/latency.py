@@ -11,11 +11,11 @@ threshold (so trained weights alone move it by several percent; reported as
 
 The table's "latency ratio" is the CPU-time one: with one thread it equals the wall-time ratio
 on an idle machine, and time the thread spends descheduled while other processes use the cores
-does not count. Measured beside two trainings on 2 cores (session 15, the same network loaded
-twice and three distilled students, three repetitions): CPU-time ratios within 0.95-1.03,
-wall-time ratios within 0.94-1.08 interleaved by sample and 0.89-1.13 interleaved by model as
-before. Cache and memory-bandwidth contention still reach it, so the load note stays.
+does not count. Cache and memory-bandwidth contention still reach it, so the load note stays;
+benchmarks/latency_noise.md measures both clocks, and the previous interleave by model,
+beside two trainings on 2 cores, with the same network loaded twice as the control.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +32,12 @@ from ..structures.batch import collate
 @torch.no_grad()
 def measure(runs: dict[str, str], data: str, samples: int = 8, rounds: int = 5,
             threads: int = 1) -> dict[str, dict[str, float]]:
-    """``{row: {"forward": s, "total": s}}`` per sample for each run's student (see
+    """``{row: {"forward": s, "forward_cpu": s, "total": s}}`` per sample for each run's
+    student on the CPU (see
     :func:`time_students`) on the first ``samples`` validation samples."""
+    if threads != 1:  # thread_time() counts the calling thread only
+        raise ValueError(f"latency is measured on one thread (threads={threads}): the CPU "
+                         "time of torch's other intra-op threads would not be counted")
     torch.set_num_threads(threads)
     students, cfg = {}, None
     for name, run in runs.items():
@@ -49,9 +53,11 @@ def time_students(students: dict[str, torch.nn.Module], batches: list,
                   rounds: int = 5) -> dict[str, dict[str, float]]:
     """Seconds per batch, per student: ``forward`` (wall), ``forward_cpu`` (this thread's CPU
     time) and ``total`` (wall, forward + decode). Each round takes every batch through every
-    model in turn, starting at a model one further each round; for each batch the fastest of
-    the ``rounds`` passes counts (other processes only ever add time), then the mean over
-    batches."""
+    model in turn, the first model moving on by ``len(students) / rounds`` each round (so
+    starting positions spread over the models); for each batch the fastest of the ``rounds``
+    passes counts (other processes only ever add time), then the mean over batches. CPU time
+    is the calling thread's: run torch on one thread, on the CPU (on a GPU both clocks would
+    time kernel launches)."""
     names = list(students)
     times = {key: {n: np.full((rounds, len(batches)), np.inf) for n in names}
              for key in ("forward", "forward_cpu", "total")}
@@ -59,7 +65,8 @@ def time_students(students: dict[str, torch.nn.Module], batches: list,
         model = students[name]
         model.decode(model(batches[0]), batches[0])
     for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
+        first = r * len(names) // rounds
+        order = names[first:] + names[:first]
         for i, b in enumerate(batches):
             for name in order:
                 model = students[name]
@@ -72,6 +79,7 @@ def time_students(students: dict[str, torch.nn.Module], batches: list,
                 times["forward_cpu"][name][r, i] = c1 - c0
                 times["total"][name][r, i] = t2 - t0
     return {n: {key: float(t[n].min(0).mean()) for key, t in times.items()} for n in names}
+
 
 def load_note(load: float | None = None, threads: int = 1) -> str | None:
     """A table note when other processes shared the CPUs while latency and then step time
@@ -90,5 +98,5 @@ def load_note(load: float | None = None, threads: int = 1) -> str | None:
         return None
     return (f"Latency and step time were measured while other processes used the CPUs "
             f"(1-minute load {load:.1f} on {os.cpu_count()} cores, {threads} of it the "
-            "measurement): the step time ratios are unreliable, the latency ratios (CPU time) "
-            "less so; rerun `bevkd bench ... --report-only` on an idle machine.")
+            "measurement): the step time ratios and the wall-time latency ratios are "
+            "unreliable, the CPU-time latency ratio less so; rerun `bevkd bench ... --report-only` on an idle machine.")

@@ -234,8 +234,9 @@ def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
              "pass vs the baseline's in CPU time (batch 1, one thread; other processes move it "
              "less than wall time, which is `latency_ratio_wall` in the JSON); with decoding "
              "and NMS, which cost more the more boxes a model scores high, it is "
-             "`latency_ratio_with_decode` (wall time). Step time ratio: one training step of the seed-0 run's model (student, "
-             "frozen teachers, distillation terms) vs the baseline's on one training batch, "
+             "`latency_ratio_with_decode` (wall time). Step time ratio: one training step of "
+             "the seed-0 run's model (student, frozen teachers, distillation terms) vs the "
+             "baseline's on one training batch, "
              "interleaved in one process, one thread; the runs' own mean step times, which "
              "depend on the training that shared the cores, give `train_step_time_ratio` in "
              "the JSON.", ""]

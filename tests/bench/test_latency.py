@@ -84,7 +84,8 @@ def test_cpu_time_ignores_time_the_thread_is_not_running():
 
     t = time_students({"baseline": Busy(0.0), "kd": Busy(0.02)}, [torch.randn(1, 64)] * 2,
                       rounds=2)
-    assert t["kd"]["forward"] / t["baseline"]["forward"] > 2
+    # every pass's wall time holds its CPU time and the 20 ms wait, so the fastest ones do
+    assert t["kd"]["forward"] - t["kd"]["forward_cpu"] >= 0.02
     assert t["kd"]["forward_cpu"] / t["baseline"]["forward_cpu"] == pytest.approx(1, abs=0.3)
 
 
