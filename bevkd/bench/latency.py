@@ -11,9 +11,13 @@ threshold (so trained weights alone move it by several percent; reported as
 
 The table's "latency ratio" is the CPU-time one: with one thread it equals the wall-time ratio
 on an idle machine, and time the thread spends descheduled while other processes use the cores
-does not count. Cache and memory-bandwidth contention still reach it, so the load note stays;
-benchmarks/latency_noise.md measures both clocks, and the previous interleave by model,
-beside two trainings on 2 cores, with the same network loaded twice as the control.
+does not count. That is not enough to measure beside trainings: cache, memory-bandwidth and
+clock contention still reach it. benchmarks/latency_noise.md measures both clocks and the
+previous interleave by model beside two trainings on 2 cores, with the same network loaded
+twice as the control: the largest |ratio - 1| was 0.115 in CPU time and 0.101 by model in wall
+time (an earlier run of the script: 0.061 and 0.197), and within one repetition every model's
+ratio moved together, by up to 0.11: the baseline's own few passes set the noise. So the load
+note stays, and the table's latency check wants an idle machine.
 """
 
 from __future__ import annotations
