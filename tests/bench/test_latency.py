@@ -97,3 +97,17 @@ def test_load_note_flags_a_busy_machine_only():
     note = load_note(3.1, threads=1)                  # two trainings beside it
     assert note is not None and "3.1" in note and "--report-only" in note
     assert load_note(2.3, threads=2) is None          # its own two threads
+
+
+def test_measure_times_each_runs_network_on_one_thread(trained_run, synth_root):
+    from bevkd.bench.latency import measure
+
+    out = measure({"baseline": trained_run, "again": trained_run}, synth_root, samples=2,
+                  rounds=1)
+    assert set(out) == {"baseline", "again"}
+    for t in out.values():
+        assert set(t) == {"forward", "forward_cpu", "total"}
+        # each pass's total holds its forward pass, so the fastest ones do
+        assert 0 < t["forward"] <= t["total"] and t["forward_cpu"] > 0
+    with pytest.raises(ValueError, match="one thread"):
+        measure({"baseline": trained_run}, synth_root, threads=2)
