@@ -37,8 +37,8 @@ from ..structures.batch import collate
 def measure(runs: dict[str, str], data: str, samples: int = 8, rounds: int = 5,
             threads: int = 1) -> dict[str, dict[str, float]]:
     """``{row: {"forward": s, "forward_cpu": s, "total": s}}`` per sample for each run's
-    student on the CPU (see
-    :func:`time_students`) on the first ``samples`` validation samples."""
+    student on the CPU (see :func:`time_students`) on the first ``samples`` validation
+    samples."""
     if threads != 1:  # thread_time() counts the calling thread only
         raise ValueError(f"latency is measured on one thread (threads={threads}): the CPU "
                          "time of torch's other intra-op threads would not be counted")
@@ -102,5 +102,6 @@ def load_note(load: float | None = None, threads: int = 1) -> str | None:
         return None
     return (f"Latency and step time were measured while other processes used the CPUs "
             f"(1-minute load {load:.1f} on {os.cpu_count()} cores, {threads} of it the "
-            "measurement): the step time ratios and the wall-time latency ratios are "
-            "unreliable, the CPU-time latency ratio less so; rerun `bevkd bench ... --report-only` on an idle machine.")
+            "measurement): their ratios are unreliable, the CPU-time latency ratio too "
+            "(benchmarks/latency_noise.md); rerun `bevkd bench ... --report-only` on an idle "
+            "machine.")
