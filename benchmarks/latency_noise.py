@@ -4,13 +4,17 @@
 
 Loads the baseline's seed-0 student twice (the same network and weights: its true ratio is
 1.00) and the distilled seed-0 students of a bench's run folder, then measures their forward
-pass ``--reps`` times, alternating two schemes in one process, one thread:
+pass ``--reps`` times, alternating the schemes in one process, one thread:
 
 - ``by model``: each model takes all samples in turn, model after model, forward then
   decode, the forward pass in wall time (the bench's measurement before session 15);
-- ``by sample``: :func:`bevkd.bench.latency.time_students` (every sample through every model,
-  the first model rotating each round), in wall time and in the thread's CPU time (the bench's
-  ``latency_ratio``).
+- ``by sample``: :func:`bevkd.bench.latency.time_passes` (every sample through every model,
+  the first model rotating each round), in wall time and in the thread's CPU time, each
+  model's fastest pass per sample over the baseline's (the bench's ``latency_ratio`` of
+  session 15);
+- ``by sample, paired``: the same passes in CPU time, the median over (round, sample) of a
+  model's pass over the baseline's in the same round and sample
+  (:func:`bevkd.bench.latency.paired_ratios`).
 
 Run it beside trainings to see the noise a busy machine adds, on an idle machine for the
 floor. Writes benchmarks/latency_noise.md and .json.
@@ -27,7 +31,7 @@ import numpy as np
 import torch
 
 from _results import save
-from bevkd.bench.latency import time_students
+from bevkd.bench.latency import fastest_mean, paired_ratios, time_passes
 from bevkd.data.nuscenes import NuScenesDataset
 from bevkd.engine.run import load_trained
 from bevkd.provenance import git_commit
@@ -73,17 +77,21 @@ def main() -> None:
         students[row] = getattr(model, "student", model).eval()
     ds = NuScenesDataset(args.data, cfg.train.version, cfg.train.val_split, cfg.data, train=False)
     batches = [collate([ds[i]]) for i in range(min(args.samples, len(ds)))]
-    time_students(students, batches[:1], 1)  # warm-up
-    schemes = {"by model, wall": [], "by sample, wall": [], "by sample, CPU time": []}
+    time_passes(students, batches[:1], 1)  # warm-up
+    schemes: dict[str, list] = {"by model, wall": [], "by sample, wall": [],
+                                "by sample, CPU time": [], "by sample, CPU time, paired": []}
     loads = []
     for _ in range(args.reps):
         old = by_model(students, batches, args.rounds)
-        new = time_students(students, batches, args.rounds)
+        passes = time_passes(students, batches, args.rounds)
+        new = fastest_mean(passes)
+        paired = paired_ratios(passes)["forward_cpu"]
         for scheme, seconds in (("by model, wall", old),
                                 ("by sample, wall", {n: t["forward"] for n, t in new.items()}),
                                 ("by sample, CPU time",
                                  {n: t["forward_cpu"] for n, t in new.items()})):
             schemes[scheme].append({n: seconds[n] / seconds["baseline"] for n in ROWS[1:]})
+        schemes["by sample, CPU time, paired"].append({n: paired[n] for n in ROWS[1:]})
         loads.append(os.getloadavg()[0])
     result = {"commit": git_commit(), "command": "python " + " ".join(sys.argv),
               "cpus": os.cpu_count(), "load_1min": loads, "ratios": schemes}

@@ -52,16 +52,20 @@ def measure(runs: dict[str, str], data: str, samples: int = 8, rounds: int = 5,
     return time_students(students, batches, rounds)
 
 
+Passes = dict[str, dict[str, np.ndarray]]
+"""``{clock: {model: seconds}}``, each a ``(rounds, batches)`` array of single passes; the
+clocks are ``forward`` (wall), ``forward_cpu`` (the thread's CPU time) and ``total`` (wall,
+forward + decode)."""
+
+
 @torch.no_grad()
-def time_students(students: dict[str, torch.nn.Module], batches: list,
-                  rounds: int = 5) -> dict[str, dict[str, float]]:
-    """Seconds per batch, per student: ``forward`` (wall), ``forward_cpu`` (this thread's CPU
-    time) and ``total`` (wall, forward + decode). Each round takes every batch through every
-    model in turn, the first model moving on by ``len(students) / rounds`` each round (so
-    starting positions spread over the models); for each batch the fastest of the ``rounds``
-    passes counts (other processes only ever add time), then the mean over batches. CPU time
-    is the calling thread's: run torch on one thread, on the CPU (on a GPU both clocks would
-    time kernel launches)."""
+def time_passes(students: dict[str, torch.nn.Module], batches: list, rounds: int = 5) -> Passes:
+    """Every pass of every student, timed (see :data:`Passes`). Each round takes every batch
+    through every model in turn, the first model moving on by ``len(students) / rounds`` each
+    round (so starting positions spread over the models), so a model's pass on a batch is
+    never more than ``len(students) - 1`` passes from the baseline's on the same batch and
+    round. CPU time is the calling thread's: run torch on one thread, on the CPU (on a GPU
+    both clocks would time kernel launches)."""
     names = list(students)
     times = {key: {n: np.full((rounds, len(batches)), np.inf) for n in names}
              for key in ("forward", "forward_cpu", "total")}
@@ -82,7 +86,33 @@ def time_students(students: dict[str, torch.nn.Module], batches: list,
                 times["forward"][name][r, i] = t1 - t0
                 times["forward_cpu"][name][r, i] = c1 - c0
                 times["total"][name][r, i] = t2 - t0
-    return {n: {key: float(t[n].min(0).mean()) for key, t in times.items()} for n in names}
+    return times
+
+
+def fastest_mean(passes: Passes) -> dict[str, dict[str, float]]:
+    """Seconds per batch, per student and clock: for each batch the fastest of the rounds'
+    passes (other processes only ever add time), then the mean over batches."""
+    names = next(iter(passes.values()))
+    return {n: {key: float(t[n].min(0).mean()) for key, t in passes.items()} for n in names}
+
+
+def paired_ratios(passes: Passes, reference: str = "baseline") -> dict[str, dict[str, float]]:
+    """``{clock: {model: ratio}}``: the median over (round, batch) of a model's pass over
+    ``reference``'s pass on the same batch in the same round. The two passes are close in
+    time, so a slowdown that lasts longer than a few passes (another process's burst, a
+    clock change) divides out of the pair, where the fastest-pass estimator of
+    :func:`fastest_mean` keeps whatever slowdown persists over all of one model's rounds;
+    the median drops the pairs a burst split."""
+    return {key: {n: float(np.median(t[n] / t[reference])) for n in t}
+            for key, t in passes.items()}
+
+
+def time_students(students: dict[str, torch.nn.Module], batches: list,
+                  rounds: int = 5) -> dict[str, dict[str, float]]:
+    """Seconds per batch, per student: ``forward`` (wall), ``forward_cpu`` (this thread's CPU
+    time) and ``total`` (wall, forward + decode): :func:`fastest_mean` of
+    :func:`time_passes`."""
+    return fastest_mean(time_passes(students, batches, rounds))
 
 
 def load_note(load: float | None = None, threads: int = 1) -> str | None:
