@@ -141,12 +141,10 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     if "baseline" in students:
         from . import latency as lat, steptime
 
-        latency = lat.measure(students, data)
+        latency = lat.latency_fields(lat.measure(students, data))
         steps = steptime.measure(students, data)
         busy = lat.load_note()
-    rows = collect(results, "synth_val", {n: t["forward_cpu"] for n, t in latency.items()},
-                   {n: t["total"] for n, t in latency.items()}, steps,
-                   {n: t["forward"] for n, t in latency.items()})
+    rows = collect(results, "synth_val", latency, steps)
     os.makedirs(out, exist_ok=True)
     command = "bevkd " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else \
         f"bevkd bench --preset {preset}"

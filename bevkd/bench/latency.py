@@ -2,22 +2,25 @@
 
 Every student is timed on the same validation batches (batch size 1, one thread), interleaved
 sample by sample (each sample through every model, the models' order rotated each round) so
-that machine noise hits all of them alike. Three times per student: the network's forward
-pass in wall time and in the thread's CPU time, which depend on the architecture only
+that machine noise hits all of them alike. Three clocks per pass: the network's forward pass
+in wall time and in the thread's CPU time, which depend on the architecture only
 (distillation must add nothing: the ratio to the baseline is 1.00 up to noise), and forward +
 decoding in wall time, whose circle NMS costs more the more boxes the weights score above the
 threshold (so trained weights alone move it by several percent; reported as
 ``latency_ratio_with_decode``).
 
-The table's "latency ratio" is the CPU-time one: with one thread it equals the wall-time ratio
-on an idle machine, and time the thread spends descheduled while other processes use the cores
-does not count. That is not enough to measure beside trainings: cache, memory-bandwidth and
-clock contention still reach it. benchmarks/latency_noise.md measures both clocks and the
-previous interleave by model beside two trainings on 2 cores, with the same network loaded
-twice as the control: the largest |ratio - 1| was 0.115 in CPU time and 0.101 by model in wall
-time (an earlier run of the script: 0.061 and 0.197), and within one repetition every model's
-ratio moved together, by up to 0.11: the baseline's own few passes set the noise. So the load
-note stays, and the table's latency check wants an idle machine.
+A ratio to the baseline is the median over (round, sample) of the model's pass over the
+baseline's pass on the same sample in the same round (:func:`paired_ratios`), and the table's
+"latency ratio" is the CPU-time one. CPU time leaves out the time the thread spends
+descheduled while other processes use the cores; pairing divides out the slowdowns that last
+longer than a few passes (cache, memory-bandwidth and clock contention), which CPU time still
+counts. benchmarks/latency_noise.md measures the estimators beside two trainings on 2 cores,
+with the same network loaded twice as the control (true ratio 1.00), 4 repetitions of 6
+ratios: the root mean square of ratio - 1 was 0.023 paired, 0.043 for the fastest pass per
+sample in CPU time (this module's estimator in session 15), 0.065 for the fastest pass timed
+model after model in wall time (before), and 2 of the 24 paired ratios were off by more than
+0.05 (largest 0.074) against 7 (0.090). Better, not reliable: the load note stays, and the
+table's latency check still wants an idle machine.
 """
 
 from __future__ import annotations
@@ -35,10 +38,9 @@ from ..structures.batch import collate
 
 @torch.no_grad()
 def measure(runs: dict[str, str], data: str, samples: int = 8, rounds: int = 5,
-            threads: int = 1) -> dict[str, dict[str, float]]:
-    """``{row: {"forward": s, "forward_cpu": s, "total": s}}`` per sample for each run's
-    student on the CPU (see :func:`time_students`) on the first ``samples`` validation
-    samples."""
+            threads: int = 1) -> Passes:
+    """Every pass (:func:`time_passes`) of each run's student on the CPU on the first
+    ``samples`` validation samples, ``rounds`` times."""
     if threads != 1:  # thread_time() counts the calling thread only
         raise ValueError(f"latency is measured on one thread (threads={threads}): the CPU "
                          "time of torch's other intra-op threads would not be counted")
@@ -49,7 +51,19 @@ def measure(runs: dict[str, str], data: str, samples: int = 8, rounds: int = 5,
         students[name] = getattr(model, "student", model).eval()
     ds = NuScenesDataset(data, cfg.train.version, cfg.train.val_split, cfg.data, train=False)
     batches = [collate([ds[i]]) for i in range(min(samples, len(ds)))]
-    return time_students(students, batches, rounds)
+    return time_passes(students, batches, rounds)
+
+
+def latency_fields(passes: Passes, reference: str = "baseline") -> dict[str, dict[str, float]]:
+    """The table's latency fields, ``{row field: {model: value}}``: ``latency_ratio`` (forward
+    pass, CPU time), ``latency_ratio_wall`` (forward pass, wall time) and
+    ``latency_ratio_with_decode`` (forward + decode, wall time), each paired with
+    ``reference`` (:func:`paired_ratios`), and ``latency_ms``, the forward pass's CPU
+    milliseconds (:func:`fastest_mean`)."""
+    ratios = paired_ratios(passes, reference)
+    return {"latency_ratio": ratios["forward_cpu"], "latency_ratio_wall": ratios["forward"],
+            "latency_ratio_with_decode": ratios["total"],
+            "latency_ms": {n: 1000 * t["forward_cpu"] for n, t in fastest_mean(passes).items()}}
 
 
 Passes = dict[str, dict[str, np.ndarray]]
@@ -107,14 +121,6 @@ def paired_ratios(passes: Passes, reference: str = "baseline") -> dict[str, dict
             for key, t in passes.items()}
 
 
-def time_students(students: dict[str, torch.nn.Module], batches: list,
-                  rounds: int = 5) -> dict[str, dict[str, float]]:
-    """Seconds per batch, per student: ``forward`` (wall), ``forward_cpu`` (this thread's CPU
-    time) and ``total`` (wall, forward + decode): :func:`fastest_mean` of
-    :func:`time_passes`."""
-    return fastest_mean(time_passes(students, batches, rounds))
-
-
 def load_note(load: float | None = None, threads: int = 1) -> str | None:
     """A table note when other processes shared the CPUs while latency and then step time
     (:mod:`bevkd.bench.steptime`) were measured, else ``None``. ``load``: the 1-minute load
@@ -132,6 +138,6 @@ def load_note(load: float | None = None, threads: int = 1) -> str | None:
         return None
     return (f"Latency and step time were measured while other processes used the CPUs "
             f"(1-minute load {load:.1f} on {os.cpu_count()} cores, {threads} of it the "
-            "measurement): their ratios are unreliable, the CPU-time latency ratio too "
-            "(benchmarks/latency_noise.md); rerun `bevkd bench ... --report-only` on an idle "
+            "measurement): their ratios are unreliable, the paired CPU-time latency ratio less "
+            "so but still by several percent (benchmarks/latency_noise.md); rerun `bevkd bench ... --report-only` on an idle "
             "machine.")

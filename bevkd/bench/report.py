@@ -35,17 +35,15 @@ def _load(path: str) -> dict[str, Any] | None:
 
 
 def collect(results: dict[str, JobResult], val_split: str,
-            latency: dict[str, float] | None = None,
-            latency_with_decode: dict[str, float] | None = None,
-            step_seconds: dict[str, float] | None = None,
-            latency_wall: dict[str, float] | None = None) -> list[dict[str, Any]]:
+            latency: dict[str, dict[str, float]] | None = None,
+            step_seconds: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """Rows of the table (benchmarks/<preset>.json ``rows``), one per model, seeds gathered.
-    ``latency``: forward-pass seconds per model row (the bench passes CPU time, see
-    :mod:`bevkd.bench.latency`), which gives ``latency_ratio``; ``latency_wall``: the same in
-    wall time (``latency_ratio_wall``); ``latency_with_decode``: with decoding, wall time;
-    ``step_seconds``: one training step per model row, measured interleaved
-    (:func:`bevkd.bench.steptime.measure`), which gives ``step_time_ratio``. The runs' own
-    mean step times give ``train_step_seconds`` and ``train_step_time_ratio``."""
+    ``latency``: ``{row field: {model: value}}`` copied onto the rows, the latency ratios to
+    the baseline and the forward pass's milliseconds
+    (:func:`bevkd.bench.latency.latency_fields`); ``step_seconds``: one training step per
+    model row, measured interleaved (:func:`bevkd.bench.steptime.measure`), which gives
+    ``step_time_ratio``. The runs' own mean step times give ``train_step_seconds`` and
+    ``train_step_time_ratio``."""
     by_model: dict[str, list[tuple[dict, dict, int]]] = defaultdict(list)
     for res in sorted(results.values(), key=lambda r: r.job.seed):
         if res.status not in ("done", "reused"):
@@ -73,15 +71,16 @@ def collect(results: dict[str, JobResult], val_split: str,
         }
         if model in (step_seconds or {}):
             row["step_seconds"] = float(step_seconds[model])
+        for field, values in (latency or {}).items():
+            if model in values:
+                row[field] = float(values[model])
         rows.append(row)
-    _derived(rows, {"latency_ratio": latency or {}, "latency_ratio_wall": latency_wall or {},
-                    "latency_ratio_with_decode": latency_with_decode or {}})
+    _derived(rows)
     return rows
 
 
-def _derived(rows: list[dict[str, Any]], latencies: dict[str, dict[str, float]]) -> None:
-    """Fills each row's deltas, gap closed, ratios and seed-spread check; ``latencies``:
-    ``{ratio field: {model: seconds}}``, each a ratio to the baseline's seconds."""
+def _derived(rows: list[dict[str, Any]]) -> None:
+    """Fills each row's deltas, gap closed, step time ratios and seed-spread check."""
     by = {r["model"]: r for r in rows}
     base, teacher = by.get("baseline"), by.get("teacher")
     for r in rows:
@@ -103,9 +102,6 @@ def _derived(rows: list[dict[str, Any]], latencies: dict[str, dict[str, float]])
                 # (half the range over seeds, the larger of the method's and the baseline's)
                 r["beats_baseline"] = all(
                     r[f"delta_{k}"] > max(seed_spread(r[k]), seed_spread(base[k])) for k in ("mAP", "NDS"))
-        for field, seconds in latencies.items():
-            if r["model"] in seconds and "baseline" in seconds:
-                r[field] = float(seconds[r["model"]] / seconds["baseline"])
 
 
 def ablation_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -225,15 +221,22 @@ def _fmt(values: list[float]) -> str:
     return f"{v.mean():.1f} ± {(v.max() - v.min()) / 2:.1f}"
 
 
+def _base_ms(rows: list[dict[str, Any]]) -> str:
+    """The baseline's forward pass in milliseconds, as a clause, where it was measured."""
+    ms = next((r.get("latency_ms") for r in rows if r["model"] == "baseline"), None)
+    return f" (the baseline's pass: {ms:.0f} ms of CPU time here)" if ms else ""
+
+
 def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
              seeds: int, extra: str = "", title: str | None = None) -> str:
     lines = [f"# {title or f'bevkd bench --preset {preset}'}", "",
              f"`{command}` at commit `{commit}`; {seeds} seed(s) per student row (mean ± half "
              "the seed range). mAP / NDS and their Δ vs the baseline in percent (points) on "
              "`synth_val`; TP errors are means. Latency ratio: the exported student's forward "
-             "pass vs the baseline's in CPU time (batch 1, one thread; wall time gives "
-             "`latency_ratio_wall` in the JSON); with decoding "
-             "and NMS, which cost more the more boxes a model scores high, it is "
+             "pass vs the baseline's in CPU time, batch 1, one thread, the median over "
+             "interleaved passes of each pass over the baseline's on the same sample and "
+             f"round{_base_ms(rows)}; wall time gives `latency_ratio_wall` in the JSON, and "
+             "with decoding and NMS, which cost more the more boxes a model scores high, "
              "`latency_ratio_with_decode` (wall time). Step time ratio: one training step of "
              "the seed-0 run's model (student, frozen teachers, distillation terms) vs the "
              "baseline's on one training batch, "

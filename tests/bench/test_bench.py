@@ -215,11 +215,12 @@ def test_table_arithmetic(tmp_path):
               "baseline-s1": (0.22, 0.32, 1.2), "bevdistill-s0": (0.32, 0.40, 1.5),
               "bevdistill-s1": (0.34, 0.42, 1.8)}
     results = {n: JobResult(jobs[n], _fake_run(tmp_path, n, *v), "done") for n, v in values.items()}
-    rows = {r["model"]: r for r in collect(results, "synth_val",
-                                           {"baseline": 0.100, "bevdistill": 0.101},
-                                           {"baseline": 0.200, "bevdistill": 0.180},
-                                           {"baseline": 0.8, "bevdistill": 1.0},
-                                           {"baseline": 0.300, "bevdistill": 0.330})}
+    latency = {"latency_ratio": {"baseline": 1.0, "bevdistill": 1.01},
+               "latency_ratio_with_decode": {"baseline": 1.0, "bevdistill": 0.9},
+               "latency_ratio_wall": {"baseline": 1.0, "bevdistill": 1.1},
+               "latency_ms": {"baseline": 163.4, "bevdistill": 165.0}}
+    rows = {r["model"]: r for r in collect(results, "synth_val", latency,
+                                           {"baseline": 0.8, "bevdistill": 1.0})}
     kd = rows["bevdistill"]
     assert kd["mAP"] == [0.32, 0.34]
     assert kd["delta_mAP"] == pytest.approx(0.33 - 0.21)
@@ -231,8 +232,10 @@ def test_table_arithmetic(tmp_path):
     assert kd["latency_ratio"] == pytest.approx(1.01)
     assert kd["latency_ratio_with_decode"] == pytest.approx(0.9)
     assert kd["latency_ratio_wall"] == pytest.approx(1.1)
+    assert kd["latency_ms"] == pytest.approx(165.0) and "latency_ratio" not in rows["teacher"]
     md = markdown(list(rows.values()), "tiny", "abc", "bevkd bench", 2)
     assert "| bevdistill | 33.0 ± 1.0 | 41.0 ± 1.0 |" in md
+    assert "the baseline's pass: 163 ms of CPU time here" in md
     assert "31%" in md  # gap closed
     # gains in percentage points; +12.0 mAP and +10.0 NDS both exceed the 1.0 seed spread
     assert kd["beats_baseline"] is True and "| +12.0 | +10.0 | yes | 31% | 1.25 | 1.01 |" in md

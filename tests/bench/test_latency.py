@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import torch
 
-from bevkd.bench.latency import time_students
+from bevkd.bench.latency import fastest_mean, latency_fields, paired_ratios, time_passes
+
+
+def time_students(students: dict, batches: list, rounds: int) -> dict:
+    return fastest_mean(time_passes(students, batches, rounds))
 
 
 class _Student(torch.nn.Module):
@@ -89,6 +94,48 @@ def test_cpu_time_ignores_time_the_thread_is_not_running():
     assert t["kd"]["forward_cpu"] / t["baseline"]["forward_cpu"] == pytest.approx(1, abs=0.3)
 
 
+def test_paired_ratio_divides_out_a_slowdown_both_models_share():
+    """Hand-made passes: ``kd`` costs 1.1x the baseline in every pair, while the machine
+    runs 2x slower in round 1 for both and one burst hits a single ``kd`` pass."""
+    base = np.array([[1.0, 2.0, 4.0], [2.0, 4.0, 8.0]])
+    kd = 1.1 * base
+    kd[1, 0] = 5.0  # a burst: 2.2 -> 5.0
+    passes = {"forward_cpu": {"baseline": base, "kd": kd}}
+    r = paired_ratios(passes)["forward_cpu"]
+    assert r["baseline"] == 1.0
+    assert r["kd"] == pytest.approx(1.1)  # median of five 1.1s and one 2.27
+    # where the fastest pass per sample fails: the machine is 2x slower for both models in
+    # rounds 0 and 1, and the slow spell ends between the baseline's and kd's pass in round 2
+    base = np.array([[2.0], [2.0], [1.0]])
+    kd = 1.1 * np.array([[2.0], [2.0], [2.0]])
+    passes = {"forward_cpu": {"baseline": base, "kd": kd}}
+    assert paired_ratios(passes)["forward_cpu"]["kd"] == pytest.approx(1.1)
+    fastest = fastest_mean(passes)
+    assert fastest["kd"]["forward_cpu"] / fastest["baseline"]["forward_cpu"] == pytest.approx(2.2)
+
+
+def test_latency_fields_name_the_clocks():
+    base = np.full((2, 2), 0.2)
+    passes = {"forward": {"baseline": base, "kd": 1.5 * base},
+              "forward_cpu": {"baseline": base, "kd": 1.02 * base},
+              "total": {"baseline": 2 * base, "kd": 1.8 * base}}
+    f = latency_fields(passes)
+    assert f["latency_ratio"]["kd"] == pytest.approx(1.02)  # the CPU-time one
+    assert f["latency_ratio_wall"]["kd"] == pytest.approx(1.5)
+    assert f["latency_ratio_with_decode"]["kd"] == pytest.approx(0.9)
+    assert f["latency_ms"] == pytest.approx({"baseline": 200.0, "kd": 204.0})
+
+
+def test_time_passes_keeps_every_pass():
+    students = {"baseline": _Student(0.0), "kd": _Student(0.0)}
+    p = time_passes(students, [torch.randn(1, 64)] * 3, rounds=2)
+    assert set(p) == {"forward", "forward_cpu", "total"}
+    for clock in p.values():
+        for t in clock.values():
+            assert t.shape == (2, 3) and np.isfinite(t).all()
+    assert (p["forward"]["kd"] >= 0.01).all()  # each pass holds its 10 ms sleep
+
+
 def test_load_note_flags_a_busy_machine_only():
     from bevkd.bench.latency import load_note
 
@@ -102,12 +149,15 @@ def test_load_note_flags_a_busy_machine_only():
 def test_measure_times_each_runs_network_on_one_thread(trained_run, synth_root):
     from bevkd.bench.latency import measure
 
-    out = measure({"baseline": trained_run, "again": trained_run}, synth_root, samples=2,
-                  rounds=1)
-    assert set(out) == {"baseline", "again"}
-    for t in out.values():
-        assert set(t) == {"forward", "forward_cpu", "total"}
-        # each pass's total holds its forward pass, so the fastest ones do
-        assert 0 < t["forward"] <= t["total"] and t["forward_cpu"] > 0
+    passes = measure({"baseline": trained_run, "again": trained_run}, synth_root, samples=2,
+                     rounds=1)
+    assert set(passes) == {"forward", "forward_cpu", "total"}
+    for clock in passes.values():
+        assert set(clock) == {"baseline", "again"}
+    for name in ("baseline", "again"):
+        # each pass's total holds its forward pass
+        assert (0 < passes["forward"][name]).all()
+        assert (passes["forward"][name] <= passes["total"][name]).all()
+        assert (passes["forward_cpu"][name] > 0).all()
     with pytest.raises(ValueError, match="one thread"):
         measure({"baseline": trained_run}, synth_root, threads=2)
