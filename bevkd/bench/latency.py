@@ -18,7 +18,7 @@ counts. benchmarks/latency_noise.md measures the estimators beside two trainings
 with the same network loaded twice as the control (true ratio 1.00), 4 repetitions of 6
 ratios: the root mean square of ratio - 1 was 0.023 paired, 0.043 for the fastest pass per
 sample in CPU time (this module's estimator in session 15), 0.065 for the fastest pass timed
-model after model in wall time (before), and 2 of the 24 paired ratios were off by more than
+model after model in wall time (before that), and 2 of the 24 paired ratios were off by more than
 0.05 (largest 0.074) against 7 (0.090). Better, not reliable: the load note stays, and the
 table's latency check still wants an idle machine.
 """
@@ -34,6 +34,11 @@ import torch
 from ..data.nuscenes import NuScenesDataset
 from ..engine.run import load_trained
 from ..structures.batch import collate
+
+Passes = dict[str, dict[str, np.ndarray]]
+"""``{clock: {model: seconds}}``, each a ``(rounds, batches)`` array of single passes; the
+clocks are ``forward`` (wall), ``forward_cpu`` (the thread's CPU time) and ``total`` (wall,
+forward + decode)."""
 
 
 @torch.no_grad()
@@ -64,12 +69,6 @@ def latency_fields(passes: Passes, reference: str = "baseline") -> dict[str, dic
     return {"latency_ratio": ratios["forward_cpu"], "latency_ratio_wall": ratios["forward"],
             "latency_ratio_with_decode": ratios["total"],
             "latency_ms": {n: 1000 * t["forward_cpu"] for n, t in fastest_mean(passes).items()}}
-
-
-Passes = dict[str, dict[str, np.ndarray]]
-"""``{clock: {model: seconds}}``, each a ``(rounds, batches)`` array of single passes; the
-clocks are ``forward`` (wall), ``forward_cpu`` (the thread's CPU time) and ``total`` (wall,
-forward + decode)."""
 
 
 @torch.no_grad()
