@@ -15,9 +15,10 @@ METHODS = ("bevdistill", "labeldistill", "dualdistill", "asd")
 
 # Ablation rows (DESIGN §4.4: every ASD choice the abstract leaves open; REFERENCE_RESULTS: the
 # DualDistill CRD temperatures, and DESIGN §4.3's option of starting the student head from the
-# teacher head or not): name -> (method, overrides). Each trains the first `ablation_seeds`
-# seeds of the table (the preset's `bench.ablation_seeds`, by default seed 0 only) and is read
-# against its method's run of the same seed, with the method's seed spread as the scale.
+# teacher head or not, with that start alone as a control): name -> (method, overrides). Each
+# trains the first `ablation_seeds` seeds of the table (the preset's `bench.ablation_seeds`, by
+# default seed 0 only) and is read against its method's run of the same seed, with the
+# method's seed spread as the scale.
 ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dualdistill_T1.0": ("dualdistill", ("distill.methods.0.args.crd_temperature=1.0",)),
     "dualdistill_T0.5": ("dualdistill", ("distill.methods.0.args.crd_temperature=0.5",)),
@@ -32,6 +33,11 @@ ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     # last: set against the tiny preset's DualDistill, which starts its head from the teacher's
     "dualdistill_own_head": ("dualdistill",
                              ("distill.methods.0.args.init_student_head_from_teacher=false",)),
+    # its control: the teacher's head as the start and every DualDistill term weighted 0, so
+    # the student learns from the detection loss alone: what the initialisation gives by itself
+    "dualdistill_head_init_only": ("dualdistill", (
+        "distill.methods.0.weight=0.0",
+        "distill.methods.0.args.init_student_head_from_teacher=true")),
 }
 
 # The job whose run serves each teacher role of a distillation config.

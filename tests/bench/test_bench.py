@@ -94,6 +94,22 @@ def test_an_ablation_that_sets_its_methods_own_value_gets_no_row():
     # ... and sets CRD T = 0.5 and ASD's smoothing off for the rows: those ablations are the
     # rows, and the published values get ablation rows
     assert tiny == ["dualdistill_T0.5", "asd_no_smoothing"]
+    # the control of the head's start is a row on both presets; on tiny, whose DualDistill
+    # already starts from the teacher's head, it differs from the row by the method's weight
+    assert "dualdistill_head_init_only" not in tiny
+    from bevkd.bench.plan import _method_config
+    from bevkd.config import to_dict
+    from bevkd.engine.config import load_experiment
+
+    row_sets = list(row_overrides(bench_spec("tiny"))["dualdistill"])
+    row = to_dict(load_experiment(_method_config("dualdistill"), "tiny", row_sets))
+    control = to_dict(load_experiment(_method_config("dualdistill"), "tiny",
+                                      row_sets + list(ABLATIONS["dualdistill_head_init_only"][1])))
+    assert control["distill"]["methods"][0]["weight"] == 0.0
+    control["distill"]["methods"][0]["weight"] = row["distill"]["methods"][0]["weight"]
+    assert control == row
+    assert redundant_ablations("small", ("dualdistill_head_init_only",),
+                               row_overrides(bench_spec("small"))) == []
     # a row that re-sets the temperature gets the published one as its ablation, and the
     # ablation that set the new value becomes the row itself
     tuned = {"dualdistill": ("distill.methods.0.args.crd_temperature=0.5",)}
