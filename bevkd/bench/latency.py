@@ -138,5 +138,5 @@ def load_note(load: float | None = None, threads: int = 1) -> str | None:
     return (f"Latency and step time were measured while other processes used the CPUs "
             f"(1-minute load {load:.1f} on {os.cpu_count()} cores, {threads} of it the "
             "measurement): their ratios are unreliable, the paired CPU-time latency ratio less "
-            "so but still by several percent (benchmarks/latency_noise.md); rerun `bevkd bench ... --report-only` on an idle "
-            "machine.")
+            "so but still by several percent (benchmarks/latency_noise.md); rerun "
+            "`bevkd bench ... --report-only` on an idle machine.")
