@@ -141,7 +141,8 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     if "baseline" in students:
         from . import latency as lat, steptime
 
-        latency = lat.latency_fields(lat.measure(students, data))
+        timed = lat.measure(students, data)
+        latency = lat.latency_fields(timed.passes, cost=timed.cost)
         steps = steptime.measure(students, data)
         busy = lat.load_note()
     rows = collect(results, "synth_val", latency, steps)

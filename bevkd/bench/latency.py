@@ -20,16 +20,25 @@ ratios: the root mean square of ratio - 1 was 0.023 paired, 0.043 for the fastes
 sample in CPU time (this module's estimator in session 15), 0.065 for the fastest pass timed
 model after model in wall time (before that), and 2 of the 24 paired ratios were off by more than
 0.05 (largest 0.074) against 7 (0.090). Better, not reliable: the load note stays, and the
-table's latency check still wants an idle machine.
+table's latency check still wants an idle machine. On an idle machine, too, one measurement
+put a student at 0.946 that another, 90 minutes earlier, put at 0.97-1.00; four copies of the
+baseline timed together (session 17, beside two trainings) read 1.003 / 0.949 / 0.994 and, in
+the next repetition with the same copies, 0.991 / 1.004 / 0.984: the error is in the time of
+measuring, not in a loaded copy (memory placement would have repeated). So every measurement
+now carries its own control, the baseline loaded again (:data:`CONTROL`), whose distance from
+1.00 is that measurement's noise, and each model's exact forward cost (parameters and FLOPs,
+:func:`forward_cost`), which says without noise whether a student runs the baseline's network.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from ..data.nuscenes import NuScenesDataset
 from ..engine.run import load_trained
@@ -41,34 +50,80 @@ clocks are ``forward`` (wall), ``forward_cpu`` (the thread's CPU time) and ``tot
 forward + decode)."""
 
 
+CONTROL = "baseline_again"
+"""The control of a measurement: the baseline's run loaded a second time, timed as one more
+model. Same network, same weights: its true ratio is 1.00, so its measured one is the noise
+of that very measurement (the table's latency check allows a student as far from 1.00)."""
+
+
+@dataclass
+class Measurement:
+    """What :func:`measure` gives: every pass of every model (:data:`Passes`, the control
+    :data:`CONTROL` among them) and each model's forward-pass cost, ``{model: {"params":
+    int, "flops": int}}`` (parameter count; FLOPs of one forward pass on the first sample as
+    ``torch.utils.flop_counter`` counts them, a multiply-add as 2). The cost is exact and
+    machine-independent: a student whose cost equals the baseline's runs the same network."""
+
+    passes: Passes
+    cost: dict[str, dict[str, int]]
+
+
 @torch.no_grad()
-def measure(runs: dict[str, str], data: str, samples: int = 8, rounds: int = 5,
-            threads: int = 1) -> Passes:
+def measure(runs: dict[str, str], data: str, samples: int = 8, rounds: int = 8,
+            threads: int = 1, control: bool = True) -> Measurement:
     """Every pass (:func:`time_passes`) of each run's student on the CPU on the first
-    ``samples`` validation samples, ``rounds`` times."""
+    ``samples`` validation samples, ``rounds`` times, and each one's forward cost
+    (:func:`forward_cost`). With ``control`` (and a ``baseline`` run), the baseline is
+    loaded a second time and timed as :data:`CONTROL`."""
     if threads != 1:  # thread_time() counts the calling thread only
         raise ValueError(f"latency is measured on one thread (threads={threads}): the CPU "
                          "time of torch's other intra-op threads would not be counted")
     torch.set_num_threads(threads)
+    if control and "baseline" in runs:
+        runs = {**runs, CONTROL: runs["baseline"]}
     students, cfg = {}, None
     for name, run in runs.items():
         cfg, model = load_trained(run)
         students[name] = getattr(model, "student", model).eval()
     ds = NuScenesDataset(data, cfg.train.version, cfg.train.val_split, cfg.data, train=False)
     batches = [collate([ds[i]]) for i in range(min(samples, len(ds)))]
-    return time_passes(students, batches, rounds)
+    cost = {name: forward_cost(model, batches[0]) for name, model in students.items()}
+    return Measurement(time_passes(students, batches, rounds), cost)
 
 
-def latency_fields(passes: Passes, reference: str = "baseline") -> dict[str, dict[str, float]]:
+@torch.no_grad()
+def forward_cost(model: torch.nn.Module, batch) -> dict[str, int]:
+    """``{"params": int, "flops": int}``: the model's parameter count and the FLOPs of its
+    forward pass on ``batch`` (matrix products and convolutions, a multiply-add as 2)."""
+    with FlopCounterMode(display=False) as counter:
+        model(batch)
+    return {"params": sum(p.numel() for p in model.parameters()),
+            "flops": int(counter.get_total_flops())}
+
+
+def latency_fields(passes: Passes, reference: str = "baseline",
+                   cost: dict[str, dict[str, int]] | None = None
+                   ) -> dict[str, dict[str, float]]:
     """The table's latency fields, ``{row field: {model: value}}``: ``latency_ratio`` (forward
     pass, CPU time), ``latency_ratio_wall`` (forward pass, wall time) and
     ``latency_ratio_with_decode`` (forward + decode, wall time), each paired with
     ``reference`` (:func:`paired_ratios`), and ``latency_ms``, the forward pass's CPU
-    milliseconds (:func:`fastest_mean`)."""
+    milliseconds (:func:`fastest_mean`). The control (:data:`CONTROL`) is no row: its ratios
+    go on ``reference``'s row as ``latency_control_ratio`` (CPU time) and
+    ``latency_control_ratio_wall``. ``cost`` (:attr:`Measurement.cost`) adds ``params`` and
+    ``forward_flops``."""
     ratios = paired_ratios(passes, reference)
-    return {"latency_ratio": ratios["forward_cpu"], "latency_ratio_wall": ratios["forward"],
-            "latency_ratio_with_decode": ratios["total"],
-            "latency_ms": {n: 1000 * t["forward_cpu"] for n, t in fastest_mean(passes).items()}}
+    fields = {"latency_ratio": ratios["forward_cpu"], "latency_ratio_wall": ratios["forward"],
+              "latency_ratio_with_decode": ratios["total"],
+              "latency_ms": {n: 1000 * t["forward_cpu"] for n, t in fastest_mean(passes).items()}}
+    if cost:
+        fields["params"] = {n: c["params"] for n, c in cost.items()}
+        fields["forward_flops"] = {n: c["flops"] for n, c in cost.items()}
+    fields = {k: {n: v for n, v in values.items() if n != CONTROL} for k, values in fields.items()}
+    if CONTROL in ratios["forward_cpu"]:
+        fields["latency_control_ratio"] = {reference: ratios["forward_cpu"][CONTROL]}
+        fields["latency_control_ratio_wall"] = {reference: ratios["forward"][CONTROL]}
+    return fields
 
 
 @torch.no_grad()

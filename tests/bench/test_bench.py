@@ -431,6 +431,30 @@ def test_acceptance_checks_the_table():
     assert [c["passed"] for c in checks[1:]] == [None] * 4
     assert checks[2]["detail"].startswith("so far: vs the best single method")
 
+    # the control (the baseline loaded again) at 0.91: that measurement's noise is 0.09, and a
+    # student at 1.08 is within it; one at 1.10 is not
+    base.update(latency_control_ratio=0.91)
+    checks = acceptance([base, *methods, composite])
+    assert checks[4]["passed"] is True and "the baseline loaded again 0.91, so ± 0.09" in (
+        checks[4]["detail"])
+    assert acceptance([base, *methods, dict(composite, latency_ratio=1.10)])[4]["passed"] is False
+    # a control closer to 1.00 than the tolerance leaves the tolerance
+    assert acceptance([dict(base, latency_control_ratio=0.99), *methods, composite]
+                      )[4]["passed"] is False
+    # the counted forward cost: equal passes it, one student's other FLOPs fail it whatever
+    # the timing says
+    cost = {"params": 12_383_028, "forward_flops": 15_374_490_612}
+    base.update(cost)
+    rows = [base, *[dict(r, **cost) for r in methods], dict(composite, **cost)]
+    check = acceptance(rows)[4]
+    assert check["passed"] is True
+    assert check["detail"].endswith("the baseline's for all (12.38 M parameters, 15.37 GFLOPs)")
+    rows[1] = dict(rows[1], forward_flops=15_374_490_613)
+    check = acceptance(rows)[4]
+    assert check["passed"] is False and check["detail"].endswith(
+        f"forward cost differs from the baseline's for {METHODS[0]}")
+    del base["latency_control_ratio"], base["params"], base["forward_flops"]
+
     # one seed, a method not trained yet, no latency: unknown, not passed
     one = [dict(base, mAP=[0.2], NDS=[0.3]), *[dict(r, beats_baseline=None) for r in methods[:2]]]
     checks = acceptance(one)

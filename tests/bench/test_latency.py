@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from bevkd.bench.latency import fastest_mean, latency_fields, paired_ratios, time_passes
+from bevkd.bench.latency import (CONTROL, fastest_mean, forward_cost, latency_fields,
+                                 paired_ratios, time_passes)
 
 
 def time_students(students: dict, batches: list, rounds: int) -> dict:
@@ -146,18 +147,54 @@ def test_load_note_flags_a_busy_machine_only():
     assert load_note(2.3, threads=2) is None          # its own two threads
 
 
+def test_latency_fields_put_the_control_on_the_baseline_row_and_add_the_cost():
+    base = np.full((2, 2), 0.2)
+    passes = {"forward": {"baseline": base, "kd": base, CONTROL: 0.9 * base},
+              "forward_cpu": {"baseline": base, "kd": 1.01 * base, CONTROL: 0.96 * base},
+              "total": {"baseline": base, "kd": base, CONTROL: base}}
+    cost = {"baseline": {"params": 10, "flops": 400}, "kd": {"params": 10, "flops": 400},
+            CONTROL: {"params": 10, "flops": 400}}
+    f = latency_fields(passes, cost=cost)
+    # the control is no row of the table: its ratios sit on the baseline's
+    assert all(CONTROL not in values for values in f.values())
+    assert f["latency_control_ratio"] == {"baseline": pytest.approx(0.96)}
+    assert f["latency_control_ratio_wall"] == {"baseline": pytest.approx(0.9)}
+    assert f["params"] == {"baseline": 10, "kd": 10}
+    assert f["forward_flops"] == {"baseline": 400, "kd": 400}
+    assert "latency_control_ratio" not in latency_fields({k: {n: v for n, v in c.items()
+                                                              if n != CONTROL}
+                                                          for k, c in passes.items()})
+
+
+def test_forward_cost_counts_parameters_and_flops():
+    """A 64 -> 32 linear layer on a batch of 3: 64 * 32 + 32 parameters, and 3 * 64 * 32
+    multiply-adds, 2 FLOPs each."""
+    net = torch.nn.Linear(64, 32)
+    assert forward_cost(net, torch.randn(3, 64)) == {"params": 64 * 32 + 32,
+                                                     "flops": 2 * 3 * 64 * 32}
+    wider = torch.nn.Linear(64, 33)  # one more output: more of both
+    c = forward_cost(wider, torch.randn(3, 64))
+    assert c["params"] > 64 * 32 + 32 and c["flops"] > 2 * 3 * 64 * 32
+
+
 def test_measure_times_each_runs_network_on_one_thread(trained_run, synth_root):
     from bevkd.bench.latency import measure
 
-    passes = measure({"baseline": trained_run, "again": trained_run}, synth_root, samples=2,
-                     rounds=1)
+    m = measure({"baseline": trained_run, "again": trained_run}, synth_root, samples=2,
+                rounds=1)
+    passes = m.passes
     assert set(passes) == {"forward", "forward_cpu", "total"}
-    for clock in passes.values():
-        assert set(clock) == {"baseline", "again"}
-    for name in ("baseline", "again"):
+    for clock in passes.values():  # the baseline loaded once more, as the control
+        assert set(clock) == {"baseline", "again", CONTROL}
+    for name in ("baseline", "again", CONTROL):
         # each pass's total holds its forward pass
         assert (0 < passes["forward"][name]).all()
         assert (passes["forward"][name] <= passes["total"][name]).all()
         assert (passes["forward_cpu"][name] > 0).all()
+    # one run, one network: the same cost for each copy, and a real one
+    assert m.cost["again"] == m.cost["baseline"] == m.cost[CONTROL]
+    assert m.cost["baseline"]["params"] > 1000 and m.cost["baseline"]["flops"] > 1e6
+    assert set(measure({"baseline": trained_run}, synth_root, samples=1, rounds=1,
+                       control=False).cost) == {"baseline"}
     with pytest.raises(ValueError, match="one thread"):
         measure({"baseline": trained_run}, synth_root, threads=2)
