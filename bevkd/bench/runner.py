@@ -387,9 +387,11 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                     running[job.name] = (proc, time.perf_counter(), logf)
                     pending.remove(job)
                     log(f"[bench] start {job.name}")
-                    if not said_progress:  # the first start: where a resumed bench stands
-                        log(_progress(jobs, results, {}, parallel))
-                        said_progress = True
+            if running and not said_progress:
+                # where a resumed bench stands, once this pass has judged every job it could
+                # reuse (a finished ablation after the first start counts as final, not to do)
+                log(_progress(jobs, results, {}, parallel))
+                said_progress = True
             for name, (proc, start, logf) in list(running.items()):
                 if proc.poll() is None:
                     continue

@@ -73,8 +73,10 @@ def test_runs_reuse_and_a_retrained_teacher_refuses_its_students(bench):
     assert status == {"teacher": "done", "baseline-s0": "done", "bevdistill-s0": "done"}
     assert logs.index("[bench] start bevdistill-s0") > next(
         i for i, m in enumerate(logs) if m.startswith("[bench] done teacher"))
-    # where the bench stands: at the first start and after each job
-    assert logs[1] == "[bench] 0 of 3 jobs final" and logs[-1] == "[bench] 3 of 3 jobs final"
+    # where the bench stands: once the first starts are made, and after each job
+    assert logs[:3] == ["[bench] start teacher", "[bench] start baseline-s0",
+                        "[bench] 0 of 3 jobs final"]
+    assert logs[-1] == "[bench] 3 of 3 jobs final"
     assert sum(m.endswith("jobs final") for m in logs) == 4
     status, _ = run()
     assert set(status.values()) == {"reused"}
@@ -92,6 +94,21 @@ def test_runs_reuse_and_a_retrained_teacher_refuses_its_students(bench):
     (data / "v1.0-synth" / "sample.json").write_text("[ ]")
     status, _ = run()
     assert set(status.values()) == {"failed", "skipped"}
+
+
+def test_a_resumed_bench_counts_the_runs_it_reuses_after_its_first_start(bench):
+    """baseline-s0 to train again, bevdistill-s0 (after it in the plan) finished: the first
+    word on where the bench stands counts bevdistill-s0 as final, not as work to do."""
+    import shutil
+
+    run, runs, _ = bench
+    run()
+    shutil.rmtree(runs / "baseline-s0")
+    status, logs = run()
+    assert status == {"teacher": "reused", "baseline-s0": "done", "bevdistill-s0": "reused"}
+    first = next(m for m in logs if m.endswith("jobs final") or "to go" in m)
+    assert first.startswith("[bench] 2 of 3 jobs final")
+    assert logs.index(first) > logs.index("[bench] reuse bevdistill-s0 (finished earlier)")
 
 
 def test_a_failed_job_skips_what_needs_it_and_a_rerun_resumes_it(bench, monkeypatch):
