@@ -13,9 +13,9 @@ from ..engine.config import resolve_preset
 from ..errors import BevkdError
 from ..fileio import atomic_write, write_json
 from ..provenance import git_commit, machine_label
-from .plan import ABLATIONS, METHODS, plan, redundant_ablations
+from .plan import ABLATIONS, METHODS, Job, plan, redundant_ablations
 from .report import ablation_pairs, acceptance, collect, markdown
-from .runner import run_jobs
+from .runner import is_finished, run_jobs
 
 
 @dataclass(frozen=True)
@@ -126,6 +126,9 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
               "row already trains", flush=True)
     ablations = tuple(a for a in ablations if a not in same)
     jobs = plan(seeds, methods, composite, ablations, tuned, student_sets, ablation_seeds)
+    more = finished_ablation_seeds(jobs, plan(seeds, methods, composite, ablations, tuned,
+                                              student_sets, seeds), runs)
+    jobs += more
     camera = ()
     if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)
         weights = (pretrained_backbone(preset, data, runs, spec, extra) if train
@@ -161,6 +164,11 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         notes.append("Hyper-parameters this preset sets in place of the published ones (the "
                      "configs' defaults), in the preset's `bench.overrides`: " + "; ".join(
                          f"{row}: {', '.join(sets)}" for row, sets in shown.items()) + ".")
+    if more:
+        notes.append("Ablation runs of seeds beyond the table's ablation seeds, finished in the "
+                     "runs folder (each the bench's own job, trained by a bench with more "
+                     f"`--ablation-seeds` or by hand), are read too: "
+                     f"{', '.join(j.name for j in more)}.")
     if busy:
         notes.append(busy)
     if failed:
@@ -198,6 +206,18 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     atomic_write(base + ".md", markdown(rows, preset, commit, command, seeds, note))
     _plots(rows, base, results, data, preset)
     return result
+
+
+def finished_ablation_seeds(jobs: list[Job], every: list[Job], runs: str,
+                            val_split: str = "synth_val") -> list[Job]:
+    """The ablation jobs of ``every`` (the plan with every seed of the table for the
+    ablations) that ``jobs`` leaves out and whose run in ``runs`` is finished: a seed of one
+    ablation trained beyond the table's ``ablation_seeds`` (to check a finding on more
+    seeds without training every ablation again) joins the table rather than being ignored.
+    Only read, never trained: the runner still checks each is the job it claims to be."""
+    planned = {j.name for j in jobs}
+    return [j for j in every if j.model in ABLATIONS and j.name not in planned
+            and is_finished(os.path.join(runs, j.name), val_split)]
 
 
 def _finished_meta(results: dict):

@@ -379,6 +379,29 @@ def test_report_only_trains_nothing_and_names_the_rows_not_trained(tmp_path, mon
     assert not runs.exists()
 
 
+def test_finished_ablation_runs_of_more_seeds_join_the_table(tmp_path):
+    """A table of 2 seeds with ablations on seed 0: asd_gamma0's seed-1 run, finished in the
+    runs folder, is read; asd_box_mask's seed-1 run, not finished, is not; nothing of seed 2."""
+    from bevkd.bench.command import finished_ablation_seeds
+    from bevkd.bench.plan import plan
+
+    names = ("asd_gamma0", "asd_box_mask")
+    jobs = plan(2, ("asd",), False, names, ablation_seeds=1)
+    every = plan(2, ("asd",), False, names, ablation_seeds=2)
+    for name, done in (("asd_gamma0-s1", True), ("asd_box_mask-s1", False),
+                       ("asd-s1", True)):
+        run = tmp_path / name
+        (run / "eval" / "synth_val").mkdir(parents=True)
+        if done:
+            (run / "eval" / "synth_val" / "metrics.json").write_text("{}")
+            (run / "timing.json").write_text("{}")
+    more = finished_ablation_seeds(jobs, every, str(tmp_path))
+    assert [j.name for j in more] == ["asd_gamma0-s1"]
+    assert more[0] == next(j for j in every if j.name == "asd_gamma0-s1")  # the bench's job
+    assert more[0].seed == 1 and "train.seed=1" in more[0].overrides
+    assert finished_ablation_seeds(every, every, str(tmp_path)) == []
+
+
 def test_student_sets_note_names_what_a_command_line_set_replaced():
     from bevkd.bench import command
 
