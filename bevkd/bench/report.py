@@ -97,11 +97,29 @@ def _derived(rows: list[dict[str, Any]]) -> None:
                                                / base["train_step_seconds"])
             if "step_seconds" in r and "step_seconds" in base:
                 r["step_time_ratio"] = float(r["step_seconds"] / base["step_seconds"])
+            if r["model"] != "baseline":
+                _paired_deltas(r, base)
             if r["model"] != "baseline" and len(r["mAP"]) > 1 and len(base["mAP"]) > 1:
                 # the acceptance test of a method: both mean gains exceed the seed spread
                 # (half the range over seeds, the larger of the method's and the baseline's)
                 r["beats_baseline"] = all(
                     r[f"delta_{k}"] > max(seed_spread(r[k]), seed_spread(base[k])) for k in ("mAP", "NDS"))
+
+
+def _paired_deltas(r: dict[str, Any], base: dict[str, Any]) -> None:
+    """``paired_seeds`` and, per seed, ``paired_delta_mAP`` / ``paired_delta_NDS``: the row's
+    run minus the baseline's of the same seed. A seed fixes the student's initial weights
+    and the order and augmentation of its batches in every row (the student is built first,
+    right after seeding; the loader has its own seeded generator), so a same-seed pair
+    differs by what the method adds (and, for a row that starts the head from the teacher's,
+    that start). Beside the means, not in place of them: the acceptance compares means."""
+    seeds = [s for s in r.get("seeds", []) if s in base.get("seeds", [])]
+    if not seeds:
+        return
+    r["paired_seeds"] = seeds
+    for k in ("mAP", "NDS"):
+        r[f"paired_delta_{k}"] = [float(r[k][r["seeds"].index(s)]
+                                        - base[k][base["seeds"].index(s)]) for s in seeds]
 
 
 def ablation_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -169,7 +187,8 @@ def acceptance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         "detail": "; ".join(
             f"{r['model']} {pts(r, 'mAP')} / {pts(r, 'NDS')} "
             f"(spread {100 * max(seed_spread(r['mAP']), seed_spread(by['baseline']['mAP'])):.1f} / "
-            f"{100 * max(seed_spread(r['NDS']), seed_spread(by['baseline']['NDS'])):.1f})"
+            f"{100 * max(seed_spread(r['NDS']), seed_spread(by['baseline']['NDS'])):.1f}"
+            f"{_per_seed(r)})"
             for r in methods if "delta_mAP" in r) or "no method row"})
     composite = {"check": "the composite beats every single method (mean mAP and NDS)",
                  "passed": None, "detail": "no composite or method row"}
@@ -196,6 +215,16 @@ def acceptance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for c in out[1:]:
             c["passed"], c["detail"] = None, "so far: " + c["detail"]
     return out
+
+
+def _per_seed(r: dict[str, Any]) -> str:
+    """``; vs the baseline's same seed: mAP +1.2 / -0.3, NDS ...`` where a row has
+    more than one seed paired with the baseline's (:func:`_paired_deltas`), else ``""``."""
+    if len(r.get("paired_seeds", [])) < 2:
+        return ""
+    return "; vs the baseline's same seed: " + ", ".join(
+        f"{k} " + " / ".join(f"{100 * d:+.1f}" for d in r[f"paired_delta_{k}"])
+        for k in ("mAP", "NDS"))
 
 
 def latency_check(kd: list[dict[str, Any]], base: dict[str, Any]) -> dict[str, Any]:

@@ -249,7 +249,13 @@ def test_table_arithmetic(tmp_path):
     assert kd["latency_ratio_with_decode"] == pytest.approx(0.9)
     assert kd["latency_ratio_wall"] == pytest.approx(1.1)
     assert kd["latency_ms"] == pytest.approx(165.0) and "latency_ratio" not in rows["teacher"]
+    # each seed against the baseline's run of the same seed (same initial student, same batches)
+    assert kd["paired_seeds"] == [0, 1]
+    assert kd["paired_delta_mAP"] == pytest.approx([0.12, 0.12])
+    assert kd["paired_delta_NDS"] == pytest.approx([0.10, 0.10])
+    assert "paired_seeds" not in rows["baseline"] and "paired_seeds" not in rows["teacher"]
     md = markdown(list(rows.values()), "tiny", "abc", "bevkd bench", 2)
+    assert "vs the baseline's same seed: mAP +12.0 / +12.0, NDS +10.0 / +10.0" in md
     assert "| bevdistill | 33.0 ± 1.0 | 41.0 ± 1.0 |" in md
     assert "the baseline's pass: 163 ms of CPU time here" in md
     assert "31%" in md  # gap closed
