@@ -267,7 +267,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated methods (default: all four)")
     p.add_argument("--no-composite", action="store_true")
     p.add_argument("--no-ablations", action="store_true")
-    p.add_argument("--data", default=None, help="existing dataset (default: generated in --runs)")
+    p.add_argument("--data", default=None,
+                   help="SynthScenes folder; generated there (the preset's) where it holds none "
+                        "yet (default: RUNS/synth)")
     p.add_argument("--runs", default=None, help="run folders (default: runs/bench_<preset>)")
     p.add_argument("--out", default="benchmarks", help="where the table and plots go")
     p.add_argument("--parallel", type=_int("--parallel"), default=None,

@@ -104,20 +104,8 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     if unknown:
         raise BevkdError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
     runs = os.path.abspath(runs)  # a run's recorded command must not depend on the spelling
-    if data is None:
-        data = os.path.join(runs, "synth")
-        if not os.path.isdir(os.path.join(data, "v1.0-synth")) and train:
-            from ..data.synth.generator import SynthConfig
-            from ..data.synth.writer import generate_dataset
-
-            generate_dataset(SynthConfig(out=data, scenes=spec.scenes,
-                                         samples_per_scene=spec.samples_per_scene,
-                                         width=spec.width, height=spec.height))
-    if not train and not os.path.isdir(os.path.join(data, "v1.0-synth")):
-        raise BevkdError(f"no SynthScenes dataset at {data} (v1.0-synth/): a report needs the "
-                         "dataset the runs were trained on")
+    data = bench_dataset(data, runs, spec, train)
     tuned = row_overrides(spec)
-    data = os.path.abspath(data)
     student_sets = checked_sets(spec.student_sets, "bench.student_sets")
     same = redundant_ablations(preset, tuple(a for a in ablations if ABLATIONS[a][0] in methods),
                                tuned, extra)
@@ -206,6 +194,31 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     atomic_write(base + ".md", markdown(rows, preset, commit, command, seeds, note))
     _plots(rows, base, results, data, preset)
     return result
+
+
+def bench_dataset(data: str | None, runs: str, spec: BenchSpec, train: bool = True) -> str:
+    """The SynthScenes folder the bench trains and evaluates on, as an absolute path: ``data``
+    (``--data``) or ``RUNS/synth``. Where it holds no dataset yet, a training bench generates
+    the preset's (``bench.scenes`` x ``bench.samples_per_scene``, ``bench.width`` x
+    ``bench.height``) there before anything else runs, so a missing dataset is never found
+    by the first training; a report (``train=False``) needs the dataset its runs were trained
+    on and is an error without it."""
+    path = os.path.abspath(data or os.path.join(runs, "synth"))
+    if os.path.isdir(os.path.join(path, "v1.0-synth")):
+        return path
+    if not train:
+        raise BevkdError(f"no SynthScenes dataset at {path} (v1.0-synth/): a report needs the "
+                         "dataset the runs were trained on")
+    from ..data.synth.generator import SynthConfig
+    from ..data.synth.writer import generate_dataset
+
+    print(f"[bench] generate SynthScenes ({spec.scenes} scenes x {spec.samples_per_scene} "
+          f"samples, {spec.width}x{spec.height}) -> {path}", flush=True)
+    # the writer refuses a folder that is neither empty nor an earlier SynthScenes dataset
+    generate_dataset(SynthConfig(out=path, scenes=spec.scenes,
+                                 samples_per_scene=spec.samples_per_scene,
+                                 width=spec.width, height=spec.height))
+    return path
 
 
 def finished_ablation_seeds(jobs: list[Job], every: list[Job], runs: str,

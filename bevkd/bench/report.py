@@ -106,6 +106,14 @@ def _derived(rows: list[dict[str, Any]]) -> None:
                     r[f"delta_{k}"] > max(seed_spread(r[k]), seed_spread(base[k])) for k in ("mAP", "NDS"))
 
 
+def same_seeds(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[int, int]]:
+    """Index pairs ``(i, j)`` with ``a["seeds"][i] == b["seeds"][j]``, in ``a``'s order: the
+    runs of two rows that one seed pairs (the per-seed lists ``mAP``, ``NDS``, ... follow
+    ``seeds``)."""
+    where = {s: j for j, s in enumerate(b.get("seeds", []))}
+    return [(i, where[s]) for i, s in enumerate(a.get("seeds", [])) if s in where]
+
+
 def _paired_deltas(r: dict[str, Any], base: dict[str, Any]) -> None:
     """``paired_seeds`` and, per seed, ``paired_delta_mAP`` / ``paired_delta_NDS``: the row's
     run minus the baseline's of the same seed. A seed fixes the student's initial weights
@@ -113,13 +121,12 @@ def _paired_deltas(r: dict[str, Any], base: dict[str, Any]) -> None:
     right after seeding; the loader has its own seeded generator), so a same-seed pair
     differs by what the method adds (and, for a row that starts the head from the teacher's,
     that start). Beside the means, not in place of them: the acceptance compares means."""
-    seeds = [s for s in r.get("seeds", []) if s in base.get("seeds", [])]
-    if not seeds:
+    pairs = same_seeds(r, base)
+    if not pairs:
         return
-    r["paired_seeds"] = seeds
+    r["paired_seeds"] = [r["seeds"][i] for i, _ in pairs]
     for k in ("mAP", "NDS"):
-        r[f"paired_delta_{k}"] = [float(r[k][r["seeds"].index(s)]
-                                        - base[k][base["seeds"].index(s)]) for s in seeds]
+        r[f"paired_delta_{k}"] = [float(r[k][i] - base[k][j]) for i, j in pairs]
 
 
 def ablation_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -131,7 +138,7 @@ def ablation_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     own spread over seeds is beside it, as the scale a setting must beat to mean anything.
     Fields: ``ablation``, ``method``, ``setting`` (its ``--set`` strings), ``seeds``,
     ``mAP``/``NDS`` (means over those seeds), ``delta_mAP``/``delta_NDS`` (ablation − method,
-    same seeds; absent when the method has none of them), ``method_spread_mAP``/
+    over the seeds both trained; absent when the method has none of them), ``method_spread_mAP``/
     ``method_spread_NDS``, ``beyond_spread``.
     """
     by = {r["model"]: r for r in rows}
@@ -143,10 +150,12 @@ def ablation_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"ablation": name, "method": method, "setting": list(sets),
                                "seeds": r["seeds"], "mAP": float(np.mean(r["mAP"])),
                                "NDS": float(np.mean(r["NDS"]))}
-        paired = [i for i, s in enumerate(m["seeds"]) if s in r["seeds"]] if m else []
+        paired = same_seeds(r, m) if m else []
         if paired:
             for k in ("mAP", "NDS"):
-                row[f"delta_{k}"] = row[k] - float(np.mean([m[k][i] for i in paired]))
+                # over the seeds both trained: a seed only one of them has would mix in its
+                # seed's luck
+                row[f"delta_{k}"] = float(np.mean([r[k][i] - m[k][j] for i, j in paired]))
                 row[f"method_spread_{k}"] = seed_spread(m[k])
             if len(m["mAP"]) > 1:
                 row["beyond_spread"] = {

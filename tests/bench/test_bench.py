@@ -351,6 +351,44 @@ def test_pretrained_backbone_is_made_once_and_reused(tmp_path, monkeypatch):
     assert len(calls) == 1
 
 
+def test_bench_generates_the_dataset_where_data_names_none(tmp_path, monkeypatch):
+    from bevkd.bench import command
+    from bevkd.bench.command import BenchSpec, bench_dataset
+
+    made = []
+
+    def fake_generate(cfg, progress=True):
+        made.append(cfg)
+        os.makedirs(os.path.join(cfg.out, cfg.version))
+
+    monkeypatch.setattr("bevkd.data.synth.writer.generate_dataset", fake_generate)
+    spec = BenchSpec(scenes=3, samples_per_scene=4, width=160, height=90)
+    # a --data folder that does not exist yet gets the preset's dataset, before any training
+    where = tmp_path / "d"
+    assert bench_dataset(str(where), str(tmp_path / "runs"), spec) == str(where)
+    cfg = made[0]
+    assert (cfg.out, cfg.scenes, cfg.samples_per_scene, cfg.width, cfg.height) == (
+        str(where), 3, 4, 160, 90)
+    # one that holds a dataset is read as it is, also by a relative path; none given: RUNS/synth
+    monkeypatch.chdir(tmp_path)
+    assert bench_dataset("d", str(tmp_path / "runs"), spec) == str(where) and len(made) == 1
+    assert bench_dataset(None, str(tmp_path / "runs"), spec) == str(tmp_path / "runs" / "synth")
+    assert made[1].out == str(tmp_path / "runs" / "synth")
+    # a report never generates: it needs the data its runs were trained on
+    with pytest.raises(BevkdError, match="no SynthScenes dataset at .*empty.*a report needs"):
+        bench_dataset(str(tmp_path / "empty"), str(tmp_path / "runs"), spec, train=False)
+    assert len(made) == 2 and command.bench_dataset is bench_dataset
+
+
+def test_bench_refuses_a_data_folder_that_holds_something_else(tmp_path):
+    from bevkd.bench.command import BenchSpec, bench_dataset
+
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(BevkdError, match="exists and is not a SynthScenes dataset"):
+        bench_dataset(str(tmp_path), str(tmp_path / "runs"), BenchSpec(scenes=1))
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]  # nothing written, nothing removed
+
+
 def test_report_only_trains_nothing_and_names_the_rows_not_trained(tmp_path, monkeypatch):
     import subprocess
 
@@ -534,6 +572,14 @@ def test_ablations_are_paired_with_their_methods_run_of_the_same_seed(tmp_path):
     md = markdown(rows, "tiny", "abc", "bevkd bench", 2)
     assert ("| dualdistill_T1.0 | dualdistill with `distill.methods.0.args.crd_temperature=1.0` "
             "| 0 | 27.0 | 43.0 | -3.0 | +3.0 | 5.0 / 2.0 |") in md
+    # an ablation seed its method lacks stays out of the Δ: only seed 1 pairs here
+    two = [dict(r, seeds=[0, 1], mAP=[0.27, 0.18], NDS=[0.43, 0.38])
+           if r["model"] == "dualdistill_T1.0" else
+           dict(r, seeds=[1], mAP=[0.20], NDS=[0.36]) if r["model"] == "dualdistill" else r
+           for r in rows]
+    (c,) = ablation_pairs(two)
+    assert c["delta_mAP"] == pytest.approx(-0.02) and c["delta_NDS"] == pytest.approx(0.02)
+    assert c["mAP"] == pytest.approx(0.225)  # the row itself: the mean of its own seeds
     # no run of the method on that seed: the ablation is listed without a paired Δ
     (b,) = ablation_pairs([r for r in rows if r["model"] != "dualdistill"])
     assert "delta_mAP" not in b
