@@ -210,14 +210,15 @@ def bench_dataset(data: str | None, runs: str, spec: BenchSpec, train: bool = Tr
         raise BevkdError(f"no SynthScenes dataset at {path} (v1.0-synth/): a report needs the "
                          "dataset the runs were trained on")
     from ..data.synth.generator import SynthConfig
-    from ..data.synth.writer import generate_dataset
+    from ..data.synth.writer import generate_dataset, validate_config
 
+    cfg = SynthConfig(out=path, scenes=spec.scenes, samples_per_scene=spec.samples_per_scene,
+                      width=spec.width, height=spec.height)
+    # refuses a file, or a folder that is neither empty nor an earlier SynthScenes dataset
+    validate_config(cfg)
     print(f"[bench] generate SynthScenes ({spec.scenes} scenes x {spec.samples_per_scene} "
           f"samples, {spec.width}x{spec.height}) -> {path}", flush=True)
-    # the writer refuses a folder that is neither empty nor an earlier SynthScenes dataset
-    generate_dataset(SynthConfig(out=path, scenes=spec.scenes,
-                                 samples_per_scene=spec.samples_per_scene,
-                                 width=spec.width, height=spec.height))
+    generate_dataset(cfg)
     return path
 
 

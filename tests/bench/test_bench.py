@@ -380,13 +380,16 @@ def test_bench_generates_the_dataset_where_data_names_none(tmp_path, monkeypatch
     assert len(made) == 2 and command.bench_dataset is bench_dataset
 
 
-def test_bench_refuses_a_data_folder_that_holds_something_else(tmp_path):
+def test_bench_refuses_a_data_folder_that_holds_something_else(tmp_path, capsys):
     from bevkd.bench.command import BenchSpec, bench_dataset
 
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(BevkdError, match="exists and is not a SynthScenes dataset"):
         bench_dataset(str(tmp_path), str(tmp_path / "runs"), BenchSpec(scenes=1))
     assert sorted(os.listdir(tmp_path)) == ["notes.txt"]  # nothing written, nothing removed
+    with pytest.raises(BevkdError, match="notes.txt is a file, not a folder"):
+        bench_dataset(str(tmp_path / "notes.txt"), str(tmp_path / "runs"), BenchSpec(scenes=1))
+    assert "generate" not in capsys.readouterr().out  # refused before it says it generates
 
 
 def test_report_only_trains_nothing_and_names_the_rows_not_trained(tmp_path, monkeypatch):

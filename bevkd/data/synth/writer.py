@@ -51,6 +51,8 @@ def validate_config(cfg: SynthConfig) -> None:
     if cfg.workers < 0:
         raise BevkdError(f"--workers must be >= 0 (got {cfg.workers})")
     out = os.path.abspath(cfg.out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise BevkdError(f"output folder {out} is a file, not a folder")
     parent = out
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
