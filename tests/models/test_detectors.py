@@ -22,8 +22,9 @@ SHRINK = ["grid.cell=3.2", "data.lidar_sweeps=1", "model.args.head_channels=16",
 NECK = {"pillars": "neck_channels", "bevdepth": "bev_neck_channels", "fusion": "neck_channels"}
 
 
-def _setup(kind: str, root: str, n: int):
-    cfg = load_experiment(CONFIGS[kind], "tiny", SHRINK + [f"model.args.{NECK[kind]}=24"])
+def _setup(kind: str, root: str, n: int, extra: tuple[str, ...] = ()):
+    cfg = load_experiment(CONFIGS[kind], "tiny",
+                          SHRINK + [f"model.args.{NECK[kind]}=24", *extra])
     ds = NuScenesDataset(root, "v1.0-synth", "synth_train", cfg.data, train=False)
     return cfg, collate([ds[i] for i in range(n)])
 
@@ -74,9 +75,9 @@ def test_resnet_names_and_sizes_match_torchvision(tmp_path):
         ResNet(50, weights=str(tmp_path / "r18.pth"))
 
 
-def _overfit(kind: str, root: str, steps: int, lr: float) -> dict:
+def _overfit(kind: str, root: str, steps: int, lr: float, extra: tuple[str, ...] = ()) -> dict:
     torch.manual_seed(0)
-    cfg, batch = _setup(kind, root, 3)  # all of synth_train
+    cfg, batch = _setup(kind, root, 3, extra)  # all of synth_train
     model = build_model(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.2)
@@ -102,8 +103,10 @@ def test_lidar_teacher_overfits_a_few_samples(synth_root):
 
 
 def test_camera_student_overfits_a_few_samples(synth_root):
-    # From scratch (no ImageNet weights here), 80 steps reach ~0.4 on the three samples:
+    # From scratch (no ImageNet weights here), 80 steps reach ~0.35 on the three samples:
     # lifting through learnt depth works end to end. 0.15 is far above an untrained model.
-    m = _overfit("bevdepth", synth_root, 80, 2e-3)
+    # 64x176 images (the demo's), not the preset's 96x264: the same mAP (0.36 against 0.34)
+    # in half the time, the suite's slowest test.
+    m = _overfit("bevdepth", synth_root, 80, 2e-3, ("data.image.final_size=[64,176]",))
     assert m["mean_ap"] > 0.15, m["mean_dist_aps"]
     assert np.isfinite(m["nd_score"]) and m["nd_score"] > 0.2
