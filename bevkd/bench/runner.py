@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import differing_keys, to_dict
 from ..errors import BevkdError
 from ..fileio import write_json
+from .eta import live_progress, progress_line, running_line
 from .plan import TEACHER_JOBS, Job, teacher_roles
 
 if TYPE_CHECKING:
@@ -269,59 +270,29 @@ def _stop(running: dict, log, grace: float = 120.0) -> None:
         log(f"[bench] stopped {name} (resumable)")
 
 
-def _train_seconds(run: str) -> float | None:
-    try:
-        with open(os.path.join(run, "timing.json")) as f:
-            return float(json.load(f)["train_seconds"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+def _epochs(jobs: list[Job], preset: str, extra: tuple[str, ...]) -> dict[str, int]:
+    """Job -> epochs it trains (its resolved config), for the time estimate; a job whose
+    config does not resolve here is left out (it fails with its own message when it runs)."""
+    from ..engine.config import load_experiment
 
-
-def time_left(jobs: list[Job], results: dict[str, "JobResult"], elapsed: dict[str, float],
-              parallel: int) -> float | None:
-    """Seconds the jobs without a result may still take, at ``parallel`` at once: each at the
-    training time (``timing.json``: the fit, its validations included) of a finished run of
-    the same config, else the mean of the finished students' (of the finished runs' while no
-    student has finished), less what a running one (``elapsed``: name -> seconds of this
-    attempt) has done; never less than the longest of them. None before a finished run gives
-    a pace. A rough guide: start-up, the final evaluation and the order jobs wait in (a
-    student for its teacher) are not counted."""
-    paces: dict[str, list[float]] = {}
-    students: list[float] = []  # the fallback: a teacher's time says little of a student's
-    for r in results.values():
-        t = _train_seconds(r.run) if r.status in ("done", "reused") else None
-        if t is not None:
-            paces.setdefault(r.job.config, []).append(t)
-            if r.job.model not in TEACHER_JOBS.values():
-                students.append(t)
-    if not paces:
-        return None
-    every = students or [t for ts in paces.values() for t in ts]
-    each = [max(sum(ts) / len(ts) - elapsed.get(job.name, 0.0), 0.0)
-            for job in jobs if job.name not in results
-            for ts in [paces.get(job.config, every)]]
-    # fewer jobs than slots leave slots idle: the longest job bounds the time from below
-    return max(sum(each) / max(parallel, 1), max(each, default=0.0))
-
-
-def _progress(jobs: list[Job], results: dict[str, "JobResult"], elapsed: dict[str, float],
-              parallel: int) -> str:
-    """``[bench] 12 of 27 jobs final; ~5 h 10 min to go`` (the estimate once there is one)."""
-    left = time_left(jobs, results, elapsed, parallel)
-    eta = ""
-    if left is not None and len(results) < len(jobs):
-        minutes = round(left / 60)
-        eta = (f"; ~{minutes // 60} h {minutes % 60} min to go at the finished runs' pace"
-               if minutes >= 60 else f"; ~{minutes} min to go at the finished runs' pace")
-    return f"[bench] {len(results)} of {len(jobs)} jobs final{eta}"
+    out = {}
+    for job in jobs:
+        try:
+            out[job.name] = load_experiment(job.config, preset,
+                                            [*job.overrides, *extra]).train.epochs
+        except (BevkdError, OSError, ValueError, TypeError, KeyError):
+            continue
+    return out
 
 
 def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
              threads: int = 1, val_split: str = "synth_val", extra: tuple[str, ...] = (),
              camera_extra: tuple[str, ...] = (), log=print, poll: float = 1.0,
-             train: bool = True) -> dict[str, JobResult]:
+             train: bool = True, status_every: float = 1800.0) -> dict[str, JobResult]:
     """Run ``jobs`` (at most ``parallel`` at once) and return their results by name; with
-    ``train=False`` only judge them (finished runs ``reused``, the rest ``missing``)."""
+    ``train=False`` only judge them (finished runs ``reused``, the rest ``missing``). Every
+    ``status_every`` seconds, and whenever a job ends, the log says where the trainings stand
+    and how long the bench may still take (:mod:`bevkd.bench.eta`)."""
     if parallel < 1:
         raise BevkdError(f"parallel must be at least 1, got {parallel}")
     if not train:
@@ -336,6 +307,16 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
     ready: dict[str, dict[str, object]] = {}
     running: dict[str, tuple[subprocess.Popen, float, object]] = {}
     said_progress = False
+    epochs = _epochs(jobs, preset, extra)
+    last_status = time.perf_counter()
+
+    def status(with_running: bool) -> None:
+        now = time.perf_counter()
+        live = {n: live_progress(os.path.join(runs, n)) for n in running}
+        if with_running and running:
+            log(running_line(live))
+        log(progress_line(jobs, results, {n: now - t for n, (_, t, _) in running.items()},
+                          parallel, epochs, {n: p for n, p in live.items() if p is not None}))
 
     def terminated(signum, frame):  # noqa: ARG001 - signal handler signature
         raise KeyboardInterrupt  # SIGTERM stops the bench as Ctrl-C does
@@ -390,7 +371,7 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
             if running and not said_progress:
                 # where a resumed bench stands, once this pass has judged every job it could
                 # reuse (a finished ablation after the first start counts as final, not to do)
-                log(_progress(jobs, results, {}, parallel))
+                status(False)
                 said_progress = True
             for name, (proc, start, logf) in list(running.items()):
                 if proc.poll() is None:
@@ -405,9 +386,11 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                 log(f"[bench] {'done' if ok else 'FAILED'} {name} "
                     f"({results[name].seconds / 60:.1f} min)"
                     f"{'' if ok else f'; see {run}/train.log'}")
-                now = time.perf_counter()
-                log(_progress(jobs, results, {n: now - t for n, (_, t, _) in running.items()},
-                              parallel))
+                status(False)
+                last_status = time.perf_counter()
+            if running and time.perf_counter() - last_status >= status_every:
+                status(True)
+                last_status = time.perf_counter()
             if pending or running:
                 time.sleep(poll)
     finally:

@@ -5,6 +5,7 @@ runs-folder lock and stopping the trainings when the bench stops."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 
@@ -25,6 +26,10 @@ if not os.path.isfile(os.path.join(run, "checkpoints", "last.ckpt")):
     open(os.path.join(run, "checkpoints", "last.ckpt"), "w").write(name)
 if mode == "fail":
     sys.exit(1)
+if mode == "progress":  # one line as LineProgress writes it, then a while training
+    print("epoch 3/6   50% (10/20)  loss 1.234  0.50 s/step  epoch left 0:00:05  "
+          "run left 0:00:35", flush=True)
+    time.sleep(1.5)
 if mode == "slow":
     def stop(*_):
         open(os.path.join(run, "stopped"), "w").close()
@@ -58,10 +63,11 @@ def bench(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "command", command)
     jobs = plan(1, ("bevdistill",), False, ())  # teacher, baseline-s0, bevdistill-s0
 
-    def run(parallel=2, log=None, train=True):
+    def run(parallel=2, log=None, train=True, status_every=1800.0):
         logs = [] if log is None else log
         res = runner.run_jobs(jobs, "tiny", str(data), str(runs), parallel,
-                              log=logs.append if log is None else log, poll=0.05, train=train)
+                              log=logs.append if log is None else log, poll=0.05, train=train,
+                              status_every=status_every)
         return {n: r.status for n, r in res.items()}, logs
 
     return run, runs, data
@@ -176,43 +182,17 @@ def test_stopping_the_bench_stops_its_trainings(bench, monkeypatch):
     assert (runs / "baseline-s0" / "stopped").exists() and time.monotonic() - t0 < 30
 
 
-def test_time_left_prices_each_job_at_its_configs_finished_runs(tmp_path):
-    import json
-
-    from bevkd.bench.plan import Job
-
-    def finished(name: str, seconds: float | None) -> str:
-        run = tmp_path / name
-        run.mkdir()
-        (run / "timing.json").write_text(json.dumps(
-            {"step_seconds": 1.0} if seconds is None else {"train_seconds": seconds}))
-        return str(run)
-
-    teacher = Job("teacher", "teacher", "t.yaml")
-    base = [Job(f"baseline-s{i}", "baseline", "b.yaml", i) for i in range(3)]
-    kd = [Job(f"asd-s{i}", "asd", "asd.yaml", i) for i in range(2)]
-    ablation = Job("asd_gamma0-s0", "asd_gamma0", "asd.yaml")
-    other = Job("bevdistill-s0", "bevdistill", "bd.yaml")
-    jobs = [teacher, *base, *kd, ablation, other]
-    results = {"teacher": runner.JobResult(teacher, finished("teacher", 100.0), "reused")}
-    # only a teacher finished: no student pace, the teacher's stands in
-    assert runner.time_left(jobs, results, {}, 1) == pytest.approx(7 * 100.0)
-    results.update({
-        "baseline-s0": runner.JobResult(base[0], finished("baseline-s0", 3000.0), "done"),
-        "asd-s0": runner.JobResult(kd[0], finished("asd-s0", 5000.0), "reused"),
-        # a failed job and an old run without train_seconds give no pace
-        "baseline-s1": runner.JobResult(base[1], str(tmp_path / "nothing"), "failed"),
-        "baseline-s2": runner.JobResult(base[2], finished("baseline-s2", None), "reused")})
-    # asd-s1 and the ASD ablation at ASD's pace, BEVDistill at the students' mean (4000 s);
-    # asd-s1 has run 1000 s of this attempt; two at a time
-    left = runner.time_left(jobs, results, {"asd-s1": 1000.0}, 2)
-    assert left == pytest.approx((4000.0 + 5000.0 + 4000.0) / 2)
-    assert runner._progress(jobs, results, {"asd-s1": 1000.0}, 2) == \
-        "[bench] 5 of 8 jobs final; ~1 h 48 min to go at the finished runs' pace"
-    # one job left, two slots: as long as that job, not half of it
-    rest = {n: r for n, r in results.items()}
-    rest.update({j.name: runner.JobResult(j, str(tmp_path / "nothing"), "failed")
-                 for j in jobs if j.name not in results and j is not other})
-    assert runner.time_left(jobs, rest, {}, 2) == pytest.approx(4000.0)
-    assert runner.time_left(jobs, {}, {}, 2) is None
-    assert runner._progress(jobs, {}, {}, 2) == "[bench] 0 of 8 jobs final"
+def test_a_long_bench_says_where_its_trainings_stand(bench, monkeypatch):
+    run, runs, data = bench
+    monkeypatch.setenv("FAKE_teacher", "progress")
+    status, logs = run(parallel=2, status_every=0.3)
+    assert status == {"teacher": "done", "baseline-s0": "done", "bevdistill-s0": "done"}
+    # while the teacher trains: its last progress line (the baseline's stand-in may still be
+    # starting beside it), then the estimate, which takes the teacher's own time left (35 s)
+    # and prices BEVDistill's 6 epochs at the teacher's live pace (0.5 s/step x 20 steps):
+    # no run has finished with a training time (the stand-ins write none)
+    said = [i for i, m in enumerate(logs)
+            if "teacher epoch 3/6 (50 %), 0:00:35 left" in m]
+    assert said, logs
+    assert logs[said[0]].startswith("[bench] training: teacher epoch")
+    assert re.fullmatch(r"\[bench\] [01] of 3 jobs final; ~1 min to go", logs[said[0] + 1])

@@ -12,6 +12,7 @@ import warnings
 
 import pytest
 
+from bevkd.bench.eta import live_progress
 from bevkd.cli import main
 from bevkd.engine.progress import BarProgress, LineProgress, progress_callback
 
@@ -43,6 +44,14 @@ def test_a_training_into_a_file_logs_whole_lines_and_no_lightning_notes(
                        r"epoch left \d:\d\d:\d\d  run left \d:\d\d:\d\d$", out, re.M)
     assert [(e, n) for e, _, n, _, _ in steps] == [(e, n) for e in "12" for n in "123"]
     assert [p for _, p, _, _, _ in steps] == ["33", "67", "100"] * 2
+    # `bevkd bench` reads where a training stands from these lines (its last one, here
+    # before the final validation's line)
+    log = tmp_path / "logged"
+    log.mkdir()
+    (log / "train.log").write_text(out)
+    live = live_progress(str(log))
+    assert (live.epoch, live.epochs, live.step, live.steps) == (2, 2, 3, 3)
+    assert f"{live.step_seconds:.2f}" == steps[-1][4] and live.left == 0.0
     vals = re.findall(r"^validation after epoch (\d)/2: mAP (\S+)  NDS (\S+)  \(\d:\d\d:\d\d\)$",
                       out, re.M)
     assert [v[0] for v in vals] == ["1", "2"]

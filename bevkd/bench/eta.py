@@ -1,0 +1,167 @@
+"""How long a running bench has left, and where each of its trainings stands.
+
+A tiny bench on 2 CPU cores runs for a day (`README`), so its log says more than "started"
+and "done": every ``status_every`` seconds :mod:`bevkd.bench.runner` writes where each
+running training is (read from the last progress line of its ``RUN/train.log``, which
+:class:`bevkd.engine.progress.LineProgress` writes) and an estimate of the time left.
+
+The estimate prices work per epoch, since a bench's runs train different numbers of epochs
+(on the tiny preset 6 for the teachers, 12 for the students):
+
+- a finished run gives its config's pace: training seconds (``timing.json``, its
+  validations included) per epoch;
+- a running one, until its config has a finished run, the step time of its last progress
+  line times the epoch's steps (validation not counted), and its own time left is the one
+  that line gives;
+- a job whose config has neither takes the mean pace of its kind (teachers, students: a
+  teacher's pace says little of a student's), finished runs first, else of every run.
+
+Jobs run ``parallel`` at a time. Start-up, the final evaluation, the order jobs wait in (a
+student for its teacher) and a distillation method's extra cost over the pace it borrows
+are not counted: a rough guide that gets better as runs finish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..progress import hms
+from .plan import TEACHER_JOBS, Job
+
+if TYPE_CHECKING:
+    from .runner import JobResult
+
+# LineProgress's line: "epoch 5/12   31% (29/95)  loss 18.43  3.89 s/step  epoch left
+# 0:04:17  run left 0:47:23"
+_LINE = re.compile(r"^epoch (\d+)/(\d+)\s+\d+% \((\d+)/(\d+)\)\s+loss \S+\s+([0-9.]+) s/step"
+                   r"\s+epoch left \S+\s+run left (\d+):(\d\d):(\d\d)\s*$")
+_TAIL_BYTES = 16384  # the last progress line is within the log's last few lines
+
+
+@dataclass(frozen=True)
+class Live:
+    """A training's last progress line: ``step`` of ``steps`` in ``epoch`` of ``epochs``
+    (1-based), ``step_seconds`` per optimiser step and ``left`` seconds to the end of the
+    run at that pace."""
+
+    epoch: int
+    epochs: int
+    step: int
+    steps: int
+    step_seconds: float
+    left: float
+
+    @property
+    def epoch_seconds(self) -> float:
+        return self.step_seconds * self.steps
+
+    def describe(self) -> str:
+        """``epoch 5/12 (31 %), 0:47:23 left``."""
+        return (f"epoch {self.epoch}/{self.epochs} ({100 * self.step / max(self.steps, 1):.0f} "
+                f"%), {hms(self.left)} left")
+
+
+def live_progress(run: str) -> Live | None:
+    """The last progress line of ``RUN/train.log``, or None (no log yet, or no progress line
+    in its tail: a training starting up, validating at length or not logging lines)."""
+    try:
+        with open(os.path.join(run, "train.log"), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - _TAIL_BYTES))
+            tail = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in reversed(tail.splitlines()):
+        m = _LINE.match(line.strip())
+        if m:
+            e, es, s, ss = (int(g) for g in m.group(1, 2, 3, 4))
+            h, mi, se = (int(g) for g in m.group(6, 7, 8))
+            return Live(e, es, s, ss, float(m.group(5)), float(h * 3600 + mi * 60 + se))
+    return None
+
+
+def train_seconds(run: str) -> float | None:
+    """A finished run's training time (``timing.json``), or None."""
+    try:
+        with open(os.path.join(run, "timing.json")) as f:
+            return float(json.load(f)["train_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def time_left(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mapping[str, float],
+              parallel: int, epochs: Mapping[str, int] | None = None,
+              live: Mapping[str, Live] | None = None) -> float | None:
+    """Seconds the jobs without a result may still take, ``parallel`` at once (see the
+    module's docstring); never less than the longest of them. ``elapsed``: running job ->
+    seconds of this attempt (used where its log has no progress line); ``epochs``: job ->
+    epochs it trains (1 where missing: then a pace is per run); ``live``: running job -> its
+    :func:`live_progress`. None before any run gives a pace."""
+    epochs, live = epochs or {}, live or {}
+    teachers = set(TEACHER_JOBS.values())
+    # paces per epoch: by config, and by kind (teacher or student), from finished runs and
+    # from the running trainings' last progress lines
+    finished: dict[str, list[float]] = {}
+    running: dict[str, list[float]] = {}
+    kind_finished: dict[bool, list[float]] = {True: [], False: []}
+    kind_running: dict[bool, list[float]] = {True: [], False: []}
+    for r in results.values():
+        t = train_seconds(r.run) if r.status in ("done", "reused") else None
+        if t is not None:
+            pace = t / max(epochs.get(r.job.name, 1), 1)
+            finished.setdefault(r.job.config, []).append(pace)
+            kind_finished[r.job.model in teachers].append(pace)
+    for job in jobs:
+        if job.name in live and job.name not in results:
+            pace = live[job.name].epoch_seconds
+            running.setdefault(job.config, []).append(pace)
+            kind_running[job.model in teachers].append(pace)
+    every = [p for ps in finished.values() for p in ps] or [
+        p for ps in running.values() for p in ps]
+    if not every:
+        return None
+
+    def mean(ps: list[float]) -> float:
+        return sum(ps) / len(ps)
+
+    each = []
+    for job in jobs:
+        if job.name in results:
+            continue
+        if job.name in live:
+            each.append(live[job.name].left)
+            continue
+        teacher = job.model in teachers  # a teacher's pace says little of a student's
+        pace = mean(finished.get(job.config) or running.get(job.config)
+                    or kind_finished[teacher] or kind_running[teacher] or every)
+        each.append(max(pace * max(epochs.get(job.name, 1), 1) - elapsed.get(job.name, 0.0),
+                        0.0))
+    # fewer jobs than slots leave slots idle: the longest job bounds the time from below
+    return max(sum(each) / max(parallel, 1), max(each, default=0.0))
+
+
+def progress_line(jobs: list[Job], results: Mapping[str, JobResult],
+                  elapsed: Mapping[str, float], parallel: int,
+                  epochs: Mapping[str, int] | None = None,
+                  live: Mapping[str, Live] | None = None) -> str:
+    """``[bench] 12 of 27 jobs final; ~5 h 10 min to go`` (the estimate once there is one)."""
+    left = time_left(jobs, results, elapsed, parallel, epochs, live)
+    eta = ""
+    if left is not None and len(results) < len(jobs):
+        minutes = round(left / 60)
+        eta = (f"; ~{minutes // 60} h {minutes % 60} min to go" if minutes >= 60
+               else f"; ~{minutes} min to go")
+    return f"[bench] {len(results)} of {len(jobs)} jobs final{eta}"
+
+
+def running_line(live: Mapping[str, Live | None]) -> str:
+    """``[bench] training: baseline-s0 epoch 5/12 (31 %), 0:47:23 left; fusion_teacher ...``
+    (``starting`` for a training with no progress line yet)."""
+    parts = [f"{name} {p.describe() if p is not None else 'starting'}"
+             for name, p in live.items()]
+    return "[bench] training: " + "; ".join(parts)

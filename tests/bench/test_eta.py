@@ -1,0 +1,110 @@
+"""The bench's time estimate and its reading of a training's progress line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bevkd.bench import eta
+from bevkd.bench.plan import Job
+from bevkd.bench.runner import JobResult
+
+
+def _finished(tmp_path, name: str, seconds: float | None) -> str:
+    run = tmp_path / name
+    run.mkdir()
+    (run / "timing.json").write_text(json.dumps(
+        {"step_seconds": 1.0} if seconds is None else {"train_seconds": seconds}))
+    return str(run)
+
+
+def test_live_progress_reads_the_last_progress_line_of_a_training_log(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    assert eta.live_progress(str(run)) is None  # no log yet
+    log = run / "train.log"
+    log.write_text("GPU available: False, used: False\n")
+    assert eta.live_progress(str(run)) is None  # starting: no progress line yet
+    log.write_text(
+        "epoch 4/12 100% (95/95)  loss 49.36  9.43 s/step  epoch left 0:00:00  run left 1:59:28\n"
+        "validation after epoch 4/12: mAP 0.0316  NDS 0.1949  (0:01:49)\n"
+        "Restored all states from the checkpoint at /x/last.ckpt\n"
+        "epoch 5/12   31% (29/95)  loss 48.88  23.50 s/step  epoch left 0:25:51  "
+        "run left 24:46:17\n"
+        "validation after epoch 5/12: mAP 0.0400  NDS 0.2000  (0:01:50)\n")
+    got = eta.live_progress(str(run))
+    assert got == eta.Live(5, 12, 29, 95, 23.5, 24 * 3600 + 46 * 60 + 17.0)
+    assert got.epoch_seconds == pytest.approx(23.5 * 95)
+    assert got.describe() == "epoch 5/12 (31 %), 24:46:17 left"
+    # only the tail is read: a long log costs the same
+    log.write_text("x" * 100_000 + "\n" + log.read_text())
+    assert eta.live_progress(str(run)) == got
+
+
+def test_time_left_prices_each_job_at_its_configs_finished_runs(tmp_path):
+    teacher = Job("teacher", "teacher", "t.yaml")
+    base = [Job(f"baseline-s{i}", "baseline", "b.yaml", i) for i in range(3)]
+    kd = [Job(f"asd-s{i}", "asd", "asd.yaml", i) for i in range(2)]
+    ablation = Job("asd_gamma0-s0", "asd_gamma0", "asd.yaml")
+    other = Job("bevdistill-s0", "bevdistill", "bd.yaml")
+    jobs = [teacher, *base, *kd, ablation, other]
+    results = {"teacher": JobResult(teacher, _finished(tmp_path, "teacher", 100.0), "reused")}
+    # only a teacher finished: no student pace, the teacher's stands in
+    assert eta.time_left(jobs, results, {}, 1) == pytest.approx(7 * 100.0)
+    results.update({
+        "baseline-s0": JobResult(base[0], _finished(tmp_path, "baseline-s0", 3000.0), "done"),
+        "asd-s0": JobResult(kd[0], _finished(tmp_path, "asd-s0", 5000.0), "reused"),
+        # a failed job and an old run without train_seconds give no pace
+        "baseline-s1": JobResult(base[1], str(tmp_path / "nothing"), "failed"),
+        "baseline-s2": JobResult(base[2], _finished(tmp_path, "baseline-s2", None), "reused")})
+    # asd-s1 and the ASD ablation at ASD's pace, BEVDistill at the students' mean (4000 s);
+    # asd-s1 has run 1000 s of this attempt; two at a time
+    left = eta.time_left(jobs, results, {"asd-s1": 1000.0}, 2)
+    assert left == pytest.approx((4000.0 + 5000.0 + 4000.0) / 2)
+    assert eta.progress_line(jobs, results, {"asd-s1": 1000.0}, 2) == \
+        "[bench] 5 of 8 jobs final; ~1 h 48 min to go"
+    # one job left, two slots: as long as that job, not half of it
+    rest = dict(results)
+    rest.update({j.name: JobResult(j, str(tmp_path / "nothing"), "failed")
+                 for j in jobs if j.name not in results and j is not other})
+    assert eta.time_left(jobs, rest, {}, 2) == pytest.approx(4000.0)
+    assert eta.time_left(jobs, {}, {}, 2) is None
+    assert eta.progress_line(jobs, {}, {}, 2) == "[bench] 0 of 8 jobs final"
+
+
+def test_time_left_prices_per_epoch_and_takes_a_running_trainings_own_estimate(tmp_path):
+    """The tiny bench's case: 6-epoch teachers finish first, 12-epoch students follow."""
+    teacher = Job("teacher", "teacher", "t.yaml")
+    fusion = Job("fusion_teacher", "fusion_teacher", "f.yaml")
+    base = [Job(f"baseline-s{i}", "baseline", "b.yaml", i) for i in range(2)]
+    kd = Job("asd-s0", "asd", "asd.yaml")
+    jobs = [teacher, fusion, *base, kd]
+    epochs = {"teacher": 6, "fusion_teacher": 6, "baseline-s0": 12, "baseline-s1": 12,
+              "asd-s0": 12}
+    results = {"teacher": JobResult(teacher, _finished(tmp_path, "teacher", 600.0), "done")}
+    # per run, the 12-epoch students would be priced at the teacher's 600 s; per epoch, 1200 s
+    assert eta.time_left(jobs, results, {}, 1) == pytest.approx(4 * 600)
+    assert eta.time_left(jobs, results, {}, 1, epochs) == pytest.approx(600 + 3 * 1200)
+    # baseline-s0 training, 300 s per epoch (3 s/step, 100 steps), 2000 s left by its log;
+    # the fusion teacher with no line yet, 100 s into this attempt: priced at the finished
+    # teacher's pace. The students without a finished run take the live student pace.
+    # (Nothing finished and only a student live: teachers too take that pace, below.)
+    live = {"baseline-s0": eta.Live(5, 12, 10, 100, 3.0, 2000.0)}
+    left = eta.time_left(jobs, results, {"fusion_teacher": 100.0, "baseline-s0": 900.0}, 2,
+                         epochs, live)
+    assert left == pytest.approx((500.0 + 2000.0 + 12 * 300.0 + 12 * 300.0) / 2)
+    # a finished student's pace is preferred to a live one for the students without their own
+    results["baseline-s1"] = JobResult(base[1], _finished(tmp_path, "baseline-s1", 2400.0),
+                                       "done")
+    left = eta.time_left(jobs, results, {"fusion_teacher": 100.0}, 2, epochs, live)
+    assert left == pytest.approx((500.0 + 2000.0 + 12 * 200.0) / 2)
+    # nothing finished, one training with a line: its live pace alone gives an estimate
+    assert eta.time_left(jobs, {}, {}, 2, epochs, live) == pytest.approx(
+        (2000.0 + 2 * 6 * 300.0 + 2 * 12 * 300.0) / 2)
+
+
+def test_running_line_names_each_training_and_where_it_is():
+    live = {"baseline-s0": eta.Live(5, 12, 29, 95, 3.9, 2843.0), "fusion_teacher": None}
+    assert eta.running_line(live) == ("[bench] training: baseline-s0 epoch 5/12 (31 %), "
+                                      "0:47:23 left; fusion_teacher starting")
