@@ -407,6 +407,8 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     steps_per_epoch = -(-(-(-len(train_set) // world)) // tcfg.batch_size)  # EpochSampler share
     module = DetectionModule(model, cfg.optim, evaluator,
                              total_steps=max_steps if max_steps > 0 else steps_per_epoch * tcfg.epochs)
+    if tcfg.channels_last:  # kept by Lightning's move to the device (it preserves layouts)
+        module.to(memory_format=torch.channels_last)
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     train_loader = epoch_loader(train_set, cfg, shuffle=True)

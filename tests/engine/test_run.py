@@ -132,3 +132,40 @@ def test_bad_config_keys_are_one_line_errors(synth_root, tmp_path, capsys):
     assert main(["train", "configs/teacher/pillars.yaml", "--data", synth_root, "--out",
                  str(tmp_path / "r"), "--preset", "tinyy"]) == 2
     assert "did you mean 'tiny'?" in capsys.readouterr().err
+
+
+def test_channels_last_trains_in_that_layout_and_its_checkpoint_loads_as_any(synth_root,
+                                                                             tmp_path):
+    from bevkd.data.nuscenes import NuScenesDataset
+    from bevkd.engine.config import load_experiment
+    from bevkd.engine.run import load_trained, train
+    from bevkd.structures.batch import collate
+
+    sets = ["grid.cell=6.4", "data.lidar_sweeps=1", "train.batch_size=2",
+            "train.num_workers=0", "model.args.head_channels=8",
+            "model.args.trunk_channels=[8, 16]", "model.args.bev_neck_channels=8",
+            "train.channels_last=true"]
+    cfg = load_experiment("configs/student/bevdepth.yaml", "tiny", sets)
+    run = str(tmp_path / "cl")
+    module = train(cfg, synth_root, run, progress=False, max_steps=1)
+    convs = [m.weight for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs
+                         if w.shape[-2:] != (1, 1))  # a 1x1 kernel is both layouts at once
+    assert not all(w.is_contiguous() for w in convs if w.shape[-2:] != (1, 1))
+    assert os.path.isfile(os.path.join(run, "checkpoints/last.ckpt"))
+    # the checkpoint holds ordinary weights: a model built as usual (NCHW) loads them and
+    # computes what the trained one does, up to the layouts' float rounding
+    _, model = load_trained(run)
+    assert all(m.weight.is_contiguous() for m in model.modules()
+               if isinstance(m, torch.nn.Conv2d))
+    ds = NuScenesDataset(synth_root, cfg.train.version, cfg.train.val_split, cfg.data,
+                         train=False)
+    batch = collate([ds[0]])
+    trained = module.model.eval()
+    with torch.no_grad():
+        ours, theirs = model.eval()(batch), trained(batch)
+    assert len(ours.preds) == len(theirs.preds)
+    for a, b in zip(ours.preds, theirs.preds):  # per task: heatmap, reg, height, dim, ...
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-4)
