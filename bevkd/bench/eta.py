@@ -12,7 +12,8 @@ The estimate prices work per epoch, since a bench's runs train different numbers
   validations included) per epoch;
 - a running one, until its config has a finished run, the step time of its last progress
   line times the epoch's steps (validation not counted), and its own time left is the one
-  that line gives;
+  that line gives (only the current attempt's lines count: a resumed run's log also holds
+  the stopped attempt's, which may be ahead of the checkpoint it resumed from);
 - a job whose config has neither takes the mean pace of its kind (teachers, students: a
   teacher's pace says little of a student's), finished runs first, else of every run.
 
@@ -66,13 +67,15 @@ class Live:
                 f"%), {hms(self.left)} left")
 
 
-def live_progress(run: str) -> Live | None:
-    """The last progress line of ``RUN/train.log``, or None (no log yet, or no progress line
-    in its tail: a training starting up, validating at length or not logging lines)."""
+def live_progress(run: str, start: int = 0) -> Live | None:
+    """The last progress line of ``RUN/train.log`` written past byte ``start`` (where the log
+    stood when this attempt began: the lines before it are an earlier attempt's), or None (no
+    log yet, or no such line in its tail: a training starting up, validating at length or not
+    logging lines)."""
     try:
         with open(os.path.join(run, "train.log"), "rb") as f:
             f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - _TAIL_BYTES))
+            f.seek(max(start, f.tell() - _TAIL_BYTES))
             tail = f.read().decode("utf-8", errors="replace")
     except OSError:
         return None

@@ -290,9 +290,10 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
              camera_extra: tuple[str, ...] = (), log=print, poll: float = 1.0,
              train: bool = True, status_every: float = 1800.0) -> dict[str, JobResult]:
     """Run ``jobs`` (at most ``parallel`` at once) and return their results by name; with
-    ``train=False`` only judge them (finished runs ``reused``, the rest ``missing``). Every
-    ``status_every`` seconds, and whenever a job ends, the log says where the trainings stand
-    and how long the bench may still take (:mod:`bevkd.bench.eta`)."""
+    ``train=False`` only judge them (finished runs ``reused``, the rest ``missing``). Once the
+    first trainings start and whenever a job ends, the log says how many jobs are final and
+    how long the bench may still take; every ``status_every`` seconds also where each running
+    training stands (:mod:`bevkd.bench.eta`)."""
     if parallel < 1:
         raise BevkdError(f"parallel must be at least 1, got {parallel}")
     if not train:
@@ -306,17 +307,26 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
     # checked against, which its bench_job.json then records
     ready: dict[str, dict[str, object]] = {}
     running: dict[str, tuple[subprocess.Popen, float, object]] = {}
+    # where each running training's log stood at its start: its progress lines are past it
+    # (the lines before are an earlier attempt's, ahead of the checkpoint it resumes from)
+    log_start: dict[str, int] = {}
     said_progress = False
     epochs = _epochs(jobs, preset, extra)
     last_status = time.perf_counter()
 
     def status(with_running: bool) -> None:
         now = time.perf_counter()
-        live = {n: live_progress(os.path.join(runs, n)) for n in running}
-        if with_running and running:
-            log(running_line(live))
-        log(progress_line(jobs, results, {n: now - t for n, (_, t, _) in running.items()},
-                          parallel, epochs, {n: p for n, p in live.items() if p is not None}))
+        try:
+            live = {n: live_progress(os.path.join(runs, n), log_start.get(n, 0))
+                    for n in running}
+            lines = [running_line(live)] if with_running and running else []
+            lines.append(progress_line(
+                jobs, results, {n: now - t for n, (_, t, _) in running.items()}, parallel,
+                epochs, {n: p for n, p in live.items() if p is not None}))
+        except Exception as e:  # noqa: BLE001 - a report must never stop the trainings
+            lines = [f"[bench] {len(results)} of {len(jobs)} jobs final (no estimate: {e!r})"]
+        for line in lines:
+            log(line)
 
     def terminated(signum, frame):  # noqa: ARG001 - signal handler signature
         raise KeyboardInterrupt  # SIGTERM stops the bench as Ctrl-C does
@@ -363,6 +373,7 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                     write_json(os.path.join(run, JOB_FILE),
                                {"signature": signature(cmd), "inputs": ready.pop(job.name)})
                     logf = open(os.path.join(run, "train.log"), "a")
+                    log_start[job.name] = logf.tell()
                     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
                                             env={**os.environ, "OMP_NUM_THREADS": str(threads)})
                     running[job.name] = (proc, time.perf_counter(), logf)

@@ -55,10 +55,10 @@ class TrainConfig:
     threads: int = 0                         # torch CPU threads per process (0: torch's default)
     sync_batchnorm: bool = False             # DDP on GPU: batch statistics over all ranks
     checkpoint_every: int = 0                # also checkpoint every N optimiser steps (0: epochs only)
-    # convolutions in channels-last memory layout (the model's weights and the activations they
-    # produce): same function, other float rounding; 0.87-0.88x the CPU time of a tiny
-    # baseline step (benchmarks/step_speedups_tiny.md). Off in the presets, whose runs were
-    # all trained without it.
+    # the model's 4-D weights and buffers (convolutions, so their activations too) in
+    # channels-last memory layout: the same network, other float rounding and other dropout
+    # masks (drawn in memory order); 0.89x the CPU time of a tiny baseline step
+    # (benchmarks/step_speedups_tiny.md). Off in the presets, whose runs all trained without.
     channels_last: bool = False
 
 

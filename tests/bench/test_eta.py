@@ -40,6 +40,13 @@ def test_live_progress_reads_the_last_progress_line_of_a_training_log(tmp_path):
     # only the tail is read: a long log costs the same
     log.write_text("x" * 100_000 + "\n" + log.read_text())
     assert eta.live_progress(str(run)) == got
+    # a resumed attempt: the lines before its start are the stopped attempt's, not its own
+    start = log.stat().st_size
+    assert eta.live_progress(str(run), start) is None
+    with open(log, "a") as f:
+        f.write("epoch 5/12  10% (10/95)  loss 48.00  9.00 s/step  epoch left 0:12:45  "
+                "run left 2:00:00\n")
+    assert eta.live_progress(str(run), start) == eta.Live(5, 12, 10, 95, 9.0, 7200.0)
 
 
 def test_time_left_prices_each_job_at_its_configs_finished_runs(tmp_path):

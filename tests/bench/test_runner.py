@@ -29,7 +29,7 @@ if mode == "fail":
 if mode == "progress":  # one line as LineProgress writes it, then a while training
     print("epoch 3/6   50% (10/20)  loss 1.234  0.50 s/step  epoch left 0:00:05  "
           "run left 0:00:35", flush=True)
-    time.sleep(1.5)
+    time.sleep(3.0)
 if mode == "slow":
     def stop(*_):
         open(os.path.join(run, "stopped"), "w").close()
@@ -196,3 +196,16 @@ def test_a_long_bench_says_where_its_trainings_stand(bench, monkeypatch):
     assert said, logs
     assert logs[said[0]].startswith("[bench] training: teacher epoch")
     assert re.fullmatch(r"\[bench\] [01] of 3 jobs final; ~1 min to go", logs[said[0] + 1])
+
+
+def test_an_estimate_that_fails_is_said_and_stops_nothing(bench, monkeypatch):
+    run, runs, data = bench
+
+    def broken(*args, **kwargs):
+        raise ValueError("cannot convert float NaN to integer")
+
+    monkeypatch.setattr(runner, "progress_line", broken)
+    status, logs = run()
+    assert status == {"teacher": "done", "baseline-s0": "done", "bevdistill-s0": "done"}
+    assert logs[-1] == ("[bench] 3 of 3 jobs final (no estimate: "
+                        "ValueError('cannot convert float NaN to integer'))")
