@@ -20,31 +20,15 @@ import time
 import torch
 
 from _results import save
-from bevkd.builder import build_model
-from bevkd.data.nuscenes import NuScenesDataset
-from bevkd.engine.config import load_experiment
+from _student import student_and_batch, student_arguments
 from bevkd.provenance import git_commit
-from bevkd.structures.batch import collate
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-CONFIG = os.path.join(os.path.dirname(HERE), "configs", "student", "bevdepth.yaml")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--backbone", default=None, help="pretrained camera backbone (the bench's)")
-    ap.add_argument("--preset", default="tiny")
-    ap.add_argument("--rounds", type=int, default=4, help="steps timed after one warm-up step")
+    student_arguments(ap, 4, "steps timed after one warm-up step")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    sets = [f"model.args.backbone_weights={args.backbone}"] if args.backbone else []
-    cfg = load_experiment(CONFIG, args.preset, sets)
-    model = build_model(cfg).train()
-    ds = NuScenesDataset(args.data, cfg.train.version, cfg.train.train_split, cfg.data,
-                         train=True)
-    batch = collate([ds[i] for i in range(cfg.train.batch_size)])
+    _, model, batch = student_and_batch(args)
     parts = _hooked(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     total: dict[str, float] = collections.defaultdict(float)

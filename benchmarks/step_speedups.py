@@ -28,14 +28,9 @@ import numpy as np
 import torch
 
 from _results import save
-from bevkd.builder import build_model
-from bevkd.data.nuscenes import NuScenesDataset
-from bevkd.engine.config import load_experiment
+from _student import student_and_batch, student_arguments
 from bevkd.provenance import git_commit, machine, machine_label
-from bevkd.structures.batch import collate
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CONFIG = os.path.join(os.path.dirname(HERE), "configs", "student", "bevdepth.yaml")
 COMPILED = ("encoder.backbone", "encoder.image_neck", "encoder.depth_net", "trunk", "head")
 
 
@@ -59,25 +54,15 @@ def _step(model: torch.nn.Module, batch) -> tuple[float, float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--backbone", default=None, help="pretrained camera backbone (the bench's)")
-    ap.add_argument("--preset", default="tiny")
-    ap.add_argument("--rounds", type=int, default=6)
+    student_arguments(ap, 6, "rounds of one step per copy, after a first step each")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    sets = [f"model.args.backbone_weights={args.backbone}"] if args.backbone else []
-    cfg = load_experiment(CONFIG, args.preset, sets)
-    eager = build_model(cfg).train()
+    _, eager, batch = student_and_batch(args)
     for m in eager.modules():
         # off, so that the copies compute one function: with it on, each draws its masks its
         # own way (in memory order for channels-last, inductor's own generator when compiled),
         # and the losses would differ by the masks, not by the arithmetic
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
-    ds = NuScenesDataset(args.data, cfg.train.version, cfg.train.train_split, cfg.data,
-                         train=True)
-    batch = collate([ds[i] for i in range(cfg.train.batch_size)])
     models = {"eager (NCHW)": eager,
               "channels-last": copy.deepcopy(eager).to(memory_format=torch.channels_last),
               "torch.compile": _compiled(copy.deepcopy(eager)),
