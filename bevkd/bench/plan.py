@@ -24,12 +24,22 @@ ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dualdistill_T0.5": ("dualdistill", ("distill.methods.0.args.crd_temperature=0.5",)),
     # the published values, rows only where a preset's bench.overrides re-sets them
     "dualdistill_T0.1": ("dualdistill", ("distill.methods.0.args.crd_temperature=0.1",)),
+    # first of ASD's: the reading before the second lift (the committed tables' ASD)
+    "asd_shared_lift": ("asd", ("distill.methods.0.args.sim_lift=shared",)),
     "asd_no_smoothing": ("asd", ("distill.methods.0.args.smooth_kernel=1",)),
     "asd_smoothing_3x3": ("asd", ("distill.methods.0.args.smooth_kernel=3",)),
     "asd_no_fusion_path": ("asd", ("distill.methods.0.args.fusion_weight=0.0",)),
     "asd_gamma0": ("asd", ("distill.methods.0.args.gamma=0.0",)),
     "asd_box_mask": ("asd", ("distill.methods.0.args.mask=box",)),
     "asd_lidar_response": ("asd", ("distill.methods.0.args.response_teacher=lidar",)),
+    "asd_gt_agreement_none": ("asd", ("distill.methods.0.args.gt_agreement=none",)),
+    "asd_no_gcm": ("asd", ("distill.methods.0.args.gcm_depth=0",)),
+    "asd_gate_open": ("asd", ("distill.methods.0.args.gate_bias_init=0.0",)),
+    # the granularity weight only acts with smoothing on (with kernel 1 both of its terms are
+    # the same error), so this row sets the published 3x3 too: on a preset that turns the
+    # smoothing off (tiny) it is read beside asd_smoothing_3x3, its per-sample twin
+    "asd_alpha_batch": ("asd", ("distill.methods.0.args.smooth_kernel=3",
+                                "distill.methods.0.args.alpha_scope=batch")),
     # last: set against the tiny preset's DualDistill, which starts its head from the teacher's
     "dualdistill_own_head": ("dualdistill",
                              ("distill.methods.0.args.init_student_head_from_teacher=false",)),

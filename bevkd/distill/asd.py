@@ -1,14 +1,22 @@
 """ASD (Zhao et al., AAAI 2026; DESIGN §4.4) — our documented reading of the abstract.
 
 No public code exists; every choice the abstract leaves open is a constructor parameter with
-the default below, and the benchmark carries its ablation row.
+the default below, and the benchmark carries its ablation row (``bevkd.bench.plan.ABLATIONS``:
+smoothing kernel, α's statistics, the fusion path, γ, the GT agreement, the mask, the response
+teacher, the GCM, the gate's start, a second lift or the student's). The loss weights, peak
+selection and focal β are parameters taken from CenterPoint / BEVDistill and not ablated.
 
 Student side (adapters of this distiller, see :mod:`bevkd.distill.asd_fusion`):
 
 - ``F_c`` = the student's camera BEV (its published ``bev_in`` = the LSS ``Lift`` output);
-- ``F_sim = GCM(F_c)``: the simulated-LiDAR branch. The paper lifts the image features a second
-  time; we reuse the student's lift and put the geometry-compensation block (a residual conv
-  block, SimDistill's design without deformable offsets) on the lifted camera BEV;
+- ``F_sim = GCM(Lift_sim(img_feats))``: the simulated-LiDAR branch lifts the student's image
+  features a second time (``sim_lift="own"``, DESIGN §4.4): its own camera-aware depth net
+  (the student's architecture, starting as a copy of the student's at construction, so the two
+  lifts agree at step 0 and part in training) and the student's view transformer geometry
+  (frustum, grid, pooling), then the geometry-compensation block (a residual conv block,
+  SimDistill's design without deformable offsets). Its depth is not supervised: only the
+  distillation to the LiDAR teacher's BEV shapes it. ``sim_lift="shared"`` (the ablation, and
+  the composite's) reuses the student's lift: ``F_sim = GCM(F_c)``;
 - ``F_f = F_c + g ⊙ φ(F_sim)``, ``g = σ(conv([F_c, F_sim]))``, gate bias negative at init so
   the fusion starts camera-dominant.
 
@@ -31,6 +39,7 @@ Losses (names as logged under ``distill/asd/``):
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -38,16 +47,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BevkdError
+from ..models.camera.depthnet import camera_params
+from ..models.camera.encoder import CameraBevEncoder
 from ..models.grid import BevGrid
 from ..models.heads.center_head import CenterHead, gather_code
 from ..models.outputs import DetOutputs
-from ..structures.batch import Batch
+from ..structures.batch import Batch, CameraInputs
 from .asd_fusion import (ALPHA_SCOPES, MASK_KINDS, GeometryCompensation, HeterogeneousFusion,
                          adaptive_smooth_loss, feature_mask)
 from .base import Distiller
 from .losses import resize_to
 
 GT_AGREEMENT = ("class", "any", "none")
+SIM_LIFTS = ("own", "shared")
 
 
 def _adapter(c_in: int, c_out: int) -> nn.Module:
@@ -83,6 +95,8 @@ class ASD(Distiller):
         student_level: the student's lifted camera BEV (``bev_in``).
         lidar_level, fusion_level: teacher features to match (``bev_in``: pillar scatter / the
             fused BEV input to the fusion trunk).
+        sim_lift: ``own`` (a second lift of ``img_feats``, default) or ``shared`` (the
+            student's ``bev_in``) as the simulated branch's input (module docstring).
         gcm_depth: conv layers of the GCM residual body (2; 0 = no GCM).
         gate_bias_init: initial bias of the fusion gate (-2.0: ``g ≈ 0.12``).
         mask: feature region ``gaussian`` (GT heatmap, default), ``box`` or ``all``.
@@ -109,7 +123,8 @@ class ASD(Distiller):
                  teacher_channels: dict[str, dict[str, int]],
                  lidar_teacher: str = "lidar", fusion_teacher: str = "fusion",
                  student_level: str = "bev_in", lidar_level: str = "bev_in",
-                 fusion_level: str = "bev_in", gcm_depth: int = 2, gate_bias_init: float = -2.0,
+                 fusion_level: str = "bev_in", sim_lift: str = "own", gcm_depth: int = 2,
+                 gate_bias_init: float = -2.0,
                  mask: str = "gaussian", mask_min_radius: int = 1, smooth_kernel: int = 3,
                  alpha_scope: str = "sample", sim_weight: float = 0.1, fusion_weight: float = 0.1,
                  response_teacher: str = "fusion", gamma: float = 2.0,
@@ -122,7 +137,8 @@ class ASD(Distiller):
                              "feeding the student's own trunk) is not supported by the baseline "
                              "student architecture yet")
         for key, value, valid in (("mask", mask, MASK_KINDS), ("alpha_scope", alpha_scope,
-                                  ALPHA_SCOPES), ("gt_agreement", gt_agreement, GT_AGREEMENT)):
+                                  ALPHA_SCOPES), ("gt_agreement", gt_agreement, GT_AGREEMENT),
+                                 ("sim_lift", sim_lift, SIM_LIFTS)):
             if value not in valid:
                 raise BevkdError(f"asd: {key} must be one of {', '.join(valid)}; got {value!r}")
         if smooth_kernel < 1 or smooth_kernel % 2 == 0:
@@ -133,6 +149,10 @@ class ASD(Distiller):
                                  f"{', '.join(teacher_channels) or 'none'} (distill.teachers)")
         if student_level not in student_channels:
             raise BevkdError(f"asd: the student does not publish {student_level!r}")
+        if sim_lift == "own" and "img_feats" not in student_channels:
+            raise BevkdError("asd: sim_lift=own lifts the student's image features a second "
+                             "time, and this student publishes no 'img_feats' (a camera "
+                             "student does); or set sim_lift=shared")
         for role, lv in ((lidar_teacher, lidar_level), (fusion_teacher, fusion_level)):
             if lv not in teacher_channels[role]:
                 raise BevkdError(f"asd: the {role} teacher does not publish {lv!r}")
@@ -150,7 +170,8 @@ class ASD(Distiller):
         self.response_heatmap_weight = response_heatmap_weight
         self.response_reg_weight = response_reg_weight
         self.training_only = training_only
-        self.requires = (student_level,)
+        self.sim_lift = sim_lift
+        self.requires = (student_level,) + (("img_feats",) if sim_lift == "own" else ())
         req: dict[str, tuple[str, ...]] = {lidar_teacher: (lidar_level,)}
         req[fusion_teacher] = tuple(dict.fromkeys(req.get(fusion_teacher, ()) + (fusion_level,)))
         req.setdefault(response_teacher, ())
@@ -169,6 +190,21 @@ class ASD(Distiller):
             raise BevkdError(f"asd: the {self.response_teacher} teacher has no CenterHead `head`")
         # used only for its GT-heatmap targets (no parameters involved); not a submodule
         object.__setattr__(self, "_response_head", head)
+        if self.sim_lift == "own" and "lift_depth" not in self._modules:
+            encoder = getattr(student, "encoder", None)
+            if not isinstance(encoder, CameraBevEncoder):
+                raise BevkdError("asd: sim_lift=own needs a camera student with an LSS encoder "
+                                 "(`encoder`: CameraBevEncoder) to copy its lift from; or set "
+                                 "sim_lift=shared")
+            if encoder.frames != 1:
+                raise BevkdError(f"asd: sim_lift=own lifts the key frame only, and the student "
+                                 f"stacks {encoder.frames} frames in its BEV; set "
+                                 "sim_lift=shared for a multi-frame student")
+            # the branch's own trainable lift: the student's depth net as it starts, and its
+            # geometry (a view transformer holds no parameters); built here, before any
+            # optimiser or checkpoint sees the model, because the constructor has no student
+            self.lift_depth = copy.deepcopy(encoder.depth_net)
+            self.lift_view = copy.deepcopy(encoder.view)
 
     @property
     def response_head(self) -> CenterHead:
@@ -178,9 +214,23 @@ class ASD(Distiller):
                              "needs the response teacher's head targets)")
         return head
 
-    def branches(self, f_cam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(F_sim, F_f)`` from the camera BEV ``F_c`` (B, C, Y, X), both (B, C, Y, X)."""
-        f_sim = self.gcm(f_cam)
+    def lift(self, img_feats: torch.Tensor, cams: CameraInputs) -> torch.Tensor:
+        """The simulated branch's own lift (``sim_lift="own"``) of the key frame's image
+        features ``img_feats`` (B, N, C, h, w) with the batch's cameras: (B, C_bev, Y, X), the
+        shape of the student's ``bev_in``."""
+        if "lift_depth" not in self._modules:
+            raise BevkdError("asd: sim_lift=own, but attach(student, teachers) was not called")
+        ego_T_cam, pix_T_cam, aug_T_pix = (cams.ego_T_cam[:, 0], cams.pix_T_cam[:, 0],
+                                           cams.aug_T_pix[:, 0])
+        params = camera_params(ego_T_cam, pix_T_cam, aug_T_pix, cams.bda)
+        depth, context = self.lift_depth(img_feats.flatten(0, 1), params.flatten(0, 1))
+        return self.lift_view(depth, context, ego_T_cam, pix_T_cam, aug_T_pix, cams.bda)
+
+    def branches(self, f_cam: torch.Tensor, f_lift: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(F_sim, F_f)``, both (B, C, Y, X), from the camera BEV ``F_c`` (B, C, Y, X) and
+        the second lift ``f_lift`` (same shape; None: the shared lift, ``F_sim = GCM(F_c)``)."""
+        f_sim = self.gcm(f_cam if f_lift is None else f_lift)
         return f_sim, self.fusion(f_cam, f_sim)
 
     # ------------------------------------------------------------------------------------------
@@ -243,7 +293,12 @@ class ASD(Distiller):
     def forward(self, student_out: DetOutputs, teacher_out: dict[str, DetOutputs],
                 batch: Batch) -> dict[str, torch.Tensor]:
         f_cam = student_out.feats[self.student_level]
-        f_sim, f_fused = self.branches(f_cam)
+        f_lift = None
+        if self.sim_lift == "own":
+            if batch.cams is None:
+                raise BevkdError("asd: sim_lift=own needs the batch's cameras")
+            f_lift = self.lift(student_out.feats["img_feats"], batch.cams)
+        f_sim, f_fused = self.branches(f_cam, f_lift)
         out: dict[str, torch.Tensor] = {}
         pairs = (("sim", self.sim_weight, self.sim_adapter, f_sim,
                   teacher_out[self.lidar_teacher].feats[self.lidar_level]),
@@ -266,4 +321,4 @@ class ASD(Distiller):
         return out
 
 
-__all__ = ["ASD", "GT_AGREEMENT", "quality_focal", "teacher_peaks"]
+__all__ = ["ASD", "GT_AGREEMENT", "SIM_LIFTS", "quality_focal", "teacher_peaks"]

@@ -80,6 +80,24 @@ def test_preset_overrides_reach_their_row_and_its_ablations_only():
         row_overrides(BenchSpec(overrides={"asd": "a=1"}))
 
 
+def test_every_open_asd_choice_has_an_ablation_row():
+    """DESIGN §4.4: every ASD choice the abstract leaves open is a parameter with its row."""
+    import inspect
+
+    from bevkd.bench.plan import ABLATIONS
+    from bevkd.distill.asd import ASD
+
+    open_choices = {"smooth_kernel", "alpha_scope", "fusion_weight", "gamma", "mask",
+                    "response_teacher", "gt_agreement", "gcm_depth", "gate_bias_init",
+                    "sim_lift"}
+    ablated = {s.split("=", 1)[0].removeprefix("distill.methods.0.args.")
+               for method, sets in ABLATIONS.values() if method == "asd" for s in sets}
+    assert open_choices <= ablated
+    assert ablated <= set(inspect.signature(ASD.__init__).parameters)
+    # the batch-statistics row turns the smoothing on: with kernel 1 α weighs two equal terms
+    assert "distill.methods.0.args.smooth_kernel=3" in ABLATIONS["asd_alpha_batch"][1]
+
+
 def test_an_ablation_that_sets_its_methods_own_value_gets_no_row():
     from bevkd.bench.command import bench_spec, row_overrides
     from bevkd.bench.plan import ABLATIONS, redundant_ablations

@@ -46,6 +46,9 @@ def _batch(boxes: list[list[list[float]]], labels: list[list[int]]) -> Batch:
 
 
 def _asd(**kw) -> tuple[ASD, _Holder]:
+    # the loss math on a given camera BEV: the shared lift (the own lift needs a camera
+    # student: test_contract.py and the tests below build one)
+    kw.setdefault("sim_lift", "shared")
     d, holder = ASD(GRID, S_CH, T_CH, **kw), _Holder()
     d.attach(nn.Module(), {"lidar": _Holder(), "fusion": holder})
     return d, holder
@@ -202,6 +205,31 @@ def test_heterogeneous_gate_starts_camera_dominant():
     assert GeometryCompensation(8, 2)(f_c).shape == f_c.shape
 
 
+def test_heterogeneous_fusion_is_camera_plus_gated_phi_of_sim():
+    """``F_f = F_c + g ⊙ φ(F_sim)``, ``g = σ(Conv3×3([F_c, F_sim]))`` with a gate set by hand;
+    a closed gate (g ≈ 0) gives the camera feature."""
+    g = torch.Generator().manual_seed(2)
+    f_c, f_s = torch.randn(2, 4, 5, 6, generator=g), torch.randn(2, 4, 5, 6, generator=g)
+    fusion = HeterogeneousFusion(4).eval()  # φ's BN on its initial statistics: x / sqrt(1 + eps)
+    with torch.no_grad():
+        fusion.phi[0].weight.copy_(torch.eye(4).view(4, 4, 1, 1))  # φ(x) = ReLU(x / sqrt(1+eps))
+        fusion.gate.weight.zero_()
+        fusion.gate.bias.fill_(0.3)
+        for i in range(4):  # per channel: g_i = σ(F_c,i − 0.5·F_sim,i + 0.3) (centre tap)
+            fusion.gate.weight[i, i, 1, 1] = 1.0
+            fusion.gate.weight[i, 4 + i, 1, 1] = -0.5
+        out = fusion(f_c, f_s)
+    gate = 1 / (1 + torch.exp(-(f_c - 0.5 * f_s + 0.3)))
+    phi = torch.clamp(f_s / math.sqrt(1 + 1e-5), min=0)
+    assert torch.allclose(out, f_c + gate * phi, atol=1e-6)
+    # a constant gate: only the bias
+    with torch.no_grad():
+        fusion.gate.weight.zero_()
+        assert torch.allclose(fusion(f_c, f_s), f_c + 1 / (1 + math.exp(-0.3)) * phi, atol=1e-6)
+        fusion.gate.bias.fill_(-40.0)  # closed: the camera feature, however large φ(F_sim)
+        assert torch.allclose(fusion(f_c, f_s * 100), f_c, atol=1e-6)
+
+
 def test_training_only_and_bad_choices_are_refused():
     with pytest.raises(BevkdError, match="training_only"):
         ASD(GRID, S_CH, T_CH, training_only=False)
@@ -209,7 +237,7 @@ def test_training_only_and_bad_choices_are_refused():
         ASD(GRID, S_CH, T_CH, mask="circle")
     with pytest.raises(BevkdError, match="fusion"):
         ASD(GRID, S_CH, {"lidar": T_CH["lidar"]})
-    d = ASD(GRID, S_CH, T_CH)
+    d = ASD(GRID, S_CH, T_CH, sim_lift="shared")
     assert d.requires == ("bev_in",)
     assert d.teacher_requires == {"lidar": ("bev_in",), "fusion": ("bev_in",)}
 
@@ -305,3 +333,70 @@ def test_config_spells_out_the_defaults():
     params = {k: p.default for k, p in inspect.signature(ASD.__init__).parameters.items()
               if k not in ("self", "grid", "student_channels", "teacher_channels")}
     assert args == params
+
+
+def _camera_student(synth_root: str):
+    """A tiny BEVDepth student on the 16 x 16 grid of 6.4 m cells and a batch of 2 for it."""
+    from bevkd.builder import build_model
+    from bevkd.data.nuscenes import NuScenesDataset
+    from bevkd.engine.config import load_experiment
+    from bevkd.structures.batch import collate
+
+    cfg = load_experiment("configs/student/bevdepth.yaml", "tiny", [
+        "grid.cell=6.4", "model.args.head_channels=8", "model.args.trunk_channels=[8, 16]",
+        "model.args.bev_neck_channels=8"])
+    torch.manual_seed(0)
+    student = build_model(cfg)
+    ds = NuScenesDataset(synth_root, "v1.0-synth", "synth_train", cfg.data, train=True)
+    return student, collate([ds[i] for i in range(2)])
+
+
+def test_own_lift_starts_as_the_students_lift_and_trains_its_own_depth(synth_root):
+    """sim_lift=own: the second lift copies the student's depth net and geometry, so with the
+    same weights (eval: no dropout) it reproduces the student's bev_in from img_feats and the
+    batch's cameras; its loss trains its own depth net and the shared image features, not the
+    student's depth net."""
+    student, batch = _camera_student(synth_root)
+    c = student.feature_channels["bev_in"]
+    teacher_ch = {"lidar": {"bev_in": c}, "fusion": {"bev_in": c}}
+    d = ASD(GRID, student.feature_channels, teacher_ch, sim_lift="own", sim_weight=1.0,
+            fusion_weight=0.0, response_heatmap_weight=0.0, response_reg_weight=0.0)
+    assert d.requires == ("bev_in", "img_feats")
+    d.attach(student, {"lidar": _Holder(), "fusion": _Holder()})
+    assert d.lift_depth is not student.encoder.depth_net
+    student.eval()
+    d.eval()
+    with torch.no_grad():
+        out = student(batch)
+        lifted = d.lift(out.feats["img_feats"], batch.cams)
+    assert lifted.shape == out.feats["bev_in"].shape
+    assert torch.allclose(lifted, out.feats["bev_in"], atol=1e-5, rtol=1e-4)
+    # a trained copy parts from the student's: the lift then differs
+    with torch.no_grad():
+        d.lift_depth.context_conv.bias.add_(1.0)
+        assert not torch.allclose(d.lift(out.feats["img_feats"], batch.cams),
+                                  out.feats["bev_in"], atol=1e-3)
+    student.train()
+    d.train()
+    out = student(batch)
+    target = {"lidar": DetOutputs({"bev_in": torch.randn_like(out.feats["bev_in"])}),
+              "fusion": DetOutputs({"bev_in": out.feats["bev_in"].detach()})}
+    terms = d(out, target, batch)
+    assert set(terms) == {"sim"} and terms["sim"].item() > 0
+    terms["sim"].backward()
+
+    def reached(module: nn.Module) -> bool:
+        return any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+    assert reached(d.lift_depth) and reached(d.gcm) and reached(student.encoder.image_neck)
+    assert not reached(student.encoder.depth_net)  # the term never passes the student's lift
+
+
+def test_own_lift_needs_a_camera_student():
+    with pytest.raises(BevkdError, match="publishes no 'img_feats'"):
+        ASD(GRID, S_CH, T_CH, sim_lift="own")
+    d = ASD(GRID, {**S_CH, "img_feats": 8}, T_CH, sim_lift="own")
+    with pytest.raises(BevkdError, match="needs a camera student with an LSS encoder"):
+        d.attach(nn.Module(), {"lidar": _Holder(), "fusion": _Holder()})
+    with pytest.raises(BevkdError, match="sim_lift must be one of own, shared"):
+        ASD(GRID, S_CH, T_CH, sim_lift="twice")
