@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..models.heads.center_head import clip_sigmoid, gather_code, gaussian_focal_loss
-
 
 def resize_to(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """Bilinear resize of a (B, C, H, W) map (identity when already ``shape``)."""
@@ -40,34 +38,3 @@ def info_nce(z_student: torch.Tensor, z_teacher: torch.Tensor, tau: float = 0.07
     logits = z_teacher @ z_student.t() / tau
     return F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
 
-
-def kd_heatmap_loss(student_logits: torch.Tensor, target: torch.Tensor,
-                    weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Gaussian focal loss of the student's heatmap against soft targets in [0, 1],
-    normalised by the number of target peaks (cells with target >= 1 - 1e-4), min 1."""
-    prob = clip_sigmoid(student_logits.float())
-    if weight is not None:  # per-cell weights: apply to both focal terms
-        pos = target.ge(1 - 1e-4).float()
-        neg = 1.0 - pos
-        pos_l = -torch.log(prob) * (1 - prob) ** 2 * pos
-        neg_l = -torch.log(1 - prob) * prob ** 2 * (1 - target) ** 4 * neg
-        loss = ((pos_l + neg_l) * weight).sum()
-    else:
-        loss = gaussian_focal_loss(prob, target)
-    return loss / target.ge(1 - 1e-4).sum().clamp_min(1)
-
-
-def regression_l1_at(student_pred: dict[str, torch.Tensor], teacher_pred: dict[str, torch.Tensor],
-                     ind: torch.Tensor, weight: torch.Tensor,
-                     code_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Σ weight·|code_s − code_t| at flat cells ``ind`` (B, M), normalised by Σ weight.
-
-    weight: (B, M) (e.g. teacher scores, 0 for padding). Codes are the head's 10 regression
-    channels (reg, height, dim, rot, vel).
-    """
-    cs = gather_code(student_pred, ind).float()
-    ct = gather_code(teacher_pred, ind).float()
-    err = (cs - ct).abs()
-    if code_weights is not None:
-        err = err * code_weights
-    return (err.sum(-1) * weight).sum() / weight.sum().clamp_min(1e-4)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bevkd.distill.bevdistill import BEVDistill, sample_bev
+from bevkd.distill.bevdistill import BEVDistill, heatmap_peaks, sample_bev
 from bevkd.models.grid import BevGrid
 from bevkd.models.heads.center_head import REG_HEADS
 from bevkd.models.outputs import DetOutputs
@@ -212,19 +212,30 @@ def test_response_targets_are_re_encoded_decoded_teacher_boxes():
 
 
 def test_forward_terms_are_weighted_and_reach_adapters_and_student():
-    d = make(response_heatmap_weight=1.0)
+    d = make(response_heatmap_weight=0.5)
     d.train()
     fs_in = torch.randn(2, 6, H, W, requires_grad=True)
     fs_neck = torch.randn(2, 3, H, W, requires_grad=True)
     s, t = preds(2, logit=0.0), preds(2, logit=0.0)
     s[0]["heatmap"] = torch.randn(2, 1, H, W, requires_grad=True)
     t[0]["heatmap"] = torch.randn(2, 1, H, W)
+    s[0]["height"] = torch.randn(2, 1, H, W)  # a box-code error at the teacher's boxes
     bx = [boxes((0.5, 0.5, 4, 2)), boxes((-3.5, 2.5, 2, 2), (5.5, -5.5, 1, 1))]
+    ft_in, ft_neck = torch.randn(2, 4, H, W), torch.randn(2, 3, H, W)
     out = d(DetOutputs({"bev_in": fs_in, "bev_neck": fs_neck}, s),
-            {"lidar": DetOutputs({"bev_in": torch.randn(2, 4, H, W),
-                                  "bev_neck": torch.randn(2, 3, H, W)}, t)}, batch_of(bx))
+            {"lidar": DetOutputs({"bev_in": ft_in, "bev_neck": ft_neck}, t)}, batch_of(bx))
     assert set(out) == {"dense", "sparse", "response_bbox", "response_heatmap"}
     assert all(torch.isfinite(v) and v.ndim == 0 for v in out.values())
+    # each term is its published weight times the unweighted loss
+    with torch.no_grad():
+        raw = {"dense": d.dense_loss(fs_neck, ft_neck, bx),
+               "sparse": d.sparse_loss(fs_in, ft_in, d.sample_points(s, bx)),
+               "response_bbox": d.response_bbox_loss(s, t),
+               "response_heatmap": d.response_heatmap_loss(s, t, bx)}
+    assert all(v.item() > 0 for v in raw.values()), raw
+    weights = {"dense": 0.01, "sparse": 0.2, "response_bbox": 0.25, "response_heatmap": 0.5}
+    for k, w in weights.items():
+        assert out[k].item() == pytest.approx(w * raw[k].item(), rel=1e-5), k
     sum(out.values()).backward()
     assert fs_in.grad.abs().sum() > 0 and fs_neck.grad.abs().sum() > 0
     assert d.adapter.weight.grad.abs().sum() > 0
@@ -235,3 +246,52 @@ def test_forward_terms_are_weighted_and_reach_adapters_and_student():
                                     "bev_neck": torch.randn(2, 3, H, W)}, t)}
     released = make()(DetOutputs({"bev_in": fs_in, "bev_neck": fs_neck}, s), teacher, batch_of(bx))
     assert "response_heatmap" not in released  # weight 0 as released: not even computed
+
+
+def _sig(logit: float) -> float:
+    return 1 / (1 + math.exp(-logit))
+
+
+def _bce(logit: float, target: float) -> float:
+    p = _sig(logit)
+    return -(target * math.log(p) + (1 - target) * math.log(1 - p))
+
+
+def test_response_heatmap_loss_by_hand():
+    """Per-cell BCE between student and teacher class probabilities, summed over all ten
+    classes, weighted by the GT Gaussian mask and divided by its sum; cells outside the mask do
+    not count."""
+    d = make(response_heatmap_weight=1.0)
+    s, t = preds(1, logit=0.0), preds(1, logit=-1.0)  # student p = 0.5: BCE = log 2 anywhere
+    s[0]["heatmap"][0, 0, 8, 8] = 2.0    # car at the box centre (mask 1)
+    t[0]["heatmap"][0, 0, 8, 8] = 1.0
+    s[1]["heatmap"][0, 0, 8, 9] = -1.5   # truck in a neighbour (mask e^-2)
+    t[1]["heatmap"][0, 0, 8, 9] = 0.5
+    s[5]["heatmap"][0, 1, 0, 0] = 10.0   # far from the box: outside the mask
+    t[5]["heatmap"][0, 1, 0, 0] = -10.0
+    bx = [boxes((0.5, 0.5, 4.0, 2.0))]
+    mask_sum = 1 + 4 * math.exp(-2) + 4 * math.exp(-4)  # radius 1, sigma 0.5 (see above)
+    log2 = math.log(2)
+    total = (mask_sum * 10 * log2 + 1.0 * (_bce(2.0, _sig(1.0)) - log2)
+             + math.exp(-2) * (_bce(-1.5, _sig(0.5)) - log2))
+    assert d.response_heatmap_loss(s, t, bx).item() == pytest.approx(total / mask_sum, rel=1e-5)
+
+
+def test_heatmap_peaks_keep_only_the_higher_of_adjacent_peaks():
+    """Local-maximum suppression (3x3 window) per task on the class-max heatmap: of two peaks in
+    adjacent cells only the higher survives; a peak two cells away and a peak of another task in
+    the same place are kept."""
+    p = preds(1)
+    car = p[0]["heatmap"]
+    car[0, 0, 4, 4], car[0, 0, 4, 5], car[0, 0, 4, 7] = 2.0, 1.0, 0.5
+    p[1]["heatmap"][0, 0, 10, 10] = 1.5  # truck
+    p[1]["heatmap"][0, 1, 11, 11] = 1.2  # construction vehicle, diagonal neighbour: same task
+    p[3]["heatmap"][0, 0, 4, 5] = 0.8    # barrier, in the car's suppressed cell
+    scores, task, cell = heatmap_peaks(p, 5)
+    assert list(zip(task[0, :4].tolist(), cell[0, :4].tolist())) == [
+        (0, 4 * W + 4), (1, 10 * W + 10), (3, 4 * W + 5), (0, 4 * W + 7)]
+    assert scores[0, :4].tolist() == pytest.approx([_sig(2.0), _sig(1.5), _sig(0.8), _sig(0.5)])
+    assert scores[0, 4].item() < 1e-8  # the suppressed 0.73 and 0.77 are not next
+    # without suppression the lower neighbours come back
+    _, task1, cell1 = heatmap_peaks(p, 5, kernel=1)
+    assert (0, 4 * W + 5) in list(zip(task1[0].tolist(), cell1[0].tolist()))

@@ -224,3 +224,112 @@ def test_every_method_trains_with_batch_size_one(method, teachers, synth_root):
     model.eval()
     dets = model.decode(model(batch), batch)
     assert len(dets) == 1
+
+
+class _Toy(torch.nn.Module):
+    """A one-parameter detector: ``bev = a · x`` for a batch ``x``, loss ``Σ bev``."""
+
+    feature_keys = ("bev",)
+
+    def __init__(self, a: float):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor(a))
+
+    def forward(self, batch):
+        from bevkd.models.outputs import DetOutputs
+
+        return DetOutputs({"bev": self.a * batch}, [])
+
+    def loss(self, outputs, batch):
+        return {"det": outputs.feats["bev"].sum()}
+
+
+class _SquaredGap(Distiller):
+    """``gap = Σ (S − T)²`` and ``scaled = 3 · Σ |S − T|``."""
+
+    requires = ("bev",)
+    teacher_requires = {"lidar": ("bev",)}
+
+    def forward(self, student_out, teacher_out, batch):
+        diff = student_out.feats["bev"] - teacher_out["lidar"].feats["bev"]
+        return {"gap": (diff ** 2).sum(), "scaled": 3 * diff.abs().sum()}
+
+
+def test_method_weights_scale_each_distillation_term_and_its_gradient():
+    """``distill/<method>/<term>`` = the method's weight × the distiller's own term (0.5, 0.0,
+    and 1.0 for a method without a weight); the student's own loss is not scaled."""
+    methods = {"w_half": _SquaredGap(), "w_zero": _SquaredGap(), "w_none": _SquaredGap()}
+    model = DistillModel(_Toy(2.0), {"lidar": _Toy(0.5)}, methods,
+                         weights={"w_half": 0.5, "w_zero": 0.0})
+    assert model.weights == {"w_half": 0.5, "w_zero": 0.0, "w_none": 1.0}
+    model.train()
+    x = torch.tensor([1.0, -2.0, 3.0])
+    losses = model.loss(model(x), x)
+    # S − T = (2 − 0.5) x: Σ(S − T)² = 2.25 · 14, 3 Σ|S − T| = 3 · 1.5 · 6
+    gap, scaled = 2.25 * 14, 3 * 1.5 * 6
+    assert losses["det"].item() == pytest.approx(2.0 * 2)
+    for name, w in (("w_half", 0.5), ("w_zero", 0.0), ("w_none", 1.0)):
+        assert losses[f"distill/{name}/gap"].item() == pytest.approx(w * gap)
+        assert losses[f"distill/{name}/scaled"].item() == pytest.approx(w * scaled)
+        # d/da: Σ 2 (a − 0.5) x² = 2 · 1.5 · 14; Σ 3 |x| (a > 0.5) = 18
+        (grad,) = torch.autograd.grad(losses[f"distill/{name}/gap"]
+                                      + losses[f"distill/{name}/scaled"], model.student.a,
+                                      retain_graph=True)
+        assert grad.item() == pytest.approx(w * (2 * 1.5 * 14 + 18))
+    assert not model.teachers["lidar"].a.requires_grad
+    model.eval()  # no teachers run: no distillation terms
+    assert set(model.loss(model(x), x)) == {"det"}
+
+
+def test_composite_config_builds_and_trains_every_part(teachers, synth_root):
+    """configs/distill/composite.yaml with the three teachers: every term of its three methods
+    is logged under distill/<method>/, at the method's weight times the distiller's own term;
+    the distillation terms reach the student's lift, never the teachers."""
+    if "label" not in teachers:
+        pytest.skip("no label encoder config")
+    cfg = load_experiment("configs/distill/composite.yaml", "tiny",
+                          [*COMMON, *NARROW["bevdepth"],
+                           *(f"distill.teachers.{r}={teachers[r]}"
+                             for r in ("lidar", "label", "fusion"))])
+    assert [(m.type, m.weight) for m in cfg.distill.methods] == [
+        ("labeldistill", 1.0), ("asd", 1.0), ("dualdistill", 1.0)]
+    model = build_model(cfg)
+    assert isinstance(model, DistillModel) and set(model.teachers) == {"lidar", "label", "fusion"}
+    # the student head starts from the teacher head (before any training-mode BN update)
+    s_head, t_head = model.student.head.state_dict(), model.teachers["lidar"].head.state_dict()
+    assert all(torch.equal(s_head[k], t_head[k]) for k in t_head)
+    ds = NuScenesDataset(synth_root, "v1.0-synth", "synth_train", cfg.data, train=True)
+    batch = collate([ds[0]])  # one sample keeps the real forward of four models short
+    model.train()
+    out = model(batch)
+    losses = model.loss(out, batch)
+    groups = {}
+    for k in losses:
+        if k.startswith("distill/"):
+            _, method, term = k.split("/")
+            groups.setdefault(method, set()).add(term)
+    assert groups == {"labeldistill": {"lidar", "label", "response_heatmap", "response_bbox"},
+                      "asd": {"sim", "fusion"},  # its responses off: LabelDistill responds
+                      "dualdistill": {"fg", "bg", "fp", "attn", "crd_heatmap", "crd_bbox"}}
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    with torch.no_grad():  # weight 1.0 each: the distillers' own terms, as they are
+        for method, d in model.distillers.items():
+            for term, v in d(out.student, out.teachers, batch).items():
+                assert losses[f"distill/{method}/{term}"].item() == pytest.approx(v.item(),
+                                                                                  rel=1e-5)
+    # the MFD terms are off (weight 0); CRD runs at 0.5 through the frozen teacher head
+    dual = model.distillers["dualdistill"]
+    assert dual.levels == ("bev_neck",) and dual.crd_weight == 0.5
+    assert all(losses[f"distill/dualdistill/{t}"].item() == 0.0
+               for t in ("fg", "bg", "fp", "attn"))
+    assert losses["distill/dualdistill/crd_heatmap"].item() > 0
+    terms = [k for k in losses if k.startswith("distill/")]
+    trainable = [(n, p) for n, p in model.student.named_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(sum(losses[k] for k in terms), [p for _, p in trainable],
+                                retain_graph=True, allow_unused=True)
+    reached = {".".join(n.split(".")[:2]) for (n, _), g in zip(trainable, grads)
+               if g is not None and g.abs().sum() > 0}
+    assert {"encoder.image_neck", "encoder.depth_net", "trunk.stage1",
+            "head.task_heads"} <= reached, sorted(reached)
+    assert not any(p.requires_grad for p in model.teachers.parameters())
+    assert all(not m.training for m in model.teachers.modules())

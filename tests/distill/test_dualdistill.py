@@ -11,11 +11,12 @@ import torch
 from bevkd.distill.base import DistillModel
 from bevkd.distill.dualdistill import (DualDistill, OrthogonalLinear, mfd_terms,
                                        spatial_attention)
-from bevkd.distill.masks import box_weights
+from bevkd.distill.masks import box_weights, false_positive_region, teacher_heatmap
 from bevkd.errors import BevkdError
 from bevkd.models.grid import BevGrid
-from bevkd.structures.classes import CLASS_INDEX
+from bevkd.structures.classes import CLASS_INDEX, TASK_GROUPS
 from bevkd.models.lidar.centerpoint import CenterPointPillars
+from bevkd.models.outputs import DetOutputs
 from bevkd.structures.batch import Batch, LidarInputs, Meta, Targets
 from bevkd.structures.boxes import Boxes3D
 
@@ -274,3 +275,118 @@ def test_config_spells_out_the_defaults():
     params = {k: p.default for k, p in inspect.signature(DualDistill.__init__).parameters.items()
               if k not in ("self", "grid", "student_channels", "teacher_channels")}
     assert args == params
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared masks of the false-positive term
+# ---------------------------------------------------------------------------------------------
+
+def test_false_positive_region_rule_by_hand():
+    """A cell is a false positive iff the teacher's best class is strictly above 0.1, the GT
+    heatmap strictly below 0.1 and the cell lies outside every box."""
+    # one row of 8 cells, two classes: (class 0, class 1, GT heatmap, in a box) per cell
+    cells = [(0.5, 0.0, 0.0, 0),    # fires, nothing there: fp
+             (0.1, 0.1, 0.0, 0),    # exactly at the threshold: not above it
+             (0.5, 0.0, 0.1, 0),    # GT heatmap exactly at the threshold: not below it
+             (0.5, 0.0, 0.05, 1),   # inside a box: foreground, never fp
+             (0.05, 0.3, 0.0, 0),   # the best class decides: fp
+             (0.09, 0.0, 0.0999, 0),  # teacher below the threshold
+             (0.11, 0.0, 0.0999, 0),  # just above / just below: fp
+             (0.0, 0.0, 0.0, 0)]    # silent
+    teacher = torch.tensor([[c[0] for c in cells], [c[1] for c in cells]]).view(1, 2, 1, 8)
+    gt = torch.tensor([c[2] for c in cells]).view(1, 1, 1, 8)
+    fg = torch.tensor([float(c[3]) for c in cells]).view(1, 1, 1, 8)
+    fp = false_positive_region(teacher, gt, fg)
+    assert fp.shape == (1, 1, 1, 8) and fp.dtype == torch.float32
+    assert fp.view(-1).tolist() == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+    # another threshold moves both comparisons
+    assert false_positive_region(teacher, gt, fg, 0.08).view(-1).tolist() == \
+        [1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+    # per sample: sample 1 has the cells of sample 0, but all inside boxes
+    two = false_positive_region(teacher.repeat(2, 1, 1, 1), gt.repeat(2, 1, 1, 1),
+                                torch.cat([fg, torch.ones_like(fg)]))
+    assert two[0].view(-1).tolist() == fp.view(-1).tolist() and not two[1].any()
+
+
+def test_teacher_heatmap_is_every_class_probability_in_task_order():
+    """The per-task heatmap logits become sigmoid probabilities, concatenated in task order
+    (car | truck, construction_vehicle | bus, trailer | barrier | motorcycle, bicycle |
+    pedestrian, traffic_cone)."""
+    preds, k = [], 0
+    for group in TASK_GROUPS:
+        heat = torch.zeros(2, len(group), 3, 4)
+        for j in range(len(group)):
+            heat[0, j] = 0.5 * k - 2.0  # channel k of the result: logit 0.5 k - 2 in sample 0
+            heat[1, j] = -(0.5 * k - 2.0)
+            k += 1
+        preds.append({"heatmap": heat, "reg": torch.full((2, 2, 3, 4), 9.0)})
+    out = teacher_heatmap(preds)
+    assert out.shape == (2, 10, 3, 4)
+    for k in range(10):
+        v = 0.5 * k - 2.0
+        assert torch.allclose(out[0, k], torch.full((3, 4), 1 / (1 + math.exp(-v))), atol=1e-7)
+        assert torch.allclose(out[1, k], torch.full((3, 4), 1 / (1 + math.exp(v))), atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole forward on small fixed features
+# ---------------------------------------------------------------------------------------------
+
+def test_forward_terms_by_hand_at_the_head_level():
+    """Head level only (no AOA): each MFD term (region weights, spatial attention, the
+    false-positive region, the attention L1 through its Conv3×3), its published weight, the
+    division by B, and the CRD value at ``crd_weight`` against the teacher's detections at
+    T = 0.1 (DESIGN §4.3)."""
+    student, teacher = _tiny(), _tiny()
+    d = _distiller(student, teacher, aoa_levels=(), crd_weight=0.5)
+    d.attach(student, {"lidar": teacher})
+    assert d.levels == ("bev_neck",)
+    assert student.feature_channels["bev_neck"] == teacher.feature_channels["bev_neck"] == 16
+    with torch.no_grad():  # identity 1x1 adapter; the L1 conv: 2 · (centre tap) + 0.5
+        d.align["bev_neck"].conv.weight.copy_(torch.eye(16).view(16, 16, 1, 1))
+        d.align["bev_neck"].conv.bias.zero_()
+        d.attn_conv["bev_neck"].weight.zero_()
+        d.attn_conv["bev_neck"].weight[0, 0, 1, 1] = 2.0
+        d.attn_conv["bev_neck"].bias.fill_(0.5)
+    g = torch.Generator().manual_seed(5)
+    fs, ft = torch.randn(2, 16, 16, 16, generator=g), torch.randn(2, 16, 16, 16, generator=g)
+    preds = teacher.head(torch.zeros(2, 16, 16, 16))
+    preds = [{k: torch.zeros_like(v) for k, v in p.items()} for p in preds]
+    for p in preds:
+        p["heatmap"].fill_(-20.0)
+    car = preds[0]["heatmap"]
+    car[0, 0, 8, 8] = 3.0     # on the GT car (its only cell inside the box): kept by CRD
+    car[0, 0, 3, 12] = -0.85  # p 0.30, far from the car: false positive, dropped by CRD
+    car[0, 0, 8, 10] = -1.5   # p 0.18, two cells from the car (GT heatmap e^-2.88 < 0.1): fp
+    car[0, 0, 9, 8] = -1.0    # p 0.27, next to the car (GT heatmap e^-0.72 > 0.1): not fp
+    car[1, 0, 5, 5] = -0.85   # sample 1 (no boxes): its one false positive
+    x, y = _cell_centre(8, 8)
+    batch = _batch([[[x, y, 0.0, 4.5, 2.0, 1.6, 0.0, 0.0, 0.0]], []], [[0], []])
+    out = d(DetOutputs({"bev_neck": fs}, []), {"lidar": DetOutputs({"bev_neck": ft}, preds)},
+            batch)
+    assert set(out) == {"fg", "bg", "fp", "attn", "crd_heatmap", "crd_bbox"}
+
+    att = 0.5 * (_attention_by_hand(ft, 0.5) + _attention_by_hand(fs, 0.5))[:, 0]  # (B, H, W)
+    err = ((fs - ft) ** 2).sum(1) * att
+    fg_w = math.sqrt(6.4 * 6.4 / (4.5 * 2.0))
+    fg = fg_w * err[0, 8, 8] / 2
+    bg = ((err[0].sum() - err[0, 8, 8]) / 255 + err[1].sum() / 256) / 2
+    fp = ((err[0, 3, 12] + err[0, 8, 10]) / 2 + err[1, 5, 5] / 1) / 2  # N_fp per sample: 2, 1
+    l1 = (ft.mean(1) - (2 * fs.mean(1) + 0.5)).abs().sum() / 2
+    assert out["fg"].item() == pytest.approx(6e-3 * fg.item(), rel=1e-5)
+    assert out["bg"].item() == pytest.approx(4e-2 * bg.item(), rel=1e-5)
+    assert out["fp"].item() == pytest.approx(6e-2 * fp.item(), rel=1e-5)
+    assert out["attn"].item() == pytest.approx(2.5e-3 * l1.item(), rel=1e-5)
+
+    # CRD: the only pseudo box is the car (the others fall below sigmoid(l / 0.1) >= 0.1), and
+    # the aligned (= identity) student feature goes through the frozen teacher head
+    head = teacher.head
+    (bx, _, lb), (bx1, _, _) = head.decode([{**p, "heatmap": p["heatmap"] / 0.1} for p in preds],
+                                           0.1)
+    assert len(bx) == 1 and int(lb[0]) == 0 and len(bx1) == 0
+    assert bx.tensor[0, :2].tolist() == pytest.approx([x, y], abs=1e-4)
+    with torch.no_grad():
+        want = head.loss(head(fs), [bx, bx1], [lb, torch.zeros(0, dtype=torch.long)])
+    assert out["crd_heatmap"].item() == pytest.approx(0.5 * want["heatmap"].item(), rel=1e-5)
+    assert out["crd_bbox"].item() == pytest.approx(0.5 * want["bbox"].item(), rel=1e-5)
+    assert want["bbox"].item() > 0

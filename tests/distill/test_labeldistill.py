@@ -219,11 +219,28 @@ def test_response_matches_the_published_terms():
     _, bbox = d.response_losses(s, t, b.boxes, b.labels)
     # per task over its objects in the batch: two cars, one cone
     assert bbox.item() == pytest.approx(2.0 / 2 + 0.2 / 1, rel=1e-3)
-    out = d(DetOutputs(student_feats(), s), {"lidar": DetOutputs(teacher_feats()[0], t),
-                                             "label": DetOutputs(teacher_feats()[1], [])},
+    feats, (lidar, label) = student_feats(), teacher_feats()
+    out = d(DetOutputs(feats, s), {"lidar": DetOutputs(lidar, t), "label": DetOutputs(label, [])},
             batch_of(BOXES, [[0], [0, CONE]]))
     assert set(out) == {"lidar", "label", "response_heatmap", "response_bbox"}
+    # L = ... + 0.3·L_lidar + 0.3·L_label + 1.0·L_resp, the L1 part of L_resp at 0.25 (§4.2)
+    with torch.no_grad():
+        l_lidar, l_label = d.feature_losses(feats, lidar, label, b.boxes)
+        heat, bbox = d.response_losses(s, t, b.boxes, b.labels)
+    assert min(l_lidar.item(), l_label.item(), heat.item(), bbox.item()) > 0
+    assert out["lidar"].item() == pytest.approx(0.3 * l_lidar.item(), rel=1e-6)
+    assert out["label"].item() == pytest.approx(0.3 * l_label.item(), rel=1e-6)
+    assert out["response_heatmap"].item() == pytest.approx(1.0 * heat.item(), rel=1e-6)
     assert out["response_bbox"].item() == pytest.approx(0.25 * bbox.item(), rel=1e-6)
+    # response_weight scales both response terms, and nothing else
+    half = make(response_weight=0.5)
+    half.load_state_dict(d.state_dict())
+    out2 = half(DetOutputs(feats, s), {"lidar": DetOutputs(lidar, t),
+                                       "label": DetOutputs(label, [])},
+                batch_of(BOXES, [[0], [0, CONE]]))
+    assert out2["response_heatmap"].item() == pytest.approx(0.5 * heat.item(), rel=1e-6)
+    assert out2["response_bbox"].item() == pytest.approx(0.5 * 0.25 * bbox.item(), rel=1e-6)
+    assert out2["lidar"].item() == pytest.approx(out["lidar"].item(), rel=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
