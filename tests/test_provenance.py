@@ -7,7 +7,7 @@ import json
 import numpy as np
 import torch
 
-from bevkd.bench.command import run_machines
+from bevkd.bench.command import run_commits, run_machines
 from bevkd.bench.plan import Job
 from bevkd.bench.runner import JobResult
 from bevkd.provenance import machine, machine_label
@@ -46,3 +46,38 @@ def test_bench_groups_its_runs_by_machine(tmp_path):
     assert run_machines(results) == {la: ["teacher", "baseline-s1"], lb: ["baseline-s0"],
                                      "unrecorded": ["old-s0"],
                                      f"unrecorded + {la}": ["resumed-s0"]}
+
+
+def test_bench_groups_runs_of_other_commits_by_commit(tmp_path):
+    """run_commits: the finished runs whose meta.json names another commit than the table's,
+    grouped by that commit in run order; no readable commit is "unknown"; runs that did not
+    finish are not listed."""
+    results = {}
+    for name, meta, status in (("teacher", '{"commit": "c0ffee"}', "reused"),
+                               ("baseline-s0", '{"commit": "aaaa"}', "reused"),
+                               ("baseline-s1", '{"commit": "bbbb"}', "done"),
+                               ("old-s0", '{"machine": null}', "reused"),
+                               ("broken-s0", "{", "reused"),
+                               ("ablation-s0", '{"commit": "aaaa"}', "done"),
+                               ("crashed-s0", '{"commit": "dddd"}', "failed"),
+                               ("late-s0", '{"commit": "eeee"}', "missing")):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "meta.json").write_text(meta)
+        results[name] = JobResult(Job(name, name, "c.yaml"), str(run), status)
+    results["gone-s0"] = JobResult(Job("gone-s0", "gone", "c.yaml"), str(tmp_path / "x"), "done")
+    assert run_commits(results, "c0ffee") == {"aaaa": ["baseline-s0", "ablation-s0"],
+                                              "bbbb": ["baseline-s1"],
+                                              "unknown": ["old-s0", "broken-s0", "gone-s0"]}
+    assert run_commits(results, "aaaa") == {"c0ffee": ["teacher"], "bbbb": ["baseline-s1"],
+                                            "unknown": ["old-s0", "broken-s0", "gone-s0"]}
+    assert run_commits({k: results[k] for k in ("teacher",)}, "c0ffee") == {}
+    # a run resumed across commits is listed under its attempts' commits, unless every one of
+    # them is the table's
+    for name, meta in (("resumed-s0", '{"commit": "c0ffee", "commits": ["aaaa", "c0ffee"]}'),
+                       ("again-s0", '{"commit": "c0ffee", "commits": ["c0ffee", "c0ffee"]}')):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "meta.json").write_text(meta)
+        results[name] = JobResult(Job(name, name, "c.yaml"), str(tmp_path / name), "reused")
+    got = run_commits(results, "c0ffee")
+    assert got["aaaa + c0ffee"] == ["resumed-s0"] and "again-s0" not in str(got)

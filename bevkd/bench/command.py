@@ -167,9 +167,13 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     commit = git_commit()
     others = run_commits(results, commit)
     if others:
-        notes.append("Runs reused from another commit than this table's (same resolved config; "
-                     "code changes that leave configs alone are not detected): " + "; ".join(
-                         f"`{c[:12]}`: {', '.join(names)}" for c, names in others.items()) + ".")
+        def short(c: str) -> str:  # "a + b": a run resumed across commits
+            return " + ".join(f"`{one[:12]}`" for one in c.split(" + "))
+
+        notes.append("Runs trained, in part or whole, at another commit than this table's "
+                     "(same resolved config; code changes that leave configs alone are not "
+                     "detected): " + "; ".join(f"{short(c)}: {', '.join(names)}"
+                                               for c, names in others.items()) + ".")
     machines = run_machines(results)
     if len(set(machines) - {"unrecorded"}) > 1:
         notes.append("Runs trained on different machines (a CPU training reproduces to the "
@@ -244,13 +248,14 @@ def _finished_meta(results: dict):
 
 
 def run_commits(results: dict, commit: str) -> dict[str, list[str]]:
-    """``{commit: [run names]}`` of the finished runs whose ``meta.json`` names another commit
-    than ``commit`` (runs reused from an earlier bench)."""
+    """``{commit: [run names]}`` of the finished runs trained, in any of their attempts, at
+    another commit than ``commit`` (runs reused from an earlier bench, or resumed across
+    commits: those are keyed by their attempts' commits joined by " + ")."""
     out: dict[str, list[str]] = {}
     for name, meta in _finished_meta(results):
-        c = meta.get("commit", "unknown")
-        if c != commit:
-            out.setdefault(c, []).append(name)
+        commits = list(dict.fromkeys(meta.get("commits") or [meta.get("commit", "unknown")]))
+        if commits != [commit]:
+            out.setdefault(" + ".join(commits), []).append(name)
     return out
 
 

@@ -7,6 +7,7 @@ The average lives in the checkpoint, so ``--resume`` continues it exactly.
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 import lightning as L
@@ -15,11 +16,12 @@ from torch import nn
 
 
 class EMA(L.Callback):
-    """Keeps ``shadow = decay * shadow + (1 - decay) * weights`` after every optimiser step
-    (with BEVDepth's warm-up: effective decay ``min(decay, (1 + n) / (10 + n))``)."""
+    """Keeps ``shadow = d_n * shadow + (1 - d_n) * weights`` after the n-th optimiser step, with
+    BEVDepth's warm-up (its ``ModelEMA``, after YOLOX): ``d_n = decay * (1 - exp(-n / ramp))``,
+    ``ramp`` = 2000 steps, so the early average follows the fast-moving weights closely."""
 
-    def __init__(self, decay: float):
-        self.decay = decay
+    def __init__(self, decay: float, ramp: float = 2000.0):
+        self.decay, self.ramp = decay, ramp
         self.shadow: dict[str, torch.Tensor] | None = None
         self.updates = 0
         self._backup: dict[str, torch.Tensor] | None = None
@@ -40,7 +42,7 @@ class EMA(L.Callback):
     @torch.no_grad()
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        d = self.decay * (1.0 - math.exp(-self.updates / self.ramp))
         for k, v in self._tracked(pl_module.model).items():
             self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
 

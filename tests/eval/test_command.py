@@ -13,7 +13,8 @@ from nuscenes.eval.detection.evaluate import DetectionEval
 
 from bevkd.cli import main
 from bevkd.errors import BevkdError
-from bevkd.eval.command import find_version
+from bevkd.eval import devkit
+from bevkd.eval.command import find_version, run_metrics
 from bevkd.eval.report import max_abs_difference
 
 from .conftest import VERSION, assert_same_metrics, perturbed_results, split_samples, write
@@ -88,6 +89,34 @@ def test_devkit_crash_is_reported_not_fatal(root, nusc, tmp_path, capsys):
                  "--results", path, "--out", str(tmp_path / "o"), "--check-devkit"])
     text = capsys.readouterr().out
     assert code == 0 and "mAP: 0.0000" in text and "devkit failed: Exception" in text
+
+
+def test_check_devkit_fails_on_a_difference_above_1e_9(root, nusc, tmp_path, monkeypatch):
+    """--check-devkit: a devkit summary that differs from ours in one value by 1e-6 is a
+    BevkdError naming the difference, where it is and the tolerance (after the comparison is
+    printed); a difference of 1e-12 passes."""
+    path = write(tmp_path, perturbed_results(nusc, split_samples(nusc, "synth_val"), 0))
+    offset = {"by": 1e-6}
+
+    def fake_devkit(data_root, version, split, results_path, out_dir):
+        with open(os.path.join(os.path.dirname(out_dir), "metrics.json")) as f:
+            theirs = json.load(f)  # ours, as written before the devkit runs
+        assert theirs["label_aps"]["car"]["2.0"] > 0.1
+        theirs["label_aps"]["car"]["2.0"] += offset["by"]
+        return theirs, 0.5, None
+
+    monkeypatch.setattr(devkit, "run_devkit", fake_devkit)
+    printed = []
+    with pytest.raises(BevkdError) as err:
+        run_metrics(root, VERSION, "synth_val", path, str(tmp_path / "o"), check_devkit=True,
+                    printer=printed.append)
+    assert str(err.value) == ("metrics differ from the devkit by 1.000e-06 at label_aps/car/2.0 "
+                              "(tolerance 1e-09)")
+    assert any("max abs difference" in p for p in printed)
+    offset["by"] = 1e-12
+    summary = run_metrics(root, VERSION, "synth_val", path, str(tmp_path / "o2"),
+                          check_devkit=True, printer=printed.append)
+    assert summary["label_aps"]["car"]["2.0"] > 0.1
 
 
 def test_max_abs_difference():

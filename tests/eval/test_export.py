@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -11,8 +12,8 @@ import torch
 from bevkd.errors import BevkdError
 from bevkd.eval.config import EVAL_CLASSES
 from bevkd.eval.evaluator import DetectionEvaluator
-from bevkd.eval.export import attributes_from_speed, export_results, validate_results, \
-    write_results
+from bevkd.eval.export import attributes_from_speed, export_results, load_results, \
+    validate_results, write_results
 from bevkd.structures.boxes import Boxes3D
 from bevkd.structures.classes import CLASS_INDEX
 from bevkd.structures.detections import Detections
@@ -94,6 +95,29 @@ def test_evaluator_equals_file_path_and_devkit(root, nusc, evaluator, tmp_path):
         via_file = ours_summary(root, json.load(f), "synth_val")
     assert_same_metrics(json.loads(json.dumps(ours)), via_file, tol=0.0)
     assert_same_metrics(ours, devkit_summary(nusc, path, "synth_val", str(tmp_path / "dk")))
+
+
+def test_written_results_read_back_equal(nusc, evaluator, tmp_path):
+    """load_results reads what write_results wrote (floats to the last bit, sample order
+    kept), ready for validate_results; a missing or truncated file is an error naming it."""
+    tokens = evaluator.sample_tokens
+    data = perturbed_results(nusc, tokens, 1)
+    exported = evaluator.export(_detections(nusc, evaluator, data["results"]))
+    path = write_results(exported, str(tmp_path / "res.json"))
+    back = load_results(path)
+    assert back == exported and list(back["results"]) == tokens
+    first = next(b for boxes in exported["results"].values() for b in boxes)
+    assert back["results"][first["sample_token"]][0]["translation"] == first["translation"]
+    validate_results(back, tokens)
+    none, cut = str(tmp_path / "none.json"), str(tmp_path / "cut.json")
+    with pytest.raises(BevkdError, match=re.escape(f"results file not found: {none}")):
+        load_results(none)
+    with open(path, "rb") as f:
+        head = f.read(100)
+    with open(cut, "wb") as f:
+        f.write(head)
+    with pytest.raises(BevkdError, match=re.escape(f"results file {cut} is not valid JSON")):
+        load_results(cut)
 
 
 def test_attribute_heuristic():

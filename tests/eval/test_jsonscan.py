@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from bevkd.eval.config import ATTRIBUTE_NAMES, EVAL_CLASSES
+from bevkd.eval import records
 from bevkd.eval.jsonlex import count_byte
 from bevkd.eval.jsonscan import scan_results, scan_table
 from bevkd.eval.records import ARR, BOOL, ENUM, KEYEQ, NUM, STR, STRLIST, Field, RowRecords, \
@@ -157,18 +158,82 @@ def test_count_byte_matches_bytes_count():
             assert count_byte(buf, 123) == raw[offset:].count(b"{")
 
 
-def test_join_and_match_rows_equal_the_python_fallback():
+@pytest.fixture
+def join_calls(monkeypatch) -> list:
+    """Calls of the numba hash join (the fast path of records.join)."""
+    calls = []
+    real = records._join
+
+    def spy(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(records, "_join", spy)
+    return calls
+
+
+def _expected(tokens: list[str], target: list[str]) -> list[int]:
+    pos = {}
+    for i, t in enumerate(target):
+        pos[t] = i  # the last equal one wins
+    return [pos.get(t, -1) for t in tokens]
+
+
+def _join_rows() -> list[dict]:
     rows = _rows(200, seed=4)
-    rows[10]["token"] = rows[3]["token"]  # a repeated string: the last one wins
-    raw = json.dumps(rows).encode()
+    rows[10]["token"] = rows[3]["token"]  # repeated strings: the last one wins
+    rows[120]["token"] = rows[60]["token"]
+    return rows
+
+
+def test_join_and_match_rows_take_the_hash_join_and_equal_the_python_fallback(join_calls):
+    """Strings without escapes (non-ASCII written raw included) are joined on their bytes by
+    the numba hash join, with the indices the Python fallback and a hand count give."""
+    rows = _join_rows()
+    rows[6]["token"] = "plain"  # no escapes anywhere: row 5 is UTF-8 bytes, not \u escapes
+    raw = json.dumps(rows, ensure_ascii=False).encode()
     recs = scan_table(raw, FIELDS)
+    assert not recs.escaped("token").any()
     slow = RowRecords(json.loads(raw), FIELDS, "t")
-    wanted = [r["token"] for r in rows[::3]] + ["nope", rows[6]["token"], rows[5]["token"]]
-    for target in (wanted, (recs, "token", np.arange(50, 150))):
-        fast = join(recs, "token", None, target)
-        slow_target = target if isinstance(target, list) else (slow, "token", target[2])
-        assert fast.tolist() == join(slow, "token", None, slow_target).tolist()
-    r_fast, w_fast = match_rows(recs, "token", list(dict.fromkeys(wanted)))
-    r_slow, w_slow = match_rows(slow, "token", list(dict.fromkeys(wanted)))
-    assert r_fast.tolist() == r_slow.tolist() and w_fast.tolist() == w_slow.tolist()
-    assert 6 in r_fast.tolist()  # the escaped string was found
+    tokens = [r["token"] for r in rows]
+    wanted = tokens[::3] + ["nope", tokens[6], tokens[5]]  # 67 + 3; tokens[6] is also at 2
+    got = join(recs, "token", None, wanted)
+    assert got.tolist() == _expected(tokens, wanted)
+    # by hand: row 6 -> its later copy 68, row 5 -> 69, row 10 -> row 3's 1, row 120 -> 40
+    assert [got[i] for i in (0, 1, 5, 6, 10, 60, 120)] == [0, -1, 69, 68, 1, 40, 40]
+    assert got.tolist() == join(slow, "token", None, wanted).tolist()
+    assert len(join_calls) == 1
+    got = join(recs, "token", None, (recs, "token", np.arange(50, 150)))
+    assert got.tolist() == _expected(tokens, tokens[50:150])
+    assert [got[i] for i in (10, 55, 60, 120, 149, 150)] == [-1, 5, 70, 70, 99, -1]
+    assert got.tolist() == join(slow, "token", None, (slow, "token", np.arange(50, 150))).tolist()
+    assert len(join_calls) == 2
+    unique = list(dict.fromkeys(wanted))
+    r_fast, w_fast = match_rows(recs, "token", unique)
+    r_slow, w_slow = match_rows(slow, "token", unique)
+    assert len(join_calls) == 3
+    assert r_fast.tolist() == r_slow.tolist() == [i for i in range(200) if tokens[i] in unique]
+    assert w_fast.tolist() == w_slow.tolist() == [unique.index(tokens[i]) for i in r_fast]
+    assert 5 in r_fast.tolist() and 6 in r_fast.tolist()
+
+
+def test_escaped_strings_are_joined_on_their_decoded_text(join_calls):
+    """A string with escapes (\\u00e9, \\", \\\\) has raw bytes other than its text: the join
+    decodes it (Python path) and still finds it; rows without escapes keep the hash join."""
+    rows = _join_rows()
+    recs = scan_table(json.dumps(rows).encode(), FIELDS)
+    assert np.flatnonzero(recs.escaped("token")).tolist() == [5, 6]
+    tokens = [r["token"] for r in rows]
+    wanted = ["nope", tokens[6], tokens[5], tokens[3]]
+    got = join(recs, "token", None, wanted)
+    assert [got[i] for i in (5, 6, 3, 10, 0)] == [2, 1, 3, 3, -1]
+    assert got.tolist() == _expected(tokens, wanted)
+    rows_, idx = match_rows(recs, "token", wanted)
+    assert rows_.tolist() == [3, 5, 6, 10] and idx.tolist() == [3, 2, 1, 3]
+    # a target with escapes takes the Python path too
+    got = join(recs, "token", np.arange(7, 12), (recs, "token", np.arange(10)))
+    assert got.tolist() == [7, 8, 9, 3, -1]  # row 10 holds row 3's string
+    assert len(join_calls) == 0
+    # the same records, rows without escapes: the hash join
+    got = join(recs, "token", np.arange(7, 200), wanted)
+    assert got.tolist() == _expected(tokens[7:], wanted) and len(join_calls) == 1
