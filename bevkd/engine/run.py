@@ -39,9 +39,11 @@ from ..data.nuscenes import NuScenesDataset
 from ..data.sampler import EpochSampler
 from ..errors import BevkdError
 from ..fileio import write_json
+from ..models.backbones.resnet import random_frozen_stages
 from ..progress import progress_bar
 from ..provenance import git_commit, machine
 from ..structures.batch import collate
+from .callbacks import Interrupted, ResumableData, StopOnInterrupt, Timing
 from .config import ExperimentConfig
 from .ema import EMA
 from .module import DetectionModule
@@ -56,195 +58,6 @@ def load_run_config(run: str) -> ExperimentConfig:
         raise BevkdError(f"{run} is not a run folder (no config.yaml)")
     with open(path) as f:
         return from_dict(ExperimentConfig, yaml.safe_load(f))
-
-
-class _ResumableData(L.Callback):
-    """Makes ``--resume`` continue exactly where the checkpoint was taken, also mid-epoch.
-
-    A checkpoint records the epoch, how many of this rank's items of it were consumed, and the
-    global RNG states; loading it points the :class:`EpochSampler` at the first unconsumed item
-    (before Lightning builds the data iterator) and restores the RNGs.
-    """
-
-    KEY = "bevkd_data"
-
-    def __init__(self, sampler: EpochSampler, batch_size: int):
-        self.sampler, self.batch_size = sampler, batch_size
-
-    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        epoch = trainer.current_epoch
-        if done >= trainer.num_training_batches:  # saved at the end of the epoch
-            epoch, done = epoch + 1, 0
-        checkpoint[self.KEY] = {"epoch": epoch, "consumed": done * self.batch_size,
-                                "rng": _rng_states()}
-
-    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                           checkpoint: dict[str, Any]) -> None:
-        state = checkpoint.get(self.KEY)
-        if state is None:
-            raise BevkdError("--resume: the checkpoint has no data-loader position (written by "
-                             "another version of bevkd?); start a new run")
-        self.sampler.resume(state["epoch"], state["consumed"])
-        _set_rng_states(state["rng"])
-
-
-def _rng_states() -> dict[str, Any]:
-    """Global RNG states as tensors and plain values: checkpoints stay loadable with
-    ``torch.load(weights_only=True)`` (Lightning's default), which refuses numpy arrays."""
-    import random
-
-    import numpy as np
-
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"torch": torch.get_rng_state(),
-            "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
-            "python": random.getstate()}
-
-
-def _set_rng_states(states: dict[str, Any]) -> None:
-    import random
-
-    import numpy as np
-
-    torch.set_rng_state(states["torch"])
-    kind, keys, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    random.setstate(states["python"])
-
-
-class _Interrupted(Exception):
-    """Raised at a step boundary after a Ctrl-C and its checkpoint (see _StopOnInterrupt)."""
-
-
-class _StopOnInterrupt(L.Callback):
-    """Ctrl-C stops training cleanly at the end of the running step: a resumable
-    ``last.ckpt`` of exactly that step is written and the run ends "interrupted" (exit 130).
-
-    A KeyboardInterrupt raised wherever the main thread happens to be can be swallowed (inside
-    a ``__del__``, a checkpoint write), so the first Ctrl-C only sets a flag that the step
-    boundary reads; a second Ctrl-C interrupts at once as usual. An exception that stops
-    training anyway (SIGTERM from a scheduler) still leaves a checkpoint.
-    """
-
-    def __init__(self, path: str):
-        self.path = path
-        self.requested = False
-        self._previous = None
-
-    def _handler(self, signum, frame) -> None:
-        import signal
-
-        self.requested = True
-        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
-        print("\nCtrl-C: stopping after this step (press again to stop now)", file=sys.stderr)
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._restore()
-
-    def _restore(self) -> None:
-        import signal
-
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        # DDP: every rank must stop (and join the checkpoint's barrier) at the same step
-        if trainer.strategy.reduce_boolean_decision(self.requested, all=False):
-            self._save(trainer)
-            # not ``trainer.should_stop``: that ends the epoch as if it were complete, so
-            # validation and the epoch-end checkpoint would run and overwrite last.ckpt with
-            # a state whose resume skips the rest of the epoch
-            raise _Interrupted
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                     exception: BaseException) -> None:
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-        self._restore()
-        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.global_step > 0:
-            self._save(trainer)
-
-    def _save(self, trainer: L.Trainer) -> None:
-        trainer.save_checkpoint(self.path)  # atomic: temporary file + rename
-        print(f"\ninterrupted: checkpoint of step {trainer.global_step} saved to "
-              f"{self.path}; continue with --resume", file=sys.stderr)
-
-
-class _Timing(L.Callback):
-    """Writes RUN/timing.json: training wall time, mean optimiser-step time (the first
-    ``skip`` steps of each process are warm-up and left out), peak resident memory (and peak
-    CUDA memory on GPU).
-
-    The totals travel in the checkpoints, so a run continued with ``--resume`` reports the
-    whole training (time up to its last checkpoint plus the resumed part; work lost to a kill
-    after that checkpoint is not counted) and the peak over its processes, not only the last
-    process's share.
-    """
-
-    def __init__(self, path: str, skip: int = 3):
-        self.path, self.skip = path, skip
-        self.before = {"seconds": 0.0, "steps": 0, "timed": 0, "timed_seconds": 0.0,
-                       "all_seconds": 0.0, "peak_rss_mb": 0.0, "peak_cuda_mb": 0.0}
-        self.steps: list[float] = []  # this process's step times
-        self._t0 = self._start = 0.0
-
-    def state_dict(self) -> dict[str, float]:
-        return self._totals()
-
-    def load_state_dict(self, state: dict[str, float]) -> None:
-        self.before.update(state)
-
-    @staticmethod
-    def _peaks() -> tuple[float, float]:
-        import resource
-
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-        return rss, (torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available()
-                     else 0.0)
-
-    def _totals(self) -> dict[str, float]:
-        b, timed = self.before, self.steps[self.skip:]
-        rss, cuda = self._peaks()
-        return {"seconds": b["seconds"] + (time.perf_counter() - self._start if self._start
-                                           else 0.0),
-                "steps": b["steps"] + len(self.steps), "timed": b["timed"] + len(timed),
-                "timed_seconds": b["timed_seconds"] + sum(timed),
-                "all_seconds": b["all_seconds"] + sum(self.steps),
-                "peak_rss_mb": max(b["peak_rss_mb"], rss),
-                "peak_cuda_mb": max(b["peak_cuda_mb"], cuda)}
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start = time.perf_counter()
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-
-    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
-        self._t0 = time.perf_counter()
-
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        self.steps.append(time.perf_counter() - self._t0)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
-        t = self._totals()
-        # too few steps outside warm-up (a short resume): the mean of all steps
-        step = (t["timed_seconds"] / t["timed"] if t["timed"]
-                else t["all_seconds"] / max(1, t["steps"]))
-        write_json(self.path, {
-            "train_seconds": t["seconds"], "steps": t["steps"], "step_seconds": step,
-            "peak_rss_mb": t["peak_rss_mb"],
-            "peak_cuda_mb": t["peak_cuda_mb"] if torch.cuda.is_available() else None})
 
 
 def epoch_loader(ds: NuScenesDataset, cfg: ExperimentConfig, shuffle: bool) -> DataLoader:
@@ -290,7 +103,7 @@ RESUME_NOTES_SILENCED = (
     r"Experiment logs directory .* exists and is not empty",
     # resuming means continuing into the run's own checkpoints folder
     r"Checkpoint directory .* exists and is not empty",
-    # _ResumableData points the sampler at the first unconsumed item and restores the RNGs,
+    # ResumableData points the sampler at the first unconsumed item and restores the RNGs,
     # so a mid-epoch checkpoint resumes exactly (Lightning only sees a plain DataLoader)
     r"You're resuming from a checkpoint that ended before the epoch ended",
 )
@@ -403,6 +216,11 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
 
     evaluator = DetectionEvaluator(data_root, tcfg.version, tcfg.val_split)
     model = build_model(cfg)
+    frozen_random = random_frozen_stages(getattr(model, "student", model))
+    if frozen_random:
+        print(f"warning: {', '.join(frozen_random)}: frozen ResNet stages that start from random "
+              "weights stay random; give them pretrained ones (--set "
+              "model.args.backbone_weights=FILE, e.g. from `bevkd pretrain`)", file=sys.stderr)
     world = (devices if isinstance(devices, int) else 1) * num_nodes
     steps_per_epoch = -(-(-(-len(train_set) // world)) // tcfg.batch_size)  # EpochSampler share
     module = DetectionModule(model, cfg.optim, evaluator,
@@ -415,8 +233,8 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     val_loader = epoch_loader(val_set, cfg, False)
     callbacks: list[L.Callback] = [
         # timing before the Ctrl-C stop: the step it saves at is counted in that checkpoint
-        _Timing(os.path.join(run, "timing.json")),
-        _ResumableData(train_loader.sampler, tcfg.batch_size), _StopOnInterrupt(last),
+        Timing(os.path.join(run, "timing.json")),
+        ResumableData(train_loader.sampler, tcfg.batch_size), StopOnInterrupt(last),
         # at every epoch's end, validated or not (Lightning's default waits for validation,
         # so with train.eval_every > 1 a killed run would lose up to that many epochs)
         # no version counter: both callbacks write the one last.ckpt (with it, Lightning adds
@@ -470,7 +288,7 @@ def _fit(trainer: L.Trainer, module: DetectionModule, train_loader, val_loader,
     module.train()
     try:
         trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
-    except _Interrupted:  # Ctrl-C: last.ckpt of the step is saved
+    except Interrupted:  # Ctrl-C: last.ckpt of the step is saved
         raise KeyboardInterrupt from None
     except SystemExit:  # Lightning exits 1 after a graceful Ctrl-C; say "interrupted" (130)
         if trainer.interrupted:

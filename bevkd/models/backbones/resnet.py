@@ -108,6 +108,8 @@ class ResNet(nn.Module):
             setattr(self, f"layer{i + 1}", make_layer(block, inplanes, planes, n, 1 if i == 0 else 2))
             inplanes = planes * block.expansion
         self.out_channels = tuple((64, 128, 256, 512)[s - 1] * block.expansion for s in out_stages)
+        # a frozen stage keeps whatever it starts from: say so when that is the random init
+        self.pretrained = weights is not None
         if weights is not None:
             self.load_weights(weights)
         self._freeze()
@@ -167,3 +169,12 @@ class ResNet(nn.Module):
             if i >= max(self.out_stages):
                 break
         return outs
+
+
+def random_frozen_stages(model: nn.Module) -> list[str]:
+    """Names of the ResNets in ``model`` whose frozen stages start from the random
+    initialisation (``frozen_stages >= 0`` and no ``weights``): trained like that, those stages
+    stay random. The tiny preset freezes the whole ResNet and expects ``bevkd pretrain``
+    weights (``model.args.backbone_weights``)."""
+    return [name or type(model).__name__ for name, m in model.named_modules()
+            if isinstance(m, ResNet) and m.frozen_stages >= 0 and not m.pretrained]

@@ -78,3 +78,18 @@ def test_weights_of_another_depth_are_refused_by_name(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(BevkdError, match="cannot read backbone weights"):
         ResNet(18, weights=str(tmp_path / "junk.pth"))
+
+
+def test_frozen_stages_without_weights_are_named(tmp_path):
+    """A student whose frozen ResNet stages would train from the random init is named (train
+    warns); weights, or nothing frozen, clear it."""
+    from bevkd.models.backbones.resnet import random_frozen_stages
+
+    holder = nn.Module()
+    holder.backbone = ResNet(18, frozen_stages=4)
+    holder.other = ResNet(18)  # nothing frozen: it learns
+    assert random_frozen_stages(holder) == ["backbone"]
+    assert random_frozen_stages(ResNet(18, frozen_stages=0)) == ["ResNet"]
+    path = tmp_path / "r18.pth"
+    torch.save(ResNet(18).state_dict(), path)
+    assert random_frozen_stages(ResNet(18, frozen_stages=4, weights=str(path))) == []
