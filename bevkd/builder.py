@@ -24,6 +24,14 @@ def _detectors() -> dict[str, type[nn.Module]]:
             "label_encoder": LabelEncoder}
 
 
+def __getattr__(name: str):
+    """``DETECTORS``, DESIGN §1's flat dict of detector name -> class, built on first use
+    (PEP 562) so that importing the builder does not import the model code."""
+    if name == "DETECTORS":
+        return _detectors()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def typed_kwargs(cls: type, args: dict, where: str, skip: tuple[str, ...] = ()) -> dict:
     """``args`` checked and coerced against ``cls.__init__``'s typed signature."""
     params = {k: p for k, p in inspect.signature(cls.__init__).parameters.items()

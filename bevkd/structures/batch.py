@@ -5,6 +5,10 @@ augmented image size, h x w the depth-target grid, M points. Every frame is expr
 **ego frame of the key frame before BEV augmentation**; ``bda`` maps it to the augmented ego
 frame in which LiDAR points and boxes are given (so the camera path applies
 ``bda @ ego_T_cam`` to its frustum, as BEVDepth does).
+
+:func:`collate` lives here, beside the types it stacks, rather than in ``data/collate.py``
+(DESIGN §1's layout): a batch's fields and how samples stack into them are one contract, so a
+field added to a type is stacked in the same file.
 """
 
 from __future__ import annotations
