@@ -14,12 +14,15 @@ The estimate prices work per epoch, since a bench's runs train different numbers
   line times the epoch's steps (validation not counted), and its own time left is the one
   that line gives (only the current attempt's lines count: a resumed run's log also holds
   the stopped attempt's, which may be ahead of the checkpoint it resumed from);
-- a job whose config has neither takes the mean pace of its kind (teachers, students: a
-  teacher's pace says little of a student's), finished runs first, else of every run.
+- a job whose config has neither takes the mean pace of its kind, finished runs first:
+  teachers; the baseline; distilled students (every method and ablation: their teachers'
+  forward passes and their terms make them slower than the baseline, 1.3-2.4x its step on the
+  tiny preset); then, for a student, of every student (a method before any distilled run has
+  a pace is priced at the baseline's); else of every run.
 
 Jobs run ``parallel`` at a time. Start-up, the final evaluation, the order jobs wait in (a
-student for its teacher) and a distillation method's extra cost over the pace it borrows
-are not counted: a rough guide that gets better as runs finish.
+student for its teacher) and one method's cost over another's whose pace it borrows are not
+counted: a rough guide that gets better as runs finish.
 """
 
 from __future__ import annotations
@@ -107,23 +110,28 @@ def time_left(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mappin
     :func:`live_progress`. None before any run gives a pace."""
     epochs, live = epochs or {}, live or {}
     teachers = set(TEACHER_JOBS.values())
-    # paces per epoch: by config, and by kind (teacher or student), from finished runs and
-    # from the running trainings' last progress lines
+
+    def kind(job: Job) -> str:  # a teacher's pace says little of a student's, and so on
+        return ("teacher" if job.model in teachers else
+                "baseline" if job.model == "baseline" else "distilled")
+
+    # paces per epoch: by config, and by kind, from finished runs and from the running
+    # trainings' last progress lines
     finished: dict[str, list[float]] = {}
     running: dict[str, list[float]] = {}
-    kind_finished: dict[bool, list[float]] = {True: [], False: []}
-    kind_running: dict[bool, list[float]] = {True: [], False: []}
+    kind_finished: dict[str, list[float]] = {"teacher": [], "baseline": [], "distilled": []}
+    kind_running: dict[str, list[float]] = {"teacher": [], "baseline": [], "distilled": []}
     for r in results.values():
         t = train_seconds(r.run) if r.status in ("done", "reused") else None
         if t is not None:
             pace = t / max(epochs.get(r.job.name, 1), 1)
             finished.setdefault(r.job.config, []).append(pace)
-            kind_finished[r.job.model in teachers].append(pace)
+            kind_finished[kind(r.job)].append(pace)
     for job in jobs:
         if job.name in live and job.name not in results:
             pace = live[job.name].epoch_seconds
             running.setdefault(job.config, []).append(pace)
-            kind_running[job.model in teachers].append(pace)
+            kind_running[kind(job)].append(pace)
     every = [p for ps in finished.values() for p in ps] or [
         p for ps in running.values() for p in ps]
     if not every:
@@ -132,6 +140,9 @@ def time_left(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mappin
     def mean(ps: list[float]) -> float:
         return sum(ps) / len(ps)
 
+    def students(paces: dict[str, list[float]]) -> list[float]:
+        return paces["baseline"] + paces["distilled"]
+
     each = []
     for job in jobs:
         if job.name in results:
@@ -139,9 +150,11 @@ def time_left(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mappin
         if job.name in live:
             each.append(live[job.name].left)
             continue
-        teacher = job.model in teachers  # a teacher's pace says little of a student's
+        k = kind(job)
         pace = mean(finished.get(job.config) or running.get(job.config)
-                    or kind_finished[teacher] or kind_running[teacher] or every)
+                    or kind_finished[k] or kind_running[k]
+                    or (k != "teacher" and (students(kind_finished) or students(kind_running)))
+                    or every)
         each.append(max(pace * max(epochs.get(job.name, 1), 1) - elapsed.get(job.name, 0.0),
                         0.0))
     # fewer jobs than slots leave slots idle: the longest job bounds the time from below

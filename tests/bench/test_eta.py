@@ -65,17 +65,20 @@ def test_time_left_prices_each_job_at_its_configs_finished_runs(tmp_path):
         # a failed job and an old run without train_seconds give no pace
         "baseline-s1": JobResult(base[1], str(tmp_path / "nothing"), "failed"),
         "baseline-s2": JobResult(base[2], _finished(tmp_path, "baseline-s2", None), "reused")})
-    # asd-s1 and the ASD ablation at ASD's pace, BEVDistill at the students' mean (4000 s);
-    # asd-s1 has run 1000 s of this attempt; two at a time
+    # asd-s1 and the ASD ablation at ASD's pace, BEVDistill at the distilled students' (ASD's
+    # 5000 s, not the baseline's 3000 s); asd-s1 has run 1000 s of this attempt; two at a time
     left = eta.time_left(jobs, results, {"asd-s1": 1000.0}, 2)
-    assert left == pytest.approx((4000.0 + 5000.0 + 4000.0) / 2)
+    assert left == pytest.approx((4000.0 + 5000.0 + 5000.0) / 2)
     assert eta.progress_line(jobs, results, {"asd-s1": 1000.0}, 2) == \
-        "[bench] 5 of 8 jobs final; ~1 h 48 min to go"
+        "[bench] 5 of 8 jobs final; ~1 h 57 min to go"
     # one job left, two slots: as long as that job, not half of it
     rest = dict(results)
     rest.update({j.name: JobResult(j, str(tmp_path / "nothing"), "failed")
                  for j in jobs if j.name not in results and j is not other})
-    assert eta.time_left(jobs, rest, {}, 2) == pytest.approx(4000.0)
+    assert eta.time_left(jobs, rest, {}, 2) == pytest.approx(5000.0)
+    # before any distilled run has a pace, a method takes the baseline's
+    no_kd = {k: v for k, v in results.items() if k != "asd-s0"}
+    assert eta.time_left([base[0], other], no_kd, {}, 1) == pytest.approx(3000.0)
     assert eta.time_left(jobs, {}, {}, 2) is None
     assert eta.progress_line(jobs, {}, {}, 2) == "[bench] 0 of 8 jobs final"
 
