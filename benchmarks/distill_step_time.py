@@ -26,7 +26,10 @@ from bevkd.structures.batch import collate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIGS = os.path.join(os.path.dirname(HERE), "configs")
-ROWS = ("baseline", "bevdistill", "labeldistill", "dualdistill", "asd", "composite")
+ROWS = ("baseline", "bevdistill", "labeldistill", "dualdistill", "asd", "asd_shared_lift",
+        "composite")
+# rows that are a method's config with other settings: row -> (config, --set strings)
+VARIANTS = {"asd_shared_lift": ("asd", ("distill.methods.0.args.sim_lift=shared",))}
 
 
 def main() -> None:
@@ -44,10 +47,11 @@ def main() -> None:
                 f"distill.teachers.label={args.label}"]
     models, batch = {}, None
     for row in ROWS:
+        name, sets = VARIANTS.get(row, (row, ()))
         config = os.path.join(CONFIGS, "student" if row == "baseline" else "distill",
-                              "bevdepth.yaml" if row == "baseline" else f"{row}.yaml")
+                              "bevdepth.yaml" if row == "baseline" else f"{name}.yaml")
         cfg = load_experiment(config, args.preset, ["data.use_lidar=true"]
-                              + ([] if row == "baseline" else teachers))
+                              + ([] if row == "baseline" else [*teachers, *sets]))
         if row != "baseline":  # only the roles the methods use
             roles = {r for m in cfg.distill.methods for r in _roles(m.type)}
             cfg = _keep_roles(cfg, roles)
