@@ -253,7 +253,8 @@ def run_commits(results: dict, commit: str) -> dict[str, list[str]]:
     commits: those are keyed by their attempts' commits joined by " + ")."""
     out: dict[str, list[str]] = {}
     for name, meta in _finished_meta(results):
-        commits = list(dict.fromkeys(meta.get("commits") or [meta.get("commit", "unknown")]))
+        commits = list(dict.fromkeys(c or "unknown" for c in meta.get("commits")
+                                     or [meta.get("commit")]))
         if commits != [commit]:
             out.setdefault(" + ".join(commits), []).append(name)
     return out

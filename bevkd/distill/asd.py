@@ -95,8 +95,11 @@ class ASD(Distiller):
         student_level: the student's lifted camera BEV (``bev_in``).
         lidar_level, fusion_level: teacher features to match (``bev_in``: pillar scatter / the
             fused BEV input to the fusion trunk).
-        sim_lift: ``own`` (a second lift of ``img_feats``, default) or ``shared`` (the
-            student's ``bev_in``) as the simulated branch's input (module docstring).
+        sim_lift: ``own`` (a second lift of ``img_feats``: DESIGN's reading, the one
+            ``configs/distill/asd.yaml`` sets) or ``shared`` (the student's ``bev_in``) as the
+            simulated branch's input (module docstring). The default stays ``shared``, what
+            ASD did before the second lift, so that a run's config written then (method args
+            are kept as written, without this key) still builds the model it trained.
         gcm_depth: conv layers of the GCM residual body (2; 0 = no GCM).
         gate_bias_init: initial bias of the fusion gate (-2.0: ``g ≈ 0.12``).
         mask: feature region ``gaussian`` (GT heatmap, default), ``box`` or ``all``.
@@ -123,7 +126,7 @@ class ASD(Distiller):
                  teacher_channels: dict[str, dict[str, int]],
                  lidar_teacher: str = "lidar", fusion_teacher: str = "fusion",
                  student_level: str = "bev_in", lidar_level: str = "bev_in",
-                 fusion_level: str = "bev_in", sim_lift: str = "own", gcm_depth: int = 2,
+                 fusion_level: str = "bev_in", sim_lift: str = "shared", gcm_depth: int = 2,
                  gate_bias_init: float = -2.0,
                  mask: str = "gaussian", mask_min_radius: int = 1, smooth_kernel: int = 3,
                  alpha_scope: str = "sample", sim_weight: float = 0.1, fusion_weight: float = 0.1,
@@ -149,6 +152,9 @@ class ASD(Distiller):
                                  f"{', '.join(teacher_channels) or 'none'} (distill.teachers)")
         if student_level not in student_channels:
             raise BevkdError(f"asd: the student does not publish {student_level!r}")
+        if sim_lift == "own" and student_level != "bev_in":
+            raise BevkdError(f"asd: sim_lift=own lifts onto the student's lifted BEV, so "
+                             f"student_level must be 'bev_in', got {student_level!r}")
         if sim_lift == "own" and "img_feats" not in student_channels:
             raise BevkdError("asd: sim_lift=own lifts the student's image features a second "
                              "time, and this student publishes no 'img_feats' (a camera "

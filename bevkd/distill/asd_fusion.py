@@ -40,7 +40,8 @@ def _conv_bn(c_in: int, c_out: int, relu: bool) -> list[nn.Module]:
 class GeometryCompensation(nn.Module):
     """GCM: ``x + body(x)`` on the lifted camera BEV, (B, C, Y, X) -> (B, C, Y, X).
 
-    ``depth`` conv layers (0 = identity: ``F_sim = F_c``, the ablation without GCM).
+    ``depth`` conv layers (0 = identity: ``F_sim`` is the lifted BEV itself, the second lift's
+    or the student's; the ablation without GCM).
     """
 
     def __init__(self, channels: int, depth: int = 2):

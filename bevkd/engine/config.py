@@ -49,6 +49,9 @@ class TrainConfig:
     num_workers: int = 2
     seed: int = 0
     ema_decay: float = 0.0                   # 0: off; e.g. 0.999
+    # EMA warm-up: step n averages with ema_decay * (1 - exp(-n / ema_ramp)) (BEVDepth's
+    # ModelEMA, 2000 steps of its ~84k); a short schedule needs a shorter ramp
+    ema_ramp: float = 2000.0
     precision: str = "auto"                  # "auto": 16-mixed on GPU, 32 on CPU
     eval_every: int = 1                      # epochs between validations (0: only at the end)
     deterministic: bool = False

@@ -14,13 +14,19 @@ import lightning as L
 import torch
 from torch import nn
 
+from ..errors import BevkdError
+
 
 class EMA(L.Callback):
     """Keeps ``shadow = d_n * shadow + (1 - d_n) * weights`` after the n-th optimiser step, with
     BEVDepth's warm-up (its ``ModelEMA``, after YOLOX): ``d_n = decay * (1 - exp(-n / ramp))``,
-    ``ramp`` = 2000 steps, so the early average follows the fast-moving weights closely."""
+    ``ramp`` = 2000 steps there (``train.ema_ramp``), so the early average follows the
+    fast-moving weights closely."""
 
     def __init__(self, decay: float, ramp: float = 2000.0):
+        if not 0.0 < decay < 1.0 or ramp <= 0:
+            raise BevkdError(f"EMA needs 0 < train.ema_decay < 1 and train.ema_ramp > 0, got "
+                             f"{decay} and {ramp}")
         self.decay, self.ramp = decay, ramp
         self.shadow: dict[str, torch.Tensor] | None = None
         self.updates = 0

@@ -252,7 +252,7 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     if progress:
         callbacks.append(progress_callback())
     if tcfg.ema_decay > 0:  # first: a step's average is updated before anything saves it
-        callbacks.insert(0, EMA(tcfg.ema_decay))
+        callbacks.insert(0, EMA(tcfg.ema_decay, tcfg.ema_ramp))
     # one filter over the Trainer's build (it says some of the notes), fit and validate
     with _notes_silenced(resume):
         trainer = L.Trainer(

@@ -142,3 +142,13 @@ def test_an_average_that_never_stepped_leaves_the_trained_weights(tmp_path):
     _, model = load_trained(run)
     for k, v in model.state_dict().items():
         assert torch.equal(v, raw[k]), k
+
+
+def test_an_average_that_cannot_average_is_refused():
+    """train.ema_decay at 1 or more would freeze the average; a ramp of 0 divides by zero."""
+    from bevkd.errors import BevkdError
+
+    with pytest.raises(BevkdError, match="0 < train.ema_decay < 1 and train.ema_ramp > 0"):
+        EMA(1.0)
+    with pytest.raises(BevkdError, match="got 0.9 and 0"):
+        EMA(0.9, 0)
