@@ -362,7 +362,9 @@ def _write_metrics(folder: str, metrics: dict[str, Any]) -> str:
 
 def load_trained(run: str, ckpt: str | None = None, use_ema: bool = True
                  ) -> tuple[ExperimentConfig, torch.nn.Module]:
-    """The config and trained model of a run (EMA weights when the run kept an average)."""
+    """The config and trained model of a run (EMA weights when the run kept an average), in
+    the memory layout it trained in (``train.channels_last``), so that an evaluation of the
+    checkpoint repeats the one made in training to the last digit."""
     cfg = load_run_config(run)
     path = ckpt or os.path.join(run, CKPT_DIR, "last.ckpt")
     if not os.path.isfile(path):
@@ -375,6 +377,8 @@ def load_trained(run: str, ckpt: str | None = None, use_ema: bool = True
     ema = next((v for k, v in state.get("callbacks", {}).items() if k.startswith("EMA")), None)
     if use_ema and ema and ema.get("shadow"):
         model.load_state_dict(ema["shadow"], strict=False)
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
     return cfg, model
 
 

@@ -153,19 +153,26 @@ def test_channels_last_trains_in_that_layout_and_its_checkpoint_loads_as_any(syn
                          if w.shape[-2:] != (1, 1))  # a 1x1 kernel is both layouts at once
     assert not all(w.is_contiguous() for w in convs if w.shape[-2:] != (1, 1))
     assert os.path.isfile(os.path.join(run, "checkpoints/last.ckpt"))
-    # the checkpoint holds ordinary weights: a model built as usual (NCHW) loads them and
-    # computes what the trained one does, up to the layouts' float rounding
+    # load_trained gives the model in the layout it trained in, which computes exactly what
+    # the trained one does (an evaluation of the checkpoint repeats the one in training)
     _, model = load_trained(run)
-    assert all(m.weight.is_contiguous() for m in model.modules()
+    assert all(m.weight.is_contiguous(memory_format=torch.channels_last)
+               for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    # the checkpoint holds ordinary weights: the same model turned back to NCHW computes what
+    # the trained one does, up to the layouts' float rounding
+    _, nchw = load_trained(run)
+    nchw.to(memory_format=torch.contiguous_format)
+    assert all(m.weight.is_contiguous() for m in nchw.modules()
                if isinstance(m, torch.nn.Conv2d))
     ds = NuScenesDataset(synth_root, cfg.train.version, cfg.train.val_split, cfg.data,
                          train=False)
     batch = collate([ds[0]])
     trained = module.model.eval()
     with torch.no_grad():
-        ours, theirs = model.eval()(batch), trained(batch)
-    assert len(ours.preds) == len(theirs.preds)
-    for a, b in zip(ours.preds, theirs.preds):  # per task: heatmap, reg, height, dim, ...
-        assert a.keys() == b.keys()
+        ours, theirs, plain = model.eval()(batch), trained(batch), nchw.eval()(batch)
+    assert len(ours.preds) == len(theirs.preds) == len(plain.preds)
+    for a, b, c in zip(ours.preds, theirs.preds, plain.preds):  # per task: heatmap, reg, ...
+        assert a.keys() == b.keys() == c.keys()
         for key in a:
-            torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+            torch.testing.assert_close(c[key], b[key], rtol=1e-4, atol=1e-4)
