@@ -281,6 +281,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: write the table of the runs finished so far (also while "
                         "a bench is running in the same --runs folder)")
+    p.add_argument("--archive", default=None, metavar="DIR",
+                   help="keep every finished run there without its checkpoints (a few hundred "
+                        "KB each, to commit beside the table), and restore from there the "
+                        "finished runs the --runs folder lacks (e.g. on a new machine)")
     p.set_defaults(func=_cmd_bench)
 
 
@@ -293,7 +297,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     result = run_bench(args.preset, args.out, runs, args.data, args.seeds, methods,
                        not args.no_composite, () if args.no_ablations else tuple(ABLATIONS),
                        args.parallel, tuple(args.overrides), args.pretrain_steps,
-                       not args.report_only, args.ablation_seeds)
+                       not args.report_only, args.ablation_seeds, args.archive)
     print(open(os.path.join(args.out, f"{args.preset}.md")).read())
     if result["failed"]:
         raise BevkdError(f"{len(result['failed'])} run(s) failed: {', '.join(result['failed'])}")

@@ -15,7 +15,8 @@ from ..fileio import atomic_write, write_json
 from ..provenance import git_commit, machine_label
 from .plan import ABLATIONS, METHODS, Job, plan, redundant_ablations
 from .report import ablation_pairs, acceptance, collect, markdown
-from .runner import is_finished, run_jobs
+from .archive import archive_run, is_restored, restore
+from .runner import JobResult, is_finished, run_jobs
 
 
 @dataclass(frozen=True)
@@ -87,9 +88,12 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
               methods: tuple[str, ...] = METHODS, composite: bool = True,
               ablations: tuple[str, ...] = tuple(ABLATIONS), parallel: int | None = None,
               extra: tuple[str, ...] = (), pretrain_steps: int | None = None,
-              train: bool = True, ablation_seeds: int | None = None) -> dict:
+              train: bool = True, ablation_seeds: int | None = None,
+              archive: str | None = None) -> dict:
     """The whole bench; ``train=False`` writes the table of the runs finished so far (rows
-    without one are left out and named in the table's note) and trains nothing."""
+    without one are left out and named in the table's note) and trains nothing. ``archive``
+    (``--archive``): restore from it the finished runs the runs folder lacks, and copy there
+    every run as it finishes, without checkpoints (:mod:`bevkd.bench.archive`)."""
     spec = bench_spec(preset)
     if pretrain_steps is not None:
         from dataclasses import replace
@@ -114,6 +118,8 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
               "row already trains", flush=True)
     ablations = tuple(a for a in ablations if a not in same)
     jobs = plan(seeds, methods, composite, ablations, tuned, student_sets, ablation_seeds)
+    if archive:  # before anything reads the runs folder
+        restore(jobs, runs, archive, training=train, log=lambda m: print(m, flush=True))
     more = finished_ablation_seeds(jobs, plan(seeds, methods, composite, ablations, tuned,
                                               student_sets, seeds), runs)
     jobs += more
@@ -124,7 +130,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         camera = (f"model.args.backbone_weights={weights}",)
     results = run_jobs(jobs, preset, data, runs, parallel or spec.parallel, spec.threads,
                        extra=extra, camera_extra=camera, log=lambda m: print(m, flush=True),
-                       train=train)
+                       train=train, on_final=_archiver(archive) if archive else None)
     students = {r.job.model: r.run for r in results.values()
                 if r.status in ("done", "reused") and r.job.seed == 0
                 and r.job.model not in ("teacher", "fusion_teacher", "label_encoder")}
@@ -134,6 +140,11 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
 
         timed = lat.measure(students, data)
         latency = lat.latency_fields(timed.passes, cost=timed.cost)
+        # decoding's cost depends on the weights (how many boxes score high): not timed on
+        # a restored run's untrained network
+        decode = latency.get("latency_ratio_with_decode", {})
+        for name in set(decode) - timed.trained:
+            del decode[name]
         steps = steptime.measure(students, data)
         busy = lat.load_note()
     rows = collect(results, "synth_val", latency, steps)
@@ -159,6 +170,13 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                      f"{', '.join(j.name for j in more)}.")
     if busy:
         notes.append(busy)
+    back = [n for n, r in results.items() if r.status in ("done", "reused") and is_restored(r.run)]
+    if back:
+        notes.append(f"Restored from the archive `{archive}` (finished runs kept without their "
+                     "checkpoints; a run's inputs then checked by the dataset tables' sizes, not "
+                     "by the teachers' checkpoints, which may have been trained again since; "
+                     "step time and latency timed on the network their config builds, which "
+                     "costs what the trained one does): " + ", ".join(back) + ".")
     if failed:
         notes.append(f"Failed or skipped runs: {', '.join(failed)}.")
     if missing:
@@ -190,7 +208,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
               "ablation_seeds": ablation_seeds,
               "data": data, "pretrain_steps": spec.pretrain_steps,
               "overrides": {r: list(s) for r, s in tuned.items()}, "run_commits": others,
-              "served_by": served, "machines": machines, "rows": rows,
+              "served_by": served, "machines": machines, "restored": back, "rows": rows,
               "acceptance": acceptance(rows), "ablations": ablation_pairs(rows),
               "failed": failed, "missing": missing}
     base = os.path.join(out, preset)
@@ -198,6 +216,19 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     atomic_write(base + ".md", markdown(rows, preset, commit, command, seeds, note))
     _plots(rows, base, results, data, preset)
     return result
+
+
+def _archiver(archive: str):
+    """The bench's ``on_final``: copy each finished run into ``archive`` (a restored one is
+    there already). A copy that fails is said and stops nothing: the run itself is intact."""
+    def keep(res: JobResult) -> None:
+        if is_restored(res.run):
+            return
+        try:
+            archive_run(res.run, archive)
+        except OSError as e:
+            print(f"[bench] could not archive {res.run} in {archive}: {e}", flush=True)
+    return keep
 
 
 def bench_dataset(data: str | None, runs: str, spec: BenchSpec, train: bool = True) -> str:
@@ -331,7 +362,9 @@ def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str) -
     distilled = next((m for m in ("composite", *METHODS) if f"{m}-s0" in ok), None)
     for model in ("teacher", "baseline", distilled):
         name = model if model == "teacher" else f"{model}-s0"
-        if model and name in ok:
+        # a restored run has no weights to draw with
+        if model and name in ok and os.path.isfile(os.path.join(results[name].run,
+                                                                "checkpoints", "last.ckpt")):
             picks[model] = results[name].run
     if len(picks) >= 2:
         import torch

@@ -34,14 +34,13 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..data.nuscenes import NuScenesDataset
-from ..engine.run import load_trained
 from ..structures.batch import collate
 
 Passes = dict[str, dict[str, np.ndarray]]
@@ -62,10 +61,14 @@ class Measurement:
     :data:`CONTROL` among them) and each model's forward-pass cost, ``{model: {"params":
     int, "flops": int}}`` (parameter count; FLOPs of one forward pass on the first sample as
     ``torch.utils.flop_counter`` counts them, a multiply-add as 2). The cost is exact and
-    machine-independent: a student whose cost equals the baseline's runs the same network."""
+    machine-independent: a student whose cost equals the baseline's runs the same network.
+    ``trained``: the models timed with their trained weights (the others are restored runs
+    without a checkpoint, timed on their config's network: :func:`~bevkd.bench.archive.
+    timing_model`), whose decoding time says nothing."""
 
     passes: Passes
     cost: dict[str, dict[str, int]]
+    trained: set[str] = field(default_factory=set)
 
 
 @torch.no_grad()
@@ -81,14 +84,18 @@ def measure(runs: dict[str, str], data: str, samples: int = 8, rounds: int = 8,
     torch.set_num_threads(threads)
     if control and "baseline" in runs:
         runs = {**runs, CONTROL: runs["baseline"]}
-    students, cfg = {}, None
+    from .archive import timing_model
+
+    students, cfg, trained = {}, None, set()
     for name, run in runs.items():
-        cfg, model = load_trained(run)
+        cfg, model, has_weights = timing_model(run)
         students[name] = getattr(model, "student", model).eval()
+        if has_weights:
+            trained.add(name)
     ds = NuScenesDataset(data, cfg.train.version, cfg.train.val_split, cfg.data, train=False)
     batches = [collate([ds[i]]) for i in range(min(samples, len(ds)))]
     cost = {name: forward_cost(model, batches[0]) for name, model in students.items()}
-    return Measurement(time_passes(students, batches, rounds), cost)
+    return Measurement(time_passes(students, batches, rounds), cost, trained)
 
 
 @torch.no_grad()

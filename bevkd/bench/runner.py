@@ -15,6 +15,10 @@ than the run's ``config.yaml`` (a preset file edited since), does not reuse or r
 fails the job with a message, since a table silently mixing two settings would be wrong. A
 job's reuse is judged once every job it needs is final.
 
+A run restored from a bench archive (:mod:`bevkd.bench.archive`, marked :data:`RESTORED`)
+comes without checkpoints, possibly onto a new machine: its inputs are checked by the dataset
+tables' names and sizes alone (:func:`lasting`), its command and config as any run's.
+
 ``train=False`` (``bevkd bench --report-only``) starts nothing: finished runs are taken as
 they are (after the same checks), the others are reported ``missing``; it takes no lock, so
 it can tabulate a bench that is still running.
@@ -34,7 +38,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import differing_keys, to_dict
 from ..errors import BevkdError
@@ -83,6 +87,16 @@ def command(job: Job, preset: str, data: str, runs: str, threads: int,
 
 
 JOB_FILE = "bench_job.json"
+RESTORED = "restored.json"  # marks a run copied back from a bench archive (bench/archive.py)
+
+
+def lasting(inputs: dict[str, object]) -> dict[str, object]:
+    """What of a job's recorded :func:`inputs` a restored run is checked against: the dataset
+    tables' names and sizes. A restored run comes without checkpoints and onto a new machine,
+    where the teachers it learned from may be trained again and the data generated again
+    (other modification times); the table names such runs."""
+    data = inputs.get("data")
+    return {"data": [row[:2] for row in data] if isinstance(data, list) else data}
 
 
 def portable(sig: Any) -> Any:
@@ -166,8 +180,10 @@ def mismatch(run: str, cmd: list[str], now_inputs: dict[str, object] | None = No
             return (f"{run} was trained by another command (differs in {what}); use another "
                     "--runs folder or delete that run")
         if now_inputs is not None and "inputs" in saved:
-            changed = sorted(k for k in set(saved["inputs"]) | set(now_inputs)
-                             if saved["inputs"].get(k) != now_inputs.get(k))
+            was, now_in = saved["inputs"], now_inputs
+            if os.path.isfile(os.path.join(run, RESTORED)):
+                was, now_in = lasting(was), lasting(now_in)
+            changed = sorted(k for k in set(was) | set(now_in) if was.get(k) != now_in.get(k))
             if changed:
                 return (f"{run} was trained from other inputs: {changed} changed since (a "
                         "teacher retrained, the data or backbone made again); use another "
@@ -288,17 +304,24 @@ def _epochs(jobs: list[Job], preset: str, extra: tuple[str, ...]) -> dict[str, i
 def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
              threads: int = 1, val_split: str = "synth_val", extra: tuple[str, ...] = (),
              camera_extra: tuple[str, ...] = (), log=print, poll: float = 1.0,
-             train: bool = True, status_every: float = 1800.0) -> dict[str, JobResult]:
+             train: bool = True, status_every: float = 1800.0,
+             on_final: Callable[[JobResult], None] | None = None) -> dict[str, JobResult]:
     """Run ``jobs`` (at most ``parallel`` at once) and return their results by name; with
     ``train=False`` only judge them (finished runs ``reused``, the rest ``missing``). Once the
     first trainings start and whenever a job ends, the log says how many jobs are final and
     how long the bench may still take; every ``status_every`` seconds also where each running
-    training stands (:mod:`bevkd.bench.eta`)."""
+    training stands (:mod:`bevkd.bench.eta`). ``on_final`` is called with each finished
+    result (trained or reused) as soon as it is known: the bench archives it there
+    (:mod:`bevkd.bench.archive`), so a bench stopped for good keeps what it finished."""
     if parallel < 1:
         raise BevkdError(f"parallel must be at least 1, got {parallel}")
     if not train:
-        return {job.name: _judge(job, preset, data, runs, threads, val_split, extra,
-                                 camera_extra, log) for job in jobs}
+        judged = {job.name: _judge(job, preset, data, runs, threads, val_split, extra,
+                                   camera_extra, log) for job in jobs}
+        for res in judged.values():
+            if on_final and res.status == "reused":
+                on_final(res)
+        return judged
     os.makedirs(runs, exist_ok=True)
     lock = _lock(runs)
     results: dict[str, JobResult] = {}
@@ -358,6 +381,8 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                         results[job.name] = JobResult(job, run, "reused")
                         pending.remove(job)
                         log(f"[bench] reuse {job.name} (finished earlier)")
+                        if on_final:
+                            on_final(results[job.name])
                         continue
                     same = twin(job, cmd, stamps, runs, val_split)
                     if same:
@@ -365,6 +390,8 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                         pending.remove(job)
                         log(f"[bench] reuse {os.path.basename(same)} for {job.name} (the "
                             "same training)")
+                        if on_final:
+                            on_final(results[job.name])
                         continue
                     ready[job.name] = stamps
                 if len(running) < parallel:
@@ -397,6 +424,8 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                 log(f"[bench] {'done' if ok else 'FAILED'} {name} "
                     f"({results[name].seconds / 60:.1f} min)"
                     f"{'' if ok else f'; see {run}/train.log'}")
+                if ok and on_final:
+                    on_final(results[name])
                 status(False)
                 last_status = time.perf_counter()
             if running and time.perf_counter() - last_status >= status_every:

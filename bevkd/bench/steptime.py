@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ..data.nuscenes import NuScenesDataset
-from ..engine.run import load_trained
 from ..structures.batch import Batch, collate
+from .archive import timing_model
 
 
 def measure(runs: dict[str, str], data: str, rounds: int = 5, threads: int = 1
@@ -35,7 +35,7 @@ def measure(runs: dict[str, str], data: str, rounds: int = 5, threads: int = 1
     torch.set_num_threads(threads)
     models, cfgs = {}, []
     for name, run in runs.items():
-        cfg, model = load_trained(run)
+        cfg, model, _ = timing_model(run)  # a step costs what the network does, whatever weights
         models[name] = model.train()
         cfgs.append(cfg)
     cfg = cfgs[0]

@@ -78,6 +78,10 @@ def loss_curves(runs: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], out: 
                      fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3, which="both")
+        if not drawn:  # a run with no training log (or all zero): say so, not an empty legend
+            ax.text(0.5, 0.5, "no logged losses", ha="center", va="center",
+                    transform=ax.transAxes, color="0.5")
+            continue
         # below the panel: the curves fill the axes at every height
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3,
                   frameon=False)

@@ -614,8 +614,8 @@ def test_cli_passes_ablation_seeds_to_the_bench(tmp_path, monkeypatch):
     seen = {}
 
     def fake_run_bench(preset, out, runs, data, seeds, methods, composite, ablations, parallel,
-                       extra, pretrain_steps, train, ablation_seeds):
-        seen.update(seeds=seeds, ablation_seeds=ablation_seeds, train=train)
+                       extra, pretrain_steps, train, ablation_seeds, archive):
+        seen.update(seeds=seeds, ablation_seeds=ablation_seeds, train=train, archive=archive)
         os.makedirs(out, exist_ok=True)
         open(os.path.join(out, f"{preset}.md"), "w").write("table\n")
         return {"failed": []}
@@ -624,7 +624,9 @@ def test_cli_passes_ablation_seeds_to_the_bench(tmp_path, monkeypatch):
     out = str(tmp_path / "out")
     assert cli.main(["bench", "--out", out, "--seeds", "3", "--ablation-seeds", "2",
                      "--report-only"]) == 0
-    assert seen == {"seeds": 3, "ablation_seeds": 2, "train": False}
+    assert seen == {"seeds": 3, "ablation_seeds": 2, "train": False, "archive": None}
+    assert cli.main(["bench", "--out", out, "--archive", "keep", "--report-only"]) == 0
+    assert seen["archive"] == "keep"
     assert cli.main(["bench", "--out", out]) == 0 and seen["ablation_seeds"] is None
     with pytest.raises(SystemExit):  # argparse: "--ablation-seeds must be at least 1, got 0"
         cli.main(["bench", "--out", out, "--ablation-seeds", "0"])
@@ -678,3 +680,24 @@ def test_a_row_adopting_an_ablations_setting_reads_that_ablations_run(tmp_path):
     (runs / "dualdistill-s0").mkdir()
     res = run_jobs([row], "tiny", str(data), str(runs), 1, train=False, log=lambda m: None)
     assert res["dualdistill-s0"].status == "missing"
+
+
+def test_a_report_reads_the_runs_an_archive_holds(tmp_path, monkeypatch):
+    """A new machine with the committed archive and no runs: `--report-only --archive`
+    restores the finished runs and tabulates them, naming them in a note."""
+    from bevkd.bench import command
+
+    monkeypatch.setattr(command, "git_commit", lambda: "abc")
+    data, runs, out, archive = (tmp_path / n for n in ("data", "runs", "out", "archive"))
+    (data / "v1.0-synth").mkdir(parents=True)
+    archive.mkdir()
+    _fake_run(archive, "teacher", 0.60, 0.62, 1.0)
+    _fake_run(archive, "bevdistill-s0", 0.30, 0.40, 1.5)
+    res = command.run_bench("tiny", str(out), str(runs), str(data), 1, ("bevdistill",), False,
+                            (), train=False, archive=str(archive))
+    assert [r["model"] for r in res["rows"]] == ["teacher", "bevdistill"]
+    assert res["rows"][1]["mAP"] == [0.30]
+    assert res["restored"] == ["teacher", "bevdistill-s0"] and res["missing"] == ["baseline-s0"]
+    md = (out / "tiny.md").read_text()
+    assert f"Restored from the archive `{archive}`" in md and ": teacher, bevdistill-s0." in md
+    assert sorted(os.listdir(runs)) == ["bevdistill-s0", "teacher"]

@@ -177,11 +177,17 @@ def test_forward_cost_counts_parameters_and_flops():
     assert c["params"] > 64 * 32 + 32 and c["flops"] > 2 * 3 * 64 * 32
 
 
-def test_measure_times_each_runs_network_on_one_thread(trained_run, synth_root):
+def test_measure_times_each_runs_network_on_one_thread(trained_run, synth_root, tmp_path):
+    import shutil
+
+    from bevkd.bench.archive import LEFT_OUT
     from bevkd.bench.latency import measure
 
-    m = measure({"baseline": trained_run, "again": trained_run}, synth_root, samples=2,
-                rounds=1)
+    # "again": the run as a bench archive restores it, without its checkpoint
+    again = str(tmp_path / "again")
+    shutil.copytree(trained_run, again, ignore=shutil.ignore_patterns(*LEFT_OUT))
+    m = measure({"baseline": trained_run, "again": again}, synth_root, samples=2, rounds=1)
+    assert m.trained == {"baseline", CONTROL}  # whose decoding time means something
     passes = m.passes
     assert set(passes) == {"forward", "forward_cpu", "total"}
     for clock in passes.values():  # the baseline loaded once more, as the control
@@ -191,7 +197,7 @@ def test_measure_times_each_runs_network_on_one_thread(trained_run, synth_root):
         assert (0 < passes["forward"][name]).all()
         assert (passes["forward"][name] <= passes["total"][name]).all()
         assert (passes["forward_cpu"][name] > 0).all()
-    # one run, one network: the same cost for each copy, and a real one
+    # one network: the same cost for each copy (trained or not), and a real one
     assert m.cost["again"] == m.cost["baseline"] == m.cost[CONTROL]
     assert m.cost["baseline"]["params"] > 1000 and m.cost["baseline"]["flops"] > 1e6
     assert set(measure({"baseline": trained_run}, synth_root, samples=1, rounds=1,

@@ -1,0 +1,141 @@
+"""The bench archive: finished runs kept without checkpoints, restored on a new machine
+(the runner's ``bench`` fixture of conftest.py trains stand-in runs)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import torch
+
+from bevkd.bench.archive import LEFT_OUT, archive_run, is_restored, restorable, restore, \
+    timing_model
+from bevkd.bench.command import _archiver
+from bevkd.bench.plan import plan
+from bevkd.bench.runner import RESTORED
+
+JOBS = plan(1, ("bevdistill",), False, ())  # teacher, baseline-s0, bevdistill-s0 (needs teacher)
+
+
+def _files(root) -> set[str]:
+    return {os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs}
+
+
+def _new_machine(runs, data) -> None:
+    """Every run lost; the dataset generated again (same tables, new modification times)."""
+    shutil.rmtree(runs)
+    table = data / "v1.0-synth" / "sample.json"
+    text = table.read_text()
+    table.unlink()
+    table.write_text(text)
+
+
+def test_finished_runs_are_archived_without_weights_and_restored_on_a_new_machine(bench,
+                                                                                 tmp_path):
+    run, runs, data = bench
+    archive = tmp_path / "archive"
+    status, _ = run(on_final=_archiver(str(archive)))
+    assert set(status.values()) == {"done"}
+    assert sorted(os.listdir(archive)) == ["baseline-s0", "bevdistill-s0", "teacher"]
+    for name in os.listdir(archive):
+        kept = _files(archive / name)
+        assert kept == {"bench_job.json", "timing.json", "eval/synth_val/metrics.json",
+                        "starts"}, kept  # no checkpoints/last.ckpt, no train.log
+        assert _files(runs / name) - kept == {"checkpoints/last.ckpt", "train.log"}
+    _new_machine(runs, data)
+    logs: list[str] = []
+    assert restore(JOBS, str(runs), str(archive), log=logs.append) == [j.name for j in JOBS]
+    assert logs == [f"[bench] restored from {archive} (finished, no checkpoints): teacher, "
+                    "baseline-s0, bevdistill-s0"]
+    assert all(is_restored(str(runs / j.name)) for j in JOBS)
+    # the restored runs are final: nothing trains (each run started once, on the old machine),
+    # though the data's tables and the teacher's checkpoint are not the ones they recorded
+    status, _ = run(on_final=_archiver(str(archive)))
+    assert set(status.values()) == {"reused"}
+    assert all((runs / j.name / "starts").read_text().split() == ["new"] for j in JOBS)
+    # a restored run is not copied back over its archive (whose copy has no marker)
+    assert not any(RESTORED in _files(archive / j.name) for j in JOBS)
+
+
+def test_a_teacher_that_a_training_still_needs_is_trained_again(bench, tmp_path):
+    run, runs, data = bench
+    archive = tmp_path / "archive"
+    run(on_final=_archiver(str(archive)))
+    shutil.rmtree(archive / "bevdistill-s0")  # the student finished after the last copy
+    _new_machine(runs, data)
+    # the student trains again and needs the teacher's checkpoint: the teacher is not
+    # restored but trained again; the baseline needs nothing and is restored
+    assert [j.name for j in restorable(JOBS, str(runs), str(archive), "synth_val")] == \
+        ["baseline-s0"]
+    restore(JOBS, str(runs), str(archive))
+    status, _ = run(on_final=_archiver(str(archive)))
+    assert status == {"teacher": "done", "baseline-s0": "reused", "bevdistill-s0": "done"}
+    assert (runs / "teacher" / "starts").read_text().split() == ["new"]  # a new training
+    assert os.path.isdir(archive / "bevdistill-s0")  # archived as it finished
+    # a report trains nothing, so every finished run in the archive is restored
+    shutil.rmtree(runs)
+    assert [j.name for j in restorable(JOBS, str(runs), str(archive), "synth_val",
+                                       training=False)] == [j.name for j in JOBS]
+
+
+def test_a_restored_run_still_refuses_another_dataset_and_a_run_folder_is_kept(bench,
+                                                                              tmp_path):
+    run, runs, data = bench
+    archive = tmp_path / "archive"
+    run(on_final=_archiver(str(archive)))
+    shutil.rmtree(runs / "baseline-s0")
+    # only what the runs folder lacks is restored; its own runs stay as they are
+    assert restore(JOBS, str(runs), str(archive)) == ["baseline-s0"]
+    assert not is_restored(str(runs / "teacher"))
+    (data / "v1.0-synth" / "sample.json").write_text("[{}]")  # another dataset: other sizes
+    status, logs = run()
+    assert status["baseline-s0"] == "failed"
+    assert any("FAILED baseline-s0" in m and "['data'] changed" in m for m in logs)
+
+
+def test_archive_run_replaces_an_older_copy_and_leaves_out_the_weights(tmp_path):
+    run = tmp_path / "runs" / "baseline-s0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_text("weights")
+    (run / "eval" / "synth_val").mkdir(parents=True)
+    (run / "eval" / "synth_val" / "metrics.json").write_text("{}")
+    (run / "eval" / "synth_val" / "results.json").write_text("detections")
+    (run / "train.log").write_text("console")
+    (run / "meta.json").write_text("{}")
+    archive = tmp_path / "archive"
+    archive_run(str(run), str(archive))
+    (run / "meta.json").write_text('{"second": true}')
+    (run / "timing.json").write_text("{}")
+    dest = archive_run(str(run) + "/", str(archive))
+    assert dest == str(archive / "baseline-s0")
+    assert _files(dest) == {"meta.json", "timing.json", "eval/synth_val/metrics.json"}
+    assert (archive / "baseline-s0" / "meta.json").read_text() == '{"second": true}'
+    assert sorted(os.listdir(archive)) == ["baseline-s0"]  # no .tmp / .old left behind
+    assert {"checkpoints", "results.json", "train.log"} == set(LEFT_OUT)
+
+
+def test_timing_model_builds_a_restored_runs_network(trained_run, synth_root, tmp_path):
+    from bevkd.data.nuscenes import NuScenesDataset
+    from bevkd.engine.run import load_trained
+    from bevkd.structures.batch import collate
+
+    cfg, trained, has = timing_model(trained_run)
+    assert has
+    _, same = load_trained(trained_run)
+    assert all(torch.equal(a, b) for a, b in zip(trained.state_dict().values(),
+                                                 same.state_dict().values()))
+    restored = str(tmp_path / "pillars")
+    shutil.copytree(trained_run, restored, ignore=shutil.ignore_patterns(*LEFT_OUT))
+    cfg2, untrained, has = timing_model(restored)
+    assert not has and cfg2 == cfg
+    # the same network (every tensor's name and shape), not the same weights
+    a, b = trained.state_dict(), untrained.state_dict()
+    assert list(a) == list(b) and all(a[k].shape == b[k].shape for k in a)
+    assert not all(torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+    ds = NuScenesDataset(synth_root, cfg.train.version, cfg.train.val_split, cfg.data,
+                         train=False)
+    batch = collate([ds[0]])
+    with torch.no_grad():
+        out_a, out_b = trained.eval()(batch), untrained.eval()(batch)
+    assert [{k: v.shape for k, v in p.items()} for p in out_a.preds] == \
+        [{k: v.shape for k, v in p.items()} for p in out_b.preds]
