@@ -282,7 +282,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="train nothing: write the table of the runs finished so far (also while "
                         "a bench is running in the same --runs folder)")
     p.add_argument("--archive", default=None, metavar="DIR",
-                   help="keep every finished run there without its checkpoints (a few hundred "
+                   help="keep every finished run there without its checkpoints (about 100 "
                         "KB each, to commit beside the table), and restore from there the "
                         "finished runs the --runs folder lacks (e.g. on a new machine)")
     p.set_defaults(func=_cmd_bench)

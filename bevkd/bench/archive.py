@@ -5,7 +5,7 @@ A tiny bench trains for most of a day on two cores, longer than a CPU machine or
 disk may last: the runs folder can be lost with every checkpoint in it. The archive keeps of
 each finished run what its row of the table is made of and what says how it was made: its
 config, command and inputs (``bench_job.json``), provenance (``meta.json``), timing, training
-logs (the loss curves) and evaluations' metrics, a few hundred kilobytes per run, small enough
+logs (the loss curves, as CSV) and evaluations' metrics, about 100 KB per run, small enough
 to commit beside the table. It leaves out the checkpoints, the detections (``results.json``)
 and the console log.
 
@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     from .plan import Job
 
 # what a run folder holds that the archive leaves out: the weights (tens of MB each), the
-# detections of every evaluation (their metrics are kept) and the console log
-LEFT_OUT = ("checkpoints", "results.json", "train.log")
+# detections of every evaluation (their metrics are kept), the console log and the
+# TensorBoard event files (the CSV logs beside them hold the same scalars at half the size)
+LEFT_OUT = ("checkpoints", "results.json", "train.log", "events.out.tfevents.*")
 
 
 def archive_run(run: str, archive: str) -> str:

@@ -102,16 +102,20 @@ def test_archive_run_replaces_an_older_copy_and_leaves_out_the_weights(tmp_path)
     (run / "eval" / "synth_val" / "results.json").write_text("detections")
     (run / "train.log").write_text("console")
     (run / "meta.json").write_text("{}")
+    (run / "logs" / "tb").mkdir(parents=True)
+    (run / "logs" / "tb" / "events.out.tfevents.1.vm.2.0").write_text("scalars")
+    (run / "logs" / "metrics.csv").write_text("step,loss\n")
     archive = tmp_path / "archive"
     archive_run(str(run), str(archive))
     (run / "meta.json").write_text('{"second": true}')
     (run / "timing.json").write_text("{}")
     dest = archive_run(str(run) + "/", str(archive))
     assert dest == str(archive / "baseline-s0")
-    assert _files(dest) == {"meta.json", "timing.json", "eval/synth_val/metrics.json"}
+    assert _files(dest) == {"meta.json", "timing.json", "eval/synth_val/metrics.json",
+                            "logs/metrics.csv"}
     assert (archive / "baseline-s0" / "meta.json").read_text() == '{"second": true}'
     assert sorted(os.listdir(archive)) == ["baseline-s0"]  # no .tmp / .old left behind
-    assert {"checkpoints", "results.json", "train.log"} == set(LEFT_OUT)
+    assert {"checkpoints", "results.json", "train.log", "events.out.tfevents.*"} == set(LEFT_OUT)
 
 
 def test_timing_model_builds_a_restored_runs_network(trained_run, synth_root, tmp_path):
