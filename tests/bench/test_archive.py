@@ -143,3 +143,25 @@ def test_timing_model_builds_a_restored_runs_network(trained_run, synth_root, tm
         out_a, out_b = trained.eval()(batch), untrained.eval()(batch)
     assert [{k: v.shape for k, v in p.items()} for p in out_a.preds] == \
         [{k: v.shape for k, v in p.items()} for p in out_b.preds]
+
+
+def test_what_a_job_to_train_needs_is_not_restored_down_the_chain(tmp_path):
+    """The label encoder's run is not archived: it trains again, so the LiDAR teacher it
+    learns from is trained again too; LabelDistill's archived student needs neither
+    checkpoint (it is final) and is restored with the baseline."""
+    import json
+
+    jobs = plan(1, ("labeldistill",), False, ())
+    assert {j.name: j.needs for j in jobs}["label_encoder"] == ("teacher",)
+    archive, runs = tmp_path / "archive", tmp_path / "runs"
+    for job in jobs:
+        if job.name == "label_encoder":
+            continue
+        (archive / job.name / "eval" / "synth_val").mkdir(parents=True)
+        (archive / job.name / "eval" / "synth_val" / "metrics.json").write_text("{}")
+        (archive / job.name / "timing.json").write_text(json.dumps({"step_seconds": 1.0}))
+    got = restorable(jobs, str(runs), str(archive), "synth_val")
+    assert sorted(j.name for j in got) == ["baseline-s0", "labeldistill-s0"]
+    assert sorted(j.name for j in restorable(jobs, str(runs), str(archive), "synth_val",
+                                             training=False)) == \
+        ["baseline-s0", "labeldistill-s0", "teacher"]
