@@ -95,11 +95,15 @@ def load_teacher(path: str, grid: BevGrid, role: str, load_weights: bool = True)
 
 
 def without_init_weights(cfg: ExperimentConfig) -> ExperimentConfig:
-    """``cfg`` without the initialisation file of the image backbone: a model about to receive
-    a trained checkpoint must not need (or read) the file it was initialised from."""
+    """``cfg`` without the files its model was initialised from: the image backbone's weights
+    and the label encoder's LiDAR teacher's (whose architecture is still read from the
+    teacher's config). A model about to receive a trained checkpoint must not need (or read)
+    them: they may be gone (a bench run restored without checkpoints)."""
     from dataclasses import replace
 
     args = {k: v for k, v in cfg.model.args.items() if k != "backbone_weights"}
+    if cfg.model.type == "label_encoder":
+        args["teacher_weights"] = False
     return replace(cfg, model=replace(cfg.model, args=args))
 
 

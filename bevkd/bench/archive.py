@@ -18,6 +18,10 @@ inputs are compared by what survives a new machine (the dataset tables' names an
 by the checkpoints' identities, and the table names the restored runs. Its step time and
 latency, which depend on the network and not on its weights, are timed on the network its
 config builds (:func:`timing_model`); the BEV picture draws only models with a checkpoint.
+
+A run's command and config record absolute paths (``--data``, ``--out``, the teachers' runs),
+so a bench restores into the same ``--runs`` and ``--data`` paths it trained with; other paths
+refuse every restored run with "trained by another command".
 """
 
 from __future__ import annotations
@@ -44,9 +48,12 @@ LEFT_OUT = ("checkpoints", "results.json", "train.log", "events.out.tfevents.*")
 
 def archive_run(run: str, archive: str) -> str:
     """Copy ``run`` (without :data:`LEFT_OUT`) to ``ARCHIVE/<run's folder name>``, replacing
-    an older copy as one step (never half a copy under the final name). Returns the copy."""
+    an older copy as one step (never half a copy under the final name; a copy stopped between
+    its two renames is found again as ``.old``). Returns the copy."""
     dest = os.path.join(archive, os.path.basename(os.path.normpath(run)))
     tmp, old = f"{dest}.tmp", f"{dest}.old"
+    if not os.path.isdir(dest) and os.path.isdir(old):
+        os.replace(old, dest)
     for path in (tmp, old):
         shutil.rmtree(path, ignore_errors=True)
     os.makedirs(archive, exist_ok=True)
@@ -58,29 +65,55 @@ def archive_run(run: str, archive: str) -> str:
     return dest
 
 
-def restorable(jobs: list[Job], runs: str, archive: str, val_split: str,
-               training: bool = True) -> list[Job]:
-    """The jobs of ``jobs`` that :func:`restore` copies back: no folder in ``runs``, a finished
-    run in ``archive``, and (when ``training``) no job still to train needs its checkpoint.
-    Leaving a job out may make it one to train, whose own needs then stay out too."""
-    held = {j.name for j in jobs if not os.path.exists(os.path.join(runs, j.name))
-            and is_finished(os.path.join(archive, j.name), val_split)}
+def _weightless(run: str) -> bool:
+    """A run restored from an archive that has no checkpoint (it never has one, unless it was
+    trained on since)."""
+    return is_restored(run) and not os.path.isfile(os.path.join(run, "checkpoints", "last.ckpt"))
+
+
+def plan_restore(jobs: list[Job], runs: str, archive: str, val_split: str,
+                 training: bool = True, optional: list[Job] = ()
+                 ) -> tuple[list[Job], list[Job]]:
+    """``(restore, retrain)``. ``restore``: the jobs :func:`restore` copies back, those of
+    ``jobs`` and ``optional`` (finished runs read if present, never trained: extra seeds of
+    an ablation) with no folder in ``runs`` and a finished run in ``archive``. ``retrain``:
+    runs in ``runs`` restored earlier without a checkpoint (by a report, or by a bench of
+    fewer jobs) that must train again. When ``training``, no job still to train may need a
+    run without a checkpoint: such a job is neither restored nor kept, and training it in
+    turn keeps its own needs from being restored (down the chain: a label encoder to train
+    needs the LiDAR teacher's checkpoint)."""
+    every = [*jobs, *(j for j in optional if j.name not in {k.name for k in jobs})]
+    def run(j):
+        return os.path.join(runs, j.name)
+
+    kept = {j.name for j in every if _weightless(run(j))}
+    held = kept | {j.name for j in every if not os.path.exists(run(j))
+                   and is_finished(os.path.join(archive, j.name), val_split)}
     while training:
-        to_train = [j for j in jobs if j.name not in held
-                    and not is_finished(os.path.join(runs, j.name), val_split)]
+        to_train = [j for j in jobs if j.name not in held and (
+            j.name in kept or not is_finished(run(j), val_split))]
         needed = {n for j in to_train for n in j.needs} & held
         if not needed:
             break
         held -= needed
-    return [j for j in jobs if j.name in held]
+    return ([j for j in every if j.name in held and j.name not in kept],
+            [j for j in every if j.name in kept and j.name not in held])
 
 
 def restore(jobs: list[Job], runs: str, archive: str, val_split: str = "synth_val",
-            training: bool = True, log=print) -> list[str]:
-    """Copy the :func:`restorable` jobs' runs from ``archive`` into ``runs``, each marked as
-    restored; returns their names."""
+            training: bool = True, log=print, optional: list[Job] = ()) -> list[str]:
+    """Copy the jobs :func:`plan_restore` names from ``archive`` into ``runs``, each marked as
+    restored, and delete the restored runs without a checkpoint that a training needs (they
+    train again; their copy stays in ``archive`` until the new run replaces it). Returns the
+    restored jobs' names. The caller holds the runs folder's lock."""
+    back, again = plan_restore(jobs, runs, archive, val_split, training, optional)
+    for job in again:
+        shutil.rmtree(os.path.join(runs, job.name))
+    if again:
+        log(f"[bench] to train again (restored earlier without the checkpoint a training "
+            f"needs): {', '.join(j.name for j in again)}")
     names = []
-    for job in restorable(jobs, runs, archive, val_split, training):
+    for job in back:
         src, dest = os.path.join(archive, job.name), os.path.join(runs, job.name)
         tmp = f"{dest}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)

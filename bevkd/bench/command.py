@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from ..config import read_yaml
@@ -16,7 +17,7 @@ from ..provenance import git_commit, machine_label
 from .plan import ABLATIONS, METHODS, Job, plan, redundant_ablations
 from .report import ablation_pairs, acceptance, collect, markdown
 from .archive import archive_run, is_restored, restore
-from .runner import JobResult, is_finished, run_jobs
+from .runner import JobResult, is_finished, run_jobs, runs_lock
 
 
 @dataclass(frozen=True)
@@ -118,104 +119,115 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
               "row already trains", flush=True)
     ablations = tuple(a for a in ablations if a not in same)
     jobs = plan(seeds, methods, composite, ablations, tuned, student_sets, ablation_seeds)
-    if archive:  # before anything reads the runs folder
-        restore(jobs, runs, archive, training=train, log=lambda m: print(m, flush=True))
-    more = finished_ablation_seeds(jobs, plan(seeds, methods, composite, ablations, tuned,
-                                              student_sets, seeds), runs)
-    jobs += more
-    camera = ()
-    if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)
-        weights = (pretrained_backbone(preset, data, runs, spec, extra) if train
-                   else os.path.join(runs, "backbone.pth"))
-        camera = (f"model.args.backbone_weights={weights}",)
-    results = run_jobs(jobs, preset, data, runs, parallel or spec.parallel, spec.threads,
-                       extra=extra, camera_extra=camera, log=lambda m: print(m, flush=True),
-                       train=train, on_final=_archiver(archive) if archive else None)
-    students = {r.job.model: r.run for r in results.values()
-                if r.status in ("done", "reused") and r.job.seed == 0
-                and r.job.model not in ("teacher", "fusion_teacher", "label_encoder")}
-    latency, steps, busy = {}, {}, None
-    if "baseline" in students:
-        from . import latency as lat, steptime
+    # one bench per runs folder, from restoring runs into it to the table; a report beside a
+    # running bench (held is None) reads the folder as it is, and one without an archive
+    # writes nothing there (takes no lock)
+    with runs_lock(runs, wait=train) if train or archive else nullcontext() as held:
+        every = plan(seeds, methods, composite, ablations, tuned, student_sets, seeds)
+        if archive and held:
+            restore(jobs, runs, archive, training=train, log=lambda m: print(m, flush=True),
+                    optional=[j for j in every if j.model in ABLATIONS])
+        elif archive:
+            print(f"[bench] another bench is using {runs}: nothing restored from {archive} into "
+                  "it; the report reads the runs folder as it is", flush=True)
+        more = finished_ablation_seeds(jobs, every, runs)
+        jobs += more
+        camera = ()
+        if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)
+            weights = (pretrained_backbone(preset, data, runs, spec, extra) if train
+                       else os.path.join(runs, "backbone.pth"))
+            camera = (f"model.args.backbone_weights={weights}",)
+        results = run_jobs(jobs, preset, data, runs, parallel or spec.parallel, spec.threads,
+                           extra=extra, camera_extra=camera, log=lambda m: print(m, flush=True),
+                           train=train, on_final=_archiver(archive) if archive else None,
+                           lock_held=train)
+        students = {r.job.model: r.run for r in results.values()
+                    if r.status in ("done", "reused") and r.job.seed == 0
+                    and r.job.model not in ("teacher", "fusion_teacher", "label_encoder")}
+        latency, steps, busy = {}, {}, None
+        if "baseline" in students:
+            from . import latency as lat, steptime
 
-        timed = lat.measure(students, data)
-        latency = lat.latency_fields(timed.passes, cost=timed.cost)
-        # decoding's cost depends on the weights (how many boxes score high): not timed on
-        # a restored run's untrained network
-        decode = latency.get("latency_ratio_with_decode", {})
-        for name in set(decode) - timed.trained:
-            del decode[name]
-        steps = steptime.measure(students, data)
-        busy = lat.load_note()
-    rows = collect(results, "synth_val", latency, steps)
-    os.makedirs(out, exist_ok=True)
-    command = "bevkd " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else \
-        f"bevkd bench --preset {preset}"
-    failed = [n for n, r in results.items() if r.status in ("failed", "skipped")]
-    missing = [n for n, r in results.items() if r.status == "missing"]
-    notes = []
-    if student_sets:
-        notes.append(student_sets_note(student_sets, extra))
-    # only the rows this table trains (make demo's has BEVDistill alone)
-    planned = {j.model for j in jobs}
-    shown = {row: sets for row, sets in tuned.items() if row in planned}
-    if shown:
-        notes.append("Hyper-parameters this preset sets in place of the published ones (the "
-                     "configs' defaults), in the preset's `bench.overrides`: " + "; ".join(
-                         f"{row}: {', '.join(sets)}" for row, sets in shown.items()) + ".")
-    if more:
-        notes.append("Ablation runs of seeds beyond the table's ablation seeds, finished in the "
-                     "runs folder (each the bench's own job, trained by a bench with more "
-                     f"`--ablation-seeds` or by hand), are read too: "
-                     f"{', '.join(j.name for j in more)}.")
-    if busy:
-        notes.append(busy)
-    back = [n for n, r in results.items() if r.status in ("done", "reused") and is_restored(r.run)]
-    if back:
-        notes.append(f"Restored from the archive `{archive}` (finished runs kept without their "
-                     "checkpoints; a run's inputs then checked by the dataset tables' sizes, not "
-                     "by the teachers' checkpoints, which may have been trained again since; "
-                     "step time and latency timed on the network their config builds, which "
-                     "costs what the trained one does): " + ", ".join(back) + ".")
-    if failed:
-        notes.append(f"Failed or skipped runs: {', '.join(failed)}.")
-    if missing:
-        notes.append(f"Not trained yet (a table of the runs finished so far): "
-                     f"{', '.join(missing)}.")
-    commit = git_commit()
-    others = run_commits(results, commit)
-    if others:
-        def short(c: str) -> str:  # "a + b": a run resumed across commits
-            return " + ".join(f"`{one[:12]}`" for one in c.split(" + "))
+            timed = lat.measure(students, data)
+            latency = lat.latency_fields(timed.passes, cost=timed.cost)
+            # decoding's cost depends on the weights (how many boxes score high): not timed on
+            # a restored run's untrained network
+            decode = latency.get("latency_ratio_with_decode", {})
+            for name in set(decode) - timed.trained if "baseline" in timed.trained else set(decode):
+                del decode[name]  # a ratio to an untrained baseline's decoding says nothing
+            steps = steptime.measure(students, data)
+            busy = lat.load_note()
+        rows = collect(results, "synth_val", latency, steps)
+        os.makedirs(out, exist_ok=True)
+        command = "bevkd " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else \
+            f"bevkd bench --preset {preset}"
+        failed = [n for n, r in results.items() if r.status in ("failed", "skipped")]
+        missing = [n for n, r in results.items() if r.status == "missing"]
+        notes = []
+        if student_sets:
+            notes.append(student_sets_note(student_sets, extra))
+        # only the rows this table trains (make demo's has BEVDistill alone)
+        planned = {j.model for j in jobs}
+        shown = {row: sets for row, sets in tuned.items() if row in planned}
+        if shown:
+            notes.append("Hyper-parameters this preset sets in place of the published ones (the "
+                         "configs' defaults), in the preset's `bench.overrides`: " + "; ".join(
+                             f"{row}: {', '.join(sets)}" for row, sets in shown.items()) + ".")
+        if more:
+            notes.append("Ablation runs of seeds beyond the table's ablation seeds, finished in "
+                         "the runs folder (each the bench's own job, trained by a bench with more "
+                         f"`--ablation-seeds` or by hand), are read too: "
+                         f"{', '.join(j.name for j in more)}.")
+        if busy:
+            notes.append(busy)
+        back = [n for n, r in results.items()
+                if r.status in ("done", "reused") and is_restored(r.run)]
+        if back:
+            notes.append(f"Restored from the archive `{archive}` (finished runs kept without "
+                         "their checkpoints; a run's inputs then checked by the dataset tables' "
+                         "sizes, not by the teachers' checkpoints or the pretrained backbone, "
+                         "which may have been trained again since; "
+                         "step time and latency timed on the network their config builds, which "
+                         "costs what the trained one does): " + ", ".join(back) + ".")
+        if failed:
+            notes.append(f"Failed or skipped runs: {', '.join(failed)}.")
+        if missing:
+            notes.append(f"Not trained yet (a table of the runs finished so far): "
+                         f"{', '.join(missing)}.")
+        commit = git_commit()
+        others = run_commits(results, commit)
+        if others:
+            def short(c: str) -> str:  # "a + b": a run resumed across commits
+                return " + ".join(f"`{one[:12]}`" for one in c.split(" + "))
 
-        notes.append("Runs trained, in part or whole, at another commit than this table's "
-                     "(same resolved config; code changes that leave configs alone are not "
-                     "detected): " + "; ".join(f"{short(c)}: {', '.join(names)}"
-                                               for c, names in others.items()) + ".")
-    machines = run_machines(results)
-    if len(set(machines) - {"unrecorded"}) > 1:
-        notes.append("Runs trained on different machines (a CPU training reproduces to the "
-                     "digit only on the same CPU and libraries): " + "; ".join(
-                         f"{m}: {', '.join(names)}" for m, names in machines.items()) + ".")
-    served = {n: os.path.basename(r.run) for n, r in results.items()
-              if r.status == "reused" and os.path.basename(r.run) != n}
-    if served:
-        notes.append("Jobs served by another run of the same command but for its folder (same "
-                     "inputs, same resolved config): " + ", ".join(
-                         f"{n} by {o}" for n, o in served.items()) + ".")
-    note = "\n\n".join(notes)
-    result = {"commit": commit, "command": command, "preset": preset, "seeds": seeds,
-              "ablation_seeds": ablation_seeds,
-              "data": data, "pretrain_steps": spec.pretrain_steps,
-              "overrides": {r: list(s) for r, s in tuned.items()}, "run_commits": others,
-              "served_by": served, "machines": machines, "restored": back, "rows": rows,
-              "acceptance": acceptance(rows), "ablations": ablation_pairs(rows),
-              "failed": failed, "missing": missing}
-    base = os.path.join(out, preset)
-    write_json(base + ".json", result, strict=True)
-    atomic_write(base + ".md", markdown(rows, preset, commit, command, seeds, note))
-    _plots(rows, base, results, data, preset)
-    return result
+            notes.append("Runs trained, in part or whole, at another commit than this table's "
+                         "(same resolved config; code changes that leave configs alone are not "
+                         "detected): " + "; ".join(f"{short(c)}: {', '.join(names)}"
+                                                   for c, names in others.items()) + ".")
+        machines = run_machines(results)
+        if len(set(machines) - {"unrecorded"}) > 1:
+            notes.append("Runs trained on different machines (a CPU training reproduces to the "
+                         "digit only on the same CPU and libraries): " + "; ".join(
+                             f"{m}: {', '.join(names)}" for m, names in machines.items()) + ".")
+        served = {n: os.path.basename(r.run) for n, r in results.items()
+                  if r.status == "reused" and os.path.basename(r.run) != n}
+        if served:
+            notes.append("Jobs served by another run of the same command but for its folder (same "
+                         "inputs, same resolved config): " + ", ".join(
+                             f"{n} by {o}" for n, o in served.items()) + ".")
+        note = "\n\n".join(notes)
+        result = {"commit": commit, "command": command, "preset": preset, "seeds": seeds,
+                  "ablation_seeds": ablation_seeds,
+                  "data": data, "pretrain_steps": spec.pretrain_steps,
+                  "overrides": {r: list(s) for r, s in tuned.items()}, "run_commits": others,
+                  "served_by": served, "machines": machines, "restored": back, "rows": rows,
+                  "acceptance": acceptance(rows), "ablations": ablation_pairs(rows),
+                  "failed": failed, "missing": missing}
+        base = os.path.join(out, preset)
+        write_json(base + ".json", result, strict=True)
+        atomic_write(base + ".md", markdown(rows, preset, commit, command, seeds, note))
+        _plots(rows, base, results, data, preset)
+        return result
 
 
 def _archiver(archive: str):
@@ -226,7 +238,7 @@ def _archiver(archive: str):
             return
         try:
             archive_run(res.run, archive)
-        except OSError as e:
+        except Exception as e:  # noqa: BLE001 - keeping a copy must never stop the trainings
             print(f"[bench] could not archive {res.run} in {archive}: {e}", flush=True)
     return keep
 

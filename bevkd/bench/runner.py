@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -93,8 +94,9 @@ RESTORED = "restored.json"  # marks a run copied back from a bench archive (benc
 def lasting(inputs: dict[str, object]) -> dict[str, object]:
     """What of a job's recorded :func:`inputs` a restored run is checked against: the dataset
     tables' names and sizes. A restored run comes without checkpoints and onto a new machine,
-    where the teachers it learned from may be trained again and the data generated again
-    (other modification times); the table names such runs."""
+    where the teachers it learned from and the pretrained backbone (not archived) may be
+    trained again and the data generated again (other modification times); the table names
+    such runs."""
     data = inputs.get("data")
     return {"data": [row[:2] for row in data] if isinstance(data, list) else data}
 
@@ -250,6 +252,22 @@ def twin(job: Job, cmd: list[str], stamps: dict[str, object], runs: str,
     return None
 
 
+@contextmanager
+def runs_lock(runs: str, wait: bool = True):
+    """The runs folder's lock for a ``with`` block (:func:`_lock`), the runs folder made first.
+    ``wait=False``: ``None`` when another bench holds it, instead of the error."""
+    os.makedirs(runs, exist_ok=True)
+    try:
+        lock = _lock(runs)
+    except BevkdError:
+        if wait:
+            raise
+        yield None
+        return
+    with lock:
+        yield lock
+
+
 def _lock(runs: str):
     """An exclusive lock on ``RUNS/.bench.lock`` (released when the returned file closes)."""
     import fcntl
@@ -305,7 +323,8 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
              threads: int = 1, val_split: str = "synth_val", extra: tuple[str, ...] = (),
              camera_extra: tuple[str, ...] = (), log=print, poll: float = 1.0,
              train: bool = True, status_every: float = 1800.0,
-             on_final: Callable[[JobResult], None] | None = None) -> dict[str, JobResult]:
+             on_final: Callable[[JobResult], None] | None = None,
+             lock_held: bool = False) -> dict[str, JobResult]:
     """Run ``jobs`` (at most ``parallel`` at once) and return their results by name; with
     ``train=False`` only judge them (finished runs ``reused``, the rest ``missing``). Once the
     first trainings start and whenever a job ends, the log says how many jobs are final and
@@ -323,7 +342,7 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                 on_final(res)
         return judged
     os.makedirs(runs, exist_ok=True)
-    lock = _lock(runs)
+    lock = None if lock_held else _lock(runs)  # lock_held: the caller holds runs_lock
     results: dict[str, JobResult] = {}
     pending = list(jobs)
     # checked (neither to reuse nor refused) and waiting for a slot: the inputs it was
@@ -437,7 +456,8 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
         if main:  # first: a second SIGTERM while stopping ends the bench at once
             signal.signal(signal.SIGTERM, previous)
         _stop(running, log)
-        lock.close()
+        if lock is not None:
+            lock.close()
     return results
 
 

@@ -123,12 +123,16 @@ class LabelEncoder(Detector):
         norm: ``"batch"`` (BatchNorm) or ``"layer"`` (GroupNorm(1, C): LayerNorm over C, H, W
             without per-position affine, close to the published LayerNorm([C, H, W])) in the two
             output blocks.
+        teacher_weights: False builds the teacher's trunk and head from its config alone, for
+            a model about to load this encoder's own checkpoint, which holds them
+            (:func:`bevkd.builder.without_init_weights`): the teacher's run may have no
+            checkpoint left (a bench run restored from its archive).
     """
 
     feature_keys = ("bev_s1", "bev_s2", "bev_neck")
 
     def __init__(self, grid: BevGrid, teacher: str = "", footprint: str = "half",
-                 hidden_channels: int = 256, norm: str = "batch"):
+                 hidden_channels: int = 256, norm: str = "batch", teacher_weights: bool = True):
         super().__init__()
         if not teacher:
             raise BevkdError("label_encoder needs the trained LiDAR teacher run: set "
@@ -140,7 +144,7 @@ class LabelEncoder(Detector):
             raise BevkdError(f"model.args.norm must be 'batch' or 'layer', got {norm!r}")
         from ..builder import load_teacher  # the builder maps config names to this class
 
-        lidar = load_teacher(teacher, grid, "lidar")
+        lidar = load_teacher(teacher, grid, "lidar", teacher_weights)
         if not (hasattr(lidar, "trunk") and hasattr(lidar.trunk, "from_stages")
                 and hasattr(lidar, "head")):
             raise BevkdError(f"teacher {teacher} ({type(lidar).__name__}) has no BevTrunk + "

@@ -8,7 +8,7 @@ import shutil
 
 import torch
 
-from bevkd.bench.archive import LEFT_OUT, archive_run, is_restored, restorable, restore, \
+from bevkd.bench.archive import LEFT_OUT, archive_run, is_restored, plan_restore, restore, \
     timing_model
 from bevkd.bench.command import _archiver
 from bevkd.bench.plan import plan
@@ -19,6 +19,10 @@ JOBS = plan(1, ("bevdistill",), False, ())  # teacher, baseline-s0, bevdistill-s
 
 def _files(root) -> set[str]:
     return {os.path.relpath(os.path.join(d, f), root) for d, _, fs in os.walk(root) for f in fs}
+
+
+def restorable(*args, **kwargs):
+    return plan_restore(*args, **kwargs)[0]
 
 
 def _new_machine(runs, data) -> None:
@@ -165,3 +169,51 @@ def test_what_a_job_to_train_needs_is_not_restored_down_the_chain(tmp_path):
     assert sorted(j.name for j in restorable(jobs, str(runs), str(archive), "synth_val",
                                              training=False)) == \
         ["baseline-s0", "labeldistill-s0", "teacher"]
+
+
+def test_a_run_restored_without_weights_that_a_training_needs_trains_again(bench, tmp_path):
+    """A report restored every archived run, the student's among them; the student's run is
+    then deleted (say, to train it again): the bench that follows must train the teacher
+    again rather than reuse a restored teacher without a checkpoint."""
+    run, runs, data = bench
+    archive = tmp_path / "archive"
+    run(on_final=_archiver(str(archive)))
+    _new_machine(runs, data)
+    assert restore(JOBS, str(runs), str(archive), training=False) == [j.name for j in JOBS]
+    shutil.rmtree(runs / "bevdistill-s0")
+    shutil.rmtree(archive / "bevdistill-s0")
+    logs: list[str] = []
+    assert restore(JOBS, str(runs), str(archive), log=logs.append) == []
+    assert logs == ["[bench] to train again (restored earlier without the checkpoint a "
+                    "training needs): teacher"]
+    assert not (runs / "teacher").exists() and (archive / "teacher").is_dir()
+    status, _ = run(on_final=_archiver(str(archive)))
+    assert status == {"teacher": "done", "baseline-s0": "reused", "bevdistill-s0": "done"}
+    assert not is_restored(str(runs / "teacher"))
+
+
+def test_extra_seeds_of_an_ablation_are_restored_but_never_make_work(tmp_path):
+    import json
+
+    jobs = plan(1, ("bevdistill",), False, ())
+    extra = [j for j in plan(2, ("bevdistill",), False, ()) if j.name == "bevdistill-s1"]
+    archive, runs = tmp_path / "archive", tmp_path / "runs"
+    for name in ("teacher", "bevdistill-s1"):
+        (archive / name / "eval" / "synth_val").mkdir(parents=True)
+        (archive / name / "eval" / "synth_val" / "metrics.json").write_text("{}")
+        (archive / name / "timing.json").write_text(json.dumps({"step_seconds": 1.0}))
+    back, again = plan_restore(jobs, str(runs), str(archive), "synth_val", optional=extra)
+    # baseline-s0 and bevdistill-s0 train, and the latter needs the teacher's checkpoint
+    assert [j.name for j in back] == ["bevdistill-s1"] and again == []
+
+
+def test_an_interrupted_copy_is_found_again(tmp_path):
+    run = tmp_path / "runs" / "teacher"
+    run.mkdir(parents=True)
+    (run / "timing.json").write_text("{}")
+    archive = tmp_path / "archive"
+    (archive / "teacher.old").mkdir(parents=True)  # stopped between the two renames
+    (archive / "teacher.old" / "meta.json").write_text("{}")
+    shutil.copytree(archive / "teacher.old", archive / "teacher.tmp")
+    dest = archive_run(str(run), str(archive))
+    assert _files(dest) == {"timing.json"} and sorted(os.listdir(archive)) == ["teacher"]

@@ -700,4 +700,21 @@ def test_a_report_reads_the_runs_an_archive_holds(tmp_path, monkeypatch):
     assert res["restored"] == ["teacher", "bevdistill-s0"] and res["missing"] == ["baseline-s0"]
     md = (out / "tiny.md").read_text()
     assert f"Restored from the archive `{archive}`" in md and ": teacher, bevdistill-s0." in md
-    assert sorted(os.listdir(runs)) == ["bevdistill-s0", "teacher"]
+    assert sorted(os.listdir(runs)) == [".bench.lock", "bevdistill-s0", "teacher"]
+
+
+def test_a_report_beside_a_running_bench_restores_nothing_into_its_folder(tmp_path,
+                                                                          monkeypatch, capsys):
+    from bevkd.bench import command, runner
+
+    monkeypatch.setattr(command, "git_commit", lambda: "abc")
+    data, runs, out, archive = (tmp_path / n for n in ("data", "runs", "out", "archive"))
+    (data / "v1.0-synth").mkdir(parents=True)
+    archive.mkdir()
+    _fake_run(archive, "teacher", 0.60, 0.62, 1.0)
+    runs.mkdir()
+    with runner._lock(str(runs)):  # the running bench
+        res = command.run_bench("tiny", str(out), str(runs), str(data), 1, ("bevdistill",),
+                                False, (), train=False, archive=str(archive))
+    assert res["restored"] == [] and res["rows"] == [] and not (runs / "teacher").exists()
+    assert "another bench is using" in capsys.readouterr().out

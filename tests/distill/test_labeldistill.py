@@ -358,3 +358,28 @@ def test_label_encoder_stage_then_labeldistill_train_through_the_cli(lidar_run, 
     logged = {k for r in rows for k, v in r.items() if v and k.startswith("distill/labeldistill/")}
     for term in ("lidar", "label", "response_heatmap", "response_bbox"):
         assert f"distill/labeldistill/{term}_step" in logged
+    # a bench archive restores these runs without checkpoints: the label encoder's and the
+    # student's networks still build (for their step time and latency) from configs alone,
+    # and the label encoder's own checkpoint loads without its teacher's
+    import os
+    import shutil
+
+    from bevkd.bench.archive import LEFT_OUT, timing_model
+
+    restored = str(tmp_path / "labeldistill_restored")
+    shutil.copytree(run, restored, ignore=shutil.ignore_patterns(*LEFT_OUT))
+    teacher_ckpts = os.path.join(lidar_run, "checkpoints")
+    os.rename(teacher_ckpts, teacher_ckpts + ".away")
+    try:
+        with pytest.raises(Exception, match="no checkpoint"):  # what it needed before
+            LabelEncoder(TINY_GRID, teacher=lidar_run, hidden_channels=16)
+        _, enc_again = load_trained(label_run)
+        assert all(torch.equal(a, b) for a, b in zip(enc.state_dict().values(),
+                                                     enc_again.state_dict().values()))
+        _, trained_model, has = timing_model(run)
+        _, model, has_restored = timing_model(restored)
+    finally:
+        os.rename(teacher_ckpts + ".away", teacher_ckpts)
+    assert has and not has_restored
+    assert [(k, v.shape) for k, v in model.state_dict().items()] == \
+        [(k, v.shape) for k, v in trained_model.state_dict().items()]
