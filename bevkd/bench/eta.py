@@ -9,7 +9,7 @@ The estimate prices work per epoch, since a bench's runs train different numbers
 (on the tiny preset 6 for the teachers, 12 for the students):
 
 - a finished run gives its config's pace: training seconds (``timing.json``, its
-  validations included) per epoch;
+  validations included) per epoch; not one restored from an archive (trained elsewhere);
 - a running one, until its config has a finished run, the step time of its last progress
   line times the epoch's steps (validation not counted), and its own time left is the one
   that line gives (only the current attempt's lines count: a resumed run's log also holds
@@ -121,8 +121,12 @@ def time_left(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mappin
     running: dict[str, list[float]] = {}
     kind_finished: dict[str, list[float]] = {"teacher": [], "baseline": [], "distilled": []}
     kind_running: dict[str, list[float]] = {"teacher": [], "baseline": [], "distilled": []}
+    from .runner import RESTORED  # (runner imports this module)
+
     for r in results.values():
-        t = train_seconds(r.run) if r.status in ("done", "reused") else None
+        # a run restored from an archive trained on another machine, maybe twice as fast
+        t = (train_seconds(r.run) if r.status in ("done", "reused")
+             and not os.path.isfile(os.path.join(r.run, RESTORED)) else None)
         if t is not None:
             pace = t / max(epochs.get(r.job.name, 1), 1)
             finished.setdefault(r.job.config, []).append(pace)

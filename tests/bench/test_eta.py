@@ -81,6 +81,11 @@ def test_time_left_prices_each_job_at_its_configs_finished_runs(tmp_path):
     assert eta.time_left([base[0], other], no_kd, {}, 1) == pytest.approx(3000.0)
     assert eta.time_left(jobs, {}, {}, 2) is None
     assert eta.progress_line(jobs, {}, {}, 2) == "[bench] 0 of 8 jobs final"
+    # a run restored from an archive trained on another machine: final, but no pace
+    from bevkd.bench.runner import RESTORED
+
+    (tmp_path / "asd-s0" / RESTORED).write_text("{}")
+    assert eta.time_left([kd[1]], results, {}, 1) == pytest.approx(3000.0)  # the baseline's
 
 
 def test_time_left_prices_per_epoch_and_takes_a_running_trainings_own_estimate(tmp_path):
