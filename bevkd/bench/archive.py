@@ -19,6 +19,11 @@ by the checkpoints' identities, and the table names the restored runs. Its step 
 latency, which depend on the network and not on its weights, are timed on the network its
 config builds (:func:`timing_model`); the BEV picture draws only models with a checkpoint.
 
+A job that another finished run of the same command served (a twin,
+:func:`~bevkd.bench.runner.twin`) has no run of its own: the archive keeps the twin under its
+own name and, under the job's, a note naming it (:data:`SERVED_BY`). Restoring such a job
+restores its twin, which serves it again.
+
 A run's command and config record absolute paths (``--data``, ``--out``, the teachers' runs),
 so a bench restores into the same ``--runs`` and ``--data`` paths it trained with; other paths
 refuse every restored run with "trained by another command".
@@ -32,6 +37,7 @@ import shutil
 import time
 from typing import TYPE_CHECKING
 
+from ..fileio import write_json
 from .runner import RESTORED, is_finished
 
 if TYPE_CHECKING:
@@ -44,6 +50,9 @@ if TYPE_CHECKING:
 # detections of every evaluation (their metrics are kept), the console log and the
 # TensorBoard event files (the CSV logs beside them hold the same scalars at half the size)
 LEFT_OUT = ("checkpoints", "results.json", "train.log", "events.out.tfevents.*")
+
+# ARCHIVE/<job>/served_by.json: {"run": "<twin's folder name>"}, for a job a twin run served
+SERVED_BY = "served_by.json"
 
 
 def archive_run(run: str, archive: str) -> str:
@@ -65,6 +74,47 @@ def archive_run(run: str, archive: str) -> str:
     return dest
 
 
+def archive_served(name: str, run: str, archive: str) -> str | None:
+    """Note under ``ARCHIVE/<name>`` that the job ``name`` was served by the finished run
+    ``run`` (its twin, archived under its own name), unless the archive holds a run of the
+    job's own there. Returns the note's path, or None."""
+    twin = os.path.basename(os.path.normpath(run))
+    dest = os.path.join(archive, name)
+    if twin == name or (os.path.isdir(dest) and set(os.listdir(dest)) - {SERVED_BY}):
+        return None
+    os.makedirs(dest, exist_ok=True)
+    path = os.path.join(dest, SERVED_BY)
+    write_json(path, {"run": twin})
+    return path
+
+
+def served_by(archive: str, name: str, val_split: str) -> str | None:
+    """The folder name of the twin that served the job ``name``, when the archive notes one
+    and holds it finished (a note that does not read names nothing)."""
+    try:
+        with open(os.path.join(archive, name, SERVED_BY)) as f:
+            twin = json.load(f)["run"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not (isinstance(twin, str) and twin not in ("", ".", "..", name)
+            and twin == os.path.basename(twin)):
+        return None
+    return twin if is_finished(os.path.join(archive, twin), val_split) else None
+
+
+def _source(job: Job, runs: str, archive: str, val_split: str) -> str | None:
+    """The archived folder name that restores ``job``: its own finished run, else the twin
+    that served it, when ``runs`` lacks that twin or holds it finished (else it cannot
+    serve)."""
+    if is_finished(os.path.join(archive, job.name), val_split):
+        return job.name
+    twin = served_by(archive, job.name, val_split)
+    if twin is None:
+        return None
+    there = os.path.join(runs, twin)
+    return twin if not os.path.exists(there) or is_finished(there, val_split) else None
+
+
 def _weightless(run: str) -> bool:
     """A run restored from an archive that has no checkpoint (it never has one, unless it was
     trained on since)."""
@@ -76,7 +126,8 @@ def plan_restore(jobs: list[Job], runs: str, archive: str, val_split: str,
                  ) -> tuple[list[Job], list[Job]]:
     """``(restore, retrain)``. ``restore``: the jobs :func:`restore` copies back, those of
     ``jobs`` and ``optional`` (finished runs read if present, never trained: extra seeds of
-    an ablation) with no folder in ``runs`` and a finished run in ``archive``. ``retrain``:
+    an ablation) with no folder in ``runs`` and a finished run in ``archive`` (or a twin
+    there that served them, :func:`served_by`). ``retrain``:
     runs in ``runs`` restored earlier without a checkpoint (by a report, or by a bench of
     fewer jobs) that must train again. When ``training``, no job still to train may need a
     run without a checkpoint: such a job is neither restored nor kept, and training it in
@@ -88,7 +139,7 @@ def plan_restore(jobs: list[Job], runs: str, archive: str, val_split: str,
 
     kept = {j.name for j in every if _weightless(run(j))}
     held = kept | {j.name for j in every if not os.path.exists(run(j))
-                   and is_finished(os.path.join(archive, j.name), val_split)}
+                   and _source(j, runs, archive, val_split)}
     while training:
         to_train = [j for j in jobs if j.name not in held and (
             j.name in kept or not is_finished(run(j), val_split))]
@@ -112,19 +163,23 @@ def restore(jobs: list[Job], runs: str, archive: str, val_split: str = "synth_va
     if again:
         log(f"[bench] to train again (restored earlier without the checkpoint a training "
             f"needs): {', '.join(j.name for j in again)}")
-    names = []
+    names, said = [], []
     for job in back:
-        src, dest = os.path.join(archive, job.name), os.path.join(runs, job.name)
+        folder = _source(job, runs, archive, val_split)
+        names.append(job.name)
+        said.append(job.name if folder == job.name else f"{folder} (serving {job.name})")
+        src, dest = os.path.join(archive, folder), os.path.join(runs, folder)
+        if os.path.exists(dest):  # the twin of another job, or one that is a job itself
+            continue
         tmp = f"{dest}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(runs, exist_ok=True)
-        shutil.copytree(src, tmp)
+        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(SERVED_BY))
         with open(os.path.join(tmp, RESTORED), "w") as f:
             json.dump({"from": os.path.abspath(src), "at": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
         os.replace(tmp, dest)
-        names.append(job.name)
     if names:
-        log(f"[bench] restored from {archive} (finished, no checkpoints): {', '.join(names)}")
+        log(f"[bench] restored from {archive} (finished, no checkpoints): {', '.join(said)}")
     return names
 
 

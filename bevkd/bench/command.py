@@ -16,8 +16,8 @@ from ..fileio import atomic_write, write_json
 from ..provenance import git_commit, machine_label
 from .plan import ABLATIONS, METHODS, Job, plan, redundant_ablations
 from .report import ablation_pairs, acceptance, collect, markdown
-from .archive import archive_run, is_restored, restore
-from .runner import JobResult, is_finished, run_jobs, runs_lock
+from .archive import archive_run, archive_served, is_restored, restore
+from .runner import NO_CAMERA, JobResult, is_finished, run_jobs, runs_lock
 
 
 @dataclass(frozen=True)
@@ -134,8 +134,12 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         jobs += more
         camera = ()
         if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)
-            weights = (pretrained_backbone(preset, data, runs, spec, extra) if train
-                       else os.path.join(runs, "backbone.pth"))
+            weights = os.path.join(runs, "backbone.pth")
+            if train and (os.path.isfile(weights) or camera_to_train(jobs, runs)):
+                weights = pretrained_backbone(preset, data, runs, spec, extra)
+            elif train:  # e.g. every camera run restored from an archive onto a new machine
+                print("[bench] every camera model is trained: the backbone is not pretrained",
+                      flush=True)
             camera = (f"model.args.backbone_weights={weights}",)
         results = run_jobs(jobs, preset, data, runs, parallel or spec.parallel, spec.threads,
                            extra=extra, camera_extra=camera, log=lambda m: print(m, flush=True),
@@ -232,12 +236,13 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
 
 def _archiver(archive: str):
     """The bench's ``on_final``: copy each finished run into ``archive`` (a restored one is
-    there already). A copy that fails is said and stops nothing: the run itself is intact."""
+    there already), and note under a job's name the twin run that served it. A copy that
+    fails is said and stops nothing: the run itself is intact."""
     def keep(res: JobResult) -> None:
-        if is_restored(res.run):
-            return
         try:
-            archive_run(res.run, archive)
+            if not is_restored(res.run):
+                archive_run(res.run, archive)
+            archive_served(res.job.name, res.run, archive)  # when a twin run served it
         except Exception as e:  # noqa: BLE001 - keeping a copy must never stop the trainings
             print(f"[bench] could not archive {res.run} in {archive}: {e}", flush=True)
     return keep
@@ -314,6 +319,14 @@ def run_machines(results: dict) -> dict[str, list[str]]:
                            or [meta.get("machine")])
         out.setdefault(label, []).append(name)
     return out
+
+
+def camera_to_train(jobs: list[Job], runs: str, val_split: str = "synth_val") -> list[str]:
+    """The jobs with a camera model whose run in ``runs`` is not finished: those the pretrained
+    backbone is for. (A job a twin run will serve counts too: pretraining is then spared only
+    where nothing at all is left to train.)"""
+    return [j.name for j in jobs if j.model not in NO_CAMERA
+            and not is_finished(os.path.join(runs, j.name), val_split)]
 
 
 def pretrained_backbone(preset: str, data: str, runs: str, spec: BenchSpec,

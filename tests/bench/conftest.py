@@ -13,7 +13,8 @@ from bevkd.bench.plan import plan
 
 FAKE_TRAIN = r'''
 import json, os, signal, sys, time
-name, run = sys.argv[2], sys.argv[3]
+name = sys.argv[2]
+run = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else sys.argv[3]
 mode = os.environ.get("FAKE_" + name.replace("-", "_"), "ok")
 os.makedirs(os.path.join(run, "checkpoints"), exist_ok=True)
 with open(os.path.join(run, "starts"), "a") as f:

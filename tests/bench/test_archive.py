@@ -217,3 +217,66 @@ def test_an_interrupted_copy_is_found_again(tmp_path):
     shutil.copytree(archive / "teacher.old", archive / "teacher.tmp")
     dest = archive_run(str(run), str(archive))
     assert _files(dest) == {"timing.json"} and sorted(os.listdir(archive)) == ["teacher"]
+
+
+def test_a_job_a_twin_served_is_restored_through_its_twin(bench, tmp_path, monkeypatch):
+    """A second job's command is bevdistill-s0's but for its --out folder: bevdistill-s0's
+    finished run serves it. On a new machine the archive's note restores that run for it, so
+    the job counts as final and does not hold its teacher back from being restored (which a
+    job to train would: the teacher would train again for nothing)."""
+    import json
+    import sys
+
+    from bevkd.bench import runner
+    from bevkd.bench.plan import Job
+
+    _, runs, data = bench
+    script = tmp_path / "fake_train.py"
+
+    def command(job, preset, data, runs, threads, extra=(), camera_extra=()):
+        run = os.path.join(runs, job.name)
+        name = "bevdistill-s0" if job.name == "again" else job.name
+        return [sys.executable, str(script), "train", name, "--out", run]
+
+    monkeypatch.setattr(runner, "command", command)
+    archive = str(tmp_path / "archive")
+
+    def bench_of(jobs):
+        logs: list[str] = []
+        res = runner.run_jobs(jobs, "tiny", str(data), str(runs), 2, log=logs.append,
+                              poll=0.05, on_final=_archiver(archive))
+        return {n: (r.status, os.path.basename(r.run)) for n, r in res.items()}, logs
+
+    again = Job("again", "bevdistill", JOBS[2].config, 0, (), ("teacher",))
+    bench_of(JOBS)
+    status, logs = bench_of([*JOBS, again])
+    assert status["again"] == ("reused", "bevdistill-s0")
+    assert "[bench] reuse bevdistill-s0 for again (the same training)" in logs
+    note = os.path.join(archive, "again", "served_by.json")
+    assert json.load(open(note)) == {"run": "bevdistill-s0"}
+    assert sorted(os.listdir(archive)) == ["again", "baseline-s0", "bevdistill-s0", "teacher"]
+
+    _new_machine(runs, data)
+    jobs = [JOBS[0], again]  # the twin is no job of this plan: restored all the same
+    assert [j.name for j in restorable(jobs, str(runs), archive, "synth_val")] == \
+        ["teacher", "again"]
+    said: list[str] = []
+    restore(jobs, str(runs), archive, log=said.append)
+    assert said == [f"[bench] restored from {archive} (finished, no checkpoints): teacher, "
+                    "bevdistill-s0 (serving again)"]
+    assert sorted(os.listdir(runs)) == ["bevdistill-s0", "teacher"]
+    assert not (runs / "bevdistill-s0" / "served_by.json").exists()
+    status, _ = bench_of(jobs)
+    assert status == {"teacher": ("reused", "teacher"), "again": ("reused", "bevdistill-s0")}
+    assert (runs / "teacher" / "starts").read_text().split() == ["new"]  # trained once, before
+
+    # a note is not written over a run of the job's own, and one naming nothing restores nothing
+    from bevkd.bench.archive import archive_served, served_by
+
+    assert archive_served("baseline-s0", str(runs / "teacher"), archive) is None
+    assert archive_served("teacher", str(runs / "teacher"), archive) is None
+    with open(note, "w") as f:
+        json.dump({"run": "../teacher"}, f)
+    assert served_by(archive, "again", "synth_val") is None
+    shutil.rmtree(runs)
+    assert [j.name for j in restorable(jobs, str(runs), archive, "synth_val")] == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -718,3 +719,46 @@ def test_a_report_beside_a_running_bench_restores_nothing_into_its_folder(tmp_pa
                                 False, (), train=False, archive=str(archive))
     assert res["restored"] == [] and res["rows"] == [] and not (runs / "teacher").exists()
     assert "another bench is using" in capsys.readouterr().out
+
+
+def test_the_backbone_is_pretrained_only_when_a_camera_model_is_left_to_train(tmp_path,
+                                                                             monkeypatch):
+    """A new machine with every run in the archive: the bench restores them and spends no
+    quarter hour pretraining a backbone no training will read; with a camera run left to
+    train, it pretrains."""
+    import subprocess
+
+    from bevkd.bench import command
+
+    def no_process(*args, **kwargs):
+        raise AssertionError("nothing is left to train or pretrain")
+
+    passed = []
+
+    def run_jobs(jobs, *args, camera_extra=(), **kwargs):
+        passed.append(camera_extra)
+        return {}
+
+    monkeypatch.setattr(command, "git_commit", lambda: "abc")
+    monkeypatch.setattr(subprocess, "run", no_process)
+    monkeypatch.setattr(command, "run_jobs", run_jobs)
+    data, runs, out, archive = (tmp_path / n for n in ("data", "runs", "out", "archive"))
+    (data / "v1.0-synth").mkdir(parents=True)
+    for name in ("teacher", "baseline-s0", "bevdistill-s0"):
+        _fake_run(archive, name, 0.3, 0.4, 1.0)
+
+    def bench():
+        return command.run_bench("tiny", str(out), str(runs), str(data), 1, ("bevdistill",),
+                                 False, (), archive=str(archive))
+
+    bench()
+    weights = str(runs / "backbone.pth")
+    assert passed == [(f"model.args.backbone_weights={weights}",)]
+    assert command.camera_to_train(plan(1, ("bevdistill",), False, ()), str(runs)) == []
+    shutil.rmtree(runs / "bevdistill-s0")  # to train again (say, its run was deleted)
+    shutil.rmtree(archive / "bevdistill-s0")
+    made = []
+    monkeypatch.setattr(command, "pretrained_backbone",
+                        lambda *a, **k: made.append(a) or weights)
+    bench()
+    assert len(made) == 1 and passed[-1] == passed[0]
