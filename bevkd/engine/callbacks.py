@@ -83,7 +83,8 @@ class StopOnInterrupt(L.Callback):
     A KeyboardInterrupt raised wherever the main thread happens to be can be swallowed (inside
     a ``__del__``, a checkpoint write), so the first Ctrl-C only sets a flag that the step
     boundary reads; a second Ctrl-C interrupts at once as usual. An exception that stops
-    training anyway (SIGTERM from a scheduler) still leaves a checkpoint.
+    training anyway (SIGTERM from a scheduler) still leaves a checkpoint; one that stops the
+    validation at an epoch's end leaves it to be made whole by the resumed run.
     """
 
     def __init__(self, path: str):
@@ -130,12 +131,27 @@ class StopOnInterrupt(L.Callback):
 
         self._restore()
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.global_step > 0:
+            if trainer.validating:
+                _validation_not_begun(trainer)
             self._save(trainer)
 
     def _save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.path)  # atomic: temporary file + rename
         print(f"\ninterrupted: checkpoint of step {trainer.global_step} saved to "
               f"{self.path}; continue with --resume", file=sys.stderr)
+
+
+def _validation_not_begun(trainer: L.Trainer) -> None:
+    """Rewind the progress of the validation running at an epoch's end to "started, no batch
+    done", before the checkpoint is written. Lightning's evaluation loop stops at the next
+    batch after a SIGTERM; resumed as it stands, the run would either skip that validation
+    (the state it was written in matches none of Lightning's restart stages) or finish it from
+    the batch it stopped at, without the detections of the batches before. From this state
+    Lightning's restart goes back to the validation and runs every batch of it."""
+    progress = trainer.fit_loop.epoch_loop.val_loop.batch_progress
+    for tracker in (progress.total, progress.current):
+        tracker.ready = tracker.started = 1
+        tracker.processed = tracker.completed = 0
 
 
 class Timing(L.Callback):

@@ -70,6 +70,15 @@ class EMA(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._swap_out(pl_module)
 
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        # a checkpoint written during validation (a SIGTERM stops it) holds the trained
+        # weights, not the average swapped in for it: a resume trains on from them
+        if self._backup is not None:
+            prefix = next(n for n, m in pl_module.named_children() if m is pl_module.model)
+            for k, v in self._backup.items():
+                checkpoint["state_dict"][f"{prefix}.{k}"] = v.detach().clone()
+
     def state_dict(self) -> dict[str, Any]:
         return {"decay": self.decay, "updates": self.updates,
                 "shadow": None if self.shadow is None else {k: v.cpu() for k, v in self.shadow.items()}}

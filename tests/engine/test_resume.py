@@ -246,3 +246,36 @@ def test_every_epoch_is_checkpointed_even_when_validation_is_sparse(synth_root, 
     with open(metrics) as f:
         after = json.load(f)
     assert after["mean_ap"] == before["mean_ap"] and after["nd_score"] == before["nd_score"]
+
+
+def test_a_sigterm_during_validation_validates_that_epoch_on_resume(synth_root, tmp_path,
+                                                                   monkeypatch):
+    """Lightning's evaluation loop raises at the next batch after a SIGTERM (a scheduler's
+    preemption), so the checkpoint holds a finished epoch whose validation never ended. The
+    resumed run makes that validation whole (every epoch's validation in the log equals the
+    uninterrupted run's) and trains on from the trained weights, not from the EMA average the
+    validation had swapped in when the checkpoint was written (the run ends exactly as the
+    uninterrupted one)."""
+    from bevkd.engine.module import DetectionModule
+
+    whole, run = str(tmp_path / "whole"), str(tmp_path / "run")
+    every = ("train.eval_every=1",)
+    args = _args("configs/student/bevdepth.yaml", "bevdepth", synth_root, run, every)
+    assert main(_args("configs/student/bevdepth.yaml", "bevdepth", synth_root, whole,
+                      every)) == 0
+    step = DetectionModule.validation_step
+
+    def preempted(self, batch, batch_idx):  # the signal lands in epoch 0's first val batch
+        if self.trainer.current_epoch == 0 and batch_idx == 0:
+            self.trainer._signal_connector.received_sigterm = True
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(DetectionModule, "validation_step", preempted)
+    assert main(args) != 0
+    assert not os.path.isfile(os.path.join(run, "eval", "synth_val", "metrics.json"))
+    monkeypatch.setattr(DetectionModule, "validation_step", step)
+    assert main([*args, "--resume"]) == 0
+    got, want = validations(training_log(run)), validations(training_log(whole))
+    assert [e for e, _ in want] == [0, 1]
+    assert got == want
+    _assert_same(_final_state(whole), _final_state(run))
