@@ -119,10 +119,22 @@ class StopOnInterrupt(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         # DDP: every rank must stop (and join the checkpoint's barrier) at the same step
         if trainer.strategy.reduce_boolean_decision(self.requested, all=False):
+            self.requested = True  # every rank, for on_validation_start
+            if _validation_follows(trainer):
+                return  # the epoch's last step: stop as its validation starts (below)
             self._save(trainer)
             # not ``trainer.should_stop``: that ends the epoch as if it were complete, so
             # validation and the epoch-end checkpoint would run and overwrite last.ckpt with
             # a state whose resume skips the rest of the epoch
+            raise Interrupted
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # a stop at the step that ends an epoch: saved as at a SIGTERM in its validation, so
+        # that the resumed run validates that epoch before it trains on (a checkpoint of the
+        # step alone resumes into the next epoch: Lightning would skip the validation)
+        if self.requested and trainer.state.fn == "fit":
+            _validation_not_begun(trainer)
+            self._save(trainer)
             raise Interrupted
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
@@ -139,6 +151,15 @@ class StopOnInterrupt(L.Callback):
         trainer.save_checkpoint(self.path)  # atomic: temporary file + rename
         print(f"\ninterrupted: checkpoint of step {trainer.global_step} saved to "
               f"{self.path}; continue with --resume", file=sys.stderr)
+
+
+def _validation_follows(trainer: L.Trainer) -> bool:
+    """Whether the training step that just ended is its epoch's last and the epoch is
+    validated (Lightning's own test of the epoch, a private method: False without it)."""
+    loop = trainer.fit_loop.epoch_loop
+    last = loop.batch_progress.current.processed >= trainer.num_training_batches
+    check = getattr(loop, "_should_check_val_epoch", None)
+    return bool(last and trainer.enable_validation and check is not None and check())
 
 
 def _validation_not_begun(trainer: L.Trainer) -> None:
