@@ -24,9 +24,10 @@ A job that another finished run of the same command served (a twin,
 own name and, under the job's, a note naming it (:data:`SERVED_BY`). Restoring such a job
 restores its twin, which serves it again.
 
-A run's command and config record absolute paths (``--data``, ``--out``, the teachers' runs),
-so a bench restores into the same ``--runs`` and ``--data`` paths it trained with; other paths
-refuse every restored run with "trained by another command".
+A run's command and config record absolute paths (``--data``, ``--out``, the teachers' runs,
+the pretrained backbone). A restored run is read as moved: the runs and data folders its
+command names are taken as the ``--runs`` and ``--data`` of the bench that restored it
+(:func:`~bevkd.bench.runner.moves`), so a machine with other paths restores it too.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ..fileio import write_json
-from .runner import RESTORED, is_finished
+from .runner import JOB_FILE, RESTORED, is_finished, rebased, roots
 
 if TYPE_CHECKING:
     import torch
@@ -196,12 +197,22 @@ def timing_model(run: str) -> tuple[ExperimentConfig, torch.nn.Module, bool]:
     import torch
 
     from ..builder import build_model, without_init_weights
+    from ..config import from_dict, to_dict
+    from ..engine.config import ExperimentConfig
     from ..engine.run import CKPT_DIR, load_run_config, load_trained
 
     if os.path.isfile(os.path.join(run, CKPT_DIR, "last.ckpt")):
         cfg, model = load_trained(run)
         return cfg, model, True
     cfg = load_run_config(run)
+    saved, job_file = None, os.path.join(run, JOB_FILE)
+    if is_restored(run) and os.path.isfile(job_file):
+        with open(job_file) as f:
+            saved = json.load(f).get("signature")
+    old = roots(saved)
+    here = os.path.dirname(os.path.abspath(run))
+    if old is not None and old[0] != here:  # restored under another runs folder
+        cfg = from_dict(ExperimentConfig, rebased(to_dict(cfg), [(old[0], here)]))
     model = build_model(without_init_weights(cfg), load_teachers=False)
     if cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)

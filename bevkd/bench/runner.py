@@ -17,7 +17,8 @@ job's reuse is judged once every job it needs is final.
 
 A run restored from a bench archive (:mod:`bevkd.bench.archive`, marked :data:`RESTORED`)
 comes without checkpoints, possibly onto a new machine: its inputs are checked by the dataset
-tables' names and sizes alone (:func:`lasting`), its command and config as any run's.
+tables' names and sizes alone (:func:`lasting`), its command and config as any run's once the
+runs and data folders they name are read as this bench's (:func:`moves`).
 
 ``train=False`` (``bevkd bench --report-only``) starts nothing: finished runs are taken as
 they are (after the same checks), the others are reported ``missing``; it takes no lock, so
@@ -115,6 +116,48 @@ def portable(sig: Any) -> Any:
     return [sig[0], "/".join(parts[-3:]), *sig[2:]]
 
 
+def roots(sig: Any) -> tuple[str, str] | None:
+    """``(runs folder, data folder)`` a signature names: its ``--out`` folder's parent and its
+    ``--data``; None when it names them not."""
+    try:
+        out, data = sig[sig.index("--out") + 1], sig[sig.index("--data") + 1]
+    except (ValueError, IndexError, AttributeError, TypeError):
+        return None
+    if not (isinstance(out, str) and isinstance(data, str)):
+        return None
+    return os.path.dirname(os.path.normpath(out)), os.path.normpath(data)
+
+
+def rebased(obj: Any, moves: list[tuple[str, str]]) -> Any:
+    """``obj`` (strings, in lists and dicts at any depth) with each path under an ``old``
+    folder of ``moves`` (``[(old, new), ...]``) moved under its ``new`` one, also as the value
+    of a ``key=value`` string (a ``--set``)."""
+    if isinstance(obj, list):
+        return [rebased(v, moves) for v in obj]
+    if isinstance(obj, dict):
+        return {k: rebased(v, moves) for k, v in obj.items()}
+    if not isinstance(obj, str):
+        return obj
+    key, sep, value = obj.rpartition("=") if "=" in obj else ("", "", obj)
+    for old, new in moves:
+        if value == old or value.startswith(old.rstrip(os.sep) + os.sep):
+            return f"{key}{sep}{new}{value[len(old):]}"
+    return obj
+
+
+def moves(run: str, saved: Any, now: Any) -> list[tuple[str, str]]:
+    """The folders a run restored from an archive (:data:`RESTORED`) moved between: its
+    recorded signature's runs and data folders to the ones ``now`` names (empty for a run that
+    was not restored, or did not move). A restored run may land on a machine whose paths
+    differ; a run trained in place must have the paths it records."""
+    if not os.path.isfile(os.path.join(run, RESTORED)):
+        return []
+    was, new = roots(saved), roots(now)
+    if was is None or new is None:
+        return []
+    return [(a, b) for a, b in zip(was, new) if a != b]
+
+
 def signature(cmd: list[str]) -> list[str]:
     """What makes a job's result: its train command without the interpreter, ``--resume``
     and the thread count (recorded as it is; compared through :func:`portable`, so that
@@ -167,6 +210,7 @@ def mismatch(run: str, cmd: list[str], now_inputs: dict[str, object] | None = No
     config file edited since; checked for any run with a ``config.yaml``, also one trained
     before the bench recorded commands, or by hand)."""
     path = os.path.join(run, JOB_FILE)
+    moved: list[tuple[str, str]] = []  # a restored run's folders on this machine
     if os.path.isfile(path):
         try:
             with open(path) as f:
@@ -175,6 +219,8 @@ def mismatch(run: str, cmd: list[str], now_inputs: dict[str, object] | None = No
         except (OSError, ValueError, KeyError) as err:
             return f"{path} is unreadable ({err}); delete that run"
         now = portable(signature(cmd))
+        moved = moves(run, before, now)
+        before = rebased(before, moved)
         if before != now:
             gone = [a for a in before if a not in now]
             new = [a for a in now if a not in before]
@@ -193,7 +239,8 @@ def mismatch(run: str, cmd: list[str], now_inputs: dict[str, object] | None = No
     if os.path.isfile(os.path.join(run, "config.yaml")):
         from ..engine.run import load_run_config
 
-        keys = differing_keys(_plain(load_run_config(run)), _plain(resolved_config(cmd)))
+        keys = differing_keys(rebased(_plain(load_run_config(run)), moved),
+                              _plain(resolved_config(cmd)))
         if keys:
             return (f"{run} was trained with another config (differs in {keys[:6]}: the "
                     "preset or config file changed since); use another --runs folder or "
@@ -234,7 +281,8 @@ def twin(job: Job, cmd: list[str], stamps: dict[str, object], runs: str,
     with a folder of its own (finished or not) keeps it: no twin."""
     if "--out" not in cmd or os.path.exists(os.path.join(runs, job.name)):
         return None
-    want = _with_out(portable(signature(cmd)), None)
+    now = portable(signature(cmd))
+    want = _with_out(now, None)
     for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else ():
         other = os.path.join(runs, name)
         if name == job.name or not is_finished(other, val_split):
@@ -242,6 +290,7 @@ def twin(job: Job, cmd: list[str], stamps: dict[str, object], runs: str,
         try:
             with open(os.path.join(other, JOB_FILE)) as f:
                 saved = portable(json.load(f)["signature"])
+            saved = rebased(saved, moves(other, saved, now))
             if not (isinstance(saved, list) and all(isinstance(a, str) for a in saved)
                     and "--out" in saved[:-1] and _with_out(saved, None) == want):
                 continue

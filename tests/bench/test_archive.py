@@ -280,3 +280,60 @@ def test_a_job_a_twin_served_is_restored_through_its_twin(bench, tmp_path, monke
     assert served_by(archive, "again", "synth_val") is None
     shutil.rmtree(runs)
     assert [j.name for j in restorable(jobs, str(runs), archive, "synth_val")] == []
+
+
+def test_a_restored_run_is_read_under_the_paths_of_the_machine_it_lands_on(bench, tmp_path,
+                                                                          monkeypatch):
+    """The runs record absolute paths (--data, --out, the teachers' runs). Restored into
+    another --runs folder beside another --data folder, they serve the same jobs: nothing
+    trains again."""
+    import sys
+
+    from bevkd.bench import runner
+
+    _, runs, data = bench
+    script = tmp_path / "fake_train.py"
+
+    def command(job, preset, data, runs, threads, extra=(), camera_extra=()):
+        cmd = [sys.executable, str(script), "train", job.name, "--data", data,
+               "--out", os.path.join(runs, job.name)]
+        for need in job.needs:
+            cmd += ["--set", f"distill.teachers.lidar={os.path.join(runs, need)}"]
+        return cmd
+
+    monkeypatch.setattr(runner, "command", command)
+    archive = str(tmp_path / "archive")
+
+    def bench_of(runs, data):
+        res = runner.run_jobs(JOBS, "tiny", str(data), str(runs), 2, log=lambda m: None,
+                              poll=0.05, on_final=_archiver(archive))
+        return {n: r.status for n, r in res.items()}
+
+    assert set(bench_of(runs, data).values()) == {"done"}
+    runs2, data2 = tmp_path / "elsewhere" / "runs", tmp_path / "elsewhere" / "data"
+    shutil.copytree(data, data2)  # the same tables, generated again
+    assert restore(JOBS, str(runs2), archive) == [j.name for j in JOBS]
+    assert bench_of(runs2, data2) == {j.name: "reused" for j in JOBS}
+    # a run trained in place is held to the paths it records
+    os.remove(runs2 / "teacher" / RESTORED)
+    assert bench_of(runs2, data2)["teacher"] == "failed"
+
+
+def test_rebased_moves_paths_under_a_folder_and_no_others():
+    from bevkd.bench.runner import rebased, roots
+
+    sig = ["train", "configs/distill/x.yaml", "--data", "/a/data", "--out", "/a/runs/x-s0",
+           "--set", "distill.teachers.lidar=/a/runs/teacher", "--set", "train.seed=0"]
+    assert roots(sig) == ("/a/runs", "/a/data")
+    assert roots(["train", "x"]) is None and roots(None) is None
+    moves = [("/a/runs", "/b/r"), ("/a/data", "/b/d")]
+    assert rebased(sig, moves) == [
+        "train", "configs/distill/x.yaml", "--data", "/b/d", "--out", "/b/r/x-s0",
+        "--set", "distill.teachers.lidar=/b/r/teacher", "--set", "train.seed=0"]
+    cfg = {"model": {"args": {"backbone_weights": "/a/runs/backbone.pth", "depth": 18}},
+           "distill": {"teachers": {"lidar": "/a/runs/teacher", "fusion": "/a/runsX/t"}},
+           "tags": ["/a/runs", "/a/run"]}
+    assert rebased(cfg, moves) == {
+        "model": {"args": {"backbone_weights": "/b/r/backbone.pth", "depth": 18}},
+        "distill": {"teachers": {"lidar": "/b/r/teacher", "fusion": "/a/runsX/t"}},
+        "tags": ["/b/r", "/a/run"]}
