@@ -248,14 +248,16 @@ def test_every_epoch_is_checkpointed_even_when_validation_is_sparse(synth_root, 
     assert after["mean_ap"] == before["mean_ap"] and after["nd_score"] == before["nd_score"]
 
 
-@pytest.mark.parametrize("stop", ["sigterm_in_validation", "ctrl_c_at_the_last_step"])
+@pytest.mark.parametrize("stop", ["sigterm_in_validation", "ctrl_c_at_the_last_step",
+                                  "ctrl_c_at_the_final_step"])
 def test_a_stop_at_an_epochs_end_validates_that_epoch_on_resume(stop, synth_root, tmp_path,
                                                                 monkeypatch):
     """A stop where an epoch ends and its validation is due. ``sigterm_in_validation``:
     Lightning's evaluation loop raises at the next batch after a SIGTERM (a scheduler's
     preemption), so the checkpoint holds a finished epoch whose validation never ended.
     ``ctrl_c_at_the_last_step``: the step boundary a Ctrl-C stops at is the epoch's last, before
-    its validation. The resumed run makes that validation whole (every epoch's validation in
+    its validation; ``ctrl_c_at_the_final_step``: the same at the training's last step. The
+    resumed run makes that validation whole (every epoch's validation in
     the log equals the uninterrupted run's) and trains on from the trained weights, not from
     the EMA average a validation swaps in (the run ends exactly as the uninterrupted one)."""
     from bevkd.engine.callbacks import StopOnInterrupt
@@ -269,9 +271,11 @@ def test_a_stop_at_an_epochs_end_validates_that_epoch_on_resume(stop, synth_root
     name = "validation_step" if stop == "sigterm_in_validation" else "training_step"
     step = getattr(DetectionModule, name)
 
-    def stopped(self, batch, batch_idx):  # in epoch 0's first val batch / its last step (2)
-        if self.trainer.current_epoch == 0 and batch_idx == (0 if name == "validation_step"
-                                                             else 2):
+    epoch = 1 if stop == "ctrl_c_at_the_final_step" else 0
+
+    def stopped(self, batch, batch_idx):  # in the epoch's first val batch / its last step (2)
+        if self.trainer.current_epoch == epoch and batch_idx == (0 if name == "validation_step"
+                                                                 else 2):
             if name == "validation_step":
                 self.trainer._signal_connector.received_sigterm = True
             else:  # as StopOnInterrupt's Ctrl-C handler does
@@ -282,7 +286,7 @@ def test_a_stop_at_an_epochs_end_validates_that_epoch_on_resume(stop, synth_root
     monkeypatch.setattr(DetectionModule, name, stopped)
     assert main(args) != 0
     assert torch.load(os.path.join(run, "checkpoints", "last.ckpt"), map_location="cpu",
-                      weights_only=True)["global_step"] == 3
+                      weights_only=True)["global_step"] == 3 * (epoch + 1)
     assert not os.path.isfile(os.path.join(run, "eval", "synth_val", "metrics.json"))
     monkeypatch.setattr(DetectionModule, name, step)
     assert main([*args, "--resume"]) == 0
