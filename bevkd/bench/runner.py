@@ -138,11 +138,22 @@ def rebased(obj: Any, moves: list[tuple[str, str]]) -> Any:
         return {k: rebased(v, moves) for k, v in obj.items()}
     if not isinstance(obj, str):
         return obj
-    key, sep, value = obj.rpartition("=") if "=" in obj else ("", "", obj)
-    for old, new in moves:
-        if value == old or value.startswith(old.rstrip(os.sep) + os.sep):
-            return f"{key}{sep}{new}{value[len(old):]}"
+    # the whole string (a path), else the value of a ``--set`` (after its first "="); the
+    # deepest folder first (the bench's default data folder lies in its runs folder)
+    for key, value in (("", obj), (obj.split("=", 1)[0] + "=", obj.split("=", 1)[-1])):
+        for old, new in sorted(moves, key=lambda m: -len(m[0])):
+            if os.path.isabs(value) and os.path.isabs(old) and _under(value, old):
+                rest = os.path.relpath(value, old)
+                return key + (new if rest == "." else os.path.join(new, rest))
+        if "=" not in obj:
+            break
     return obj
+
+
+def _under(path: str, folder: str) -> bool:
+    """``path`` is ``folder`` or lies in it (by whole path components)."""
+    path, folder = os.path.normpath(path), os.path.normpath(folder)
+    return os.path.commonpath([path, folder]) == folder
 
 
 def moves(run: str, saved: Any, now: Any) -> list[tuple[str, str]]:

@@ -90,6 +90,7 @@ class StopOnInterrupt(L.Callback):
     def __init__(self, path: str):
         self.path = path
         self.requested = False
+        self._stop_at_validation = False  # decided by every rank together (DDP)
         self._previous = None
 
     def _handler(self, signum, frame) -> None:
@@ -119,9 +120,12 @@ class StopOnInterrupt(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
         # DDP: every rank must stop (and join the checkpoint's barrier) at the same step
         if trainer.strategy.reduce_boolean_decision(self.requested, all=False):
-            self.requested = True  # every rank, for on_validation_start
             if _validation_follows(trainer):
-                return  # the epoch's last step: stop as its validation starts (below)
+                # the epoch's last step: stop as its validation starts (below). A flag of its
+                # own, set on every rank here: ``requested`` is one rank's, and a Ctrl-C that
+                # reaches some ranks only before validation would split them at the barrier
+                self._stop_at_validation = True
+                return
             self._save(trainer)
             # not ``trainer.should_stop``: that ends the epoch as if it were complete, so
             # validation and the epoch-end checkpoint would run and overwrite last.ckpt with
@@ -132,7 +136,7 @@ class StopOnInterrupt(L.Callback):
         # a stop at the step that ends an epoch: saved as at a SIGTERM in its validation, so
         # that the resumed run validates that epoch before it trains on (a checkpoint of the
         # step alone resumes into the next epoch: Lightning would skip the validation)
-        if self.requested and trainer.state.fn == "fit":
+        if self._stop_at_validation and trainer.state.fn == "fit":
             _validation_not_begun(trainer)
             self._save(trainer)
             raise Interrupted
@@ -143,7 +147,7 @@ class StopOnInterrupt(L.Callback):
 
         self._restore()
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.global_step > 0:
-            if trainer.validating:
+            if trainer.validating and trainer.state.fn == "fit":
                 _validation_not_begun(trainer)
             self._save(trainer)
 

@@ -337,3 +337,9 @@ def test_rebased_moves_paths_under_a_folder_and_no_others():
         "model": {"args": {"backbone_weights": "/b/r/backbone.pth", "depth": 18}},
         "distill": {"teachers": {"lidar": "/b/r/teacher", "fusion": "/a/runsX/t"}},
         "tags": ["/b/r", "/a/run"]}
+    # the bench's default data folder lies in its runs folder: the deeper move wins, and a
+    # --set value is the text after its first "="
+    nested = [("/a/runs", "/h/runs"), ("/a/runs/synth", "/s/synth")]
+    assert rebased(["--data", "/a/runs/synth", "--out", "/a/runs/x-s0", "k=v=/a/runs/t",
+                    "p=/a/runs/synth/v1.0"], nested) == \
+        ["--data", "/s/synth", "--out", "/h/runs/x-s0", "k=v=/a/runs/t", "p=/s/synth/v1.0"]
