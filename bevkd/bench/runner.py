@@ -472,6 +472,18 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                         if on_final:
                             on_final(results[job.name])
                         continue
+                    bare = [n for n in job.needs if os.path.isfile(os.path.join(
+                        runs, n, RESTORED)) and not os.path.isfile(os.path.join(
+                            runs, n, "checkpoints", "last.ckpt"))]
+                    if bare:  # e.g. a twin that served it at restore and does not now
+                        results[job.name] = JobResult(job, run, "failed")
+                        pending.remove(job)
+                        log(f"[bench] FAILED {job.name}: it trains from "
+                            f"{', '.join(bare)}, restored from an archive without the "
+                            "checkpoint it needs; run the bench again with --archive (it "
+                            "trains such runs again first) or delete "
+                            f"{', '.join(os.path.join(runs, n) for n in bare)}")
+                        continue
                     ready[job.name] = stamps
                 if len(running) < parallel:
                     # built now: --resume depends on the checkpoint there at start

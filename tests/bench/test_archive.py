@@ -343,3 +343,25 @@ def test_rebased_moves_paths_under_a_folder_and_no_others():
     assert rebased(["--data", "/a/runs/synth", "--out", "/a/runs/x-s0", "k=v=/a/runs/t",
                     "p=/a/runs/synth/v1.0"], nested) == \
         ["--data", "/s/synth", "--out", "/h/runs/x-s0", "k=v=/a/runs/t", "p=/s/synth/v1.0"]
+
+
+def test_a_job_to_train_from_a_restored_run_without_weights_fails_with_what_to_do(bench,
+                                                                                  tmp_path):
+    run, runs, data = bench
+    archive = tmp_path / "archive"
+    run(on_final=_archiver(str(archive)))
+    shutil.rmtree(runs / "teacher" / "checkpoints")  # as restored: no weights
+    (runs / "teacher" / RESTORED).write_text("{}")
+    shutil.rmtree(runs / "bevdistill-s0")  # a student still to train from it
+    status, logs = run()
+    assert status == {"teacher": "reused", "baseline-s0": "reused", "bevdistill-s0": "failed"}
+    assert any("FAILED bevdistill-s0: it trains from teacher, restored from an archive "
+               "without the checkpoint it needs; run the bench again with --archive" in m
+               for m in logs)
+    assert not (runs / "bevdistill-s0").exists()  # nothing started
+    # and a bench with the archive does so (the student not in it either): the teacher
+    # trains again, then the student
+    shutil.rmtree(archive / "bevdistill-s0")
+    restore(JOBS, str(runs), str(archive))
+    status, _ = run()
+    assert status == {"teacher": "done", "baseline-s0": "reused", "bevdistill-s0": "done"}
