@@ -39,7 +39,8 @@ import time
 from typing import TYPE_CHECKING
 
 from ..fileio import write_json
-from .runner import JOB_FILE, RESTORED, is_finished, rebased, roots
+from .runner import (JOB_FILE, RESTORED, is_finished, is_restored, rebased, roots,
+                     weightless)
 
 if TYPE_CHECKING:
     import torch
@@ -116,12 +117,6 @@ def _source(job: Job, runs: str, archive: str, val_split: str) -> str | None:
     return twin if not os.path.exists(there) or is_finished(there, val_split) else None
 
 
-def _weightless(run: str) -> bool:
-    """A run restored from an archive that has no checkpoint (it never has one, unless it was
-    trained on since)."""
-    return is_restored(run) and not os.path.isfile(os.path.join(run, "checkpoints", "last.ckpt"))
-
-
 def plan_restore(jobs: list[Job], runs: str, archive: str, val_split: str,
                  training: bool = True, optional: list[Job] = ()
                  ) -> tuple[list[Job], list[Job]]:
@@ -138,7 +133,7 @@ def plan_restore(jobs: list[Job], runs: str, archive: str, val_split: str,
     def run(j):
         return os.path.join(runs, j.name)
 
-    kept = {j.name for j in every if _weightless(run(j))}
+    kept = {j.name for j in every if weightless(run(j))}
     held = kept | {j.name for j in every if not os.path.exists(run(j))
                    and _source(j, runs, archive, val_split)}
     while training:
@@ -182,10 +177,6 @@ def restore(jobs: list[Job], runs: str, archive: str, val_split: str = "synth_va
     if names:
         log(f"[bench] restored from {archive} (finished, no checkpoints): {', '.join(said)}")
     return names
-
-
-def is_restored(run: str) -> bool:
-    return os.path.isfile(os.path.join(run, RESTORED))
 
 
 def timing_model(run: str) -> tuple[ExperimentConfig, torch.nn.Module, bool]:

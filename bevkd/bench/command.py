@@ -16,8 +16,8 @@ from ..fileio import atomic_write, write_json
 from ..provenance import git_commit, machine_label
 from .plan import ABLATIONS, METHODS, Job, plan, redundant_ablations
 from .report import ablation_pairs, acceptance, collect, markdown
-from .archive import archive_run, archive_served, is_restored, restore
-from .runner import NO_CAMERA, JobResult, is_finished, run_jobs, runs_lock
+from .archive import archive_run, archive_served, restore
+from .runner import NO_CAMERA, JobResult, is_finished, is_restored, run_jobs, runs_lock
 
 
 @dataclass(frozen=True)

@@ -121,12 +121,12 @@ def time_left(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mappin
     running: dict[str, list[float]] = {}
     kind_finished: dict[str, list[float]] = {"teacher": [], "baseline": [], "distilled": []}
     kind_running: dict[str, list[float]] = {"teacher": [], "baseline": [], "distilled": []}
-    from .runner import RESTORED  # (runner imports this module)
+    from .runner import is_restored  # (runner imports this module)
 
     for r in results.values():
         # a run restored from an archive trained on another machine, maybe twice as fast
         t = (train_seconds(r.run) if r.status in ("done", "reused")
-             and not os.path.isfile(os.path.join(r.run, RESTORED)) else None)
+             and not is_restored(r.run) else None)
         if t is not None:
             pace = t / max(epochs.get(r.job.name, 1), 1)
             finished.setdefault(r.job.config, []).append(pace)

@@ -92,6 +92,16 @@ JOB_FILE = "bench_job.json"
 RESTORED = "restored.json"  # marks a run copied back from a bench archive (bench/archive.py)
 
 
+def is_restored(run: str) -> bool:
+    return os.path.isfile(os.path.join(run, RESTORED))
+
+
+def weightless(run: str) -> bool:
+    """A run restored from an archive that has no checkpoint (it never has one, unless it was
+    trained on since)."""
+    return is_restored(run) and not os.path.isfile(os.path.join(run, "checkpoints", "last.ckpt"))
+
+
 def lasting(inputs: dict[str, object]) -> dict[str, object]:
     """What of a job's recorded :func:`inputs` a restored run is checked against: the dataset
     tables' names and sizes. A restored run comes without checkpoints and onto a new machine,
@@ -161,7 +171,7 @@ def moves(run: str, saved: Any, now: Any) -> list[tuple[str, str]]:
     recorded signature's runs and data folders to the ones ``now`` names (empty for a run that
     was not restored, or did not move). A restored run may land on a machine whose paths
     differ; a run trained in place must have the paths it records."""
-    if not os.path.isfile(os.path.join(run, RESTORED)):
+    if not is_restored(run):
         return []
     was, new = roots(saved), roots(now)
     if was is None or new is None:
@@ -240,7 +250,7 @@ def mismatch(run: str, cmd: list[str], now_inputs: dict[str, object] | None = No
                     "--runs folder or delete that run")
         if now_inputs is not None and "inputs" in saved:
             was, now_in = saved["inputs"], now_inputs
-            if os.path.isfile(os.path.join(run, RESTORED)):
+            if is_restored(run):
                 was, now_in = lasting(was), lasting(now_in)
             changed = sorted(k for k in set(was) | set(now_in) if was.get(k) != now_in.get(k))
             if changed:
@@ -472,9 +482,7 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                         if on_final:
                             on_final(results[job.name])
                         continue
-                    bare = [n for n in job.needs if os.path.isfile(os.path.join(
-                        runs, n, RESTORED)) and not os.path.isfile(os.path.join(
-                            runs, n, "checkpoints", "last.ckpt"))]
+                    bare = [n for n in job.needs if weightless(os.path.join(runs, n))]
                     if bare:  # e.g. a twin that served it at restore and does not now
                         results[job.name] = JobResult(job, run, "failed")
                         pending.remove(job)

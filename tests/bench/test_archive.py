@@ -8,11 +8,10 @@ import shutil
 
 import torch
 
-from bevkd.bench.archive import LEFT_OUT, archive_run, is_restored, plan_restore, restore, \
-    timing_model
+from bevkd.bench.archive import LEFT_OUT, archive_run, plan_restore, restore, timing_model
 from bevkd.bench.command import _archiver
 from bevkd.bench.plan import plan
-from bevkd.bench.runner import RESTORED
+from bevkd.bench.runner import RESTORED, is_restored
 
 JOBS = plan(1, ("bevdistill",), False, ())  # teacher, baseline-s0, bevdistill-s0 (needs teacher)
 
