@@ -14,7 +14,7 @@ from ..engine.config import resolve_preset
 from ..errors import BevkdError
 from ..fileio import atomic_write, write_json
 from ..provenance import git_commit, machine_label
-from .plan import ABLATIONS, METHODS, Job, plan, redundant_ablations
+from .plan import ABLATIONS, METHODS, Job, plan, redundant_ablations, with_rows
 from .report import ablation_pairs, acceptance, collect, markdown
 from .archive import archive_run, archive_served, restore
 from .runner import NO_CAMERA, JobResult, is_finished, is_restored, run_jobs, runs_lock
@@ -112,8 +112,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     data = bench_dataset(data, runs, spec, train)
     tuned = row_overrides(spec)
     student_sets = checked_sets(spec.student_sets, "bench.student_sets")
-    same = redundant_ablations(preset, tuple(a for a in ablations if ABLATIONS[a][0] in methods),
-                               tuned, extra)
+    same = redundant_ablations(preset, with_rows(ablations, methods, composite), tuned, extra)
     if same:
         print(f"[bench] no row for {', '.join(same)}: on this preset it sets what its method's "
               "row already trains", flush=True)

@@ -15,11 +15,17 @@ METHODS = ("bevdistill", "labeldistill", "dualdistill", "asd")
 
 # Ablation rows (DESIGN §4.4: every ASD choice the abstract leaves open; REFERENCE_RESULTS: the
 # DualDistill CRD temperatures, and DESIGN §4.3's option of starting the student head from the
-# teacher head or not, with that start alone as a control): name -> (method, overrides). Each
+# teacher head or not, with that start alone as a control; the composite with the values a
+# preset re-sets for its parts' rows): name -> (method or "composite", overrides). Each
 # trains the first `ablation_seeds` seeds of the table (the preset's `bench.ablation_seeds`, by
 # default seed 0 only) and is read against its method's run of the same seed, with the
 # method's seed spread as the scale.
 ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # first, as the row the acceptance leans on most: the composite with its ASD and CRD parts
+    # at the values a preset re-sets for those methods' own rows (tiny: smoothing off, CRD at
+    # T = 0.5), where the config keeps the published ones (method 1 is ASD, 2 DualDistill's CRD)
+    "composite_tuned_parts": ("composite", ("distill.methods.1.args.smooth_kernel=1",
+                                            "distill.methods.2.args.crd_temperature=0.5")),
     "dualdistill_T1.0": ("dualdistill", ("distill.methods.0.args.crd_temperature=1.0",)),
     "dualdistill_T0.5": ("dualdistill", ("distill.methods.0.args.crd_temperature=0.5",)),
     # the published values, rows only where a preset's bench.overrides re-sets them
@@ -68,6 +74,14 @@ class Job:
 
 def _method_config(method: str) -> str:
     return os.path.join(CONFIGS, "distill", f"{method}.yaml")
+
+
+def with_rows(ablations: tuple[str, ...], methods: tuple[str, ...], composite: bool
+              ) -> tuple[str, ...]:
+    """The ``ablations`` whose method's row the bench trains (``methods``, and the composite
+    when ``composite``): an ablation is read against that row."""
+    rows = set(methods) | ({"composite"} if composite else set())
+    return tuple(a for a in ablations if ABLATIONS[a][0] in rows)
 
 
 def redundant_ablations(preset: str, ablations: tuple[str, ...],
@@ -119,8 +133,8 @@ def plan(seeds: int, methods: tuple[str, ...] = METHODS, composite: bool = True,
     if composite:
         rows.append(("composite", _method_config("composite"), overrides.get("composite", ())))
     ablation_rows = [(name, _method_config(method), (*overrides.get(method, ()), *sets))
-                     for name in ablations for method, sets in [ABLATIONS[name]]
-                     if method in methods]
+                     for name in with_rows(ablations, methods, composite)
+                     for method, sets in [ABLATIONS[name]]]
     if ablation_rows and not 1 <= ablation_seeds <= seeds:
         raise BevkdError(f"ablation seeds (--ablation-seeds, or the preset's "
                          f"bench.ablation_seeds) must be between 1 and the table's {seeds} "

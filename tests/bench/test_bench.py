@@ -49,6 +49,17 @@ def test_plan_orders_teachers_first_and_wires_dependencies():
             plan(2, ("asd",), False, ("asd_gamma0",), ablation_seeds=bad)
     # ... unless no ablation row is planned
     assert [j.name for j in plan(1, ("asd",), False, (), ablation_seeds=3)][-1] == "asd-s0"
+    # the composite's ablations come with the composite's row only
+    with_composite = plan(1, ("asd",), True, ("composite_tuned_parts", "asd_gamma0"))
+    assert [j.name for j in with_composite][-3:] == [
+        "composite-s0", "composite_tuned_parts-s0", "asd_gamma0-s0"]
+    tuned_parts = next(j for j in with_composite if j.name == "composite_tuned_parts-s0")
+    assert tuned_parts.config.endswith("composite.yaml") and tuned_parts.overrides == (
+        "train.seed=0", "distill.methods.1.args.smooth_kernel=1",
+        "distill.methods.2.args.crd_temperature=0.5")
+    assert set(tuned_parts.needs) == {"teacher", "label_encoder", "fusion_teacher"}
+    assert "composite_tuned_parts-s0" not in [
+        j.name for j in plan(1, ("asd",), False, ("composite_tuned_parts", "asd_gamma0"))]
     # every job comes after the jobs it needs
     for i, j in enumerate(jobs):
         assert all(n in names[:i] for n in j.needs)
