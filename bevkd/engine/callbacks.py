@@ -1,5 +1,6 @@
 """The training's own Lightning callbacks: exact resume (data position and RNGs), a clean
-stop on Ctrl-C with a resumable checkpoint, and the run's timing and peak memory
+stop on Ctrl-C with a resumable checkpoint, step checkpoints that never skip a validation on
+resume, and the run's timing and peak memory
 (``RUN/timing.json``). :func:`bevkd.engine.run.train` installs them."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from ..data.sampler import EpochSampler
 from ..errors import BevkdError
@@ -155,6 +157,18 @@ class StopOnInterrupt(L.Callback):
         trainer.save_checkpoint(self.path)  # atomic: temporary file + rename
         print(f"\ninterrupted: checkpoint of step {trainer.global_step} saved to "
               f"{self.path}; continue with --resume", file=sys.stderr)
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """A checkpoint (and ``last.ckpt``) every ``every_n_train_steps`` steps, bar the last step
+    of a validated epoch: the state there resumes into the next epoch, so a run killed outright
+    (SIGKILL, a lost machine) during that validation would skip it. The epoch-end checkpoint
+    written after the validation stands in for it; a kill during the validation resumes from
+    the step checkpoint before and trains the rest of the epoch again."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        if not _validation_follows(trainer):
+            super().on_train_batch_end(trainer, *args, **kwargs)
 
 
 def _validation_follows(trainer: L.Trainer) -> bool:

@@ -43,7 +43,7 @@ from ..models.backbones.resnet import random_frozen_stages
 from ..progress import progress_bar
 from ..provenance import git_commit, machine
 from ..structures.batch import collate
-from .callbacks import Interrupted, ResumableData, StopOnInterrupt, Timing
+from .callbacks import Interrupted, ResumableData, StepCheckpoint, StopOnInterrupt, Timing
 from .config import ExperimentConfig
 from .ema import EMA
 from .module import DetectionModule
@@ -245,9 +245,9 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     ]
     step_ckpt = None
     if tcfg.checkpoint_every > 0:  # bounds the work a killed run loses; last.ckpt follows it
-        step_ckpt = ModelCheckpoint(dirpath=ckpt_dir, filename="step-{step}", save_last=True,
-                                    save_top_k=1, every_n_train_steps=tcfg.checkpoint_every,
-                                    enable_version_counter=False, auto_insert_metric_name=False)
+        step_ckpt = StepCheckpoint(dirpath=ckpt_dir, filename="step-{step}", save_last=True,
+                                   save_top_k=1, every_n_train_steps=tcfg.checkpoint_every,
+                                   enable_version_counter=False, auto_insert_metric_name=False)
         callbacks.append(step_ckpt)
     if progress:
         callbacks.append(progress_callback())

@@ -145,10 +145,11 @@ def test_sigkill_then_resume_ends_as_the_uninterrupted_run(kind, synth_root, lid
     np.testing.assert_allclose(k_loss, loss[k_steps], rtol=1e-6)
     assert validations(logs[killed])[-1] == validations(logs[whole])[-1]
     # one checkpoint per epoch, the latest step's, and one last.ckpt: nothing versioned beside
-    # it (last-v1.ckpt ...), whether the run was interrupted or not
+    # it (last-v1.ckpt ...), whether the run was interrupted or not. The latest step
+    # checkpoint is step 4's: step 6 ends a validated epoch, where none is written
     for run in (whole, killed):
         assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == [
-            "epoch-00.ckpt", "epoch-01.ckpt", "last.ckpt", "step-6.ckpt"], run
+            "epoch-00.ckpt", "epoch-01.ckpt", "last.ckpt", "step-4.ckpt"], run
 
 
 def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, tmp_path, capsys,
@@ -293,4 +294,39 @@ def test_a_stop_at_an_epochs_end_validates_that_epoch_on_resume(stop, synth_root
     got, want = validations(training_log(run)), validations(training_log(whole))
     assert [e for e, _ in want] == [0, 1]
     assert got == want
+    _assert_same(_final_state(whole), _final_state(run))
+
+
+def test_a_kill_during_an_epochs_validation_resumes_into_that_validation(synth_root, tmp_path,
+                                                                        monkeypatch):
+    """A run killed outright (nothing saved on the way out) while it validates an epoch, with
+    a step checkpoint due at that epoch's last step: the newest checkpoint is the step before,
+    so the resumed run trains that last step again and validates the epoch, ending as the
+    uninterrupted run does. (A checkpoint of the last step itself resumes into the next epoch
+    and skips the validation.)"""
+    from bevkd.engine.module import DetectionModule
+
+    whole, run = str(tmp_path / "whole"), str(tmp_path / "run")
+    extra = ("train.eval_every=1", "train.checkpoint_every=1")
+    args = _args("configs/student/bevdepth.yaml", "bevdepth", synth_root, run, extra)
+    assert main(_args("configs/student/bevdepth.yaml", "bevdepth", synth_root, whole,
+                      extra)) == 0
+    step = DetectionModule.validation_step
+
+    def killed(self, batch, batch_idx):  # the first validation: an error no handler saves at
+        if self.trainer.current_epoch == 0:
+            raise RuntimeError("killed")
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(DetectionModule, "validation_step", killed)
+    with pytest.raises(RuntimeError, match="killed"):
+        main(args)
+    ckpts = os.path.join(run, "checkpoints")
+    assert torch.load(os.path.join(ckpts, "last.ckpt"), map_location="cpu",
+                      weights_only=True)["global_step"] == 2
+    assert not os.path.isfile(os.path.join(ckpts, "step-3.ckpt"))
+    monkeypatch.setattr(DetectionModule, "validation_step", step)
+    assert main([*args, "--resume"]) == 0
+    got, want = validations(training_log(run)), validations(training_log(whole))
+    assert [e for e, _ in want] == [0, 1] and got == want
     _assert_same(_final_state(whole), _final_state(run))
