@@ -93,6 +93,23 @@ def _assert_same(a: dict, b: dict) -> None:
 
 
 @pytest.fixture(scope="module")
+def uninterrupted(synth_root, tmp_path_factory):
+    """``get(config, kind, extra)``: the folder of that command's uninterrupted run, trained
+    once for the module (the tests compare against it and only read it)."""
+    done: dict[tuple, str] = {}
+
+    def get(config: str, kind: str, extra=()) -> str:
+        key = (config, kind, tuple(extra))
+        if key not in done:
+            out = str(tmp_path_factory.mktemp("whole") / "run")
+            assert main(_args(config, kind, synth_root, out, extra)) == 0
+            done[key] = out
+        return done[key]
+
+    return get
+
+
+@pytest.fixture(scope="module")
 def lidar_teacher(synth_root, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("teacher") / "pillars")
     assert main(["train", "configs/teacher/pillars.yaml", "--preset", "tiny", "--data", synth_root,
@@ -104,15 +121,14 @@ def lidar_teacher(synth_root, tmp_path_factory):
 
 @pytest.mark.parametrize("kind", ["baseline", "bevdistill"])
 def test_sigkill_then_resume_ends_as_the_uninterrupted_run(kind, synth_root, lidar_teacher,
-                                                          tmp_path, capsys):
+                                                          uninterrupted, tmp_path, capsys):
     config = ("configs/student/bevdepth.yaml" if kind == "baseline"
               else "configs/distill/bevdistill.yaml")
     extra = () if kind == "baseline" else (f"distill.teachers.lidar={lidar_teacher}",)
     # step 2 is inside the first epoch, 4 inside the second (the Ctrl-C test below also stops
     # in the second): each kind is killed in another epoch
     kill_at = {"baseline": 2, "bevdistill": 4}[kind]
-    whole, killed = str(tmp_path / "whole"), str(tmp_path / "killed")
-    assert main(_args(config, "bevdepth", synth_root, whole, extra)) == 0
+    whole, killed = uninterrupted(config, "bevdepth", extra), str(tmp_path / "killed")
     assert _kill_after_step(_args(config, "bevdepth", synth_root, killed, extra), killed,
                             kill_at) == -signal.SIGKILL
     if kill_at == 2:
@@ -152,9 +168,9 @@ def test_sigkill_then_resume_ends_as_the_uninterrupted_run(kind, synth_root, lid
             "epoch-00.ckpt", "epoch-01.ckpt", "last.ckpt", "step-4.ckpt"], run
 
 
-def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, tmp_path, capsys,
-                                                              monkeypatch):
-    whole, run = str(tmp_path / "whole"), str(tmp_path / "run")
+def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, uninterrupted, tmp_path,
+                                                              capsys, monkeypatch):
+    run = str(tmp_path / "run")
     args = _args("configs/student/bevdepth.yaml", "bevdepth", synth_root, run)
     # after step 4 the child is inside step 5 of 6: it stops in the middle of epoch 1, which
     # must neither validate nor leave an epoch-end checkpoint that skips step 6 on resume
@@ -193,7 +209,7 @@ def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, tmp_pa
     assert meta["machines"] == [other, machine()] and meta["machine"] == machine()
     assert meta["commits"] == ["0123abc", git_commit()] and meta["commit"] == git_commit()
     assert meta["migrations"] == fixed
-    assert main(_args("configs/student/bevdepth.yaml", "bevdepth", synth_root, whole)) == 0
+    whole = uninterrupted("configs/student/bevdepth.yaml", "bevdepth")
     _assert_same(_final_state(whole), _final_state(run))
 
 
@@ -251,8 +267,8 @@ def test_every_epoch_is_checkpointed_even_when_validation_is_sparse(synth_root, 
 
 @pytest.mark.parametrize("stop", ["sigterm_in_validation", "ctrl_c_at_the_last_step",
                                   "ctrl_c_at_the_final_step"])
-def test_a_stop_at_an_epochs_end_validates_that_epoch_on_resume(stop, synth_root, tmp_path,
-                                                                monkeypatch):
+def test_a_stop_at_an_epochs_end_validates_that_epoch_on_resume(stop, synth_root, uninterrupted,
+                                                                tmp_path, monkeypatch):
     """A stop where an epoch ends and its validation is due. ``sigterm_in_validation``:
     Lightning's evaluation loop raises at the next batch after a SIGTERM (a scheduler's
     preemption), so the checkpoint holds a finished epoch whose validation never ended.
@@ -264,11 +280,10 @@ def test_a_stop_at_an_epochs_end_validates_that_epoch_on_resume(stop, synth_root
     from bevkd.engine.callbacks import StopOnInterrupt
     from bevkd.engine.module import DetectionModule
 
-    whole, run = str(tmp_path / "whole"), str(tmp_path / "run")
+    run = str(tmp_path / "run")
     every = ("train.eval_every=1",)
     args = _args("configs/student/bevdepth.yaml", "bevdepth", synth_root, run, every)
-    assert main(_args("configs/student/bevdepth.yaml", "bevdepth", synth_root, whole,
-                      every)) == 0
+    whole = uninterrupted("configs/student/bevdepth.yaml", "bevdepth", every)
     name = "validation_step" if stop == "sigterm_in_validation" else "training_step"
     step = getattr(DetectionModule, name)
 
@@ -297,8 +312,9 @@ def test_a_stop_at_an_epochs_end_validates_that_epoch_on_resume(stop, synth_root
     _assert_same(_final_state(whole), _final_state(run))
 
 
-def test_a_kill_during_an_epochs_validation_resumes_into_that_validation(synth_root, tmp_path,
-                                                                        monkeypatch):
+def test_a_kill_during_an_epochs_validation_resumes_into_that_validation(synth_root,
+                                                                        uninterrupted,
+                                                                        tmp_path, monkeypatch):
     """A run killed outright (nothing saved on the way out) while it validates an epoch, with
     a step checkpoint due at that epoch's last step: the newest checkpoint is the step before,
     so the resumed run trains that last step again and validates the epoch, ending as the
@@ -306,11 +322,12 @@ def test_a_kill_during_an_epochs_validation_resumes_into_that_validation(synth_r
     and skips the validation.)"""
     from bevkd.engine.module import DetectionModule
 
-    whole, run = str(tmp_path / "whole"), str(tmp_path / "run")
-    extra = ("train.eval_every=1", "train.checkpoint_every=1")
-    args = _args("configs/student/bevdepth.yaml", "bevdepth", synth_root, run, extra)
-    assert main(_args("configs/student/bevdepth.yaml", "bevdepth", synth_root, whole,
-                      extra)) == 0
+    run = str(tmp_path / "run")
+    # against the uninterrupted run of the test above (one checkpoint every 2 steps there):
+    # how often a run is checkpointed changes nothing it trains
+    args = _args("configs/student/bevdepth.yaml", "bevdepth", synth_root, run,
+                 ("train.eval_every=1", "train.checkpoint_every=1"))
+    whole = uninterrupted("configs/student/bevdepth.yaml", "bevdepth", ("train.eval_every=1",))
     step = DetectionModule.validation_step
 
     def killed(self, batch, batch_idx):  # the first validation: an error no handler saves at
