@@ -26,6 +26,10 @@ ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     # T = 0.5), where the config keeps the published ones (method 1 is ASD, 2 DualDistill's CRD)
     "composite_tuned_parts": ("composite", ("distill.methods.1.args.smooth_kernel=1",
                                             "distill.methods.2.args.crd_temperature=0.5")),
+    # the config's own (published) values: a row only where a preset's bench.overrides
+    # re-sets them for the composite
+    "composite_published_parts": ("composite", ("distill.methods.1.args.smooth_kernel=3",
+                                                "distill.methods.2.args.crd_temperature=0.1")),
     # then ASD's, the method whose gain is least sure (the tiny table's seeds 0 / 1), and
     # first of them the reading before the second lift (the committed tables' ASD)
     "asd_shared_lift": ("asd", ("distill.methods.0.args.sim_lift=shared",)),
@@ -89,23 +93,42 @@ def redundant_ablations(preset: str, ablations: tuple[str, ...],
                         overrides: dict[str, tuple[str, ...]] | None = None,
                         extra: tuple[str, ...] = ()) -> list[str]:
     """The ablations that resolve, on ``preset`` with the bench's ``overrides`` (row -> ``--set``
-    strings) and ``extra`` sets, to the very config of their method's row, so they would train
-    that row again: ``dualdistill_own_head`` on a preset that keeps the published head."""
+    strings) and ``extra`` sets, to the very config of their method's row (a method argument
+    set to its default counts as left to it), so they would train that row again:
+    ``dualdistill_own_head`` on a preset that keeps the published head."""
     from ..config import to_dict
     from ..engine.config import load_experiment
 
     overrides = overrides or {}
     rows: dict[str, dict] = {}  # method -> its row's resolved config, loaded once
+
+    def resolved(method: str, sets: list[str]) -> dict:
+        return _spelled_out(to_dict(load_experiment(_method_config(method), preset, sets)))
+
     same = []
     for name in ablations:
         method, sets = ABLATIONS[name]
         base = [*extra, *overrides.get(method, ())]
         if method not in rows:
-            rows[method] = to_dict(load_experiment(_method_config(method), preset, base))
-        if rows[method] == to_dict(load_experiment(_method_config(method), preset,
-                                                   [*base, *sets])):
+            rows[method] = resolved(method, base)
+        if rows[method] == resolved(method, [*base, *sets]):
             same.append(name)
     return same
+
+
+def _spelled_out(cfg: dict) -> dict:
+    """A resolved config (as a dict) with each distillation method's ``args`` completed by its
+    class's defaults, so that a set that spells a default (the composite's config leaves its
+    parts' arguments to them) reads as the same config."""
+    import inspect
+
+    from ..distill.methods import DISTILLERS
+
+    for m in (cfg.get("distill") or {}).get("methods") or []:
+        params = inspect.signature(DISTILLERS[m["type"]].__init__).parameters.values()
+        m["args"] = {**{p.name: p.default for p in params if p.default is not p.empty},
+                     **(m.get("args") or {})}
+    return cfg
 
 
 def plan(seeds: int, methods: tuple[str, ...] = METHODS, composite: bool = True,

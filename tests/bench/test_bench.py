@@ -115,7 +115,8 @@ def test_an_ablation_that_sets_its_methods_own_value_gets_no_row():
     from bevkd.bench.plan import ABLATIONS, redundant_ablations
 
     every = tuple(ABLATIONS)
-    published = ["asd_smoothing_3x3", "dualdistill_T0.1"]  # the configs' own values
+    # the configs' own values
+    published = ["composite_published_parts", "asd_smoothing_3x3", "dualdistill_T0.1"]
     # the tiny preset starts DualDistill's head from the teacher's, so the own-head row differs
     tiny = redundant_ablations("tiny", every, row_overrides(bench_spec("tiny")))
     # the small preset keeps the published (own) head: that row would retrain dualdistill
@@ -123,7 +124,7 @@ def test_an_ablation_that_sets_its_methods_own_value_gets_no_row():
         *published, "dualdistill_own_head"]
     # ... and sets CRD T = 0.5 and ASD's smoothing off for the rows: those ablations are the
     # rows, and the published values get ablation rows
-    assert tiny == ["asd_no_smoothing", "dualdistill_T0.5"]
+    assert tiny == ["composite_published_parts", "asd_no_smoothing", "dualdistill_T0.5"]
     # the control of the head's start is a row on both presets; on tiny, whose DualDistill
     # already starts from the teacher's head, it differs from the row by the method's weight
     assert "dualdistill_head_init_only" not in tiny
@@ -148,6 +149,10 @@ def test_an_ablation_that_sets_its_methods_own_value_gets_no_row():
     # ... unless the bench's own --set changes the method row
     assert redundant_ablations("small", ("dualdistill_own_head",), {}, (
         "distill.methods.0.args.init_student_head_from_teacher=true",)) == []
+    # a preset that re-sets the composite's parts gets the published parts as their row
+    parts = {"composite": ABLATIONS["composite_tuned_parts"][1]}
+    assert redundant_ablations("tiny", ("composite_tuned_parts", "composite_published_parts"),
+                               parts) == ["composite_tuned_parts"]
     # a set that only respells the method's value counts as the same config
     assert redundant_ablations("tiny", ("asd_gamma0",), {"asd": ("distill.methods.0.args.gamma=0",)}
                                ) == ["asd_gamma0"]
