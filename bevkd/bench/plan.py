@@ -122,11 +122,12 @@ def _spelled_out(cfg: dict) -> dict:
     parts' arguments to them) reads as the same config."""
     import inspect
 
+    from ..config import to_dict
     from ..distill.methods import DISTILLERS
 
     for m in (cfg.get("distill") or {}).get("methods") or []:
         params = inspect.signature(DISTILLERS[m["type"]].__init__).parameters.values()
-        m["args"] = {**{p.name: p.default for p in params if p.default is not p.empty},
+        m["args"] = {**{p.name: to_dict(p.default) for p in params if p.default is not p.empty},
                      **(m.get("args") or {})}
     return cfg
 

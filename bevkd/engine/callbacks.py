@@ -166,6 +166,13 @@ class StepCheckpoint(ModelCheckpoint):
     written after the validation stands in for it; a kill during the validation resumes from
     the step checkpoint before and trains the rest of the epoch again."""
 
+    @property
+    def state_key(self) -> str:
+        # filed under ModelCheckpoint's key, as before this class: a checkpoint written then
+        # resumes with its step checkpoint's state (the newest step file, which it replaces)
+        key = super().state_key
+        return "ModelCheckpoint" + key[len(type(self).__qualname__):]
+
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
         if not _validation_follows(trainer):
             super().on_train_batch_end(trainer, *args, **kwargs)

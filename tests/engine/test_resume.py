@@ -171,6 +171,7 @@ def test_sigkill_then_resume_ends_as_the_uninterrupted_run(kind, synth_root, lid
 def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, uninterrupted, tmp_path,
                                                               capsys, monkeypatch):
     run = str(tmp_path / "run")
+    whole = uninterrupted("configs/student/bevdepth.yaml", "bevdepth")  # before the patches
     args = _args("configs/student/bevdepth.yaml", "bevdepth", synth_root, run)
     # after step 4 the child is inside step 5 of 6: it stops in the middle of epoch 1, which
     # must neither validate nor leave an epoch-end checkpoint that skips step 6 on resume
@@ -209,7 +210,6 @@ def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, uninte
     assert meta["machines"] == [other, machine()] and meta["machine"] == machine()
     assert meta["commits"] == ["0123abc", git_commit()] and meta["commit"] == git_commit()
     assert meta["migrations"] == fixed
-    whole = uninterrupted("configs/student/bevdepth.yaml", "bevdepth")
     _assert_same(_final_state(whole), _final_state(run))
 
 
@@ -339,8 +339,13 @@ def test_a_kill_during_an_epochs_validation_resumes_into_that_validation(synth_r
     with pytest.raises(RuntimeError, match="killed"):
         main(args)
     ckpts = os.path.join(run, "checkpoints")
-    assert torch.load(os.path.join(ckpts, "last.ckpt"), map_location="cpu",
-                      weights_only=True)["global_step"] == 2
+    last = torch.load(os.path.join(ckpts, "last.ckpt"), map_location="cpu", weights_only=True)
+    assert last["global_step"] == 2
+    # the step checkpoint's state keeps ModelCheckpoint's key: a checkpoint written before
+    # StepCheckpoint resumes with it
+    assert [k for k in last["callbacks"] if "'every_n_train_steps': 1" in k] == [
+        "ModelCheckpoint{'monitor': None, 'mode': 'min', 'every_n_train_steps': 1, "
+        "'every_n_epochs': 0, 'train_time_interval': None}"]
     assert not os.path.isfile(os.path.join(ckpts, "step-3.ckpt"))
     monkeypatch.setattr(DetectionModule, "validation_step", step)
     assert main([*args, "--resume"]) == 0
