@@ -124,6 +124,9 @@ def _add_metrics(sub: argparse._SubParsersAction) -> None:
                    help="draw PR curves and per-class AP / TP-error charts into OUT/plots")
     p.add_argument("--cache-dir", default=None,
                    help="keep the split's ground truth here to skip table parsing next time")
+    p.add_argument("--confusion", action="store_true",
+                   help="also say where each class's top predictions land (its own boxes, "
+                        "other classes', background) into OUT/confusion.json")
     p.set_defaults(func=_cmd_metrics)
 
 
@@ -131,7 +134,8 @@ def _cmd_metrics(args: argparse.Namespace) -> None:
     from .eval.command import run_metrics
 
     run_metrics(args.data, args.version, args.split, args.results, args.out,
-                check_devkit=args.check_devkit, plots=args.plots, cache_dir=args.cache_dir)
+                check_devkit=args.check_devkit, plots=args.plots, cache_dir=args.cache_dir,
+                confusion=args.confusion)
 
 
 def _add_experiment_args(p: argparse.ArgumentParser, config_help: str, out_help: str) -> None:

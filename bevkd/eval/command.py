@@ -34,13 +34,15 @@ def find_version(data_root: str, version: Optional[str]) -> str:
 
 def run_metrics(data_root: str, version: Optional[str], split: str, results_path: str,
                 out_dir: str, check_devkit: bool = False, plots: bool = False,
-                cache_dir: Optional[str] = None, printer=print) -> dict[str, Any]:
+                cache_dir: Optional[str] = None, confusion: bool = False,
+                printer=print) -> dict[str, Any]:
     """Evaluate ``results_path`` on ``split``; write ``out_dir/metrics.json``; return it.
 
     ``metrics.json`` has exactly the devkit's ``metrics_summary.json`` layout;
     ``metrics_details.json`` its ``metrics_details.json`` layout. With ``check_devkit`` the
     devkit scores the same file too (``out_dir/devkit/``), both are printed side by side, and
-    a difference above 1e-9 is an error.
+    a difference above 1e-9 is an error. With ``confusion``, ``out_dir/confusion.json`` and a
+    printed table say where each class's top predictions land (:mod:`bevkd.eval.confusion`).
     """
     start = time.perf_counter()
     version = find_version(data_root, version)
@@ -63,6 +65,15 @@ def run_metrics(data_root: str, version: Optional[str], split: str, results_path
     printer(f"\n{len(preds)} predictions, {len(gt)} GT boxes in {len(gt.sample_tokens)} samples; "
             f"total time (tables, results, metrics): {took:.2f}s")
     printer(f"wrote {os.path.join(out_dir, 'metrics.json')}")
+    if confusion:
+        from .confusion import sources_table, top_detection_sources
+
+        sources = top_detection_sources(gt, preds, CVPR_2019)
+        with open(os.path.join(out_dir, "confusion.json"), "w") as f:
+            json.dump(sources, f, indent=2)
+        printer("\nWhere each class's top predictions land (as many as its GT boxes; 2 m):")
+        printer(sources_table(sources))
+        printer(f"wrote {os.path.join(out_dir, 'confusion.json')}")
     if plots:
         from .plots import draw_plots
 

@@ -22,14 +22,15 @@ from .conftest import VERSION, assert_same_metrics, perturbed_results, split_sam
 
 @pytest.fixture(scope="module")
 def run(root, nusc, tmp_path_factory):
-    """One CLI run with --check-devkit --plots, and the devkit's own main() on the same file."""
+    """One CLI run with --check-devkit --plots --confusion, and the devkit's own main() on the
+    same file."""
     tmp = tmp_path_factory.mktemp("cmd")
     path = write(tmp, perturbed_results(nusc, split_samples(nusc, "synth_val"), 0))
     out = tmp / "out"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         code = main(["metrics", "--data", root, "--split", "synth_val", "--results", path,
-                     "--out", str(out), "--check-devkit", "--plots"])
+                     "--out", str(out), "--check-devkit", "--plots", "--confusion"])
     dk_out = tmp / "devkit_main"
     dk_buf = io.StringIO()
     with contextlib.redirect_stdout(dk_buf), contextlib.redirect_stderr(io.StringIO()):
@@ -80,6 +81,31 @@ def test_devkit_comparison_and_plots(run):
     assert "ap_per_class.png" in plots and "tp_errors_per_class.png" in plots
     assert sum(p.startswith("pr_") for p in plots) == 10
     assert all(os.path.getsize(out / "plots" / p) > 5000 for p in plots)
+
+
+def test_confusion_sorts_every_top_prediction_and_is_printed(run):
+    _, text, out, dk_out, _ = run
+    with open(out / "confusion.json") as f:
+        sources = json.load(f)
+    with open(dk_out / "metrics_details.json") as f:
+        details = json.load(f)
+    assert list(sources) == list(details_classes(details))
+    for name, c in sources.items():
+        assert sum(v for k, v in c.items() if k != "window") == c["window"] > 0, name
+    # the file holds all four kinds: noisy copies of GT boxes (TPs), extra copies (duplicates),
+    # relabelled copies (on another class's box) and random boxes (mostly background)
+    total = lambda key: sum(c.get(key, 0) for c in sources.values())  # noqa: E731
+    others = sum(v for c in sources.values() for k, v in c.items()
+                 if k not in ("window", "tp", "duplicate", "background"))
+    assert min(total("tp"), total("duplicate"), total("background"), others) > 0
+    assert total("tp") > others
+    assert "Where each class's top predictions land" in text
+    assert text.count("| car |") == 1 and "| barrier |" in text
+
+
+def details_classes(details: dict) -> list[str]:
+    """Class names of the devkit's metrics_details keys ('car:0.5', ...) in their order."""
+    return list(dict.fromkeys(k.split(":")[0] for k in details))
 
 
 def test_devkit_crash_is_reported_not_fatal(root, nusc, tmp_path, capsys):
