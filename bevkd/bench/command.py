@@ -17,7 +17,8 @@ from ..provenance import git_commit, machine_label
 from .plan import ABLATIONS, METHODS, Job, plan, redundant_ablations, with_rows
 from .report import ablation_pairs, acceptance, collect, markdown
 from .archive import archive_run, archive_served, restore
-from .runner import NO_CAMERA, JobResult, is_finished, is_restored, run_jobs, runs_lock
+from .runner import NO_CAMERA, JobResult, has_checkpoint, is_finished, is_restored, run_jobs, \
+    runs_lock
 
 
 @dataclass(frozen=True)
@@ -387,8 +388,7 @@ def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str) -
     for model in ("teacher", "baseline", distilled):
         name = model if model == "teacher" else f"{model}-s0"
         # a restored run has no weights to draw with
-        if model and name in ok and os.path.isfile(os.path.join(results[name].run,
-                                                                "checkpoints", "last.ckpt")):
+        if model and name in ok and has_checkpoint(results[name].run):
             picks[model] = results[name].run
     if len(picks) >= 2:
         import torch

@@ -1,7 +1,9 @@
 """Run the benchmark's trainings as `bevkd train` subprocesses, in parallel where cores allow.
 
 Resumable: a job whose run folder already holds its final metrics is not redone; one with a
-checkpoint but no metrics is continued with ``--resume``. A job with no folder of its own is
+checkpoint but no metrics is continued with ``--resume``, and such partly trained jobs take the
+free slots before the others (:func:`resumed_first`): what a stopped bench had done becomes a
+result soonest. A job with no folder of its own is
 served by another finished run of the same command, inputs and config (:func:`twin`). A failed
 job is reported (its log is ``RUN/train.log``) and the jobs that need it are skipped; the
 others go on.
@@ -83,9 +85,24 @@ def command(job: Job, preset: str, data: str, runs: str, threads: int,
            "--data", data, "--out", run]
     for s in sets:
         cmd += ["--set", s]
-    if os.path.isfile(os.path.join(run, "checkpoints", "last.ckpt")):
+    if has_checkpoint(run):
         cmd.append("--resume")
     return cmd
+
+
+def has_checkpoint(run: str) -> bool:
+    """Whether ``run`` holds a checkpoint to resume from (finished or not)."""
+    return os.path.isfile(os.path.join(run, "checkpoints", "last.ckpt"))
+
+
+def resumed_first(jobs: list[Job], runs: str, val_split: str) -> list[Job]:
+    """``jobs`` in plan order, except that those with a partly trained run (a checkpoint, no
+    final metrics) come first: after a stop, what was half done finishes before anything new
+    starts, rather than waiting behind the plan's earlier jobs with its hours sunk."""
+    def fresh(job: Job) -> bool:
+        run = os.path.join(runs, job.name)
+        return not has_checkpoint(run) or is_finished(run, val_split)
+    return sorted(jobs, key=fresh)  # stable: plan order within each group
 
 
 JOB_FILE = "bench_job.json"
@@ -99,7 +116,7 @@ def is_restored(run: str) -> bool:
 def weightless(run: str) -> bool:
     """A run restored from an archive that has no checkpoint (it never has one, unless it was
     trained on since)."""
-    return is_restored(run) and not os.path.isfile(os.path.join(run, "checkpoints", "last.ckpt"))
+    return is_restored(run) and not has_checkpoint(run)
 
 
 def lasting(inputs: dict[str, object]) -> dict[str, object]:
@@ -414,7 +431,7 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
     os.makedirs(runs, exist_ok=True)
     lock = None if lock_held else _lock(runs)  # lock_held: the caller holds runs_lock
     results: dict[str, JobResult] = {}
-    pending = list(jobs)
+    pending = resumed_first(jobs, runs, val_split)
     # checked (neither to reuse nor refused) and waiting for a slot: the inputs it was
     # checked against, which its bench_job.json then records
     ready: dict[str, dict[str, object]] = {}
@@ -443,68 +460,80 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
     def terminated(signum, frame):  # noqa: ARG001 - signal handler signature
         raise KeyboardInterrupt  # SIGTERM stops the bench as Ctrl-C does
 
+    def judge(job: Job) -> bool:
+        """Decide what ``job`` is once what it needs is final: skipped, failed, reused (then
+        True: it leaves ``pending``) or ready to train (``ready``, False); False while a job
+        it needs is not final yet."""
+        run = os.path.join(runs, job.name)
+        needs = [results.get(n) for n in job.needs]
+        if any(r is not None and r.status in ("failed", "skipped") for r in needs):
+            results[job.name] = JobResult(job, run, "skipped")
+            log(f"[bench] skip {job.name}: a job it needs failed")
+            return True
+        if any(r is None for r in needs):
+            return False  # judged once what it reads is final
+        cmd = command(job, preset, data, runs, threads, extra, camera_extra)
+        stamps = inputs(job, cmd, runs, data)
+        why = mismatch(run, cmd, stamps)
+        if why:
+            results[job.name] = JobResult(job, run, "failed")
+            log(f"[bench] FAILED {job.name}: {why}")
+            return True
+        if is_finished(run, val_split):
+            results[job.name] = JobResult(job, run, "reused")
+            log(f"[bench] reuse {job.name} (finished earlier)")
+            if on_final:
+                on_final(results[job.name])
+            return True
+        same = twin(job, cmd, stamps, runs, val_split)
+        if same:
+            results[job.name] = JobResult(job, same, "reused")
+            log(f"[bench] reuse {os.path.basename(same)} for {job.name} (the same training)")
+            if on_final:
+                on_final(results[job.name])
+            return True
+        bare = [n for n in job.needs if weightless(os.path.join(runs, n))]
+        if bare:  # e.g. a twin that served it at restore and does not now
+            results[job.name] = JobResult(job, run, "failed")
+            log(f"[bench] FAILED {job.name}: it trains from {', '.join(bare)}, restored from "
+                "an archive without the checkpoint it needs; run the bench again with "
+                "--archive (it trains such runs again first) or delete "
+                f"{', '.join(os.path.join(runs, n) for n in bare)}")
+            return True
+        ready[job.name] = stamps
+        return False
+
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, terminated) if main else None
     try:
         while pending or running:
-            for job in list(pending):
+            # judge every job whose needs are final, again after each pass that made one
+            # final (a reuse can make its dependents judgeable), before any slot is filled:
+            # a partly trained job first in ``pending`` must not lose its slot to a fresh one
+            # while what it needs is still being judged
+            judged_one = True
+            while judged_one:
+                judged_one = False
+                for job in list(pending):
+                    if job.name not in ready and judge(job):
+                        pending.remove(job)
+                        judged_one = True
+            for job in [j for j in pending if j.name in ready]:
+                if len(running) >= parallel:
+                    break
                 run = os.path.join(runs, job.name)
-                needs = [results.get(n) for n in job.needs]
-                if any(r is not None and r.status in ("failed", "skipped") for r in needs):
-                    results[job.name] = JobResult(job, run, "skipped")
-                    pending.remove(job)
-                    log(f"[bench] skip {job.name}: a job it needs failed")
-                    continue
-                if any(r is None for r in needs):
-                    continue  # judged once what it reads is final
-                if job.name not in ready:
-                    cmd = command(job, preset, data, runs, threads, extra, camera_extra)
-                    stamps = inputs(job, cmd, runs, data)
-                    why = mismatch(run, cmd, stamps)
-                    if why:
-                        results[job.name] = JobResult(job, run, "failed")
-                        pending.remove(job)
-                        log(f"[bench] FAILED {job.name}: {why}")
-                        continue
-                    if is_finished(run, val_split):
-                        results[job.name] = JobResult(job, run, "reused")
-                        pending.remove(job)
-                        log(f"[bench] reuse {job.name} (finished earlier)")
-                        if on_final:
-                            on_final(results[job.name])
-                        continue
-                    same = twin(job, cmd, stamps, runs, val_split)
-                    if same:
-                        results[job.name] = JobResult(job, same, "reused")
-                        pending.remove(job)
-                        log(f"[bench] reuse {os.path.basename(same)} for {job.name} (the "
-                            "same training)")
-                        if on_final:
-                            on_final(results[job.name])
-                        continue
-                    bare = [n for n in job.needs if weightless(os.path.join(runs, n))]
-                    if bare:  # e.g. a twin that served it at restore and does not now
-                        results[job.name] = JobResult(job, run, "failed")
-                        pending.remove(job)
-                        log(f"[bench] FAILED {job.name}: it trains from "
-                            f"{', '.join(bare)}, restored from an archive without the "
-                            "checkpoint it needs; run the bench again with --archive (it "
-                            "trains such runs again first) or delete "
-                            f"{', '.join(os.path.join(runs, n) for n in bare)}")
-                        continue
-                    ready[job.name] = stamps
-                if len(running) < parallel:
-                    # built now: --resume depends on the checkpoint there at start
-                    cmd = command(job, preset, data, runs, threads, extra, camera_extra)
-                    write_json(os.path.join(run, JOB_FILE),
-                               {"signature": signature(cmd), "inputs": ready.pop(job.name)})
-                    logf = open(os.path.join(run, "train.log"), "a")
-                    log_start[job.name] = logf.tell()
-                    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
-                                            env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-                    running[job.name] = (proc, time.perf_counter(), logf)
-                    pending.remove(job)
-                    log(f"[bench] start {job.name}")
+                # built now: --resume depends on the checkpoint there at start
+                cmd = command(job, preset, data, runs, threads, extra, camera_extra)
+                write_json(os.path.join(run, JOB_FILE),
+                           {"signature": signature(cmd), "inputs": ready.pop(job.name)})
+                logf = open(os.path.join(run, "train.log"), "a")
+                log_start[job.name] = logf.tell()
+                proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
+                                        env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+                running[job.name] = (proc, time.perf_counter(), logf)
+                pending.remove(job)
+                log(f"[bench] start {job.name}"
+                    + (" (resumes its checkpoint)" if "--resume" in cmd else ""))
             if running and not said_progress:
                 # where a resumed bench stands, once this pass has judged every job it could
                 # reuse (a finished ablation after the first start counts as final, not to do)
@@ -538,7 +567,7 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
         _stop(running, log)
         if lock is not None:
             lock.close()
-    return results
+    return {j.name: results[j.name] for j in jobs if j.name in results}  # plan order
 
 
 def _judge(job: Job, preset: str, data: str, runs: str, threads: int, val_split: str,

@@ -71,6 +71,25 @@ def test_a_failed_job_skips_what_needs_it_and_a_rerun_resumes_it(bench, monkeypa
     assert (runs / "teacher" / "starts").read_text().split() == ["new", "resume"]
 
 
+def test_a_partly_trained_job_starts_before_fresh_ones_ahead_of_it_in_the_plan(
+        bench, monkeypatch):
+    """bevdistill-s0 (last in the plan) stopped with a checkpoint, baseline-s0 (before it) to
+    train anew: with one slot the half-done training goes first and says it resumes."""
+    import shutil
+
+    run, runs, _ = bench
+    monkeypatch.setenv("FAKE_bevdistill_s0", "fail")
+    run(parallel=1)
+    shutil.rmtree(runs / "baseline-s0")
+    monkeypatch.setenv("FAKE_bevdistill_s0", "ok")
+    status, logs = run(parallel=1)
+    assert status == {"teacher": "reused", "baseline-s0": "done", "bevdistill-s0": "done"}
+    starts = [m for m in logs if m.startswith("[bench] start")]
+    assert starts == ["[bench] start bevdistill-s0 (resumes its checkpoint)",
+                      "[bench] start baseline-s0"]
+    assert list(status) == ["teacher", "baseline-s0", "bevdistill-s0"]  # results: plan order
+
+
 def test_report_only_takes_finished_runs_and_starts_nothing(bench, monkeypatch):
     run, runs, data = bench
     monkeypatch.setenv("FAKE_teacher", "fail")
