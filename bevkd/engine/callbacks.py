@@ -177,6 +177,12 @@ class StepCheckpoint(ModelCheckpoint):
         if not _validation_follows(trainer):
             super().on_train_batch_end(trainer, *args, **kwargs)
 
+    def on_train_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        """Nothing. ModelCheckpoint writes ``last.ckpt`` when the training ends if it never
+        saved (a run shorter than ``every_n_train_steps``); the epoch checkpoint has written
+        that same final state to ``last.ckpt`` already, so a second copy would only cost a
+        write of the whole checkpoint."""
+
 
 def _validation_follows(trainer: L.Trainer) -> bool:
     """Whether the training step that just ended is its epoch's last and the epoch is

@@ -265,6 +265,36 @@ def test_every_epoch_is_checkpointed_even_when_validation_is_sparse(synth_root, 
     assert after["mean_ap"] == before["mean_ap"] and after["nd_score"] == before["nd_score"]
 
 
+@pytest.mark.parametrize("every", [1, 100])
+def test_last_ckpt_is_written_with_each_checkpoint_and_not_again_at_the_end(every, synth_root,
+                                                                         tmp_path, monkeypatch):
+    """``every`` 100: the step checkpoint never comes (Lightning's ModelCheckpoint would then
+    write last.ckpt once more when the training ends)."""
+    import lightning as L
+
+    saved = []
+    save = L.Trainer.save_checkpoint
+
+    def recorded(self, filepath, *args, **kwargs):
+        saved.append(os.path.basename(filepath))
+        return save(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(L.Trainer, "save_checkpoint", recorded)
+    run = str(tmp_path / "run")
+    sets = ["grid.cell=6.4", "data.lidar_sweeps=1", "train.epochs=2", "train.batch_size=1",
+            "train.eval_every=1", "train.num_workers=0", f"train.checkpoint_every={every}",
+            *NARROW["pillars"]]
+    assert main(["train", "configs/teacher/pillars.yaml", "--preset", "tiny", "--data",
+                 synth_root, "--out", run, *[f"--set={s}" for s in sets]]) == 0
+    # 3 steps per epoch: step checkpoints after steps 1, 2, 4, 5 (not 3, 6: validation
+    # follows), each epoch's checkpoint, and last.ckpt after every one of them, once
+    others = [n for n in saved if n != "last.ckpt"]
+    assert others == (["step-1.ckpt", "step-2.ckpt", "epoch-00.ckpt", "step-4.ckpt",
+                       "step-5.ckpt", "epoch-01.ckpt"] if every == 1
+                      else ["epoch-00.ckpt", "epoch-01.ckpt"])
+    assert saved == [n for o in others for n in (o, "last.ckpt")]
+
+
 @pytest.mark.parametrize("stop", ["sigterm_in_validation", "ctrl_c_at_the_last_step",
                                   "ctrl_c_at_the_final_step"])
 def test_a_stop_at_an_epochs_end_validates_that_epoch_on_resume(stop, synth_root, uninterrupted,
