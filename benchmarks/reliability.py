@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,7 +26,7 @@ import time
 import numpy as np
 import torch
 
-from bevkd.engine.history import step_series, training_log
+from bevkd.engine.history import step_series, training_log, validations
 from bevkd.provenance import git_commit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -77,6 +78,24 @@ def interrupt_after(args: list[str], out: str, step: int, sig: int) -> int:
         time.sleep(0.02)
     child.send_signal(sig)
     return child.wait()
+
+
+def stop_in_first_validation(args: list[str], out: str, sig: int) -> tuple[int, bool]:
+    """Starts ``bevkd train`` and sends ``sig`` when it prints the first epoch's last step (the
+    validation of that epoch comes next). Returns the exit code and whether the stop landed
+    before that validation ended (no epoch checkpoint, no validation line)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    child = subprocess.Popen([sys.executable, "-m", "bevkd.cli", *args], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    sent, validated = False, False
+    for line in child.stdout:  # read to the end: a full pipe would block the training
+        if not sent and re.match(r"epoch 1/\d+\s+100%", line):
+            child.send_signal(sig)
+            sent = True
+        validated |= sent and line.startswith("validation after epoch 1/")
+    code = child.wait()
+    epoch_ckpt = os.path.isfile(os.path.join(out, "checkpoints", "epoch-00.ckpt"))
+    return code, sent and not validated and not epoch_ckpt
 
 
 def copy_data(src: str, dst: str) -> str:
@@ -147,6 +166,26 @@ def main() -> None:
     row("resume", "Ctrl-C (SIGINT) after step 2, then `--resume`",
         f"exit {code}, checkpoint kept; resumed run bit-identical" if ok else f"rc {rc}: {msg}",
         ok)
+    # a stop while the first epoch is validated (its last step has no step checkpoint: the
+    # state there would resume into the next epoch and skip the validation)
+    every = (*ema, "train.eval_every=1", "train.checkpoint_every=1")
+    ref_val = os.path.join(work, "ref_val")
+    rc, msg = bevkd(*train_args(STUDENT, "bevdepth", data, ref_val, *every))
+    assert rc == 0, msg
+    for sig, how in ((signal.SIGKILL, "SIGKILL (nothing saved on the way out)"),
+                     (signal.SIGTERM, "SIGTERM (a scheduler's preemption)")):
+        stopped = os.path.join(work, f"val_{sig.name.lower()}")
+        code, landed = stop_in_first_validation(
+            train_args(STUDENT, "bevdepth", data, stopped, *every), stopped, sig)
+        rc, msg = bevkd(*train_args(STUDENT, "bevdepth", data, stopped, *every), "--resume")
+        same_vals = (validations(training_log(stopped)) == validations(training_log(ref_val)))
+        ok = landed and code != 0 and rc == 0 and same(ref_val, stopped) and same_vals
+        row("resume", f"{how} while the first epoch is validated, then `--resume`",
+            "that validation run again, every validation and the final weights equal to the "
+            "uninterrupted run's" if ok else
+            f"{'stop landed after the validation; ' if not landed else ''}exit {code}, "
+            f"resume rc {rc}, same weights {same(ref_val, stopped) if rc == 0 else '?'}, "
+            f"same validations {same_vals}", ok, msg if rc else "")
     damaged = os.path.join(work, "damaged")
     interrupt_after(train_args(STUDENT, "bevdepth", data, damaged, *ema), damaged, 4,
                     signal.SIGKILL)

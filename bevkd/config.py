@@ -155,8 +155,29 @@ def read_yaml(path: str) -> dict:
     return data
 
 
+def _list_item(node: list, part: str, item: str) -> int:
+    """The index that ``part`` names in ``node``: a position (``0``) or the ``type`` of exactly
+    one of its mapping items (``asd`` in ``distill.methods``)."""
+    if part.isdigit():
+        if int(part) >= len(node):
+            raise BevkdError(f"override {item!r}: no list item {part!r}")
+        return int(part)
+    hits = [i for i, x in enumerate(node) if isinstance(x, dict) and x.get("type") == part]
+    if len(hits) != 1:
+        types = [x.get("type") for x in node if isinstance(x, dict) and "type" in x]
+        raise BevkdError(f"override {item!r}: " + (
+            f"{len(hits)} list items of type {part!r}; name the one by its index "
+            f"({', '.join(map(str, hits))})" if hits else
+            f"no list item {part!r}" + (f" (items by type: {', '.join(types)})" if types
+                                        else "")))
+    return hits[0]
+
+
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """``["a.b=1", "c=[1, 2]"]`` applied to nested mapping ``data`` (values parsed as YAML)."""
+    """``["a.b=1", "c=[1, 2]"]`` applied to nested mapping ``data`` (values parsed as YAML). A
+    list item is named by its index or, for a list of typed mappings, by its ``type``:
+    ``distill.methods.1.args.x=1`` and ``distill.methods.asd.args.x=1`` are the same where
+    ``asd`` is the second method."""
     data = copy.deepcopy(data)
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -166,18 +187,14 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         parts = key.split(".")
         for part in parts[:-1]:
             if isinstance(node, list):  # e.g. distill.methods.0.args.x
-                if not part.isdigit() or int(part) >= len(node):
-                    raise BevkdError(f"override {item!r}: no list item {part!r}")
-                node = node[int(part)]
+                node = node[_list_item(node, part, item)]
             else:
                 node = node.setdefault(part, {})
             if not isinstance(node, (dict, list)):
                 raise BevkdError(f"override {item!r}: {part!r} is not a section")
         last = parts[-1]
         if isinstance(node, list):
-            if not last.isdigit() or int(last) >= len(node):
-                raise BevkdError(f"override {item!r}: no list item {last!r}")
-            node[int(last)] = yaml.safe_load(raw)
+            node[_list_item(node, last, item)] = yaml.safe_load(raw)
         else:
             node[last] = yaml.safe_load(raw)
     return data

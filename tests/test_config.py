@@ -49,6 +49,23 @@ def test_overrides_parse_yaml_values_and_reject_malformed_items():
         apply_overrides(methods, ["distill.methods.3.args.t=1"])
 
 
+def test_a_typed_list_item_is_named_by_its_type():
+    methods = {"distill": {"methods": [{"type": "labeldistill"}, {"type": "asd", "args": {}},
+                                       {"type": "asd", "args": {}}, {"type": "dualdistill"}]}}
+    out = apply_overrides(methods, ["distill.methods.dualdistill.args.t=0.5",
+                                    "distill.methods.labeldistill={type: labeldistill, w: 2}"])
+    assert out["distill"]["methods"][3] == {"type": "dualdistill", "args": {"t": 0.5}}
+    assert out["distill"]["methods"][0] == {"type": "labeldistill", "w": 2}
+    assert apply_overrides(methods, ["distill.methods.3.args.t=0.5"]) == \
+        apply_overrides(methods, ["distill.methods.dualdistill.args.t=0.5"])
+    with pytest.raises(BevkdError, match=r"2 list items of type 'asd'; name the one by its "
+                                         r"index \(1, 2\)"):
+        apply_overrides(methods, ["distill.methods.asd.args.x=1"])
+    with pytest.raises(BevkdError, match=r"no list item 'bevdistill' \(items by type: "
+                                         r"labeldistill, asd, asd, dualdistill\)"):
+        apply_overrides(methods, ["distill.methods.bevdistill.args.x=1"])
+
+
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(BevkdError, match="nope.yaml does not exist"):
         load_config(DataConfig, str(tmp_path / "nope.yaml"))
