@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..eval.confusion import BACKGROUND, CONFUSION_FILE, DUPLICATE, TP
 from ..structures.classes import DETECTION_CLASSES
 from .plan import ABLATIONS, METHODS
 from .runner import JobResult
@@ -45,6 +46,7 @@ def collect(results: dict[str, JobResult], val_split: str,
     ``step_time_ratio``. The runs' own mean step times give ``train_step_seconds`` and
     ``train_step_time_ratio``."""
     by_model: dict[str, list[tuple[dict, dict, int]]] = defaultdict(list)
+    sources: dict[str, list[dict]] = defaultdict(list)
     for res in sorted(results.values(), key=lambda r: r.job.seed):
         if res.status not in ("done", "reused"):
             continue
@@ -52,6 +54,9 @@ def collect(results: dict[str, JobResult], val_split: str,
         timing = _load(os.path.join(res.run, "timing.json")) or {}
         if metrics is not None:
             by_model[res.job.model].append((metrics, timing, res.job.seed))
+            found = _load(os.path.join(res.run, "eval", val_split, CONFUSION_FILE))
+            if found is not None:  # runs evaluated before bevkd wrote it have none
+                sources[res.job.model].append(found)
     rows = []
     names = sorted(by_model, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
     for model in names:
@@ -69,6 +74,9 @@ def collect(results: dict[str, JobResult], val_split: str,
             "train_minutes": float(np.mean([r[1].get("train_seconds", np.nan) for r in runs])) / 60,
             "peak_rss_mb": float(np.max([r[1].get("peak_rss_mb", np.nan) for r in runs])),
         }
+        if sources[model]:
+            row["top_sources"] = summed_sources(sources[model])
+            row["top_sources_runs"] = len(sources[model])
         if model in (step_seconds or {}):
             row["step_seconds"] = float(step_seconds[model])
         for field, values in (latency or {}).items():
@@ -77,6 +85,32 @@ def collect(results: dict[str, JobResult], val_split: str,
         rows.append(row)
     _derived(rows)
     return rows
+
+
+def summed_sources(runs: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
+    """Several runs' :func:`bevkd.eval.confusion.top_detection_sources`, counts added up."""
+    out: dict[str, dict[str, int]] = {}
+    for run in runs:
+        for name, counts in run.items():
+            into = out.setdefault(name, {})
+            for key, n in counts.items():
+                into[key] = into.get(key, 0) + int(n)
+    return out
+
+
+def confusion_cells(counts: dict[str, int], at_least: float = 0.1) -> str:
+    """One class's cell: the percent of its top detections on other classes' boxes, and the
+    class they sit on most when that one alone takes ``at_least`` of them all."""
+    w = counts.get("window", 0)
+    if not w:
+        return "—"
+    others = {k: v for k, v in counts.items() if k not in ("window", TP, DUPLICATE, BACKGROUND)}
+    cell = f"{100 * sum(others.values()) / w:.0f}"
+    if others:
+        top = max(others, key=others.get)
+        if others[top] >= at_least * w:
+            cell += f" ({top} {100 * others[top] / w:.0f})"
+    return cell
 
 
 def _derived(rows: list[dict[str, Any]]) -> None:
@@ -353,6 +387,19 @@ def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
         lines.append(f"| {r['model']} | "
                      + " | ".join(f"{100 * r['AP_per_class'][c]:.1f}" for c in DETECTION_CLASSES)
                      + " |")
+    confused = [r for r in rows if r.get("top_sources")]
+    if confused:
+        lines += ["", "Top detections on another class's box (percent): of each class's "
+                  "best-scored predictions, as many as it has GT boxes (seeds added up), those "
+                  "that match none of its own boxes but sit within 2 m of another class's "
+                  "(`bevkd metrics --confusion` gives the whole breakdown); in brackets the "
+                  "class they sit on most, where it takes 10 % or more. Rows from runs that "
+                  "recorded it (`confusion.json` beside their metrics):", "",
+                  "| model | runs | " + " | ".join(DETECTION_CLASSES) + " |",
+                  "|---|---|" + "---|" * len(DETECTION_CLASSES)]
+        for r in confused:
+            lines.append(f"| {r['model']} | {r['top_sources_runs']} | " + " | ".join(
+                confusion_cells(r["top_sources"].get(c, {})) for c in DETECTION_CLASSES) + " |")
     if extra:
         lines += ["", extra]
     return "\n".join(lines) + "\n"

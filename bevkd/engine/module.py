@@ -36,6 +36,8 @@ class DetectionModule(L.LightningModule):
         self.total_steps = total_steps
         self._val_dets: list[Detections] = []
         self.last_metrics: dict[str, Any] | None = None
+        # where each class's top detections land (bevkd.eval.confusion), same validation
+        self.last_sources: dict[str, dict[str, int]] | None = None
 
     def forward(self, batch: Batch):
         return self.model(batch)
@@ -68,14 +70,15 @@ class DetectionModule(L.LightningModule):
         if self.evaluator is None or self.trainer.sanity_checking:
             return
         dets = self._gather(self._val_dets)
-        metrics = self.evaluator.evaluate(dets) if self.trainer.is_global_zero else None
+        metrics, sources = (self.evaluator.evaluate_with_sources(dets)
+                            if self.trainer.is_global_zero else (None, None))
         if self.trainer.world_size > 1:  # every rank logs rank 0's numbers, the same keys
             import torch.distributed as dist
 
-            box = [metrics]
+            box = [metrics, sources]
             dist.broadcast_object_list(box, src=0)
-            metrics = box[0]
-        self.last_metrics = metrics
+            metrics, sources = box
+        self.last_metrics, self.last_sources = metrics, sources
         values = {"val/mAP": float(metrics["mean_ap"]), "val/NDS": float(metrics["nd_score"])}
         for key, err in metrics["tp_errors"].items():
             values[f"val/{key}"] = float(err)

@@ -38,6 +38,7 @@ from ..config import differing_keys, from_dict, to_dict
 from ..data.nuscenes import NuScenesDataset
 from ..data.sampler import EpochSampler
 from ..errors import BevkdError
+from ..eval.confusion import CONFUSION_FILE
 from ..fileio import write_json
 from ..models.backbones.resnet import random_frozen_stages
 from ..progress import progress_bar
@@ -275,7 +276,8 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
             # metrics were written: fit returns at once, so validate the trained weights
             trainer.validate(module, val_loader, verbose=False)
     if module.last_metrics is not None and trainer.is_global_zero:
-        _write_metrics(os.path.join(run, "eval", tcfg.val_split), module.last_metrics)
+        _write_metrics(os.path.join(run, "eval", tcfg.val_split), module.last_metrics,
+                       module.last_sources)
     return module
 
 
@@ -355,8 +357,14 @@ def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
                    model=replace(cfg.model, args=args))
 
 
-def _write_metrics(folder: str, metrics: dict[str, Any]) -> str:
-    # atomic: `bevkd bench` takes a run with metrics.json for finished
+def _write_metrics(folder: str, metrics: dict[str, Any],
+                   sources: dict[str, dict[str, int]] | None = None) -> str:
+    """``metrics.json`` (the devkit's summary layout) and, first, ``confusion.json``: where
+    each class's top detections land (:mod:`bevkd.eval.confusion`), which the bench report
+    tabulates."""
+    if sources is not None:
+        write_json(os.path.join(folder, CONFUSION_FILE), sources, indent=1)
+    # last and atomic: `bevkd bench` takes a run with metrics.json for finished
     return write_json(os.path.join(folder, "metrics.json"), metrics, indent=2)
 
 
@@ -432,7 +440,8 @@ def eval_dir(run: str, data_root: str, split: str, ckpt: str | None = None) -> s
 def evaluate_run(run: str, data_root: str, split: str | None = None, ckpt: str | None = None,
                  batch_size: int | None = None, progress: bool = True,
                  out: str | None = None) -> tuple[dict[str, Any], str]:
-    """Detect on a split with a trained run; writes results.json and metrics.json to ``out``
+    """Detect on a split with a trained run; writes results.json, metrics.json and
+    confusion.json (where each class's top detections land) to ``out``
     (default: :func:`eval_dir`). Returns the metrics and that folder."""
 
     from ..eval.evaluator import DetectionEvaluator
@@ -447,9 +456,9 @@ def evaluate_run(run: str, data_root: str, split: str | None = None, ckpt: str |
     for batch in progress_bar(loader, desc=f"eval {split}", disable=not progress):
         dets.extend(d.numpy() for d in model.decode(model(batch), batch))
     evaluator = DetectionEvaluator(data_root, cfg.train.version, split)
-    metrics = evaluator.evaluate(dets)
+    metrics, sources = evaluator.evaluate_with_sources(dets)
     out = out or eval_dir(run, data_root, split, ckpt)
-    _write_metrics(out, metrics)
+    _write_metrics(out, metrics, sources)
     write_results(evaluator.export(dets), os.path.join(out, "results.json"))
     return metrics, out
 

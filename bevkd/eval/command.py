@@ -66,14 +66,14 @@ def run_metrics(data_root: str, version: Optional[str], split: str, results_path
             f"total time (tables, results, metrics): {took:.2f}s")
     printer(f"wrote {os.path.join(out_dir, 'metrics.json')}")
     if confusion:
-        from .confusion import sources_table, top_detection_sources
+        from .confusion import CONFUSION_FILE, sources_table, top_detection_sources
 
         sources = top_detection_sources(gt, preds, CVPR_2019)
-        with open(os.path.join(out_dir, "confusion.json"), "w") as f:
+        with open(os.path.join(out_dir, CONFUSION_FILE), "w") as f:
             json.dump(sources, f, indent=2)
         printer("\nWhere each class's top predictions land (as many as its GT boxes; 2 m):")
         printer(sources_table(sources))
-        printer(f"wrote {os.path.join(out_dir, 'confusion.json')}")
+        printer(f"wrote {os.path.join(out_dir, CONFUSION_FILE)}")
     if plots:
         from .plots import draw_plots
 

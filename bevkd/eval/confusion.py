@@ -28,6 +28,8 @@ from .metrics import _rack_frames, keep_mask
 from .results import Predictions
 
 TP, DUPLICATE, BACKGROUND = "tp", "duplicate", "background"
+# what training and `bevkd eval` write beside an evaluation's metrics.json
+CONFUSION_FILE = "confusion.json"
 
 
 def top_detection_sources(gt: GroundTruth, preds: Predictions, cfg: DetectionConfig = CVPR_2019,

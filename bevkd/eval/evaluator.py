@@ -8,6 +8,7 @@ import numpy as np
 
 from ..structures.detections import Detections
 from .config import CVPR_2019, DetectionConfig
+from .confusion import top_detection_sources
 from .export import detections_to_predictions, export_results
 from .metrics import EvalResult, evaluate
 from .groundtruth import GroundTruth
@@ -47,9 +48,20 @@ class DetectionEvaluator:
     def evaluate_full(self, detections: Sequence[Detections],
                       meta: Optional[dict] = None) -> EvalResult:
         """Summary and per-class/threshold curves (for plots) of one set of detections."""
-        preds = detections_to_predictions(detections, self.gt.sample_tokens, self._poses,
-                                          self.gt.predefined, meta=meta, cfg=self.cfg)
-        return evaluate(self.gt, preds, self.cfg)
+        return evaluate(self.gt, self._predictions(detections, meta), self.cfg)
+
+    def evaluate_with_sources(self, detections: Sequence[Detections],
+                              meta: Optional[dict] = None
+                              ) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
+        """:meth:`evaluate`'s summary, and where each class's top predictions land
+        (:func:`bevkd.eval.confusion.top_detection_sources`), of the same detections."""
+        preds = self._predictions(detections, meta)
+        return (evaluate(self.gt, preds, self.cfg).summary,
+                top_detection_sources(self.gt, preds, self.cfg))
+
+    def _predictions(self, detections: Sequence[Detections], meta: Optional[dict]):
+        return detections_to_predictions(detections, self.gt.sample_tokens, self._poses,
+                                         self.gt.predefined, meta=meta, cfg=self.cfg)
 
     def evaluate(self, detections: Sequence[Detections],
                  meta: Optional[dict] = None) -> dict[str, Any]:

@@ -338,6 +338,34 @@ def test_table_arithmetic(tmp_path):
     assert "gap_closed" not in row and "step_time_ratio" not in row
 
 
+def test_the_report_adds_up_where_top_detections_land_over_the_seeds(tmp_path):
+    jobs = {j.name: j for j in plan(2, ("bevdistill",), False, ())}
+    results = {n: JobResult(jobs[n], _fake_run(tmp_path, n, 0.2, 0.3, 1.0), "done")
+               for n in ("baseline-s0", "baseline-s1", "bevdistill-s0", "bevdistill-s1")}
+    found = {"baseline-s0": {"barrier": {"window": 10, "tp": 8, "duplicate": 1,
+                                         "background": 0, "traffic_cone": 1}},
+             "bevdistill-s0": {"barrier": {"window": 10, "tp": 4, "duplicate": 0,
+                                           "background": 1, "traffic_cone": 4, "car": 1}},
+             "bevdistill-s1": {"barrier": {"window": 10, "tp": 5, "duplicate": 1,
+                                           "background": 0, "traffic_cone": 3, "car": 1}}}
+    for name, sources in found.items():  # baseline-s1 predates confusion.json
+        (tmp_path / name / "eval" / "synth_val" / "confusion.json").write_text(
+            json.dumps(sources))
+    rows = {r["model"]: r for r in collect(results, "synth_val")}
+    assert rows["bevdistill"]["top_sources"]["barrier"] == {
+        "window": 20, "tp": 9, "duplicate": 1, "background": 1, "traffic_cone": 7, "car": 2}
+    assert rows["bevdistill"]["top_sources_runs"] == 2 and rows["baseline"]["top_sources_runs"] == 1
+    md = markdown(list(rows.values()), "tiny", "abc", "bevkd bench", 2)
+    cells = {line.split(" | ")[0][2:]: line.split(" | ") for line in md.splitlines()
+             if line.startswith("| baseline | 1 |") or line.startswith("| bevdistill | 2 |")}
+    barrier = 2 + DETECTION_CLASSES.index("barrier")
+    # seeds added up: 9 of 20 on other classes, 7 of 20 on cones (10 % or more: named); the
+    # baseline's one run: 1 of 10 on cones, at the 10 % bar, named
+    assert cells["bevdistill"][barrier].rstrip(" |") == "45 (traffic_cone 35)"
+    assert cells["baseline"][barrier].rstrip(" |") == "10 (traffic_cone 10)"
+    assert cells["bevdistill"][2] == "—"  # car: no counts recorded
+
+
 def test_pretrained_backbone_is_made_once_and_reused(tmp_path, monkeypatch):
     import subprocess
 

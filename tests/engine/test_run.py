@@ -23,15 +23,22 @@ def test_train_writes_a_complete_run_folder(trained_run):
     assert meta["machine"]["cpu"] and meta["machine"]["torch"] == meta["torch"]
     metrics = json.load(open(os.path.join(trained_run, "eval/synth_val/metrics.json")))
     assert {"mean_ap", "nd_score", "tp_errors", "label_aps"} <= set(metrics)
+    # where each class's top detections land, from the same validation
+    sources = json.load(open(os.path.join(trained_run, "eval/synth_val/confusion.json")))
+    assert list(sources) == list(metrics["mean_dist_aps"])
+    for name, counts in sources.items():
+        assert sum(v for k, v in counts.items() if k != "window") == counts["window"], name
+    assert sum(c["window"] for c in sources.values()) > 0
 
 
 def test_eval_of_the_checkpoint_equals_the_evaluation_in_training(trained_run, synth_root):
     own = os.path.join(trained_run, "eval/synth_val")
     in_training = json.load(open(os.path.join(own, "metrics.json")))
+    sources = json.load(open(os.path.join(own, "confusion.json")))
     # removed first, so that what is compared below is what `bevkd eval` wrote (training
     # writes no results.json; another test's eval may have)
-    for name in ("metrics.json", "results.json"):
-        if name == "metrics.json" or os.path.exists(os.path.join(own, name)):
+    for name in ("metrics.json", "confusion.json", "results.json"):
+        if name != "results.json" or os.path.exists(os.path.join(own, name)):
             os.remove(os.path.join(own, name))
     assert main(["eval", "--ckpt", trained_run, "--data", synth_root]) == 0
     after = json.load(open(os.path.join(own, "metrics.json")))
@@ -42,6 +49,7 @@ def test_eval_of_the_checkpoint_equals_the_evaluation_in_training(trained_run, s
     for name, aps in in_training["label_aps"].items():
         assert after["label_aps"][name] == pytest.approx(aps, abs=1e-9), name
     assert os.path.isfile(os.path.join(own, "results.json"))
+    assert json.load(open(os.path.join(own, "confusion.json"))) == sources
 
 
 def test_eval_elsewhere_never_replaces_the_runs_own_result(trained_run, synth_root, tmp_path):
