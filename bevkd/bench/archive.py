@@ -39,8 +39,8 @@ import time
 from typing import TYPE_CHECKING
 
 from ..fileio import write_json
-from .runner import (JOB_FILE, RESTORED, is_finished, is_restored, rebased, roots,
-                     weightless)
+from .runner import (JOB_FILE, RESTORED, has_checkpoint, is_finished, is_restored, rebased,
+                     roots, weightless)
 
 if TYPE_CHECKING:
     import torch
@@ -190,9 +190,9 @@ def timing_model(run: str) -> tuple[ExperimentConfig, torch.nn.Module, bool]:
     from ..builder import build_model, without_init_weights
     from ..config import from_dict, to_dict
     from ..engine.config import ExperimentConfig
-    from ..engine.run import CKPT_DIR, load_run_config, load_trained
+    from ..engine.run import load_run_config, load_trained
 
-    if os.path.isfile(os.path.join(run, CKPT_DIR, "last.ckpt")):
+    if has_checkpoint(run):
         cfg, model = load_trained(run)
         return cfg, model, True
     cfg = load_run_config(run)
