@@ -124,6 +124,46 @@ def markdown(result: dict, classes: list[str], pair: tuple[str, str] | None) -> 
     return lines
 
 
+KINDS = (("tp", "TP", "#2ca02c"), ("duplicate", "duplicate", "#98df8a"),
+         ("background", "background", "#c7c7c7"))
+
+
+def plot(result: dict, classes: list[str], path: str) -> str:
+    """Per class, one stacked bar per run: the shares of its top detections that are TPs,
+    duplicates, background, on the class it is confused with most over all runs, and on the
+    rest."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["rows"]
+    fig, axes = plt.subplots(1, len(classes), figsize=(6.5 * len(classes), 0.42 * len(rows) + 2.0),
+                             squeeze=False)
+    for ax, c in zip(axes[0], classes):
+        counts = [r["sources"][c] for r in rows]
+        named = {k for s in counts for k in s} - {"window", *(k for k, _, _ in KINDS)}
+        main_other = max(named, key=lambda k: sum(s.get(k, 0) for s in counts), default=None)
+        left = np.zeros(len(rows))
+        parts = [*KINDS] + ([(main_other, f"on {main_other}", "#d62728")] if main_other else [])
+        for key, label, colour in parts:
+            share = np.array([s.get(key, 0) / max(s["window"], 1) for s in counts])
+            ax.barh(range(len(rows)), share, left=left, color=colour, label=label)
+            left += share
+        ax.barh(range(len(rows)), 1 - left, left=left, color="#ff9896", label="on other classes")
+        ax.set_yticks(range(len(rows)), [r["run"] for r in rows])
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1)
+        ax.set_xlabel(f"share of the top {counts[0]['window']} {c} detections")
+        ax.set_title(f"where the top {c} detections land")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=3, fontsize=7,
+                  frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("runs", help="a `bevkd bench --runs` folder")
@@ -133,7 +173,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--classes", nargs="+", default=["barrier", "traffic_cone"])
     p.add_argument("--pair", nargs=2, default=["barrier", "traffic_cone"],
                    help="two classes whose heatmap channels to compare at GT centres")
+    p.add_argument("--plot-only", action="store_true",
+                   help="redraw benchmarks/<name>.png from benchmarks/<name>.json")
     args = p.parse_args(argv)
+    png = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{args.name}.png")
+    if args.plot_only:
+        with open(png[:-4] + ".json") as f:
+            saved = json.load(f)
+        print(plot(saved, list(saved["rows"][0]["sources"]), png))
+        return
     torch.set_num_threads(1)  # beside a running bench on two cores
     names = args.only or finished_runs(args.runs)
     pair = tuple(args.pair) if args.pair else None
@@ -147,7 +195,9 @@ def main(argv: list[str] | None = None) -> None:
                + (" --only " + " ".join(args.only) if args.only else "")
                + " --classes " + " ".join(args.classes) + " --pair " + " ".join(args.pair))
     result = {"name": args.name, "commit": git_commit(), "command": command, "rows": rows}
-    save(args.name, result, markdown(result, args.classes, pair))
+    save(args.name, result, markdown(result, args.classes, pair)
+         + [f"![where the top detections land]({args.name}.png)"])
+    plot(result, args.classes, png)
 
 
 if __name__ == "__main__":
