@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -80,22 +81,32 @@ def interrupt_after(args: list[str], out: str, step: int, sig: int) -> int:
     return child.wait()
 
 
-def stop_in_first_validation(args: list[str], out: str, sig: int) -> tuple[int, bool]:
+def stop_in_first_validation(args: list[str], out: str, sig: int,
+                             timeout: float = 900) -> tuple[int, str]:
     """Starts ``bevkd train`` and sends ``sig`` when it prints the first epoch's last step (the
-    validation of that epoch comes next). Returns the exit code and whether the stop landed
-    before that validation ended (no epoch checkpoint, no validation line)."""
+    validation of that epoch comes next). Returns the exit code and what went wrong with the
+    stop itself: "" when it landed before that validation ended (no epoch checkpoint, no
+    validation line), else why not (the training's fault or not: the caller may try again)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     child = subprocess.Popen([sys.executable, "-m", "bevkd.cli", *args], cwd=REPO, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    watchdog = threading.Timer(timeout, child.kill)  # a hung training ends the wait
+    watchdog.start()
     sent, validated = False, False
-    for line in child.stdout:  # read to the end: a full pipe would block the training
-        if not sent and re.match(r"epoch 1/\d+\s+100%", line):
-            child.send_signal(sig)
-            sent = True
-        validated |= sent and line.startswith("validation after epoch 1/")
-    code = child.wait()
-    epoch_ckpt = os.path.isfile(os.path.join(out, "checkpoints", "epoch-00.ckpt"))
-    return code, sent and not validated and not epoch_ckpt
+    try:
+        for line in child.stdout:  # read to the end: a full pipe would block the training
+            if not sent and re.match(r"epoch 1/\d+\s+100%", line):
+                child.send_signal(sig)
+                sent = True
+            validated |= sent and line.startswith("validation after epoch 1/")
+        code = child.wait()
+    finally:
+        watchdog.cancel()
+    if not sent:
+        return code, "the first epoch's last step was never printed"
+    if validated or os.path.isfile(os.path.join(out, "checkpoints", "epoch-00.ckpt")):
+        return code, "the stop landed after the validation"
+    return code, ""
 
 
 def copy_data(src: str, dst: str) -> str:
@@ -175,15 +186,22 @@ def main() -> None:
     for sig, how in ((signal.SIGKILL, "SIGKILL (nothing saved on the way out)"),
                      (signal.SIGTERM, "SIGTERM (a scheduler's preemption)")):
         stopped = os.path.join(work, f"val_{sig.name.lower()}")
-        code, landed = stop_in_first_validation(
-            train_args(STUDENT, "bevdepth", data, stopped, *every), stopped, sig)
+        # a stop can miss the window (a validation of 4 samples is short; Lightning lets a
+        # SIGTERM during the last validation batch finish it): that is no fault, try again
+        for _ in range(3):
+            shutil.rmtree(stopped, ignore_errors=True)
+            code, missed = stop_in_first_validation(
+                train_args(STUDENT, "bevdepth", data, stopped, *every), stopped, sig)
+            if not missed:
+                break
+        landed = not missed
         rc, msg = bevkd(*train_args(STUDENT, "bevdepth", data, stopped, *every), "--resume")
         same_vals = (validations(training_log(stopped)) == validations(training_log(ref_val)))
         ok = landed and code != 0 and rc == 0 and same(ref_val, stopped) and same_vals
         row("resume", f"{how} while the first epoch is validated, then `--resume`",
             "that validation run again, every validation and the final weights equal to the "
             "uninterrupted run's" if ok else
-            f"{'stop landed after the validation; ' if not landed else ''}exit {code}, "
+            f"{missed + ' (3 tries); ' if missed else ''}exit {code}, "
             f"resume rc {rc}, same weights {same(ref_val, stopped) if rc == 0 else '?'}, "
             f"same validations {same_vals}", ok, msg if rc else "")
     damaged = os.path.join(work, "damaged")

@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/top_detections.py RUNS DATA --name tiny_top_detections \
         [--only RUN ...] [--classes barrier traffic_cone] [--pair barrier traffic_cone]
 
+(tiny_top_detections.md was made with ``--pair barrier traffic_cone``.)
+
 For each finished run under RUNS (a `bevkd bench --runs` folder) this detects on the run's
 validation split (`bevkd eval` into a temporary folder; the run's own result is not touched),
 checks the mAP against the run's recorded one, and sorts each listed class's top predictions
@@ -16,6 +18,7 @@ network's A channel separates A's boxes from B's at all (the ratio column).
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -27,10 +30,8 @@ import torch.nn.functional as F
 
 from _results import save
 from bevkd.data.nuscenes import NuScenesDataset
-from bevkd.engine.run import epoch_loader, evaluate_run, load_trained
-from bevkd.eval.confusion import sources_table, top_detection_sources
-from bevkd.eval.groundtruth import GroundTruth
-from bevkd.eval.results import load_predictions
+from bevkd.engine.run import epoch_loader, evaluate_run, load_run_config, load_trained
+from bevkd.eval.confusion import CONFUSION_FILE, sources_table
 from bevkd.models.heads.center_head import CenterHead
 from bevkd.provenance import git_commit
 from bevkd.structures.classes import CLASS_INDEX
@@ -42,7 +43,7 @@ ORDER = ("teacher", "fusion_teacher", "label_encoder", "baseline", "bevdistill",
 def finished_runs(root: str) -> list[str]:
     """Runs with a recorded validation result, main rows in table order, then the rest."""
     names = [n for n in sorted(os.listdir(root))
-             if os.path.isfile(os.path.join(root, n, "eval", "synth_val", "metrics.json"))]
+             if glob.glob(os.path.join(root, n, "eval", "*", "metrics.json"))]
     rank = lambda n: (ORDER.index(n.rsplit("-s", 1)[0]) if n.rsplit("-s", 1)[0] in ORDER  # noqa
                       else len(ORDER), n)
     return sorted(names, key=rank)
@@ -80,14 +81,14 @@ def heat_at_gt(run: str, data: str, pair: tuple[str, str], radius: float = 30.0
 def measure(root: str, name: str, data: str, classes: list[str],
             pair: tuple[str, str] | None) -> dict:
     run = os.path.join(root, name)
-    with open(os.path.join(run, "eval", "synth_val", "metrics.json")) as f:
-        recorded = json.load(f)["mean_ap"]
     with tempfile.TemporaryDirectory() as tmp:
+        # on the run's own validation split; writes confusion.json beside the metrics
         metrics, out = evaluate_run(run, data, out=tmp, progress=False)
-        gt = GroundTruth.load(data, "v1.0-synth", "synth_val")
-        preds = load_predictions(os.path.join(out, "results.json"), gt.sample_tokens,
-                                 gt.predefined)
-    sources = top_detection_sources(gt, preds)
+        with open(os.path.join(out, CONFUSION_FILE)) as f:
+            sources = json.load(f)
+    split = load_run_config(run).train.val_split
+    with open(os.path.join(run, "eval", split, "metrics.json")) as f:
+        recorded = json.load(f)["mean_ap"]
     row = {"run": name, "mAP": metrics["mean_ap"], "recorded_mAP": recorded,
            "AP": {c: metrics["mean_dist_aps"][c] for c in classes},
            "sources": {c: sources[c] for c in classes}}
@@ -171,8 +172,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--name", default="tiny_top_detections", help="benchmarks/<name>.md/.json")
     p.add_argument("--only", nargs="*", default=None, help="these runs (default: all finished)")
     p.add_argument("--classes", nargs="+", default=["barrier", "traffic_cone"])
-    p.add_argument("--pair", nargs=2, default=["barrier", "traffic_cone"],
-                   help="two classes whose heatmap channels to compare at GT centres")
+    p.add_argument("--pair", nargs=2, default=None, metavar=("A", "B"),
+                   help="two classes whose heatmap channels to compare at GT centres "
+                        "(e.g. barrier traffic_cone)")
     p.add_argument("--plot-only", action="store_true",
                    help="redraw benchmarks/<name>.png from benchmarks/<name>.json")
     args = p.parse_args(argv)
@@ -193,7 +195,8 @@ def main(argv: list[str] | None = None) -> None:
               f"({args.classes[0]}: {s})", file=sys.stderr, flush=True)
     command = (f"python benchmarks/top_detections.py {args.runs} {args.data} --name {args.name}"
                + (" --only " + " ".join(args.only) if args.only else "")
-               + " --classes " + " ".join(args.classes) + " --pair " + " ".join(args.pair))
+               + " --classes " + " ".join(args.classes)
+               + (" --pair " + " ".join(args.pair) if args.pair else ""))
     result = {"name": args.name, "commit": git_commit(), "command": command, "rows": rows}
     save(args.name, result, markdown(result, args.classes, pair)
          + [f"![where the top detections land]({args.name}.png)"])

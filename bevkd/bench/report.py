@@ -391,7 +391,8 @@ def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
     if confused:
         lines += ["", "Top detections on another class's box (percent): of each class's "
                   "best-scored predictions, as many as it has GT boxes (seeds added up), those "
-                  "that match none of its own boxes but sit within 2 m of another class's "
+                  "that match none of its own boxes and whose nearest GT box within 2 m is "
+                  "another class's "
                   "(`bevkd metrics --confusion` gives the whole breakdown); in brackets the "
                   "class they sit on most, where it takes 10 % or more. Rows from runs that "
                   "recorded it (`confusion.json` beside their metrics):", "",

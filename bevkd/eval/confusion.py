@@ -46,6 +46,8 @@ def top_detection_sources(gt: GroundTruth, preds: Predictions, cfg: DetectionCon
             number sorted; the counts add up to it. Other classes appear only when counted.
     """
     dist_th = float(cfg.dist_th_tp if dist_th is None else dist_th)
+    if top is not None and top < 0:
+        raise ValueError(f"top must be at least 0, got {top}")
     frames = _rack_frames(gt)
     g_keep = np.flatnonzero(keep_mask(gt.translation, gt.sample, gt.label, gt.num_pts, gt,
                                       frames, cfg))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bevkd.eval.config import EVAL_CLASSES
 from bevkd.eval.confusion import sources_table, top_detection_sources
@@ -77,6 +78,28 @@ def test_the_match_distance_is_strict_and_settable():
     assert src == {"window": 2, "tp": 0, "duplicate": 0, "background": 1, "traffic_cone": 1}
     src = top_detection_sources(GT, preds, dist_th=2.5)["barrier"]
     assert src == {"window": 2, "tp": 1, "duplicate": 0, "background": 0, "traffic_cone": 1}
+
+
+def test_the_nearest_box_decides_and_the_window_takes_the_best_scores():
+    preds = predictions([
+        (0, "barrier", 0.0, 5.0, 0.9),    # TP on the barrier at y=5
+        (0, "barrier", 0.0, 8.6, 0.8),    # 3.6 m from that barrier, 1.4 m from the cone: cone
+        (0, "barrier", 0.0, 6.5, 0.7),    # 1.5 m from the taken barrier, 3.5 m from the cone
+        (0, "barrier", 0.0, -5.0, 0.1),   # TP, but the lowest score
+    ])
+    src = top_detection_sources(GT, preds, top=3)["barrier"]
+    assert src == {"window": 3, "tp": 1, "duplicate": 1, "background": 0, "traffic_cone": 1}
+    # both a taken barrier and a cone within 2 m: the nearer one names it
+    gt = ground_truth([(0, "barrier", 0, 5), (0, "traffic_cone", 0, 7.5), (1, "barrier", 0, 5),
+                       (1, "barrier", 5, 0), (1, "barrier", -5, 0)])
+    near = predictions([(0, "barrier", 0.0, 5.0, 0.9),    # TP
+                        (0, "barrier", 0.0, 6.0, 0.8),    # barrier 1.0 m, cone 1.5 m
+                        (0, "barrier", 0.0, 6.6, 0.7),    # barrier 1.6 m, cone 0.9 m
+                        (0, "barrier", 20.0, 20.0, 0.6)])
+    assert top_detection_sources(gt, near)["barrier"] == {
+        "window": 4, "tp": 1, "duplicate": 1, "background": 1, "traffic_cone": 1}
+    with pytest.raises(ValueError, match="top must be at least 0"):
+        top_detection_sources(GT, preds, top=-1)
 
 
 def test_boxes_without_points_are_not_targets_or_confusions():
