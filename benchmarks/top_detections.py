@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from _results import save
 from bevkd.data.nuscenes import NuScenesDataset
 from bevkd.engine.run import epoch_loader, evaluate_run, load_run_config, load_trained
-from bevkd.eval.confusion import CONFUSION_FILE, sources_table
+from bevkd.eval.confusion import CONFUSION_FILE, other_classes, sources_table
 from bevkd.models.heads.center_head import CenterHead
 from bevkd.provenance import git_commit
 from bevkd.structures.classes import CLASS_INDEX
@@ -143,7 +143,7 @@ def plot(result: dict, classes: list[str], path: str) -> str:
                              squeeze=False)
     for ax, c in zip(axes[0], classes):
         counts = [r["sources"][c] for r in rows]
-        named = {k for s in counts for k in s} - {"window", *(k for k, _, _ in KINDS)}
+        named = {k for s in counts for k in other_classes(s)}
         main_other = max(named, key=lambda k: sum(s.get(k, 0) for s in counts), default=None)
         left = np.zeros(len(rows))
         parts = [*KINDS] + ([(main_other, f"on {main_other}", "#d62728")] if main_other else [])

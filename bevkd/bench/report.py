@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..eval.confusion import BACKGROUND, CONFUSION_FILE, DUPLICATE, TP
+from ..eval.confusion import CONFUSION_FILE, other_classes
 from ..structures.classes import DETECTION_CLASSES
 from .plan import ABLATIONS, METHODS
 from .runner import JobResult
@@ -104,7 +104,7 @@ def confusion_cells(counts: dict[str, int], at_least: float = 0.1) -> str:
     w = counts.get("window", 0)
     if not w:
         return "—"
-    others = {k: v for k, v in counts.items() if k not in ("window", TP, DUPLICATE, BACKGROUND)}
+    others = other_classes(counts)
     cell = f"{100 * sum(others.values()) / w:.0f}"
     if others:
         top = max(others, key=others.get)

@@ -85,6 +85,11 @@ def top_detection_sources(gt: GroundTruth, preds: Predictions, cfg: DetectionCon
     return out
 
 
+def other_classes(counts: dict[str, int]) -> dict[str, int]:
+    """The confusions of one class's :func:`top_detection_sources` counts: ``{class: n}``."""
+    return {k: v for k, v in counts.items() if k not in ("window", TP, DUPLICATE, BACKGROUND)}
+
+
 def sources_table(sources: dict[str, dict[str, int]], first: str = "class",
                   columns: Optional[dict[str, dict[str, str]]] = None) -> str:
     """A markdown table of :func:`top_detection_sources` counts, one row per key of ``sources``
@@ -101,8 +106,7 @@ def sources_table(sources: dict[str, dict[str, int]], first: str = "class",
         if w == 0:
             cells += [""] * 5
         else:
-            others = sorted(((v, k) for k, v in c.items()
-                             if k not in ("window", TP, DUPLICATE, BACKGROUND)), reverse=True)
+            others = sorted(((v, k) for k, v in other_classes(c).items()), reverse=True)
             pct = lambda n: f"{100 * n / w:.0f} %"  # noqa: E731 - one-line formatter
             cells += [pct(c[TP]), pct(c[DUPLICATE]), pct(c[BACKGROUND]),
                       pct(sum(v for v, _ in others)),
