@@ -59,6 +59,7 @@ class JobResult:
     run: str
     status: str          # done | reused | failed | skipped | missing (not trained)
     seconds: float = 0.0
+    why: str = ""        # what a failed judgement found (see verdict)
 
 
 def is_finished(run: str, val_split: str) -> bool:
@@ -474,23 +475,17 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
             return False  # judged once what it reads is final
         cmd = command(job, preset, data, runs, threads, extra, camera_extra)
         stamps = inputs(job, cmd, runs, data)
-        why = mismatch(run, cmd, stamps)
-        if why:
-            results[job.name] = JobResult(job, run, "failed")
-            log(f"[bench] FAILED {job.name}: {why}")
+        found = verdict(job, cmd, stamps, runs, val_split, strict=True)
+        if found.status == "failed":
+            results[job.name] = found
+            log(f"[bench] FAILED {job.name}: {found.why}")
             return True
-        if is_finished(run, val_split):
-            results[job.name] = JobResult(job, run, "reused")
-            log(f"[bench] reuse {job.name} (finished earlier)")
+        if found.status == "reused":
+            results[job.name] = found
+            log(f"[bench] reuse {job.name} (finished earlier)" if found.run == run else
+                f"[bench] reuse {os.path.basename(found.run)} for {job.name} (the same training)")
             if on_final:
-                on_final(results[job.name])
-            return True
-        same = twin(job, cmd, stamps, runs, val_split)
-        if same:
-            results[job.name] = JobResult(job, same, "reused")
-            log(f"[bench] reuse {os.path.basename(same)} for {job.name} (the same training)")
-            if on_final:
-                on_final(results[job.name])
+                on_final(found)
             return True
         bare = [n for n in job.needs if weightless(os.path.join(runs, n))]
         if bare:  # e.g. a twin that served it at restore and does not now
@@ -570,16 +565,30 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
     return {j.name: results[j.name] for j in jobs if j.name in results}  # plan order
 
 
+def verdict(job: Job, cmd: list[str], stamps: dict[str, object], runs: str, val_split: str,
+            strict: bool) -> JobResult:
+    """What a job's run folder makes of it, before any training: ``failed`` (``why`` says: its
+    recorded command or inputs differ from ``cmd`` / ``stamps``), ``reused`` (its own finished
+    run, or a :func:`twin`'s) or ``missing`` (to train). ``strict`` (a bench about to train)
+    refuses a mismatched run finished or not, since training would resume or overwrite it; a
+    report (``strict=False``) only refuses a finished one and looks for a twin of the rest."""
+    run = os.path.join(runs, job.name)
+    finished = is_finished(run, val_split)
+    why = mismatch(run, cmd, stamps) if finished or strict else None
+    if why:
+        return JobResult(job, run, "failed", why=why)
+    if finished:
+        return JobResult(job, run, "reused")
+    same = twin(job, cmd, stamps, runs, val_split)
+    return JobResult(job, same, "reused") if same else JobResult(job, run, "missing")
+
+
 def _judge(job: Job, preset: str, data: str, runs: str, threads: int, val_split: str,
            extra: tuple[str, ...], camera_extra: tuple[str, ...], log) -> JobResult:
-    """A job's finished run taken as it is, after the checks a reuse passes; else missing."""
-    run = os.path.join(runs, job.name)
+    """A job's finished run (or twin) taken as it is, after the checks a reuse passes; else
+    missing (``--report-only``)."""
     cmd = command(job, preset, data, runs, threads, extra, camera_extra)
-    if not is_finished(run, val_split):
-        same = twin(job, cmd, inputs(job, cmd, runs, data), runs, val_split)
-        return JobResult(job, same, "reused") if same else JobResult(job, run, "missing")
-    why = mismatch(run, cmd, inputs(job, cmd, runs, data))
-    if why:
-        log(f"[bench] FAILED {job.name}: {why}")
-        return JobResult(job, run, "failed")
-    return JobResult(job, run, "reused")
+    found = verdict(job, cmd, inputs(job, cmd, runs, data), runs, val_split, strict=False)
+    if found.status == "failed":
+        log(f"[bench] FAILED {job.name}: {found.why}")
+    return found

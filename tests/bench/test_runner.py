@@ -107,6 +107,12 @@ def test_report_only_takes_finished_runs_and_starts_nothing(bench, monkeypatch):
     (data / "v1.0-synth" / "sample.json").write_text("[ ]")
     status, logs = run(train=False)
     assert status["baseline-s0"] == "failed" and any("other inputs" in m for m in logs)
+    # an unfinished run is not the report's to refuse: it is still just missing (a bench about
+    # to resume it refuses it, below)
+    assert status["teacher"] == "missing"
+    assert not any("FAILED teacher" in m for m in logs)
+    status, logs = run(parallel=1)
+    assert status["teacher"] == "failed" and any("FAILED teacher" in m for m in logs)
 
 
 def test_one_bench_per_runs_folder_and_parallel_must_be_positive(bench, tmp_path):
