@@ -186,11 +186,15 @@ class StepCheckpoint(ModelCheckpoint):
 
 def _validation_follows(trainer: L.Trainer) -> bool:
     """Whether the training step that just ended is its epoch's last and the epoch is
-    validated (Lightning's own test of the epoch, a private method: False without it)."""
+    validated: every ``check_val_every_n_epoch``-th epoch (every epoch's end when it is None,
+    i.e. validation by step interval), with a validation loop at all. Public trainer
+    attributes only; ``tests/engine/test_callbacks.py`` holds it to Lightning's own (private)
+    test of the epoch."""
     loop = trainer.fit_loop.epoch_loop
     last = loop.batch_progress.current.processed >= trainer.num_training_batches
-    check = getattr(loop, "_should_check_val_epoch", None)
-    return bool(last and trainer.enable_validation and check is not None and check())
+    every = trainer.check_val_every_n_epoch
+    epoch = every is None or (trainer.current_epoch + 1) % every == 0
+    return bool(last and trainer.enable_validation and epoch)
 
 
 def _validation_not_begun(trainer: L.Trainer) -> None:
