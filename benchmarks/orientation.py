@@ -12,8 +12,9 @@ absolute error (wrapped to ``[0, π]``) and the share of boxes read *backwards* 
 Because every run sees the same boxes in the same order, it also gives, per class, how often a
 student reads a box backwards where the teacher does and where it does not; a student that
 copies the teacher's reversals shows a gap between the two that the baseline does not have.
-With ``--train-split`` the teacher is read on the training split too (what the response term
-hands the student during training).
+With ``--train-split`` the teacher is read on the training split too, without augmentation
+(about what the response term hands the student during training; every GT box, also those
+training drops for too few LiDAR points).
 
 This is the cell read, not the detection: the official mAOE is over matched detections, whose
 centre may sit one cell off. It is the quantity the response term moves. Traffic cones (no
@@ -124,7 +125,9 @@ def markdown(result: dict) -> list[str]:
               "difficulty explains. Classes with fewer than 5 teacher reversals are left out.",
               ""]
     students = [r for r in rows if r["run"] != teacher]
-    counted = students[0]["val"] if students else {}
+    if not students:
+        return lines
+    counted = students[0]["val"]
     shown = [c for c in classes if counted[c].get("n_teacher_backwards", 0) >= 5]
     lines += ["| run | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
     for r in students:
@@ -171,7 +174,7 @@ def plot(result: dict, path: str) -> str:
                                       for m, seeds in models.items() if m != result["teacher"]
                                       for s in seeds) >= 5]
         for i, (model, seeds) in enumerate(models.items()):
-            if key not in seeds[0][shown[0]]:
+            if not shown or key not in seeds[0][shown[0]]:
                 continue  # the teacher itself
             values = [np.mean([s[c][key] for s in seeds]) for c in shown]
             ax.bar(np.arange(len(shown)) + (i - len(models) / 2 + 0.5) * width, values, width,

@@ -21,7 +21,6 @@ import argparse
 import glob
 import json
 import os
-import shutil
 import sys
 import tempfile
 
@@ -33,6 +32,7 @@ from _results import save
 from bevkd.data.nuscenes import NuScenesDataset
 from bevkd.engine.run import epoch_loader, evaluate_run, load_run_config, load_trained
 from bevkd.eval.confusion import CONFUSION_FILE, other_classes, sources_table
+from bevkd.fileio import write_json
 from bevkd.models.heads.center_head import CenterHead
 from bevkd.provenance import git_commit
 from bevkd.structures.classes import CLASS_INDEX
@@ -102,11 +102,14 @@ def measure(root: str, name: str, data: str, classes: list[str],
         metrics, out = evaluate_run(run, data, out=tmp, progress=False)
         with open(os.path.join(out, CONFUSION_FILE)) as f:
             sources = json.load(f)
-        # a run evaluated before training wrote confusion.json gets it now, from detections
-        # that reproduce its recorded result exactly (its metrics.json stays as it is)
-        if write_confusion and metrics["mean_ap"] == recorded \
-                and not os.path.exists(os.path.join(own, CONFUSION_FILE)):
-            shutil.copy(os.path.join(out, CONFUSION_FILE), os.path.join(own, CONFUSION_FILE))
+    # a run evaluated before training wrote confusion.json gets it now, from detections that
+    # reproduce its recorded result exactly (its metrics.json stays as it is)
+    if write_confusion and not os.path.exists(os.path.join(own, CONFUSION_FILE)):
+        if metrics["mean_ap"] == recorded:
+            write_json(os.path.join(own, CONFUSION_FILE), sources)  # atomic
+        else:
+            print(f"{name}: confusion.json not written (mAP {metrics['mean_ap']!r} here, "
+                  f"{recorded!r} recorded)", file=sys.stderr)
     row = {"run": name, "mAP": metrics["mean_ap"], "recorded_mAP": recorded,
            "AP": {c: metrics["mean_dist_aps"][c] for c in classes},
            "sources": {c: sources[c] for c in classes}}

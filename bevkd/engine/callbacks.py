@@ -186,8 +186,8 @@ class StepCheckpoint(ModelCheckpoint):
 
 def _validation_follows(trainer: L.Trainer) -> bool:
     """Whether the training step that just ended is its epoch's last and the epoch is
-    validated: every ``check_val_every_n_epoch``-th epoch (every epoch's end when it is None,
-    i.e. validation by step interval), with a validation loop at all. Public trainer
+    validated: every ``check_val_every_n_epoch``-th epoch (any epoch when it is None; our
+    trainings set it and never a step interval), with a validation loop at all. Public trainer
     attributes only; ``tests/engine/test_callbacks.py`` holds it to Lightning's own (private)
     test of the epoch."""
     loop = trainer.fit_loop.epoch_loop
