@@ -59,6 +59,10 @@ ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "dualdistill_head_init_only": ("dualdistill", (
         "distill.methods.0.weight=0.0",
         "distill.methods.0.args.init_student_head_from_teacher=true")),
+    # the composite with LabelDistill's regression response (its published weight), which its
+    # config leaves out: that term hands on the LiDAR teacher's heading reversals
+    # (benchmarks/tiny_orientation.md); last, as the composite's row already has its seeds
+    "composite_response_bbox": ("composite", ("distill.methods.0.args.response_bbox_weight=0.25",)),
 }
 
 # The job whose run serves each teacher role of a distillation config.

@@ -323,6 +323,11 @@ def test_composite_config_builds_and_trains_every_part(teachers, synth_root):
     assert all(losses[f"distill/dualdistill/{t}"].item() == 0.0
                for t in ("fg", "bg", "fp", "attn"))
     assert losses["distill/dualdistill/crd_heatmap"].item() > 0
+    # LabelDistill's regression response is off (it hands on the teacher's heading reversals,
+    # benchmarks/tiny_orientation.md); its heatmap response stays
+    assert model.distillers["labeldistill"].response_bbox_weight == 0.0
+    assert losses["distill/labeldistill/response_bbox"].item() == 0.0
+    assert losses["distill/labeldistill/response_heatmap"].item() > 0
     terms = [k for k in losses if k.startswith("distill/")]
     trainable = [(n, p) for n, p in model.student.named_parameters() if p.requires_grad]
     grads = torch.autograd.grad(sum(losses[k] for k in terms), [p for _, p in trainable],
