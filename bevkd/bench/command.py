@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -219,6 +220,12 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
             notes.append("Jobs served by another run of the same command but for its folder (same "
                          "inputs, same resolved config): " + ", ".join(
                              f"{n} by {o}" for n, o in served.items()) + ".")
+        picks, undrawn = bev_picks(results)
+        if undrawn:  # a run restored from an archive has no weights to draw with
+            drawn = (f"draws {', '.join(picks)}" if len(picks) >= 2 else
+                     "is not drawn (it needs two models with weights)")
+            notes.append(f"The BEV picture (`{preset}_bev.png`) {drawn}: no finished run of "
+                         f"{', '.join(undrawn)} has its weights here.")
         note = "\n\n".join(notes)
         result = {"commit": commit, "command": command, "preset": preset, "seeds": seeds,
                   "ablation_seeds": ablation_seeds,
@@ -383,13 +390,7 @@ def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str) -
     per_class(rows, base + "_per_class.png", "AP per class (synth_val)")
     ok = {n for n, r in results.items() if r.status in ("done", "reused")}
     _curves(results, ok, base + "_curves.png")
-    picks = {}
-    distilled = next((m for m in ("composite", *METHODS) if f"{m}-s0" in ok), None)
-    for model in ("teacher", "baseline", distilled):
-        name = model if model == "teacher" else f"{model}-s0"
-        # a restored run has no weights to draw with
-        if model and name in ok and has_checkpoint(results[name].run):
-            picks[model] = results[name].run
+    picks, _ = bev_picks(results)
     if len(picks) >= 2:
         import torch
 
@@ -410,6 +411,35 @@ def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str) -
         with torch.no_grad():
             wrapped = {n: _Fixed(models[n], batches[n]) for n in models}
             bev_predictions(wrapped, None, info.gt_boxes, info.gt_labels, base + "_bev.png")
+
+
+def bev_picks(results: dict[str, JobResult]) -> tuple[dict[str, str], list[str]]:
+    """``(picks, undrawn)`` for the BEV picture of teacher vs baseline vs distilled student:
+    ``picks`` maps a panel's title (``teacher``, ``baseline-s0``, ``composite-s0``) to the run
+    it draws, ``undrawn`` names the models it cannot draw. Every finished run qualifies that
+    has its weights, the lowest seed first: a run restored from an archive has none, so on a
+    machine that trained only part of the bench the picture takes another seed, or leaves the
+    model out and says so. The distilled panel is the composite, else the first method with a
+    finished run."""
+    ok = {n: r.run for n, r in results.items() if r.status in ("done", "reused")}
+
+    def seeds(model: str) -> list[str]:
+        if model == "teacher":
+            return ["teacher"] if "teacher" in ok else []
+        found = [(int(m.group(1)), n) for n in ok
+                 if (m := re.fullmatch(rf"{re.escape(model)}-s(\d+)", n))]
+        return [n for _, n in sorted(found)]
+
+    distilled = next((m for m in ("composite", *METHODS) if seeds(m)), None)
+    picks, undrawn = {}, []
+    for model in ("teacher", "baseline", distilled):
+        runs = seeds(model) if model else []
+        drawn = next((n for n in runs if has_checkpoint(ok[n])), None)
+        if drawn:
+            picks[drawn] = ok[drawn]
+        elif runs:
+            undrawn.append(model)
+    return picks, undrawn
 
 
 def _curves(results: dict, ok: set[str], out: str) -> None:

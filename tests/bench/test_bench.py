@@ -533,7 +533,8 @@ def test_student_sets_note_names_what_a_command_line_set_replaced():
 
 def _row(model, maps, ndss, base=(0.20, 0.30), beats=True, gap=None, latency=1.0):
     return {"model": model, "mAP": list(maps), "NDS": list(ndss),
-            "delta_mAP": float(np.mean(maps)) - base[0], "delta_NDS": float(np.mean(ndss)) - base[1],
+            "delta_mAP": float(np.mean(maps)) - base[0],
+            "delta_NDS": float(np.mean(ndss)) - base[1],
             "beats_baseline": beats, "gap_closed": gap, "latency_ratio": latency}
 
 
@@ -617,6 +618,39 @@ def test_curves_plot_the_seed0_students_with_their_last_validation(tmp_path, mon
     assert drawn["sub"] == {"baseline": "final val mAP 5.08 / NDS 21.43",
                             "asd": "final val mAP 5.96 / NDS 21.55"}
     assert drawn["runs"]["asd"]["heatmap"][0].tolist() == [0, 1]
+
+
+def test_bev_picture_draws_the_lowest_seed_with_weights_and_names_what_it_cannot(tmp_path):
+    from bevkd.bench import command
+    from bevkd.bench.plan import Job
+
+    def results(weights: set[str], status: dict[str, str] | None = None):
+        out, root = {}, tmp_path / str(len(list(tmp_path.iterdir())))
+        for name in ("teacher", "baseline-s0", "baseline-s1", "asd-s0", "composite-s0",
+                     "composite-s1", "composite_response_bbox-s0"):
+            run = root / name
+            if name in weights:
+                (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+                (run / "checkpoints" / "last.ckpt").write_text("w")
+            out[name] = JobResult(Job(name, name.split("-")[0], "c.yaml"), str(run),
+                                  (status or {}).get(name, "done"))
+        return out
+
+    # a bench that trained everything on this machine: seed 0 of each, the composite first
+    every = {"teacher", "baseline-s0", "baseline-s1", "asd-s0", "composite-s0", "composite-s1",
+             "composite_response_bbox-s0"}
+    picks, undrawn = command.bev_picks(results(every))
+    assert list(picks) == ["teacher", "baseline-s0", "composite-s0"] and undrawn == []
+    assert picks["composite-s0"] == str(tmp_path / "0" / "composite-s0")
+    # seeds 0 restored from an archive (no weights): seed 1 is drawn; the baseline restored
+    # on both seeds is named, not drawn; an ablation that shares the prefix is no seed of it
+    picks, undrawn = command.bev_picks(results({"teacher", "composite-s1",
+                                                "composite_response_bbox-s0"}))
+    assert list(picks) == ["teacher", "composite-s1"] and undrawn == ["baseline"]
+    # a failed composite run is not drawn, and the next method with a finished run is
+    picks, undrawn = command.bev_picks(results(
+        every, {"composite-s0": "failed", "composite-s1": "missing"}))
+    assert list(picks) == ["teacher", "baseline-s0", "asd-s0"] and undrawn == []
 
 
 def test_ablations_are_paired_with_their_methods_run_of_the_same_seed(tmp_path):
@@ -747,6 +781,10 @@ def test_a_report_reads_the_runs_an_archive_holds(tmp_path, monkeypatch):
     assert res["restored"] == ["teacher", "bevdistill-s0"] and res["missing"] == ["baseline-s0"]
     md = (out / "tiny.md").read_text()
     assert f"Restored from the archive `{archive}`" in md and ": teacher, bevdistill-s0." in md
+    # restored runs have no weights: the BEV picture says what it cannot draw
+    assert ("The BEV picture (`tiny_bev.png`) is not drawn (it needs two models with "
+            "weights): no finished run of teacher, bevdistill has its weights here.") in md
+    assert not (out / "tiny_bev.png").exists()
     assert sorted(os.listdir(runs)) == [".bench.lock", "bevdistill-s0", "teacher"]
 
 
