@@ -19,7 +19,7 @@ import numpy as np
 from ..eval.confusion import CONFUSION_FILE, other_classes
 from ..structures.classes import DETECTION_CLASSES
 from .plan import ABLATIONS, METHODS
-from .runner import JobResult
+from .runner import JOB_FILE, JobResult
 
 TP_KEYS = ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err")
 TP_NAMES = {"trans_err": "mATE", "scale_err": "mASE", "orient_err": "mAOE", "vel_err": "mAVE",
@@ -53,7 +53,9 @@ def collect(results: dict[str, JobResult], val_split: str,
         metrics = _load(os.path.join(res.run, "eval", val_split, "metrics.json"))
         timing = _load(os.path.join(res.run, "timing.json")) or {}
         if metrics is not None:
-            by_model[res.job.model].append((metrics, timing, res.job.seed))
+            by_model[res.job.model].append((metrics, timing, res.job.seed,
+                                            learned_from(_load(os.path.join(res.run,
+                                                                            JOB_FILE)))))
             found = _load(os.path.join(res.run, "eval", val_split, CONFUSION_FILE))
             if found is not None:  # runs evaluated before bevkd wrote it have none
                 sources[res.job.model].append(found)
@@ -73,6 +75,7 @@ def collect(results: dict[str, JobResult], val_split: str,
                                                  for r in runs])),
             "train_minutes": float(np.mean([r[1].get("train_seconds", np.nan) for r in runs])) / 60,
             "peak_rss_mb": float(np.max([r[1].get("peak_rss_mb", np.nan) for r in runs])),
+            "learned_from": [r[3] for r in runs],
         }
         if sources[model]:
             row["top_sources"] = summed_sources(sources[model])
@@ -137,7 +140,8 @@ def _derived(rows: list[dict[str, Any]]) -> None:
                 # the acceptance test of a method: both mean gains exceed the seed spread
                 # (half the range over seeds, the larger of the method's and the baseline's)
                 r["beats_baseline"] = all(
-                    r[f"delta_{k}"] > max(seed_spread(r[k]), seed_spread(base[k])) for k in ("mAP", "NDS"))
+                    r[f"delta_{k}"] > max(seed_spread(r[k]), seed_spread(base[k]))
+                    for k in ("mAP", "NDS"))
 
 
 def same_seeds(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[int, int]]:
@@ -146,6 +150,30 @@ def same_seeds(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[int, int]]:
     ``seeds``)."""
     where = {s: j for j, s in enumerate(b.get("seeds", []))}
     return [(i, where[s]) for i, s in enumerate(a.get("seeds", [])) if s in where]
+
+
+def learned_from(job: dict[str, Any] | None) -> dict[str, Any]:
+    """The checkpoints a run read, as its ``bench_job.json`` recorded them (``{"teacher":
+    [size, mtime_ns], "model.args.backbone_weights": [...], ...}``; the dataset left out):
+    which training of each teacher and of the pretrained backbone it learned from. ``{}``
+    for a run without the record."""
+    inputs = (job or {}).get("inputs")
+    return {k: v for k, v in inputs.items() if k != "data"} if isinstance(inputs, dict) else {}
+
+
+def apart(a: dict[str, Any], b: dict[str, Any], pairs: list[tuple[int, int]]) -> list[int]:
+    """The seeds of ``pairs`` (:func:`same_seeds`) whose two runs learned from different
+    trainings of a checkpoint both read (a teacher, the pretrained backbone): e.g. one run
+    restored from an archive, trained on a machine since lost, and one trained after the
+    teachers were trained again. Their difference then holds more than the row's setting."""
+    la, lb = a.get("learned_from") or [], b.get("learned_from") or []
+    out = []
+    for i, j in pairs:
+        x = la[i] if i < len(la) else {}
+        y = lb[j] if j < len(lb) else {}
+        if any(x[k] != y[k] for k in x.keys() & y.keys()):
+            out.append(a["seeds"][i])
+    return out
 
 
 def _paired_deltas(r: dict[str, Any], base: dict[str, Any]) -> None:
@@ -159,6 +187,7 @@ def _paired_deltas(r: dict[str, Any], base: dict[str, Any]) -> None:
     if not pairs:
         return
     r["paired_seeds"] = [r["seeds"][i] for i, _ in pairs]
+    r["paired_apart"] = apart(r, base, pairs)
     for k in ("mAP", "NDS"):
         r[f"paired_delta_{k}"] = [float(r[k][i] - base[k][j]) for i, j in pairs]
 
@@ -173,7 +202,8 @@ def ablation_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     Fields: ``ablation``, ``method``, ``setting`` (its ``--set`` strings), ``seeds``,
     ``mAP``/``NDS`` (means over those seeds), ``delta_mAP``/``delta_NDS`` (ablation − method,
     over the seeds both trained; absent when the method has none of them), ``method_spread_mAP``/
-    ``method_spread_NDS``, ``beyond_spread``.
+    ``method_spread_NDS``, ``beyond_spread``, ``apart`` (the paired seeds whose two runs
+    learned from different teacher or backbone trainings, :func:`apart`).
     """
     by = {r["model"]: r for r in rows}
     out = []
@@ -186,6 +216,7 @@ def ablation_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                "NDS": float(np.mean(r["NDS"]))}
         paired = same_seeds(r, m) if m else []
         if paired:
+            row["apart"] = apart(r, m, paired)
             for k in ("mAP", "NDS"):
                 # over the seeds both trained: a seed only one of them has would mix in its
                 # seed's luck
@@ -260,14 +291,26 @@ def acceptance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+APART = "†"  # marks a seed whose paired runs learned from different teacher trainings
+
+
+def _seeds(a: dict[str, Any]) -> str:
+    """An ablation's seeds, each marked :data:`APART` where :func:`apart` names it."""
+    return ", ".join(f"{s}{APART if s in a.get('apart', []) else ''}" for s in a["seeds"])
+
+
 def _per_seed(r: dict[str, Any]) -> str:
     """``; vs the baseline's same seed: mAP +1.2 / -0.3, NDS ...`` where a row has
     more than one seed paired with the baseline's (:func:`_paired_deltas`), else ``""``."""
     if len(r.get("paired_seeds", [])) < 2:
         return ""
-    return "; vs the baseline's same seed: " + ", ".join(
+    out = "; vs the baseline's same seed: " + ", ".join(
         f"{k} " + " / ".join(f"{100 * d:+.1f}" for d in r[f"paired_delta_{k}"])
         for k in ("mAP", "NDS"))
+    if r.get("paired_apart"):
+        out += (f" (seed {', '.join(map(str, r['paired_apart']))}: the two runs learned from "
+                "different trainings of the pretrained backbone or a teacher)")
+    return out
 
 
 def latency_check(kd: list[dict[str, Any]], base: dict[str, Any]) -> dict[str, Any]:
@@ -377,9 +420,14 @@ def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
                       if "method_spread_mAP" in a else "—")
             lines.append(f"| {a['ablation']} | {a['method']} with "
                          f"{', '.join(f'`{s}`' for s in a['setting'])} | "
-                         f"{', '.join(map(str, a['seeds']))} | {100 * a['mAP']:.1f} | "
+                         f"{_seeds(a)} | {100 * a['mAP']:.1f} | "
                          f"{100 * a['NDS']:.1f} | {pt('delta_mAP')} | {pt('delta_NDS')} | "
                          f"{spread} |")
+        if any(a.get("apart") for a in paired):
+            lines += ["", f"{APART}: the ablation's run of that seed and its method's learned "
+                      "from different trainings of a teacher or of the pretrained backbone "
+                      "(one of them restored from an archive, trained before the teachers were "
+                      "trained again): its Δ holds that difference too, not the setting alone."]
     lines += ["", "Per-class AP (percent, mean over seeds):", "",
               "| model | " + " | ".join(DETECTION_CLASSES) + " |",
               "|---|" + "---|" * len(DETECTION_CLASSES)]

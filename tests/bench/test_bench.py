@@ -688,6 +688,47 @@ def test_ablations_are_paired_with_their_methods_run_of_the_same_seed(tmp_path):
                                        "tiny", "abc", "bevkd bench", 2)
 
 
+def test_pairs_whose_runs_learned_from_other_teacher_trainings_are_marked(tmp_path):
+    """A run restored from an archive learned from teachers since trained again: the report
+    reads which checkpoints each run recorded and marks a pair whose two runs differ."""
+    jobs = {j.name: j for j in plan(2, ("dualdistill",), False, ("dualdistill_T1.0",),
+                                    ablation_seeds=2)}
+    old, new = {"teacher": [6380038, 1]}, {"teacher": [6379974, 2]}
+    backbone = {"model.args.backbone_weights": [44, 1]}
+    read = {"baseline-s0": backbone, "baseline-s1": backbone,
+            "dualdistill-s0": {**old, **backbone}, "dualdistill-s1": {**new, **backbone},
+            "dualdistill_T1.0-s0": {**new, **backbone}, "dualdistill_T1.0-s1": {**new,
+                                                                             **backbone}}
+    results = {}
+    for name, inputs in read.items():
+        run = _fake_run(tmp_path, name, 0.3, 0.4, 1.0)
+        (tmp_path / name / "bench_job.json").write_text(json.dumps(
+            {"signature": ["train"], "inputs": {"data": [["a.json", 1, 3]], **inputs}}))
+        results[name] = JobResult(jobs[name], run, "done")
+    rows = collect(results, "synth_val")
+    by = {r["model"]: r for r in rows}
+    assert by["dualdistill"]["learned_from"] == [{**old, **backbone}, {**new, **backbone}]
+    (a,) = ablation_pairs(rows)
+    assert a["seeds"] == [0, 1] and a["apart"] == [0]  # seed 1: the same teacher training
+    # the baseline reads the same backbone as both: no seed apart from it
+    assert by["dualdistill"]["paired_apart"] == []
+    md = markdown(rows, "tiny", "abc", "bevkd bench", 2)
+    assert "| 0†, 1 |" in md and "†: the ablation's run of that seed and its method's" in md
+    # another backbone pretraining sets the baseline's pair apart too, and the table says so
+    (tmp_path / "baseline-s1" / "bench_job.json").write_text(json.dumps(
+        {"inputs": {"model.args.backbone_weights": [44, 9]}}))
+    by = {r["model"]: r for r in collect(results, "synth_val")}
+    assert by["dualdistill"]["paired_apart"] == [1]
+    assert "(seed 1: the two runs learned from different trainings" in markdown(
+        list(by.values()), "tiny", "abc", "bevkd bench", 2)
+    # runs without the record (older benches) are never marked
+    for name in read:
+        (tmp_path / name / "bench_job.json").unlink()
+    (a,) = ablation_pairs(collect(results, "synth_val"))
+    assert a["apart"] == [] and "†" not in markdown(collect(results, "synth_val"), "tiny",
+                                                    "abc", "bevkd bench", 2)
+
+
 def test_cli_passes_ablation_seeds_to_the_bench(tmp_path, monkeypatch):
     from bevkd import cli
     from bevkd.bench import command as bench_command
