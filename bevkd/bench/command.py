@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -237,7 +236,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         base = os.path.join(out, preset)
         write_json(base + ".json", result, strict=True)
         atomic_write(base + ".md", markdown(rows, preset, commit, command, seeds, note))
-        _plots(rows, base, results, data, preset)
+        _plots(rows, base, results, data, preset, picks)
         return result
 
 
@@ -381,7 +380,9 @@ def pretrained_backbone(preset: str, data: str, runs: str, spec: BenchSpec,
     return path
 
 
-def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str) -> None:
+def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str,
+           picks: dict[str, str]) -> None:
+    """The table's plots; the BEV picture draws ``picks`` (:func:`bev_picks`)."""
     from ..viz.bench import bars, bev_predictions, per_class
 
     if not rows:
@@ -390,7 +391,6 @@ def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str) -
     per_class(rows, base + "_per_class.png", "AP per class (synth_val)")
     ok = {n for n, r in results.items() if r.status in ("done", "reused")}
     _curves(results, ok, base + "_curves.png")
-    picks, _ = bev_picks(results)
     if len(picks) >= 2:
         import torch
 
@@ -421,22 +421,19 @@ def bev_picks(results: dict[str, JobResult]) -> tuple[dict[str, str], list[str]]
     machine that trained only part of the bench the picture takes another seed, or leaves the
     model out and says so. The distilled panel is the composite, else the first method with a
     finished run."""
-    ok = {n: r.run for n, r in results.items() if r.status in ("done", "reused")}
+    finished = sorted((r.job.seed, n) for n, r in results.items()
+                      if r.status in ("done", "reused"))
 
-    def seeds(model: str) -> list[str]:
-        if model == "teacher":
-            return ["teacher"] if "teacher" in ok else []
-        found = [(int(m.group(1)), n) for n in ok
-                 if (m := re.fullmatch(rf"{re.escape(model)}-s(\d+)", n))]
-        return [n for _, n in sorted(found)]
+    def seeds(model: str) -> list[str]:  # the model's finished runs, lowest seed first
+        return [n for _, n in finished if results[n].job.model == model]
 
     distilled = next((m for m in ("composite", *METHODS) if seeds(m)), None)
     picks, undrawn = {}, []
     for model in ("teacher", "baseline", distilled):
         runs = seeds(model) if model else []
-        drawn = next((n for n in runs if has_checkpoint(ok[n])), None)
+        drawn = next((n for n in runs if has_checkpoint(results[n].run)), None)
         if drawn:
-            picks[drawn] = ok[drawn]
+            picks[drawn] = results[drawn].run
         elif runs:
             undrawn.append(model)
     return picks, undrawn

@@ -632,7 +632,8 @@ def test_bev_picture_draws_the_lowest_seed_with_weights_and_names_what_it_cannot
             if name in weights:
                 (run / "checkpoints").mkdir(parents=True, exist_ok=True)
                 (run / "checkpoints" / "last.ckpt").write_text("w")
-            out[name] = JobResult(Job(name, name.split("-")[0], "c.yaml"), str(run),
+            model, _, seed = name.partition("-s")
+            out[name] = JobResult(Job(name, model, "c.yaml", int(seed or 0)), str(run),
                                   (status or {}).get(name, "done"))
         return out
 
