@@ -147,9 +147,10 @@ def markdown(result: dict) -> list[str]:
 
 
 def plot(result: dict, path: str) -> str:
-    """Two panels over the classes, one bar per model of the table's main rows (seeds
-    averaged): the share of GT boxes read backwards, and that share on the boxes the teacher
-    reads backwards."""
+    """Two panels over the classes, one bar per model (seeds averaged): the share of GT boxes
+    read backwards, and that share on the boxes the teacher reads backwards. The models are
+    ``result["drawn"]`` (every model of the runs named with ``--only``), else the table's main
+    rows (a whole runs folder holds too many ablations for one bar each)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -158,9 +159,10 @@ def plot(result: dict, path: str) -> str:
     rows = result["rows"]
     classes = [c for c in rows[0]["val"] if rows[0]["val"][c]["n"] and c not in UNSCORED]
     models: dict[str, list[dict]] = {}
+    drawn = result.get("drawn") or ORDER
     for r in rows:
         model = r["run"].rsplit("-s", 1)[0]
-        if model in ORDER:
+        if model in drawn:
             models.setdefault(model, []).append(r["val"])
     fig, axes = plt.subplots(1, 2, figsize=(15, 4.2), sharey=True)
     width = 0.85 / len(models)
@@ -180,7 +182,8 @@ def plot(result: dict, path: str) -> str:
             ax.bar(np.arange(len(shown)) + (i - len(models) / 2 + 0.5) * width, values, width,
                    label=f"{model} ({len(seeds)} run{'s' * (len(seeds) > 1)})",
                    color=cmap(i % 10))
-        ax.set_xticks(range(len(shown)), shown, rotation=20)
+        # anchored at their right end so long names (construction_vehicle) clear the next
+        ax.set_xticks(range(len(shown)), shown, rotation=25, ha="right", rotation_mode="anchor")
         ax.set_title(f"heading read backwards (> 90°) at GT centres: {title}", fontsize=10)
     axes[0].set_ylabel("share of boxes (validation split)")
     axes[0].legend(fontsize=7, ncol=2, frameon=False, loc="upper left")
@@ -188,6 +191,11 @@ def plot(result: dict, path: str) -> str:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _models(runs: list[str] | None) -> list[str] | None:
+    """The models of run folder names (``asd-s0`` -> ``asd``), in order, or None."""
+    return list(dict.fromkeys(r.rsplit("-s", 1)[0] for r in runs)) if runs else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -202,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.report_only:
         with open(png[:-4] + ".json") as f:
             result = json.load(f)
+        if args.only:  # redraw these runs' models (a JSON from before "drawn" has none)
+            result["drawn"] = _models(args.only)
         save(args.name, result, markdown(result), echo=False)
         print(plot(result, png))
         return
@@ -228,7 +238,8 @@ def main(argv: list[str] | None = None) -> None:
                + (f" --teacher {args.teacher}" if args.teacher != "teacher" else "")
                + (" --train-split" if args.train_split else ""))
     result = {"name": args.name, "commit": git_commit(), "command": command,
-              "teacher": args.teacher, "rows": rows}
+              "teacher": args.teacher, "rows": rows,
+              "drawn": _models(args.only)}
     save(args.name, result, markdown(result))
     print(plot(result, png))
 
