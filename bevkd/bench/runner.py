@@ -228,11 +228,29 @@ def _stamp(path: str) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
+def checkpoint_stamp(run: str) -> list[int] | None:
+    """``[size, mtime_ns]`` of a run's final checkpoint (None without one): which training of
+    that run another run read, as :func:`inputs` records it."""
+    return _stamp(os.path.join(run, "checkpoints", "last.ckpt"))
+
+
+def record_made(run: str) -> None:
+    """Adds ``"made"``, the run's :func:`checkpoint_stamp`, to a finished run's job record:
+    the training of it that the runs reading it name in their ``inputs``, kept where the
+    checkpoint is not (an archive), so a report can tell which runs learned from this one."""
+    path = os.path.join(run, JOB_FILE)
+    made = checkpoint_stamp(run)
+    if made is None or not os.path.isfile(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    write_json(path, {**saved, "made": made})
+
+
 def inputs(job: Job, cmd: list[str], runs: str, data: str) -> dict[str, object]:
     """What a job reads besides its config, as ``{name: [size, mtime_ns]}``: the final
     checkpoint of each run it needs, each file an override names, the dataset's tables."""
-    out: dict[str, object] = {n: _stamp(os.path.join(runs, n, "checkpoints", "last.ckpt"))
-                              for n in job.needs}
+    out: dict[str, object] = {n: checkpoint_stamp(os.path.join(runs, n)) for n in job.needs}
     for key, value in (s.split("=", 1) for s in _sets(cmd) if "=" in s):
         if os.path.isfile(value):
             out[key] = _stamp(value)
@@ -541,6 +559,8 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                 job = next(j for j in jobs if j.name == name)
                 run = os.path.join(runs, name)
                 ok = proc.returncode == 0 and is_finished(run, val_split)
+                if ok:  # before on_final archives it
+                    record_made(run)
                 results[name] = JobResult(job, run, "done" if ok else "failed",
                                           time.perf_counter() - start)
                 del running[name]

@@ -562,8 +562,22 @@ def test_acceptance_checks_the_table():
 
     # the composite's second seed not trained yet: every verdict waits, the numbers show
     checks = acceptance([base, *methods, dict(composite, mAP=[0.30], NDS=[0.34])])
-    assert checks[0]["passed"] is False and checks[0]["detail"] == "2 seed(s); fewer for composite"
+    assert checks[0]["passed"] is False
+    assert checks[0]["detail"] == "2 seed(s); not all of seeds 0, 1 for composite"
     assert [c["passed"] for c in checks[1:]] == [None] * 4
+    # as many seeds but other ones (seeds 0, 2 against the baseline's 0, 1): the means hold
+    # other seeds' luck, so no verdict either
+    rows = [dict(base, seeds=[0, 1]), *(dict(r, seeds=[0, 1]) for r in methods),
+            dict(composite, seeds=[0, 2])]
+    checks = acceptance(rows)
+    assert checks[0]["detail"] == ("2 seed(s); not all of seeds 0, 1, 2 for "
+                                   + ", ".join([*METHODS, "composite", "baseline"]))
+    assert [c["passed"] for c in checks[1:]] == [None] * 4
+    # a teacher no better than the baseline leaves no gap: the gap check fails, saying why
+    flat = [dict(r, gap_closed=None) for r in (base, *methods, composite)]
+    (gap,) = [c for c in acceptance([{"model": "teacher", "mAP": [0.18], "NDS": [0.3]}, *flat])
+              if c["check"].startswith("the best method closes")]
+    assert gap["passed"] is False and "the teacher's mAP 18.0 is not above" in gap["detail"]
     assert checks[2]["detail"].startswith("so far: vs the best single method")
 
     # the control (the baseline loaded again) at 0.91: that measurement's noise is 0.09, and a
@@ -888,3 +902,54 @@ def test_the_backbone_is_pretrained_only_when_a_camera_model_is_left_to_train(tm
                         lambda *a, **k: made.append(a) or weights)
     bench()
     assert len(made) == 1 and passed[-1] == passed[0]
+
+
+def test_gap_closed_is_marked_where_runs_learned_from_another_teacher_training(tmp_path):
+    """The gap closed divides by the teacher row's mAP: one training of the LiDAR teacher,
+    which the runs record at the end (``made``, kept in an archive without the checkpoint).
+    A row whose runs learned from another training (restored from a lost machine's archive)
+    is marked, and the composite's check names the methods its runs differ from."""
+    from bevkd.bench.runner import checkpoint_stamp, record_made
+
+    jobs = {j.name: j for j in plan(2, ("dualdistill",), True, ())}
+    teacher = _fake_run(tmp_path, "teacher", 0.40, 0.45, 1.0)
+    os.makedirs(os.path.join(teacher, "checkpoints"))
+    with open(os.path.join(teacher, "checkpoints", "last.ckpt"), "wb") as f:
+        f.write(b"weights")
+    (tmp_path / "teacher" / "bench_job.json").write_text(json.dumps(
+        {"signature": ["train"], "inputs": {"data": []}}))
+    record_made(teacher)
+    stamp = checkpoint_stamp(teacher)
+    assert stamp is not None and json.loads(
+        (tmp_path / "teacher" / "bench_job.json").read_text())["made"] == stamp
+    results = {"teacher": JobResult(jobs["teacher"], teacher, "done")}
+    read = {"baseline": {}, "dualdistill": {"teacher": [7, 1]}, "composite": {"teacher": stamp}}
+    for model, inputs in read.items():
+        for seed, m in enumerate((0.10, 0.12)):
+            name = f"{model}-s{seed}"
+            run = _fake_run(tmp_path, name, m + 0.05 * (model != "baseline"), 0.3, 1.0)
+            (tmp_path / name / "bench_job.json").write_text(json.dumps(
+                {"signature": ["train"], "inputs": {"data": [], **inputs}}))
+            results[name] = JobResult(jobs[name], run, "done")
+    by = {r["model"]: r for r in collect(results, "synth_val")}
+    assert by["teacher"]["made"] == [stamp]
+    assert by["dualdistill"]["teacher_apart"] == [0, 1] and by["composite"]["teacher_apart"] == []
+    md = markdown(list(by.values()), "tiny", "abc", "bevkd bench", 2)
+    line = {}
+    for ln in md.splitlines():  # the main table's line of each model (the first)
+        if ln.startswith("| "):
+            line.setdefault(ln.split(" | ")[0][2:], ln)
+    # (0.16 - 0.11) / (0.40 - 0.11)
+    assert "| 17%‡ |" in line["dualdistill"] and "| 17% |" in line["composite"]
+    assert "a training of the LiDAR teacher these runs did not learn from" in md
+    assert "dualdistill (seed 0, 1)." in md
+    assert "its runs learned from other trainings of a teacher or the backbone than those of " \
+           "dualdistill (seed 0, 1)" in md
+    # a run finished before the bench recorded ``made``: its checkpoint tells
+    (tmp_path / "teacher" / "bench_job.json").write_text(json.dumps({"inputs": {}}))
+    assert collect(results, "synth_val")[0]["made"] == [stamp]
+    # restored without the record or the checkpoint: nothing to compare, nothing marked
+    os.remove(os.path.join(teacher, "checkpoints", "last.ckpt"))
+    rows = collect(results, "synth_val")
+    assert rows[0]["made"] == [None] and not any(r.get("teacher_apart") for r in rows)
+    assert "‡" not in markdown(rows, "tiny", "abc", "bevkd bench", 2)
