@@ -285,7 +285,8 @@ def acceptance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     beats = [r.get("beats_baseline") for r in methods]
     out.append({
         "check": "every method beats the baseline on mean mAP and NDS by more than the seed "
-                 "spread",
+                 "spread (half the range over seeds, the larger of the method's and the "
+                 "baseline's)",
         "passed": None if None in beats else all(beats),  # None: one seed (rows missing: below)
         "detail": "; ".join(
             f"{r['model']} {pts(r, 'mAP')} / {pts(r, 'NDS')} "
