@@ -138,9 +138,11 @@ def _derived(rows: list[dict[str, Any]]) -> None:
                 r["step_time_ratio"] = float(r["step_seconds"] / base["step_seconds"])
             if r["model"] != "baseline":
                 _paired_deltas(r, base)
-            if r["model"] != "baseline" and len(r["mAP"]) > 1 and len(base["mAP"]) > 1:
+            if (r["model"] != "baseline" and len(r["mAP"]) > 1
+                    and sorted(r["seeds"]) == sorted(base["seeds"])):
                 # the acceptance test of a method: both mean gains exceed the seed spread
-                # (half the range over seeds, the larger of the method's and the baseline's)
+                # (half the range over seeds, the larger of the method's and the baseline's),
+                # on means over the same seeds (others would compare their seeds' luck too)
                 r["beats_baseline"] = all(
                     r[f"delta_{k}"] > max(seed_spread(r[k]), seed_spread(base[k]))
                     for k in ("mAP", "NDS"))

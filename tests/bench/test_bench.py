@@ -336,6 +336,15 @@ def test_table_arithmetic(tmp_path):
     row = beats((0.40, 0.50), (0.42, 0.52), teacher=False)
     assert row["beats_baseline"] is True and row["train_step_time_ratio"] == pytest.approx(1.0)
     assert "gap_closed" not in row and "step_time_ratio" not in row
+    # as many seeds as the baseline but another one (0, 2 against 0, 1): no verdict
+    two = {j.name: j for j in plan(3, ("bevdistill",), False, ())}
+    root = tmp_path / "other_seeds"
+    root.mkdir()
+    res = {n: JobResult(two[n], _fake_run(root, n, *v), "done") for n, v in {
+        "baseline-s0": (0.20, 0.30, 1.0), "baseline-s1": (0.22, 0.32, 1.0),
+        "bevdistill-s0": (0.40, 0.50, 1.0), "bevdistill-s2": (0.42, 0.52, 1.0)}.items()}
+    row = {r["model"]: r for r in collect(res, "synth_val")}["bevdistill"]
+    assert row["seeds"] == [0, 2] and "beats_baseline" not in row
 
 
 def test_the_report_adds_up_where_top_detections_land_over_the_seeds(tmp_path):
