@@ -161,7 +161,7 @@ def plot(result: dict, path: str) -> str:
     models: dict[str, list[dict]] = {}
     drawn = result.get("drawn") or ORDER
     for r in rows:
-        model = r["run"].rsplit("-s", 1)[0]
+        model = _model(r["run"])
         if model in drawn:
             models.setdefault(model, []).append(r["val"])
     fig, axes = plt.subplots(1, 2, figsize=(15, 4.2), sharey=True)
@@ -193,9 +193,14 @@ def plot(result: dict, path: str) -> str:
     return path
 
 
+def _model(run: str) -> str:
+    """A run folder's model (``asd-s0`` -> ``asd``)."""
+    return run.rsplit("-s", 1)[0]
+
+
 def _models(runs: list[str] | None) -> list[str] | None:
-    """The models of run folder names (``asd-s0`` -> ``asd``), in order, or None."""
-    return list(dict.fromkeys(r.rsplit("-s", 1)[0] for r in runs)) if runs else None
+    """The models of run folder names, in order, or None."""
+    return list(dict.fromkeys(map(_model, runs))) if runs else None
 
 
 def main(argv: list[str] | None = None) -> None:

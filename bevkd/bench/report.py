@@ -301,8 +301,8 @@ def acceptance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if "composite" in by and methods:
         margins = {k: float(np.mean(by["composite"][k]) - max(np.mean(r[k]) for r in methods))
                    for k in ("mAP", "NDS")}
-        mixed = [f"{r['model']} (seed {', '.join(map(str, seeds))})" for r in methods
-                 if (seeds := apart(by["composite"], r, same_seeds(by["composite"], r)))]
+        mixed = [_with_seeds(r["model"], differ) for r in methods
+                 if (differ := apart(by["composite"], r, same_seeds(by["composite"], r)))]
         composite.update(passed=all(v > 0 for v in margins.values()),
                          detail=f"vs the best single method: {100 * margins['mAP']:+.1f} mAP, "
                                 f"{100 * margins['NDS']:+.1f} NDS" + (
@@ -387,14 +387,17 @@ def latency_check(kd: list[dict[str, Any]], base: dict[str, Any]) -> dict[str, A
             "passed": passed if measured else None, "detail": detail}
 
 
+def _with_seeds(model: str, seeds: list[int]) -> str:
+    """``model (seed 0, 1)``."""
+    return f"{model} (seed {', '.join(map(str, seeds))})"
+
+
 def _apart_note(rows: list[dict[str, Any]]) -> list[str]:
     """Lines under the table naming the rows whose comparisons mix in other trainings of
     what they learned from: :func:`teacher_apart` (marked :data:`OTHER_TEACHER` at the gap
     closed) and the seeds paired with the baseline's that :func:`apart` names."""
-    other = [f"{r['model']} (seed {', '.join(map(str, r['teacher_apart']))})"
-             for r in rows if r.get("teacher_apart")]
-    paired = [f"{r['model']} (seed {', '.join(map(str, r['paired_apart']))})"
-              for r in rows if r.get("paired_apart")]
+    other = [_with_seeds(r["model"], r["teacher_apart"]) for r in rows if r.get("teacher_apart")]
+    paired = [_with_seeds(r["model"], r["paired_apart"]) for r in rows if r.get("paired_apart")]
     lines = []
     if other:
         lines.append(f"{OTHER_TEACHER}: the gap closed divides by the teacher row's mAP, a "

@@ -91,9 +91,13 @@ def command(job: Job, preset: str, data: str, runs: str, threads: int,
     return cmd
 
 
+def _last_checkpoint(run: str) -> str:
+    return os.path.join(run, "checkpoints", "last.ckpt")
+
+
 def has_checkpoint(run: str) -> bool:
     """Whether ``run`` holds a checkpoint to resume from (finished or not)."""
-    return os.path.isfile(os.path.join(run, "checkpoints", "last.ckpt"))
+    return os.path.isfile(_last_checkpoint(run))
 
 
 def resumed_first(jobs: list[Job], runs: str, val_split: str) -> list[Job]:
@@ -231,7 +235,7 @@ def _stamp(path: str) -> list[int] | None:
 def checkpoint_stamp(run: str) -> list[int] | None:
     """``[size, mtime_ns]`` of a run's final checkpoint (None without one): which training of
     that run another run read, as :func:`inputs` records it."""
-    return _stamp(os.path.join(run, "checkpoints", "last.ckpt"))
+    return _stamp(_last_checkpoint(run))
 
 
 def record_made(run: str) -> None:
