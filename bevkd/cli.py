@@ -289,6 +289,12 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="keep every finished run there without its checkpoints (about 100 "
                         "KB each, to commit beside the table), and restore from there the "
                         "finished runs the --runs folder lacks (e.g. on a new machine)")
+    p.add_argument("--retrain-apart", action="store_true",
+                   help="with --archive: train again, rather than restore, the archived runs "
+                        "that learned from another training of a teacher, the label encoder or "
+                        "the pretrained backbone than the --runs folder holds (e.g. teachers "
+                        "trained on a machine since lost), so that the table is one set of "
+                        "trainings; on a new machine every camera run trains again")
     p.set_defaults(func=_cmd_bench)
 
 
@@ -301,7 +307,8 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     result = run_bench(args.preset, args.out, runs, args.data, args.seeds, methods,
                        not args.no_composite, () if args.no_ablations else tuple(ABLATIONS),
                        args.parallel, tuple(args.overrides), args.pretrain_steps,
-                       not args.report_only, args.ablation_seeds, args.archive)
+                       not args.report_only, args.ablation_seeds, args.archive,
+                       args.retrain_apart)
     print(open(os.path.join(args.out, f"{args.preset}.md")).read())
     if result["failed"]:
         raise BevkdError(f"{len(result['failed'])} run(s) failed: {', '.join(result['failed'])}")

@@ -36,11 +36,11 @@ import json
 import os
 import shutil
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from ..fileio import write_json
-from .runner import (JOB_FILE, RESTORED, has_checkpoint, is_finished, is_restored, rebased,
-                     roots, weightless)
+from .runner import (JOB_FILE, RESTORED, file_stamp, has_checkpoint, is_finished,
+                     is_restored, made, read_record, rebased, roots, weightless)
 
 if TYPE_CHECKING:
     import torch
@@ -117,18 +117,62 @@ def _source(job: Job, runs: str, archive: str, val_split: str) -> str | None:
     return twin if not os.path.exists(there) or is_finished(there, val_split) else None
 
 
+class RestorePlan(NamedTuple):
+    """What :func:`restore` does (:func:`plan_restore`)."""
+
+    restore: list[Job]       # copied back from the archive
+    retrain: list[Job]       # restored runs in the runs folder to delete (they train again)
+    apart: dict[str, list[str]]  # job -> what it learned from another training of (not kept)
+
+
+def learned_apart(folder: str, job: Job, runs: str,
+                  made_now: Callable[[str], list[int] | None]) -> list[str]:
+    """What the finished run ``folder`` (``job``'s, or the twin that served it) read that is
+    not what it would read in ``runs``: each run of ``job.needs`` whose training it learned
+    from (its recorded ``inputs`` stamp) is not ``made_now(need)``, and each file an override
+    names (the pretrained backbone, read at its place under ``runs``) whose stamp differs.
+    The dataset is not among them (a restored run's tables are checked by name and size,
+    :func:`~bevkd.bench.runner.lasting`). A run that recorded no inputs cannot show it
+    learned from these trainings: ``["inputs"]``."""
+    record = read_record(folder)
+    recorded = record.get("inputs")
+    if not isinstance(recorded, dict):
+        return ["inputs"]
+    old = roots(record.get("signature"))
+    sets = rebased([a for a in record.get("signature") or [] if isinstance(a, str) and "=" in a],
+                   [(old[0], runs)] if old else [])
+    files = dict(a.split("=", 1) for a in sets)
+    out = []
+    for key, stamp in recorded.items():
+        if key == "data":
+            continue
+        now = made_now(key) if key in job.needs else (
+            file_stamp(files[key]) if key in files else None)
+        if now != stamp:
+            out.append(key)
+    return out
+
+
 def plan_restore(jobs: list[Job], runs: str, archive: str, val_split: str,
-                 training: bool = True, optional: list[Job] = ()
-                 ) -> tuple[list[Job], list[Job]]:
-    """``(restore, retrain)``. ``restore``: the jobs :func:`restore` copies back, those of
-    ``jobs`` and ``optional`` (finished runs read if present, never trained: extra seeds of
-    an ablation) with no folder in ``runs`` and a finished run in ``archive`` (or a twin
-    there that served them, :func:`served_by`). ``retrain``:
-    runs in ``runs`` restored earlier without a checkpoint (by a report, or by a bench of
-    fewer jobs) that must train again. When ``training``, no job still to train may need a
-    run without a checkpoint: such a job is neither restored nor kept, and training it in
-    turn keeps its own needs from being restored (down the chain: a label encoder to train
-    needs the LiDAR teacher's checkpoint)."""
+                 training: bool = True, optional: list[Job] = (),
+                 same_trainings: bool = False) -> RestorePlan:
+    """``restore``: the jobs :func:`restore` copies back, those of ``jobs`` and ``optional``
+    (finished runs read if present, never trained: extra seeds of an ablation) with no folder
+    in ``runs`` and a finished run in ``archive`` (or a twin there that served them,
+    :func:`served_by`). ``retrain``: runs in ``runs`` restored earlier without a checkpoint (by
+    a report, or by a bench of fewer jobs) that must train again. When ``training``, no job
+    still to train may need a run without a checkpoint: such a job is neither restored nor
+    kept, and training it in turn keeps its own needs from being restored (down the chain: a
+    label encoder to train needs the LiDAR teacher's checkpoint).
+
+    ``same_trainings`` (``bevkd bench --retrain-apart``): neither is a run restored, nor kept
+    if restored earlier, that learned from another training of a run it needs or of the
+    pretrained backbone than the one it would read here (:func:`learned_apart`, named in
+    ``apart``): it trains again (an optional one is left out), and so do the runs that read
+    it, down the chain. The table then holds one set of trainings, e.g. one machine's, where
+    a restored run would have learned from teachers trained on a machine since lost. Such a
+    run's archived copy stays until its new training finishes and replaces it (the copy in
+    version control keeps the old one)."""
     every = [*jobs, *(j for j in optional if j.name not in {k.name for k in jobs})]
     def run(j):
         return os.path.join(runs, j.name)
@@ -136,29 +180,67 @@ def plan_restore(jobs: list[Job], runs: str, archive: str, val_split: str,
     kept = {j.name for j in every if weightless(run(j))}
     held = kept | {j.name for j in every if not os.path.exists(run(j))
                    and _source(j, runs, archive, val_split)}
-    while training:
-        to_train = [j for j in jobs if j.name not in held and (
-            j.name in kept or not is_finished(run(j), val_split))]
-        needed = {n for j in to_train for n in j.needs} & held
-        if not needed:
-            break
-        held -= needed
-    return ([j for j in every if j.name in held and j.name not in kept],
-            [j for j in every if j.name in kept and j.name not in held])
+    by_name = {j.name: j for j in every}
+
+    def folder(j: Job) -> str:  # where a held job's finished run is read
+        return run(j) if j.name in kept else os.path.join(
+            archive, _source(j, runs, archive, val_split))
+
+    def made_now(name: str) -> list[int] | None:  # the training of ``name`` read here
+        if name in held:
+            return made(read_record(folder(by_name[name])), folder(by_name[name]))
+        there = os.path.join(runs, name)  # its own training, else one still to do
+        if weightless(there) or not is_finished(there, val_split):
+            return None
+        return made(read_record(there), there)
+
+    apart: dict[str, list[str]] = {}
+    changed = True
+    while changed:
+        changed = False
+        if same_trainings:
+            now = {n: learned_apart(folder(by_name[n]), by_name[n], runs, made_now)
+                   for n in sorted(held)}
+            now = {n: keys for n, keys in now.items() if keys}
+            apart.update(now)
+            held -= set(now)
+            changed = bool(now)
+        if training:
+            to_train = [j for j in jobs if j.name not in held and (
+                j.name in kept or not is_finished(run(j), val_split))]
+            needed = {n for j in to_train for n in j.needs} & held
+            held -= needed
+            changed = changed or bool(needed)
+    # each named by what it read apart from the final plan (a need found apart later, too)
+    apart = {n: learned_apart(folder(by_name[n]), by_name[n], runs, made_now) or keys
+             for n, keys in apart.items()}
+    return RestorePlan([j for j in every if j.name in held and j.name not in kept],
+                       [j for j in every if j.name in kept and j.name not in held], apart)
 
 
 def restore(jobs: list[Job], runs: str, archive: str, val_split: str = "synth_val",
-            training: bool = True, log=print, optional: list[Job] = ()) -> list[str]:
+            training: bool = True, log=print, optional: list[Job] = (),
+            same_trainings: bool = False) -> list[str]:
     """Copy the jobs :func:`plan_restore` names from ``archive`` into ``runs``, each marked as
-    restored, and delete the restored runs without a checkpoint that a training needs (they
-    train again; their copy stays in ``archive`` until the new run replaces it). Returns the
-    restored jobs' names. The caller holds the runs folder's lock."""
-    back, again = plan_restore(jobs, runs, archive, val_split, training, optional)
+    restored, and delete the restored runs without a checkpoint that a training needs, or
+    (``same_trainings``) that learned from other trainings (they train again; their copy
+    stays in ``archive`` until the new run replaces it). Returns the restored jobs' names.
+    The caller holds the runs folder's lock."""
+    back, again, apart = plan_restore(jobs, runs, archive, val_split, training, optional,
+                                      same_trainings)
     for job in again:
         shutil.rmtree(os.path.join(runs, job.name))
-    if again:
+    needed = [j.name for j in again if j.name not in apart]
+    if needed:
         log(f"[bench] to train again (restored earlier without the checkpoint a training "
-            f"needs): {', '.join(j.name for j in again)}")
+            f"needs): {', '.join(needed)}")
+    if apart:
+        planned = {j.name for j in jobs}
+        said_apart = [f"{n} ({', '.join(k)})" for n, k in apart.items()]
+        left = sorted(set(apart) - planned)
+        log(f"[bench] not restored from {archive}, trained again: learned from another "
+            f"training of what is named than {runs} holds: {'; '.join(said_apart)}"
+            + (f" (never trained here, left out: {', '.join(left)})" if left else ""))
     names, said = [], []
     for job in back:
         folder = _source(job, runs, archive, val_split)

@@ -91,11 +91,17 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
               ablations: tuple[str, ...] = tuple(ABLATIONS), parallel: int | None = None,
               extra: tuple[str, ...] = (), pretrain_steps: int | None = None,
               train: bool = True, ablation_seeds: int | None = None,
-              archive: str | None = None) -> dict:
+              archive: str | None = None, retrain_apart: bool = False) -> dict:
     """The whole bench; ``train=False`` writes the table of the runs finished so far (rows
     without one are left out and named in the table's note) and trains nothing. ``archive``
     (``--archive``): restore from it the finished runs the runs folder lacks, and copy there
-    every run as it finishes, without checkpoints (:mod:`bevkd.bench.archive`)."""
+    every run as it finishes, without checkpoints (:mod:`bevkd.bench.archive`);
+    ``retrain_apart`` (``--retrain-apart``): train again, rather than restore, the archived
+    runs that learned from another training of a teacher, the label encoder or the pretrained
+    backbone than the runs folder holds (:func:`~bevkd.bench.archive.plan_restore`)."""
+    if retrain_apart and not archive:
+        raise BevkdError("--retrain-apart decides which runs to restore from an archive: "
+                         "pass --archive too")
     spec = bench_spec(preset)
     if pretrain_steps is not None:
         from dataclasses import replace
@@ -126,7 +132,8 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         every = plan(seeds, methods, composite, ablations, tuned, student_sets, seeds)
         if archive and held:
             restore(jobs, runs, archive, training=train, log=lambda m: print(m, flush=True),
-                    optional=[j for j in every if j.model in ABLATIONS])
+                    optional=[j for j in every if j.model in ABLATIONS],
+                    same_trainings=retrain_apart)
         elif archive:
             print(f"[bench] another bench is using {runs}: nothing restored from {archive} into "
                   "it; the report reads the runs folder as it is", flush=True)

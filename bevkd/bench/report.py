@@ -19,7 +19,7 @@ import numpy as np
 from ..eval.confusion import CONFUSION_FILE, other_classes
 from ..structures.classes import DETECTION_CLASSES
 from .plan import ABLATIONS, METHODS
-from .runner import JOB_FILE, JobResult, checkpoint_stamp
+from .runner import JOB_FILE, JobResult, made
 
 TP_KEYS = ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err")
 TP_NAMES = {"trans_err": "mATE", "scale_err": "mASE", "orient_err": "mAOE", "vel_err": "mAVE",
@@ -163,15 +163,6 @@ def learned_from(job: dict[str, Any] | None) -> dict[str, Any]:
     for a run without the record."""
     inputs = (job or {}).get("inputs")
     return {k: v for k, v in inputs.items() if k != "data"} if isinstance(inputs, dict) else {}
-
-
-def made(job: dict[str, Any] | None, run: str) -> list[int] | None:
-    """Which training of a run this is, as the runs that read it record it in ``inputs``
-    (:func:`bevkd.bench.runner.checkpoint_stamp`): the job record's ``made``, else (a run
-    finished before the bench recorded it) its checkpoint's stamp; None for a restored run
-    without the record."""
-    kept = (job or {}).get("made")
-    return kept if isinstance(kept, list) else checkpoint_stamp(run)
 
 
 def teacher_apart(r: dict[str, Any], teacher: dict[str, Any]) -> list[int]:

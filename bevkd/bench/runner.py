@@ -224,7 +224,8 @@ def _sets(cmd: list[str]) -> list[str]:
     return [cmd[i + 1] for i, a in enumerate(cmd[:-1]) if a == "--set"]
 
 
-def _stamp(path: str) -> list[int] | None:
+def file_stamp(path: str) -> list[int] | None:
+    """``[size, mtime_ns]`` of a file (None where there is none): which making of it."""
     try:
         st = os.stat(path)
     except OSError:
@@ -235,7 +236,26 @@ def _stamp(path: str) -> list[int] | None:
 def checkpoint_stamp(run: str) -> list[int] | None:
     """``[size, mtime_ns]`` of a run's final checkpoint (None without one): which training of
     that run another run read, as :func:`inputs` records it."""
-    return _stamp(_last_checkpoint(run))
+    return file_stamp(_last_checkpoint(run))
+
+
+def made(record: dict[str, Any] | None, run: str) -> list[int] | None:
+    """Which training of ``run`` this is, as the runs that read it record it in ``inputs``:
+    its job ``record``'s ``made`` (:func:`record_made`), else (a run finished before the bench
+    recorded it) its checkpoint's stamp; None for a restored run without the record."""
+    kept = (record or {}).get("made")
+    return kept if isinstance(kept, list) else checkpoint_stamp(run)
+
+
+def read_record(run: str) -> dict[str, Any]:
+    """A run's job record (:data:`JOB_FILE`: signature, inputs, made); empty when it has none
+    or it does not read."""
+    try:
+        with open(os.path.join(run, JOB_FILE)) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
 
 
 def record_made(run: str) -> None:
@@ -257,9 +277,9 @@ def inputs(job: Job, cmd: list[str], runs: str, data: str) -> dict[str, object]:
     out: dict[str, object] = {n: checkpoint_stamp(os.path.join(runs, n)) for n in job.needs}
     for key, value in (s.split("=", 1) for s in _sets(cmd) if "=" in s):
         if os.path.isfile(value):
-            out[key] = _stamp(value)
+            out[key] = file_stamp(value)
     tables = sorted(glob.glob(os.path.join(data, "v1.0-*", "*.json")))
-    out["data"] = [[os.path.relpath(t, data), *(_stamp(t) or [])] for t in tables]
+    out["data"] = [[os.path.relpath(t, data), *(file_stamp(t) or [])] for t in tables]
     return out
 
 

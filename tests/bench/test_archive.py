@@ -201,7 +201,7 @@ def test_extra_seeds_of_an_ablation_are_restored_but_never_make_work(tmp_path):
         (archive / name / "eval" / "synth_val").mkdir(parents=True)
         (archive / name / "eval" / "synth_val" / "metrics.json").write_text("{}")
         (archive / name / "timing.json").write_text(json.dumps({"step_seconds": 1.0}))
-    back, again = plan_restore(jobs, str(runs), str(archive), "synth_val", optional=extra)
+    back, again, _ = plan_restore(jobs, str(runs), str(archive), "synth_val", optional=extra)
     # baseline-s0 and bevdistill-s0 train, and the latter needs the teacher's checkpoint
     assert [j.name for j in back] == ["bevdistill-s1"] and again == []
 
@@ -364,3 +364,113 @@ def test_a_job_to_train_from_a_restored_run_without_weights_fails_with_what_to_d
     restore(JOBS, str(runs), str(archive))
     status, _ = run()
     assert status == {"teacher": "done", "baseline-s0": "reused", "bevdistill-s0": "done"}
+
+
+def _archived(archive, name: str, inputs: dict, made=None, sig=None) -> None:
+    """A finished run in ``archive`` with the job record a bench writes."""
+    import json
+
+    run = archive / name
+    (run / "eval" / "synth_val").mkdir(parents=True)
+    (run / "eval" / "synth_val" / "metrics.json").write_text("{}")
+    (run / "timing.json").write_text(json.dumps({"step_seconds": 1.0}))
+    record = {"signature": sig or ["train", name], "inputs": inputs,
+              **({"made": made} if made else {})}
+    (run / "bench_job.json").write_text(json.dumps(record))
+
+
+def test_retrain_apart_trains_again_what_learned_from_another_teacher_training(bench,
+                                                                                tmp_path):
+    """The teacher's archived run is lost and trained again on the new machine: the student
+    restored beside it learned from the old training. ``same_trainings`` (--retrain-apart)
+    trains it again instead; a student restored earlier is deleted and trained again."""
+    from bevkd.bench.runner import checkpoint_stamp, read_record
+
+    run, runs, data = bench
+    archive = tmp_path / "archive"
+    run(on_final=_archiver(str(archive)))
+    old = read_record(str(archive / "teacher"))["made"]
+    assert read_record(str(archive / "bevdistill-s0"))["inputs"]["teacher"] == old
+    shutil.rmtree(archive / "teacher")
+    _new_machine(runs, data)
+    # without the flag the student is restored (it is final), the teacher trains for nothing
+    # else; with it, the student needs the new teacher's checkpoint, so trains again too
+    assert [j.name for j in restorable(JOBS, str(runs), str(archive), "synth_val")] == \
+        ["baseline-s0", "bevdistill-s0"]
+    back, again, apart = plan_restore(JOBS, str(runs), str(archive), "synth_val",
+                                      same_trainings=True)
+    assert [j.name for j in back] == ["baseline-s0"] and again == []
+    assert apart == {"bevdistill-s0": ["teacher"]}
+    # restored earlier (a bench without the flag): the teacher trains, the student is kept
+    restore(JOBS, str(runs), str(archive))
+    status, _ = run(on_final=_archiver(str(archive)))
+    assert status == {"teacher": "done", "baseline-s0": "reused", "bevdistill-s0": "reused"}
+    new = checkpoint_stamp(str(runs / "teacher"))
+    assert new != old and read_record(str(runs / "teacher"))["made"] == new
+    # ... and the flag now trains it again from the new teacher, replacing its archived copy
+    logs: list[str] = []
+    assert restore(JOBS, str(runs), str(archive), log=logs.append, same_trainings=True) == []
+    assert not (runs / "bevdistill-s0").exists()
+    assert logs == [f"[bench] not restored from {archive}, trained again: learned from another "
+                    f"training of what is named than {runs} holds: bevdistill-s0 (teacher)"]
+    status, _ = run(on_final=_archiver(str(archive)))
+    assert status == {"teacher": "reused", "baseline-s0": "reused", "bevdistill-s0": "done"}
+    assert read_record(str(archive / "bevdistill-s0"))["inputs"]["teacher"] == new
+    # once all learned from one training, the flag keeps what is restored
+    _new_machine(runs, data)
+    assert plan_restore(JOBS, str(runs), str(archive), "synth_val", training=False,
+                        same_trainings=True) == (JOBS, [], {})
+
+
+def test_retrain_apart_follows_the_chain_and_reads_the_backbone_where_the_runs_are(tmp_path):
+    """The label encoder learned from a teacher this runs folder does not hold, so it trains
+    again; LabelDistill's student read that label encoder, so it trains again too, though it
+    learned from this teacher. The pretrained backbone an override names is read under this
+    runs folder, wherever the archived command had it."""
+    import json
+
+    jobs = plan(1, ("labeldistill",), False, ())
+    archive, runs = tmp_path / "archive", tmp_path / "runs"
+    teacher = runs / "teacher"
+    (teacher / "checkpoints").mkdir(parents=True)
+    (teacher / "checkpoints" / "last.ckpt").write_text("weights")
+    _archived(runs, "teacher", {})  # trained here: a run of its own, not restored
+    from bevkd.bench.runner import checkpoint_stamp
+
+    here = checkpoint_stamp(str(teacher))
+    backbone = runs / "backbone.pth"
+    backbone.write_text("pretrained")
+    os.utime(backbone, ns=(1, 5))
+    old_runs = "/lost/machine/runs"
+    sig = ["train", "cfg", "--data", "/lost/data", "--out", f"{old_runs}/x", "--set",
+           f"model.args.backbone_weights={old_runs}/backbone.pth"]
+    bb = "model.args.backbone_weights"
+    _archived(archive, "label_encoder", {"teacher": [9, 9]}, made=[7, 7])
+    _archived(archive, "labeldistill-s0", {"teacher": here, "label_encoder": [7, 7],
+                                            bb: [len("pretrained"), 5]}, sig=sig)
+    _archived(archive, "baseline-s0", {bb: [len("pretrained"), 5]}, sig=sig)
+    back, again, apart = plan_restore(jobs, str(runs), str(archive), "synth_val",
+                                      same_trainings=True)
+    assert [j.name for j in back] == ["baseline-s0"] and again == []
+    assert apart == {"label_encoder": ["teacher"], "labeldistill-s0": ["label_encoder"]}
+    # the backbone made again: every camera run learned from another one
+    os.utime(backbone, ns=(1, 6))
+    back, _, apart = plan_restore(jobs, str(runs), str(archive), "synth_val",
+                                  same_trainings=True)
+    assert back == [] and apart["baseline-s0"] == [bb]
+    assert apart["labeldistill-s0"] == ["label_encoder", bb]
+    # a run without recorded inputs cannot show what it learned from
+    (archive / "baseline-s0" / "bench_job.json").write_text(json.dumps({"signature": sig}))
+    assert plan_restore(jobs, str(runs), str(archive), "synth_val",
+                        same_trainings=True).apart["baseline-s0"] == ["inputs"]
+
+
+def test_retrain_apart_needs_an_archive(tmp_path):
+    import pytest
+
+    from bevkd.bench.command import run_bench
+    from bevkd.errors import BevkdError
+
+    with pytest.raises(BevkdError, match="pass --archive too"):
+        run_bench("tiny", str(tmp_path / "out"), str(tmp_path / "runs"), retrain_apart=True)
+    assert not (tmp_path / "runs").exists()

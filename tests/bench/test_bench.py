@@ -753,15 +753,16 @@ def test_pairs_whose_runs_learned_from_other_teacher_trainings_are_marked(tmp_pa
                                                     "abc", "bevkd bench", 2)
 
 
-def test_cli_passes_ablation_seeds_to_the_bench(tmp_path, monkeypatch):
+def test_cli_passes_ablation_seeds_and_the_archive_to_the_bench(tmp_path, monkeypatch):
     from bevkd import cli
     from bevkd.bench import command as bench_command
 
     seen = {}
 
     def fake_run_bench(preset, out, runs, data, seeds, methods, composite, ablations, parallel,
-                       extra, pretrain_steps, train, ablation_seeds, archive):
-        seen.update(seeds=seeds, ablation_seeds=ablation_seeds, train=train, archive=archive)
+                       extra, pretrain_steps, train, ablation_seeds, archive, retrain_apart):
+        seen.update(seeds=seeds, ablation_seeds=ablation_seeds, train=train, archive=archive,
+                    retrain_apart=retrain_apart)
         os.makedirs(out, exist_ok=True)
         open(os.path.join(out, f"{preset}.md"), "w").write("table\n")
         return {"failed": []}
@@ -770,9 +771,12 @@ def test_cli_passes_ablation_seeds_to_the_bench(tmp_path, monkeypatch):
     out = str(tmp_path / "out")
     assert cli.main(["bench", "--out", out, "--seeds", "3", "--ablation-seeds", "2",
                      "--report-only"]) == 0
-    assert seen == {"seeds": 3, "ablation_seeds": 2, "train": False, "archive": None}
+    assert seen == {"seeds": 3, "ablation_seeds": 2, "train": False, "archive": None,
+                    "retrain_apart": False}
     assert cli.main(["bench", "--out", out, "--archive", "keep", "--report-only"]) == 0
-    assert seen["archive"] == "keep"
+    assert seen["archive"] == "keep" and not seen["retrain_apart"]
+    assert cli.main(["bench", "--out", out, "--archive", "keep", "--retrain-apart"]) == 0
+    assert seen["retrain_apart"] and seen["train"]
     assert cli.main(["bench", "--out", out]) == 0 and seen["ablation_seeds"] is None
     with pytest.raises(SystemExit):  # argparse: "--ablation-seeds must be at least 1, got 0"
         cli.main(["bench", "--out", out, "--ablation-seeds", "0"])
