@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from ..fileio import write_json
 from .runner import (JOB_FILE, RESTORED, file_stamp, has_checkpoint, is_finished,
-                     is_restored, made, read_record, rebased, roots, weightless)
+                     is_restored, made, read_record, rebased, roots, set_values, weightless)
 
 if TYPE_CHECKING:
     import torch
@@ -138,10 +138,11 @@ def learned_apart(folder: str, job: Job, runs: str,
     recorded = record.get("inputs")
     if not isinstance(recorded, dict):
         return ["inputs"]
-    old = roots(record.get("signature"))
-    sets = rebased([a for a in record.get("signature") or [] if isinstance(a, str) and "=" in a],
-                   [(old[0], runs)] if old else [])
-    files = dict(a.split("=", 1) for a in sets)
+    sig = record.get("signature")
+    sig = sig if isinstance(sig, list) and all(isinstance(a, str) for a in sig) else []
+    old = roots(sig)
+    files = dict(a.split("=", 1) for a in rebased(set_values(sig), [(old[0], runs)] if old else [])
+                 if "=" in a)
     out = []
     for key, stamp in recorded.items():
         if key == "data":

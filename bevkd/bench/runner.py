@@ -219,7 +219,7 @@ def signature(cmd: list[str]) -> list[str]:
     return out
 
 
-def _sets(cmd: list[str]) -> list[str]:
+def set_values(cmd: list[str]) -> list[str]:
     """The ``--set`` values of a `bevkd train` command line, in order."""
     return [cmd[i + 1] for i, a in enumerate(cmd[:-1]) if a == "--set"]
 
@@ -275,7 +275,7 @@ def inputs(job: Job, cmd: list[str], runs: str, data: str) -> dict[str, object]:
     """What a job reads besides its config, as ``{name: [size, mtime_ns]}``: the final
     checkpoint of each run it needs, each file an override names, the dataset's tables."""
     out: dict[str, object] = {n: checkpoint_stamp(os.path.join(runs, n)) for n in job.needs}
-    for key, value in (s.split("=", 1) for s in _sets(cmd) if "=" in s):
+    for key, value in (s.split("=", 1) for s in set_values(cmd) if "=" in s):
         if os.path.isfile(value):
             out[key] = file_stamp(value)
     tables = sorted(glob.glob(os.path.join(data, "v1.0-*", "*.json")))
@@ -336,7 +336,7 @@ def resolved_config(cmd: list[str]) -> "ExperimentConfig":
 
     args = cmd[cmd.index("train") + 1:]
     return absolute_paths(load_experiment(args[0], args[args.index("--preset") + 1],
-                                          _sets(args)))
+                                          set_values(args)))
 
 
 def _plain(cfg: "ExperimentConfig") -> dict:
