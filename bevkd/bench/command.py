@@ -15,7 +15,7 @@ from ..errors import BevkdError
 from ..fileio import atomic_write, write_json
 from ..provenance import git_commit, machine_label
 from .plan import ABLATIONS, METHODS, Job, plan, redundant_ablations, with_rows
-from .report import ablation_pairs, acceptance, collect, markdown
+from .report import ORDER, ablation_pairs, acceptance, collect, markdown
 from .archive import archive_run, archive_served, restore
 from .runner import NO_CAMERA, JobResult, has_checkpoint, is_finished, is_restored, run_jobs, \
     runs_lock
@@ -390,12 +390,15 @@ def pretrained_backbone(preset: str, data: str, runs: str, spec: BenchSpec,
 def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str,
            picks: dict[str, str]) -> None:
     """The table's plots; the BEV picture draws ``picks`` (:func:`bev_picks`)."""
-    from ..viz.bench import bars, bev_predictions, per_class
+    from ..viz.bench import bars, bev_predictions, convergence, per_class
 
     if not rows:
         return
     bars(rows, base + "_map_nds.png", f"bevkd bench --preset {preset}: mAP / NDS on synth_val")
     per_class(rows, base + "_per_class.png", "AP per class (synth_val)")
+    main = [r for r in rows if r["model"] in ORDER and any(r.get("val_curve") or [])]
+    if main:  # runs that logged validations (every bench run does)
+        convergence(main, base + "_convergence.png", "validation mAP during training")
     ok = {n for n, r in results.items() if r.status in ("done", "reused")}
     _curves(results, ok, base + "_curves.png")
     if len(picks) >= 2:

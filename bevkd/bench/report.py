@@ -55,7 +55,7 @@ def collect(results: dict[str, JobResult], val_split: str,
         if metrics is not None:
             job = _load(os.path.join(res.run, JOB_FILE))
             by_model[res.job.model].append((metrics, timing, res.job.seed, learned_from(job),
-                                            made(job, res.run)))
+                                            made(job, res.run), val_curve(res.run)))
             found = _load(os.path.join(res.run, "eval", val_split, CONFUSION_FILE))
             if found is not None:  # runs evaluated before bevkd wrote it have none
                 sources[res.job.model].append(found)
@@ -77,6 +77,7 @@ def collect(results: dict[str, JobResult], val_split: str,
             "peak_rss_mb": float(np.max([r[1].get("peak_rss_mb", np.nan) for r in runs])),
             "learned_from": [r[3] for r in runs],
             "made": [r[4] for r in runs],
+            "val_curve": [r[5] for r in runs],
         }
         if sources[model]:
             row["top_sources"] = summed_sources(sources[model])
@@ -89,6 +90,33 @@ def collect(results: dict[str, JobResult], val_split: str,
         rows.append(row)
     _derived(rows)
     return rows
+
+
+def val_curve(run: str) -> list[list[float]]:
+    """A run's validations during training, ``[[epoch, mAP, NDS], ...]`` with epochs counted
+    from 1 (the epoch each followed), from its CSV logs (kept in an archive too); empty for a
+    run that logged none."""
+    from ..engine.history import training_log, validations
+
+    return [[e + 1, v["val/mAP"], v["val/NDS"]] for e, v in validations(training_log(run))
+            if "val/mAP" in v and "val/NDS" in v]
+
+
+def convergence(r: dict[str, Any]) -> dict[str, Any] | None:
+    """Where a row's validation mAP stood at each validated epoch (the mean over its seeds,
+    those that validated the same epochs as its first) and how much it still rose over the
+    last interval: ``{"epochs", "mAP", "seeds", "last_rise", "interval"}``; None with fewer
+    than two validations. A model still rising at its end may gain from more epochs, and its
+    final mAP depends on where training stopped (part of that rise can be the learning rate's
+    decay to its end, which a longer run also ends with)."""
+    curves = [c for c in r.get("val_curve") or [] if len(c) >= 2]
+    if not curves:
+        return None
+    epochs = [c[0] for c in curves[0]]
+    same = [c for c in curves if [p[0] for p in c] == epochs]
+    mAP = np.mean([[p[1] for p in c] for c in same], axis=0)
+    return {"epochs": epochs, "mAP": [float(v) for v in mAP], "seeds": len(same),
+            "last_rise": float(mAP[-1] - mAP[-2]), "interval": epochs[-1] - epochs[-2]}
 
 
 def summed_sources(runs: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
@@ -511,6 +539,29 @@ def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
         for r in confused:
             lines.append(f"| {r['model']} | {r['top_sources_runs']} | " + " | ".join(
                 confusion_cells(r["top_sources"].get(c, {})) for c in DETECTION_CLASSES) + " |")
+    lines += _convergence_lines(rows, preset)
     if extra:
         lines += ["", extra]
     return "\n".join(lines) + "\n"
+
+
+def _convergence_lines(rows: list[dict[str, Any]], preset: str) -> list[str]:
+    """The convergence table (:func:`convergence`) of the teachers, baseline, methods and
+    composite."""
+    found = [(r["model"], convergence(r)) for r in rows if r["model"] in ORDER]
+    found = [(model, c) for model, c in found if c is not None]
+    if not found:
+        return []
+    lines = ["", "Validation mAP during training (percent, after each validated epoch; the "
+             "mean of the seeds that validated the same epochs) and its rise over the last "
+             "interval. A model still rising at its end may gain from more epochs, and its "
+             "final mAP depends on where training stopped (part of a last rise can be the "
+             "learning rate's decay to its end; a longer run tells). Plot: "
+             f"`{preset}_convergence.png`.",
+             "",
+             "| model | seeds | mAP after epoch | last rise |", "|---|---|---|---|"]
+    for model, c in found:
+        steps = " · ".join(f"{e}: {100 * m:.1f}" for e, m in zip(c["epochs"], c["mAP"]))
+        lines.append(f"| {model} | {c['seeds']} | {steps} | {100 * c['last_rise']:+.1f} in "
+                     f"{c['interval']} epoch{'s' if c['interval'] != 1 else ''} |")
+    return lines

@@ -1,5 +1,6 @@
-"""Benchmark pictures: mAP/NDS bars with seed spread, per-class AP heatmap, and a BEV view of
-teacher vs baseline vs distilled predictions on one validation sample."""
+"""Benchmark pictures: mAP/NDS bars with seed spread, per-class AP heatmap, validation mAP over
+the epochs (convergence), and a BEV view of teacher vs baseline vs distilled predictions on one
+validation sample."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -62,6 +64,41 @@ def bars(rows: list[dict[str, Any]], out: str, title: str) -> str:
         ax.grid(axis="y", alpha=0.3)
         if base is not None:
             ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def convergence(rows: list[dict[str, Any]], out: str, title: str) -> str:
+    """Validation mAP after each validated epoch (the rows' ``val_curve``), teachers left and
+    camera students right (their scales differ by ten): one colour per model, one line style
+    per seed (solid, dashed, dotted, ...): whether a model still climbs at its last epoch.
+    Returns ``out``."""
+    styles = ("-", "--", ":", "-.")
+    groups = [[r for r in rows if r["model"] in TEACHERS],
+              [r for r in rows if r["model"] not in TEACHERS]]
+    groups = [g for g in groups if any(c for r in g for c in r.get("val_curve") or [])]
+    if not groups:
+        raise ValueError("convergence: no row has validations to draw")
+    fig, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 4.6), dpi=110,
+                             squeeze=False)
+    palette = plt.get_cmap("tab10")
+    for ax, group, name in zip(axes[0], groups, ("teachers", "camera students")
+                               if len(groups) == 2 else ("models",)):
+        for k, r in enumerate(group):
+            for s, curve in zip(r["seeds"], r.get("val_curve") or []):
+                if not curve:
+                    continue
+                e, m = np.asarray(curve)[:, 0], 100 * np.asarray(curve)[:, 1]
+                ax.plot(e, m, styles[s % len(styles)], marker="o", ms=3.5, lw=1.4,
+                        color=palette(k % 10), label=f"{r['model']} (seed {s})")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation mAP (%)")
+        ax.set_title(f"{title}: {name}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2 if len(group) > 4 else 1)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

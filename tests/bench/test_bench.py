@@ -966,3 +966,69 @@ def test_gap_closed_is_marked_where_runs_learned_from_another_teacher_training(t
     rows = collect(results, "synth_val")
     assert rows[0]["made"] == [None] and not any(r.get("teacher_apart") for r in rows)
     assert "‡" not in markdown(rows, "tiny", "abc", "bevkd bench", 2)
+
+
+def _val_log(run, validations: list[tuple[int, float, float]]) -> None:
+    """A run's CSV log with a training step and then each ``(epoch (0-based), mAP, NDS)``."""
+    lines = ["epoch,step,train/heatmap_step,val/mAP,val/NDS"]
+    for e, m, n in validations:
+        lines += [f"{e},{10 * e},9.0,,", f"{e},{10 * e + 9},,{m},{n}"]
+    (run / "logs").mkdir(parents=True, exist_ok=True)
+    (run / "logs" / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_the_report_shows_whether_each_model_still_rose_at_its_end(tmp_path):
+    """The validations during training: per run as logged, per row the mean of the seeds
+    that validated the same epochs, with the last interval's rise; a row without two
+    validations has no line."""
+    from bevkd.bench.report import convergence
+
+    jobs = {j.name: j for j in plan(2, ("bevdistill",), False, ())}
+    results = {}
+    for name, vals in {"teacher": [(1, 0.10, 0.2), (3, 0.145, 0.25), (5, 0.173, 0.27)],
+                       "baseline-s0": [(3, 0.04, 0.2), (7, 0.06, 0.21), (11, 0.07, 0.22)],
+                       "baseline-s1": [(3, 0.02, 0.2), (7, 0.07, 0.21), (11, 0.05, 0.22)],
+                       "bevdistill-s0": [(11, 0.08, 0.23)]}.items():
+        run = _fake_run(tmp_path, name, vals[-1][1], vals[-1][2], 1.0)
+        _val_log(tmp_path / name, vals)
+        results[name] = JobResult(jobs[name], run, "done")
+    rows = {r["model"]: r for r in collect(results, "synth_val")}
+    assert rows["teacher"]["val_curve"] == [[[2, 0.10, 0.2], [4, 0.145, 0.25], [6, 0.173, 0.27]]]
+    c = convergence(rows["teacher"])
+    assert c["epochs"] == [2, 4, 6] and c["interval"] == 2 and c["seeds"] == 1
+    assert c["last_rise"] == pytest.approx(0.028)
+    base = convergence(rows["baseline"])  # seeds' mean: 3.0, 6.5, 6.0 -> fell 0.5 at the end
+    assert base["mAP"] == pytest.approx([0.03, 0.065, 0.06]) and base["seeds"] == 2
+    assert base["last_rise"] == pytest.approx(-0.005) and base["interval"] == 4
+    assert convergence(rows["bevdistill"]) is None  # one validation: no rise to tell
+    md = markdown(list(rows.values()), "tiny", "abc", "bevkd bench", 2)
+    assert "| teacher | 1 | 2: 10.0 · 4: 14.5 · 6: 17.3 | +2.8 in 2 epochs |" in md
+    assert "| baseline | 2 | 4: 3.0 · 8: 6.5 · 12: 6.0 | -0.5 in 4 epochs |" in md
+    assert "| bevdistill |" not in md.split("Validation mAP during training")[1]
+    assert "`tiny_convergence.png`" in md
+
+
+def test_the_convergence_plot_puts_teachers_and_students_apart(tmp_path, monkeypatch):
+    from bevkd.viz import bench
+
+    titles, lines = [], []
+    real_title, real_plot = bench.plt.Axes.set_title, bench.plt.Axes.plot
+    monkeypatch.setattr(bench.plt.Axes, "set_title",
+                        lambda self, t, *a, **k: (titles.append(t), real_title(self, t, *a, **k))[1])
+    monkeypatch.setattr(bench.plt.Axes, "plot",
+                        lambda self, x, y, *a, **k: (lines.append((k["label"], list(x), list(y))),
+                                                     real_plot(self, x, y, *a, **k))[1])
+    rows = [{"model": "teacher", "seeds": [0], "val_curve": [[[2, 0.1, 0.2], [6, 0.17, 0.3]]]},
+            {"model": "baseline", "seeds": [0, 1],
+             "val_curve": [[[4, 0.04, 0.2], [12, 0.07, 0.2]], []]}]
+    out = bench.convergence(rows, str(tmp_path / "conv.png"), "val")
+    assert titles == ["val: teachers", "val: camera students"]
+    assert lines == [("teacher (seed 0)", [2, 6], pytest.approx([10.0, 17.0])),
+                     ("baseline (seed 0)", [4, 12], pytest.approx([4.0, 7.0]))]
+    assert (tmp_path / "conv.png").stat().st_size > 10_000 and out.endswith("conv.png")
+    titles.clear()
+    bench.convergence(rows[1:], str(tmp_path / "students.png"), "val")  # one group: one panel
+    assert titles == ["val: models"]
+    with pytest.raises(ValueError, match="no row has validations"):
+        bench.convergence([{"model": "teacher", "seeds": [0], "val_curve": [[]]}],
+                          str(tmp_path / "none.png"), "val")
