@@ -294,7 +294,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                         "that learned from another training of a teacher, the label encoder or "
                         "the pretrained backbone than the --runs folder holds (e.g. teachers "
                         "trained on a machine since lost), so that the table is one set of "
-                        "trainings; on a new machine every camera run trains again")
+                        "trainings; on a new machine, where the backbone is pretrained "
+                        "again, that is the whole bench, teachers included")
     p.set_defaults(func=_cmd_bench)
 
 

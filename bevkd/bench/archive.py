@@ -123,6 +123,7 @@ class RestorePlan(NamedTuple):
     restore: list[Job]       # copied back from the archive
     retrain: list[Job]       # restored runs in the runs folder to delete (they train again)
     apart: dict[str, list[str]]  # job -> what it learned from another training of (not kept)
+    stale_twins: list[str]  # restored twin folders in the runs folder to delete (apart)
 
 
 def learned_apart(folder: str, job: Job, runs: str,
@@ -149,7 +150,7 @@ def learned_apart(folder: str, job: Job, runs: str,
             continue
         now = made_now(key) if key in job.needs else (
             file_stamp(files[key]) if key in files else None)
-        if now != stamp:
+        if stamp is None or now != stamp:  # a run that read no training cannot show which
             out.append(key)
     return out
 
@@ -173,7 +174,10 @@ def plan_restore(jobs: list[Job], runs: str, archive: str, val_split: str,
     it, down the chain. The table then holds one set of trainings, e.g. one machine's, where
     a restored run would have learned from teachers trained on a machine since lost. Such a
     run's archived copy stays until its new training finishes and replaces it (the copy in
-    version control keeps the old one)."""
+    version control keeps the old one). A twin restored earlier that served only such jobs
+    is deleted too (``stale_twins``). On a new machine the pretrained backbone is made again
+    after this plan, so every camera run is apart, and the teachers they need train again:
+    the whole bench."""
     every = [*jobs, *(j for j in optional if j.name not in {k.name for k in jobs})]
     def run(j):
         return os.path.join(runs, j.name)
@@ -183,9 +187,12 @@ def plan_restore(jobs: list[Job], runs: str, archive: str, val_split: str,
                    and _source(j, runs, archive, val_split)}
     by_name = {j.name: j for j in every}
 
-    def folder(j: Job) -> str:  # where a held job's finished run is read
-        return run(j) if j.name in kept else os.path.join(
-            archive, _source(j, runs, archive, val_split))
+    def source(j: Job) -> str:  # the folder name a held job's finished run is read from
+        return j.name if j.name in kept else _source(j, runs, archive, val_split)
+
+    def folder(j: Job) -> str:  # where: in ``runs`` (a twin restored earlier, or its own)
+        here = os.path.join(runs, source(j))
+        return here if os.path.exists(here) else os.path.join(archive, source(j))
 
     def made_now(name: str) -> list[int] | None:  # the training of ``name`` read here
         if name in held:
@@ -215,8 +222,14 @@ def plan_restore(jobs: list[Job], runs: str, archive: str, val_split: str,
     # each named by what it read apart from the final plan (a need found apart later, too)
     apart = {n: learned_apart(folder(by_name[n]), by_name[n], runs, made_now) or keys
              for n, keys in apart.items()}
-    return RestorePlan([j for j in every if j.name in held and j.name not in kept],
-                       [j for j in every if j.name in kept and j.name not in held], apart)
+    retrain = [j for j in every if j.name in kept and j.name not in held]
+    # a twin restored earlier that served a job now apart, and serves no job kept: else the
+    # runner would find it again (:func:`~bevkd.bench.runner.twin`) and reuse it
+    stale = {source(by_name[n]) for n in apart} - {source(by_name[n]) for n in held}
+    stale = sorted(t for t in stale - {j.name for j in retrain}
+                   if weightless(os.path.join(runs, t)))
+    return RestorePlan([j for j in every if j.name in held and j.name not in kept], retrain,
+                       apart, stale)
 
 
 def restore(jobs: list[Job], runs: str, archive: str, val_split: str = "synth_val",
@@ -227,10 +240,10 @@ def restore(jobs: list[Job], runs: str, archive: str, val_split: str = "synth_va
     (``same_trainings``) that learned from other trainings (they train again; their copy
     stays in ``archive`` until the new run replaces it). Returns the restored jobs' names.
     The caller holds the runs folder's lock."""
-    back, again, apart = plan_restore(jobs, runs, archive, val_split, training, optional,
-                                      same_trainings)
-    for job in again:
-        shutil.rmtree(os.path.join(runs, job.name))
+    back, again, apart, stale = plan_restore(jobs, runs, archive, val_split, training,
+                                             optional, same_trainings)
+    for name in [*(j.name for j in again), *stale]:
+        shutil.rmtree(os.path.join(runs, name))
     needed = [j.name for j in again if j.name not in apart]
     if needed:
         log(f"[bench] to train again (restored earlier without the checkpoint a training "
@@ -241,7 +254,9 @@ def restore(jobs: list[Job], runs: str, archive: str, val_split: str = "synth_va
         left = sorted(set(apart) - planned)
         log(f"[bench] not restored from {archive}, trained again: learned from another "
             f"training of what is named than {runs} holds: {'; '.join(said_apart)}"
-            + (f" (never trained here, left out: {', '.join(left)})" if left else ""))
+            + (f" (never trained here, left out: {', '.join(left)})" if left else "")
+            + (f"; deleted the restored twin runs that served them: {', '.join(stale)}"
+               if stale else ""))
     names, said = [], []
     for job in back:
         folder = _source(job, runs, archive, val_split)

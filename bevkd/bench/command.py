@@ -102,6 +102,9 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     if retrain_apart and not archive:
         raise BevkdError("--retrain-apart decides which runs to restore from an archive: "
                          "pass --archive too")
+    if retrain_apart and not train:
+        raise BevkdError("--retrain-apart trains again the runs it does not restore; a report "
+                         "(--report-only) trains nothing: leave one of them out")
     spec = bench_spec(preset)
     if pretrain_steps is not None:
         from dataclasses import replace

@@ -201,7 +201,7 @@ def test_extra_seeds_of_an_ablation_are_restored_but_never_make_work(tmp_path):
         (archive / name / "eval" / "synth_val").mkdir(parents=True)
         (archive / name / "eval" / "synth_val" / "metrics.json").write_text("{}")
         (archive / name / "timing.json").write_text(json.dumps({"step_seconds": 1.0}))
-    back, again, _ = plan_restore(jobs, str(runs), str(archive), "synth_val", optional=extra)
+    back, again, *_ = plan_restore(jobs, str(runs), str(archive), "synth_val", optional=extra)
     # baseline-s0 and bevdistill-s0 train, and the latter needs the teacher's checkpoint
     assert [j.name for j in back] == ["bevdistill-s1"] and again == []
 
@@ -218,12 +218,10 @@ def test_an_interrupted_copy_is_found_again(tmp_path):
     assert _files(dest) == {"timing.json"} and sorted(os.listdir(archive)) == ["teacher"]
 
 
-def test_a_job_a_twin_served_is_restored_through_its_twin(bench, tmp_path, monkeypatch):
-    """A second job's command is bevdistill-s0's but for its --out folder: bevdistill-s0's
-    finished run serves it. On a new machine the archive's note restores that run for it, so
-    the job counts as final and does not hold its teacher back from being restored (which a
-    job to train would: the teacher would train again for nothing)."""
-    import json
+def _twin_bench(bench, tmp_path, monkeypatch):
+    """``(bench_of, again, runs, data, archive)``: the stand-in bench with a second job,
+    ``again``, whose command is bevdistill-s0's but for its --out folder, so that
+    bevdistill-s0's finished run serves it; ``bench_of(jobs)`` runs jobs, archiving each."""
     import sys
 
     from bevkd.bench import runner
@@ -246,7 +244,18 @@ def test_a_job_a_twin_served_is_restored_through_its_twin(bench, tmp_path, monke
                               poll=0.05, on_final=_archiver(archive))
         return {n: (r.status, os.path.basename(r.run)) for n, r in res.items()}, logs
 
-    again = Job("again", "bevdistill", JOBS[2].config, 0, (), ("teacher",))
+    return bench_of, Job("again", "bevdistill", JOBS[2].config, 0, (), ("teacher",)), runs, \
+        data, archive
+
+
+def test_a_job_a_twin_served_is_restored_through_its_twin(bench, tmp_path, monkeypatch):
+    """bevdistill-s0's finished run serves ``again`` (:func:`_twin_bench`). On a new machine
+    the archive's note restores that run for it, so the job counts as final and does not
+    hold its teacher back from being restored (which a job to train would: the teacher would
+    train again for nothing)."""
+    import json
+
+    bench_of, again, runs, data, archive = _twin_bench(bench, tmp_path, monkeypatch)
     bench_of(JOBS)
     status, logs = bench_of([*JOBS, again])
     assert status["again"] == ("reused", "bevdistill-s0")
@@ -397,8 +406,8 @@ def test_retrain_apart_trains_again_what_learned_from_another_teacher_training(b
     # else; with it, the student needs the new teacher's checkpoint, so trains again too
     assert [j.name for j in restorable(JOBS, str(runs), str(archive), "synth_val")] == \
         ["baseline-s0", "bevdistill-s0"]
-    back, again, apart = plan_restore(JOBS, str(runs), str(archive), "synth_val",
-                                      same_trainings=True)
+    back, again, apart, _ = plan_restore(JOBS, str(runs), str(archive), "synth_val",
+                                         same_trainings=True)
     assert [j.name for j in back] == ["baseline-s0"] and again == []
     assert apart == {"bevdistill-s0": ["teacher"]}
     # restored earlier (a bench without the flag): the teacher trains, the student is kept
@@ -419,7 +428,7 @@ def test_retrain_apart_trains_again_what_learned_from_another_teacher_training(b
     # once all learned from one training, the flag keeps what is restored
     _new_machine(runs, data)
     assert plan_restore(JOBS, str(runs), str(archive), "synth_val", training=False,
-                        same_trainings=True) == (JOBS, [], {})
+                        same_trainings=True) == (JOBS, [], {}, [])
 
 
 def test_retrain_apart_follows_the_chain_and_reads_the_backbone_where_the_runs_are(tmp_path):
@@ -449,23 +458,52 @@ def test_retrain_apart_follows_the_chain_and_reads_the_backbone_where_the_runs_a
     _archived(archive, "labeldistill-s0", {"teacher": here, "label_encoder": [7, 7],
                                             bb: [len("pretrained"), 5]}, sig=sig)
     _archived(archive, "baseline-s0", {bb: [len("pretrained"), 5]}, sig=sig)
-    back, again, apart = plan_restore(jobs, str(runs), str(archive), "synth_val",
-                                      same_trainings=True)
+    back, again, apart, _ = plan_restore(jobs, str(runs), str(archive), "synth_val",
+                                         same_trainings=True)
     assert [j.name for j in back] == ["baseline-s0"] and again == []
     assert apart == {"label_encoder": ["teacher"], "labeldistill-s0": ["label_encoder"]}
     # the backbone made again: every camera run learned from another one
     os.utime(backbone, ns=(1, 6))
-    back, _, apart = plan_restore(jobs, str(runs), str(archive), "synth_val",
-                                  same_trainings=True)
+    back, _, apart, _ = plan_restore(jobs, str(runs), str(archive), "synth_val",
+                                     same_trainings=True)
     assert back == [] and apart["baseline-s0"] == [bb]
     assert apart["labeldistill-s0"] == ["label_encoder", bb]
-    # a run without recorded inputs cannot show what it learned from
+    # a run without recorded inputs, or that recorded no training of one, cannot show what it
+    # learned from
     (archive / "baseline-s0" / "bench_job.json").write_text(json.dumps({"signature": sig}))
     assert plan_restore(jobs, str(runs), str(archive), "synth_val",
                         same_trainings=True).apart["baseline-s0"] == ["inputs"]
+    (archive / "baseline-s0" / "bench_job.json").write_text(json.dumps(
+        {"signature": sig, "inputs": {bb: None}}))
+    os.remove(backbone)  # no backbone here either: None against None is no match
+    assert plan_restore(jobs, str(runs), str(archive), "synth_val",
+                        same_trainings=True).apart["baseline-s0"] == [bb]
 
 
-def test_retrain_apart_needs_an_archive(tmp_path):
+def test_retrain_apart_deletes_a_restored_twin_that_served_a_job_now_apart(bench, tmp_path,
+                                                                          monkeypatch):
+    """A twin restored earlier served ``again``; the teacher is trained again here since.
+    The flag deletes the twin (else the runner would find it and reuse it) and ``again``
+    trains in its own folder from the new teacher."""
+    bench_of, again, runs, data, archive = _twin_bench(bench, tmp_path, monkeypatch)
+    bench_of(JOBS)
+    bench_of([*JOBS, again])
+    _new_machine(runs, data)
+    jobs = [JOBS[0], again]
+    shutil.rmtree(os.path.join(archive, "teacher"))  # lost: it trains again here
+    restore(jobs, str(runs), archive)
+    assert bench_of(jobs)[0] == {"teacher": ("done", "teacher"),
+                                 "again": ("reused", "bevdistill-s0")}
+    said: list[str] = []
+    assert restore(jobs, str(runs), archive, log=said.append, same_trainings=True) == []
+    assert said == [f"[bench] not restored from {archive}, trained again: learned from another "
+                    f"training of what is named than {runs} holds: again (teacher); deleted "
+                    "the restored twin runs that served them: bevdistill-s0"]
+    assert not (runs / "bevdistill-s0").exists() and (runs / "teacher").is_dir()
+    assert bench_of(jobs)[0] == {"teacher": ("reused", "teacher"), "again": ("done", "again")}
+
+
+def test_retrain_apart_needs_an_archive_and_a_training(tmp_path):
     import pytest
 
     from bevkd.bench.command import run_bench
@@ -473,4 +511,7 @@ def test_retrain_apart_needs_an_archive(tmp_path):
 
     with pytest.raises(BevkdError, match="pass --archive too"):
         run_bench("tiny", str(tmp_path / "out"), str(tmp_path / "runs"), retrain_apart=True)
+    with pytest.raises(BevkdError, match="a report .--report-only. trains nothing"):
+        run_bench("tiny", str(tmp_path / "out"), str(tmp_path / "runs"), train=False,
+                  archive=str(tmp_path / "archive"), retrain_apart=True)
     assert not (tmp_path / "runs").exists()

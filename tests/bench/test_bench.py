@@ -1006,29 +1006,3 @@ def test_the_report_shows_whether_each_model_still_rose_at_its_end(tmp_path):
     assert "| baseline | 2 | 4: 3.0 · 8: 6.5 · 12: 6.0 | -0.5 in 4 epochs |" in md
     assert "| bevdistill |" not in md.split("Validation mAP during training")[1]
     assert "`tiny_convergence.png`" in md
-
-
-def test_the_convergence_plot_puts_teachers_and_students_apart(tmp_path, monkeypatch):
-    from bevkd.viz import bench
-
-    titles, lines = [], []
-    real_title, real_plot = bench.plt.Axes.set_title, bench.plt.Axes.plot
-    monkeypatch.setattr(bench.plt.Axes, "set_title",
-                        lambda self, t, *a, **k: (titles.append(t), real_title(self, t, *a, **k))[1])
-    monkeypatch.setattr(bench.plt.Axes, "plot",
-                        lambda self, x, y, *a, **k: (lines.append((k["label"], list(x), list(y))),
-                                                     real_plot(self, x, y, *a, **k))[1])
-    rows = [{"model": "teacher", "seeds": [0], "val_curve": [[[2, 0.1, 0.2], [6, 0.17, 0.3]]]},
-            {"model": "baseline", "seeds": [0, 1],
-             "val_curve": [[[4, 0.04, 0.2], [12, 0.07, 0.2]], []]}]
-    out = bench.convergence(rows, str(tmp_path / "conv.png"), "val")
-    assert titles == ["val: teachers", "val: camera students"]
-    assert lines == [("teacher (seed 0)", [2, 6], pytest.approx([10.0, 17.0])),
-                     ("baseline (seed 0)", [4, 12], pytest.approx([4.0, 7.0]))]
-    assert (tmp_path / "conv.png").stat().st_size > 10_000 and out.endswith("conv.png")
-    titles.clear()
-    bench.convergence(rows[1:], str(tmp_path / "students.png"), "val")  # one group: one panel
-    assert titles == ["val: models"]
-    with pytest.raises(ValueError, match="no row has validations"):
-        bench.convergence([{"model": "teacher", "seeds": [0], "val_curve": [[]]}],
-                          str(tmp_path / "none.png"), "val")

@@ -1,8 +1,10 @@
-"""The benchmark's BEV picture: confident boxes solid, else the best few dashed."""
+"""The benchmark's pictures: the BEV view (confident boxes solid, else the best few dashed), the
+mAP / NDS bars and validation mAP over the epochs."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from bevkd.structures.boxes import Boxes3D
@@ -58,3 +60,27 @@ def test_bars_put_the_students_on_their_own_scale_with_the_baseline_seed_range(t
     titles.clear()
     bench.bars(rows[:1], str(tmp_path / "teacher_only.png"), "t")  # no student: one panel
     assert titles == ["t"]
+
+
+def test_the_convergence_plot_puts_teachers_and_students_apart(tmp_path, monkeypatch):
+    titles, lines = [], []
+    real_title, real_plot = bench.plt.Axes.set_title, bench.plt.Axes.plot
+    monkeypatch.setattr(bench.plt.Axes, "set_title", lambda self, t, *a, **k: (
+        titles.append(t), real_title(self, t, *a, **k))[1])
+    monkeypatch.setattr(bench.plt.Axes, "plot",
+                        lambda self, x, y, *a, **k: (lines.append((k["label"], list(x), list(y))),
+                                                     real_plot(self, x, y, *a, **k))[1])
+    rows = [{"model": "teacher", "seeds": [0], "val_curve": [[[2, 0.1, 0.2], [6, 0.17, 0.3]]]},
+            {"model": "baseline", "seeds": [0, 1],
+             "val_curve": [[[4, 0.04, 0.2], [12, 0.07, 0.2]], []]}]
+    out = bench.convergence(rows, str(tmp_path / "conv.png"), "val")
+    assert titles == ["val: teachers", "val: camera students"]
+    assert lines == [("teacher (seed 0)", [2, 6], pytest.approx([10.0, 17.0])),
+                     ("baseline (seed 0)", [4, 12], pytest.approx([4.0, 7.0]))]
+    assert (tmp_path / "conv.png").stat().st_size > 10_000 and out.endswith("conv.png")
+    titles.clear()
+    bench.convergence(rows[1:], str(tmp_path / "students.png"), "val")  # one group: one panel
+    assert titles == ["val: models"]
+    with pytest.raises(ValueError, match="no row has validations"):
+        bench.convergence([{"model": "teacher", "seeds": [0], "val_curve": [[]]}],
+                          str(tmp_path / "none.png"), "val")
