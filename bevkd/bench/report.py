@@ -103,20 +103,21 @@ def val_curve(run: str) -> list[list[float]]:
 
 
 def convergence(r: dict[str, Any]) -> dict[str, Any] | None:
-    """Where a row's validation mAP stood at each validated epoch (the mean over its seeds,
-    those that validated the same epochs as its first) and how much it still rose over the
-    last interval: ``{"epochs", "mAP", "seeds", "last_rise", "interval"}``; None with fewer
-    than two validations. A model still rising at its end may gain from more epochs, and its
-    final mAP depends on where training stopped (part of that rise can be the learning rate's
-    decay to its end, which a longer run also ends with)."""
-    curves = [c for c in r.get("val_curve") or [] if len(c) >= 2]
+    """Where a row's validation mAP stood at each epoch every one of its seeds validated (the
+    mean over the seeds; a run resumed across a lost log may miss one) and how much it still
+    rose over the last interval: ``{"epochs", "mAP", "seeds", "last_rise", "interval"}``;
+    None with fewer than two such epochs. A model still rising at its end may gain from more
+    epochs, and its final mAP depends on where training stopped (part of that rise can be
+    the learning rate's decay to its end, which a longer run also ends with)."""
+    curves = [{p[0]: p[1] for p in c} for c in r.get("val_curve") or [] if c]
     if not curves:
         return None
-    epochs = [c[0] for c in curves[0]]
-    same = [c for c in curves if [p[0] for p in c] == epochs]
-    mAP = np.mean([[p[1] for p in c] for c in same], axis=0)
-    return {"epochs": epochs, "mAP": [float(v) for v in mAP], "seeds": len(same),
-            "last_rise": float(mAP[-1] - mAP[-2]), "interval": epochs[-1] - epochs[-2]}
+    epochs = sorted(set.intersection(*(set(c) for c in curves)))
+    if len(epochs) < 2:
+        return None
+    mAP = [float(np.mean([c[e] for c in curves])) for e in epochs]
+    return {"epochs": epochs, "mAP": mAP, "seeds": len(curves),
+            "last_rise": mAP[-1] - mAP[-2], "interval": epochs[-1] - epochs[-2]}
 
 
 def summed_sources(runs: list[dict[str, dict[str, int]]]) -> dict[str, dict[str, int]]:
@@ -552,8 +553,8 @@ def _convergence_lines(rows: list[dict[str, Any]], preset: str) -> list[str]:
     found = [(model, c) for model, c in found if c is not None]
     if not found:
         return []
-    lines = ["", "Validation mAP during training (percent, after each validated epoch; the "
-             "mean of the seeds that validated the same epochs) and its rise over the last "
+    lines = ["", "Validation mAP during training (percent, the mean over seeds after each "
+             "epoch they all validated) and its rise over the last "
              "interval. A model still rising at its end may gain from more epochs, and its "
              "final mAP depends on where training stopped (part of a last rise can be the "
              "learning rate's decay to its end; a longer run tells). Plot: "

@@ -978,16 +978,18 @@ def _val_log(run, validations: list[tuple[int, float, float]]) -> None:
 
 
 def test_the_report_shows_whether_each_model_still_rose_at_its_end(tmp_path):
-    """The validations during training: per run as logged, per row the mean of the seeds
-    that validated the same epochs, with the last interval's rise; a row without two
-    validations has no line."""
+    """The validations during training: per run as logged, per row the mean over the seeds
+    at each epoch all of them validated, with the last interval's rise; a row without two
+    such epochs has no line."""
     from bevkd.bench.report import convergence
 
-    jobs = {j.name: j for j in plan(2, ("bevdistill",), False, ())}
+    jobs = {j.name: j for j in plan(2, ("bevdistill", "labeldistill"), False, ())}
     results = {}
     for name, vals in {"teacher": [(1, 0.10, 0.2), (3, 0.145, 0.25), (5, 0.173, 0.27)],
                        "baseline-s0": [(3, 0.04, 0.2), (7, 0.06, 0.21), (11, 0.07, 0.22)],
                        "baseline-s1": [(3, 0.02, 0.2), (7, 0.07, 0.21), (11, 0.05, 0.22)],
+                       "labeldistill-s0": [(3, 0.03, 0.2), (11, 0.09, 0.23)],  # lost epoch 8
+                       "labeldistill-s1": [(3, 0.05, 0.2), (7, 0.06, 0.21), (11, 0.07, 0.22)],
                        "bevdistill-s0": [(11, 0.08, 0.23)]}.items():
         run = _fake_run(tmp_path, name, vals[-1][1], vals[-1][2], 1.0)
         _val_log(tmp_path / name, vals)
@@ -1001,6 +1003,10 @@ def test_the_report_shows_whether_each_model_still_rose_at_its_end(tmp_path):
     assert base["mAP"] == pytest.approx([0.03, 0.065, 0.06]) and base["seeds"] == 2
     assert base["last_rise"] == pytest.approx(-0.005) and base["interval"] == 4
     assert convergence(rows["bevdistill"]) is None  # one validation: no rise to tell
+    # a seed that misses a validation leaves that epoch out of the row, not the seed
+    ld = convergence(rows["labeldistill"])
+    assert ld["epochs"] == [4, 12] and ld["seeds"] == 2
+    assert ld["mAP"] == pytest.approx([0.04, 0.08]) and ld["interval"] == 8
     md = markdown(list(rows.values()), "tiny", "abc", "bevkd bench", 2)
     assert "| teacher | 1 | 2: 10.0 · 4: 14.5 · 6: 17.3 | +2.8 in 2 epochs |" in md
     assert "| baseline | 2 | 4: 3.0 · 8: 6.5 · 12: 6.0 | -0.5 in 4 epochs |" in md
