@@ -36,6 +36,12 @@ ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "asd_no_smoothing": ("asd", ("distill.methods.0.args.smooth_kernel=1",)),
     "asd_smoothing_3x3": ("asd", ("distill.methods.0.args.smooth_kernel=3",)),
     "asd_no_fusion_path": ("asd", ("distill.methods.0.args.fusion_weight=0.0",)),
+    # ASD's two halves apart, to tell which one its result comes from: the adaptive-smooth
+    # feature terms alone, and the soft-weighted response alone
+    "asd_features_only": ("asd", ("distill.methods.0.args.response_heatmap_weight=0.0",
+                                  "distill.methods.0.args.response_reg_weight=0.0")),
+    "asd_response_only": ("asd", ("distill.methods.0.args.sim_weight=0.0",
+                                  "distill.methods.0.args.fusion_weight=0.0")),
     "asd_gamma0": ("asd", ("distill.methods.0.args.gamma=0.0",)),
     "asd_box_mask": ("asd", ("distill.methods.0.args.mask=box",)),
     "asd_lidar_response": ("asd", ("distill.methods.0.args.response_teacher=lidar",)),

@@ -108,6 +108,12 @@ def test_every_open_asd_choice_has_an_ablation_row():
     assert ablated <= set(inspect.signature(ASD.__init__).parameters)
     # the batch-statistics row turns the smoothing on: with kernel 1 α weighs two equal terms
     assert "distill.methods.0.args.smooth_kernel=3" in ABLATIONS["asd_alpha_batch"][1]
+    # and its two halves each switched off: every feature weight, every response weight
+    weights = {n for n in inspect.signature(ASD.__init__).parameters if n.endswith("_weight")}
+    zeroed = {n: {s.split("=")[0].rsplit(".", 1)[1] for s in ABLATIONS[n][1]
+                  if s.endswith("=0.0")} for n in ("asd_features_only", "asd_response_only")}
+    assert zeroed["asd_features_only"] | zeroed["asd_response_only"] == weights
+    assert zeroed["asd_features_only"] == {w for w in weights if w.startswith("response_")}
 
 
 def test_an_ablation_that_sets_its_methods_own_value_gets_no_row():
