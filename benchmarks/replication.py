@@ -27,8 +27,9 @@ import sys
 import numpy as np
 
 from _results import HERE, save
+from bevkd.bench.report import learned_from
 from bevkd.bench.runner import JOB_FILE, portable, rebased, roots
-from bevkd.provenance import git_commit
+from bevkd.provenance import git_commit, machine_label
 
 VAL = "synth_val"
 REPO = os.path.dirname(HERE)
@@ -48,11 +49,6 @@ def _at(commit: str | None, path: str) -> dict | None:
     return json.loads(done.stdout) if done.returncode == 0 else None
 
 
-def _cpu(meta: dict | None) -> str:
-    m = (meta or {}).get("machine") or {}
-    return f"{m.get('cpu', '?')} {m.get('cpu_id', '')}".strip()
-
-
 def _same_command(a: dict | None, b: dict | None) -> bool:
     """Two job records name one command, their runs and data folders read as the same."""
     sa, sb = (a or {}).get("signature"), (b or {}).get("signature")
@@ -60,11 +56,6 @@ def _same_command(a: dict | None, b: dict | None) -> bool:
     if ra is None or rb is None:
         return False
     return portable(rebased(sa, list(zip(ra, rb)))) == portable(sb)
-
-
-def _learned(record: dict | None) -> dict:
-    """What a run read besides the data: ``{need or override: stamp}``."""
-    return {k: v for k, v in ((record or {}).get("inputs") or {}).items() if k != "data"}
 
 
 def pairs(archive: str, befores: list[str]) -> list[dict]:
@@ -87,10 +78,12 @@ def pairs(archive: str, befores: list[str]) -> list[dict]:
         out.append({
             "job": name, "commit": before,
             "before": {"mAP": old_m["mean_ap"], "NDS": old_m["nd_score"],
-                       "machine": _cpu(_at(before, f"{base}/meta.json"))},
+                       "machine": machine_label(
+                           (_at(before, f"{base}/meta.json") or {}).get("machine"))},
             "now": {"mAP": now_m["mean_ap"], "NDS": now_m["nd_score"],
-                    "machine": _cpu(_at(None, f"{base}/meta.json"))},
-            "same_inputs": _learned(old_j) == _learned(now_j),
+                    "machine": machine_label(
+                           (_at(None, f"{base}/meta.json") or {}).get("machine"))},
+            "same_inputs": learned_from(old_j) == learned_from(now_j),
         })
     return out
 

@@ -196,10 +196,11 @@ def plan_restore(jobs: list[Job], runs: str, archive: str, val_split: str,
 
     def made_now(name: str) -> list[int] | None:  # the training of ``name`` read here
         if name in held:
-            return made(read_record(folder(by_name[name])), folder(by_name[name]))
-        there = os.path.join(runs, name)  # its own training, else one still to do
-        if weightless(there) or not is_finished(there, val_split):
-            return None
+            there = folder(by_name[name])
+        else:
+            there = os.path.join(runs, name)  # its own training, else one still to do
+            if weightless(there) or not is_finished(there, val_split):
+                return None
         return made(read_record(there), there)
 
     apart: dict[str, list[str]] = {}
