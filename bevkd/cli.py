@@ -295,7 +295,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                         "the pretrained backbone than the --runs folder holds (e.g. teachers "
                         "trained on a machine since lost), so that the table is one set of "
                         "trainings; on a new machine, where the backbone is pretrained "
-                        "again, that is the whole bench, teachers included")
+                        "again, that is the whole bench, teachers included, unless the archive "
+                        "notes that they were trained again there and reproduced their "
+                        "archived trainings step for step (ARCHIVE/reproduced.json: a first "
+                        "bench without the flag notes it, on a machine of the kind that "
+                        "trained them)")
     p.set_defaults(func=_cmd_bench)
 
 

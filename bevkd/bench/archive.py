@@ -15,9 +15,13 @@ not hold but the archive holds finished: the folder is copied back, marked by
 training still to do needs (a teacher, the label encoder) is not restored but trained again,
 and students restored beside it then learned from an earlier training of it: a restored run's
 inputs are compared by what survives a new machine (the dataset tables' names and sizes), not
-by the checkpoints' identities, and the table names the restored runs. Its step time and
-latency, which depend on the network and not on its weights, are timed on the network its
-config builds (:func:`timing_model`); the BEV picture draws only models with a checkpoint.
+by the checkpoints' identities, and the table names the restored runs, unless the teacher
+trained again reproduced the archived training: then :func:`archive_run` notes that the two
+are one training (:mod:`~bevkd.bench.reproduced`; on a machine of the same kind a CPU training
+repeats to the bit) and the restored runs learned from what the runs folder holds. Its step
+time and latency, which depend on the network and not on its weights, are timed on the
+network its config builds (:func:`timing_model`); the BEV picture draws only models with a
+checkpoint.
 
 A job that another finished run of the same command served (a twin,
 :func:`~bevkd.bench.runner.twin`) has no run of its own: the archive keeps the twin under its
@@ -39,6 +43,7 @@ import time
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from ..fileio import write_json
+from .reproduced import FILE as REPRODUCED, Reproduced, note_if_reproduced
 from .runner import (JOB_FILE, RESTORED, file_stamp, has_checkpoint, is_finished,
                      is_restored, made, read_record, rebased, roots, set_values, weightless)
 
@@ -60,11 +65,17 @@ SERVED_BY = "served_by.json"
 def archive_run(run: str, archive: str) -> str:
     """Copy ``run`` (without :data:`LEFT_OUT`) to ``ARCHIVE/<run's folder name>``, replacing
     an older copy as one step (never half a copy under the final name; a copy stopped between
-    its two renames is found again as ``.old``). Returns the copy."""
+    its two renames is found again as ``.old``). Where the older copy is the same training
+    made before (:func:`~bevkd.bench.reproduced.note_if_reproduced`), the runs folder and the
+    archive note that its stamps and the new ones name one training. Returns the copy."""
     dest = os.path.join(archive, os.path.basename(os.path.normpath(run)))
     tmp, old = f"{dest}.tmp", f"{dest}.old"
     if not os.path.isdir(dest) and os.path.isdir(old):
         os.replace(old, dest)
+    notes = note_if_reproduced(run, dest) if os.path.isdir(dest) else None
+    if notes is not None:
+        notes.save(os.path.dirname(os.path.abspath(run)))
+        notes.save(archive)
     for path in (tmp, old):
         shutil.rmtree(path, ignore_errors=True)
     os.makedirs(archive, exist_ok=True)
@@ -127,13 +138,16 @@ class RestorePlan(NamedTuple):
 
 
 def learned_apart(folder: str, job: Job, runs: str,
-                  made_now: Callable[[str], list[int] | None]) -> list[str]:
+                  made_now: Callable[[str], list[int] | None],
+                  notes: Reproduced | None = None) -> list[str]:
     """What the finished run ``folder`` (``job``'s, or the twin that served it) read that is
     not what it would read in ``runs``: each run of ``job.needs`` whose training it learned
     from (its recorded ``inputs`` stamp) is not ``made_now(need)``, and each file an override
     names (the pretrained backbone, read at its place under ``runs``) whose stamp differs.
     The dataset is not among them (a restored run's tables are checked by name and size,
-    :func:`~bevkd.bench.runner.lasting`). A run that recorded no inputs cannot show it
+    :func:`~bevkd.bench.runner.lasting`). Two stamps that ``notes`` name one training (a
+    teacher trained again here that reproduced the archived training,
+    :mod:`~bevkd.bench.reproduced`) are the same. A run that recorded no inputs cannot show it
     learned from these trainings: ``["inputs"]``."""
     record = read_record(folder)
     recorded = record.get("inputs")
@@ -150,7 +164,7 @@ def learned_apart(folder: str, job: Job, runs: str,
             continue
         now = made_now(key) if key in job.needs else (
             file_stamp(files[key]) if key in files else None)
-        if stamp is None or now != stamp:  # a run that read no training cannot show which
+        if not (notes or Reproduced()).same(key, now, stamp):  # None (read none) is no match
             out.append(key)
     return out
 
@@ -177,7 +191,9 @@ def plan_restore(jobs: list[Job], runs: str, archive: str, val_split: str,
     version control keeps the old one). A twin restored earlier that served only such jobs
     is deleted too (``stale_twins``). On a new machine the pretrained backbone is made again
     after this plan, so every camera run is apart, and the teachers they need train again:
-    the whole bench."""
+    the whole bench, unless the runs folder or the archive notes that the teachers trained
+    again reproduced the archived trainings (:mod:`~bevkd.bench.reproduced`)."""
+    notes = Reproduced.load(runs, archive)
     every = [*jobs, *(j for j in optional if j.name not in {k.name for k in jobs})]
     def run(j):
         return os.path.join(runs, j.name)
@@ -208,7 +224,7 @@ def plan_restore(jobs: list[Job], runs: str, archive: str, val_split: str,
     while changed:
         changed = False
         if same_trainings:
-            now = {n: learned_apart(folder(by_name[n]), by_name[n], runs, made_now)
+            now = {n: learned_apart(folder(by_name[n]), by_name[n], runs, made_now, notes)
                    for n in sorted(held)}
             now = {n: keys for n, keys in now.items() if keys}
             apart.update(now)
@@ -221,7 +237,7 @@ def plan_restore(jobs: list[Job], runs: str, archive: str, val_split: str,
             held -= needed
             changed = changed or bool(needed)
     # each named by what it read apart from the final plan (a need found apart later, too)
-    apart = {n: learned_apart(folder(by_name[n]), by_name[n], runs, made_now) or keys
+    apart = {n: learned_apart(folder(by_name[n]), by_name[n], runs, made_now, notes) or keys
              for n, keys in apart.items()}
     retrain = [j for j in every if j.name in kept and j.name not in held]
     # a twin restored earlier that served a job now apart, and serves no job kept: else the
@@ -243,6 +259,8 @@ def restore(jobs: list[Job], runs: str, archive: str, val_split: str = "synth_va
     The caller holds the runs folder's lock."""
     back, again, apart, stale = plan_restore(jobs, runs, archive, val_split, training,
                                              optional, same_trainings)
+    if os.path.isfile(os.path.join(archive, REPRODUCED)):  # the archive's notes, for the report
+        Reproduced.load(archive).save(runs)
     for name in [*(j.name for j in again), *stale]:
         shutil.rmtree(os.path.join(runs, name))
     needed = [j.name for j in again if j.name not in apart]

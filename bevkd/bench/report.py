@@ -19,6 +19,7 @@ import numpy as np
 from ..eval.confusion import CONFUSION_FILE, other_classes
 from ..structures.classes import DETECTION_CLASSES
 from .plan import ABLATIONS, METHODS
+from .reproduced import Reproduced
 from .runner import JOB_FILE, JobResult, made
 
 TP_KEYS = ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err")
@@ -47,6 +48,9 @@ def collect(results: dict[str, JobResult], val_split: str,
     ``train_step_time_ratio``."""
     by_model: dict[str, list[tuple]] = defaultdict(list)
     sources: dict[str, list[dict]] = defaultdict(list)
+    # a training made again that reproduced an earlier one is named by the earlier's stamp
+    notes = Reproduced.load(*sorted({os.path.dirname(os.path.abspath(r.run))
+                                     for r in results.values()}))
     for res in sorted(results.values(), key=lambda r: r.job.seed):
         if res.status not in ("done", "reused"):
             continue
@@ -54,8 +58,11 @@ def collect(results: dict[str, JobResult], val_split: str,
         timing = _load(os.path.join(res.run, "timing.json")) or {}
         if metrics is not None:
             job = _load(os.path.join(res.run, JOB_FILE))
-            by_model[res.job.model].append((metrics, timing, res.job.seed, learned_from(job),
-                                            made(job, res.run), val_curve(res.run)))
+            read = {k: notes.canonical(k, v) for k, v in learned_from(job).items()}
+            by_model[res.job.model].append((
+                metrics, timing, res.job.seed, read,
+                notes.canonical(os.path.basename(os.path.normpath(res.run)), made(job, res.run)),
+                val_curve(res.run)))
             found = _load(os.path.join(res.run, "eval", val_split, CONFUSION_FILE))
             if found is not None:  # runs evaluated before bevkd wrote it have none
                 sources[res.job.model].append(found)
