@@ -28,6 +28,7 @@ import numpy as np
 
 from _results import HERE, save
 from bevkd.bench.report import learned_from
+from bevkd.bench.reproduced import Reproduced
 from bevkd.bench.runner import JOB_FILE, portable, rebased, roots
 from bevkd.provenance import git_commit, machine_label
 
@@ -63,6 +64,11 @@ def pairs(archive: str, befores: list[str]) -> list[dict]:
     first where the two differ: another training), made there by the same command."""
     out = []
     rel = os.path.relpath(archive, REPO)
+    notes = Reproduced.load(archive)  # a teacher made again that reproduced is one training
+
+    def read(job: dict | None) -> dict:
+        return {k: notes.canonical(k, v) for k, v in learned_from(job).items()}
+
     for name in sorted(os.listdir(archive)):
         base = f"{rel}/{name}"
         now_m = _at(None, f"{base}/eval/{VAL}/metrics.json")
@@ -83,7 +89,7 @@ def pairs(archive: str, befores: list[str]) -> list[dict]:
             "now": {"mAP": now_m["mean_ap"], "NDS": now_m["nd_score"],
                     "machine": machine_label(
                            (_at(None, f"{base}/meta.json") or {}).get("machine"))},
-            "same_inputs": learned_from(old_j) == learned_from(now_j),
+            "same_inputs": read(old_j) == read(now_j),
         })
     return out
 

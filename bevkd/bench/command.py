@@ -17,6 +17,7 @@ from ..provenance import git_commit, machine_label
 from .plan import ABLATIONS, METHODS, Job, plan, redundant_ablations, with_rows
 from .report import ORDER, ablation_pairs, acceptance, collect, markdown
 from .archive import archive_run, archive_served, restore
+from .reproduced import FILE as REPRODUCED, Reproduced
 from .runner import NO_CAMERA, JobResult, has_checkpoint, is_finished, is_restored, run_jobs, \
     runs_lock
 
@@ -203,6 +204,14 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                          "which may have been trained again since; "
                          "step time and latency timed on the network their config builds, which "
                          "costs what the trained one does): " + ", ".join(back) + ".")
+        same = Reproduced.load(runs).classes
+        if same:
+            notes.append("Trainings made again that reproduced an earlier making step for step "
+                         "(the same fingerprint: every logged step, validation and metric; "
+                         f"`{REPRODUCED}` in the runs folder and the archive), so that the runs "
+                         "that read either making learned from one training and are marked as "
+                         "such: " + ", ".join(f"{k} ({' and '.join(str(len(g)) for g in gs)} "
+                                              "makings)" for k, gs in same.items()) + ".")
         if failed:
             notes.append(f"Failed or skipped runs: {', '.join(failed)}.")
         if missing:
@@ -240,7 +249,8 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                   "ablation_seeds": ablation_seeds,
                   "data": data, "pretrain_steps": spec.pretrain_steps,
                   "overrides": {r: list(s) for r, s in tuned.items()}, "run_commits": others,
-                  "served_by": served, "machines": machines, "restored": back, "rows": rows,
+                  "served_by": served, "machines": machines, "restored": back,
+                  "reproduced": same, "rows": rows,
                   "acceptance": acceptance(rows), "ablations": ablation_pairs(rows),
                   "failed": failed, "missing": missing}
         base = os.path.join(out, preset)

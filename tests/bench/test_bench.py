@@ -849,8 +849,11 @@ def test_a_report_reads_the_runs_an_archive_holds(tmp_path, monkeypatch):
     archive.mkdir()
     _fake_run(archive, "teacher", 0.60, 0.62, 1.0)
     _fake_run(archive, "bevdistill-s0", 0.30, 0.40, 1.5)
+    # the teacher made twice, the second reproducing the first (bevkd.bench.reproduced)
+    (archive / "reproduced.json").write_text(json.dumps({"teacher": [[[5, 1], [5, 2]]]}))
     res = command.run_bench("tiny", str(out), str(runs), str(data), 1, ("bevdistill",), False,
                             (), train=False, archive=str(archive))
+    assert res["reproduced"] == {"teacher": [[[5, 1], [5, 2]]]}
     assert [r["model"] for r in res["rows"]] == ["teacher", "bevdistill"]
     assert res["rows"][1]["mAP"] == [0.30]
     assert res["restored"] == ["teacher", "bevdistill-s0"] and res["missing"] == ["baseline-s0"]
@@ -860,7 +863,9 @@ def test_a_report_reads_the_runs_an_archive_holds(tmp_path, monkeypatch):
     assert ("The BEV picture (`tiny_bev.png`) is not drawn (it needs two models with "
             "weights): no finished run of teacher, bevdistill has its weights here.") in md
     assert not (out / "tiny_bev.png").exists()
-    assert sorted(os.listdir(runs)) == [".bench.lock", "bevdistill-s0", "teacher"]
+    assert "reproduced an earlier making step for step" in md and ": teacher (2 makings)." in md
+    assert sorted(os.listdir(runs)) == [".bench.lock", "bevdistill-s0", "reproduced.json",
+                                        "teacher"]
 
 
 def test_a_report_beside_a_running_bench_restores_nothing_into_its_folder(tmp_path,
