@@ -9,8 +9,8 @@ E.g. ``--before`` a commit from before `bevkd bench --retrain-apart` trained the
 of a lost machine again (and one from before the teachers were trained again, for theirs): each
 job is compared with its version at the first of them where it differs. Same command (compared
 with the runs and data folders each names read as one), same seed, same data: a CPU run
-reproduces to the digit on one machine, so what moves a result is the machine's arithmetic and
-what the run learned from. The difference between the two trainings of one job is noise the
+reproduces to the bit on one kind of machine, so what moves a result is the machine's arithmetic
+and what the run learned from. The difference between the two trainings of one job is noise the
 table's seed spread does not hold (each seed is trained once), and the difference of a method's
 gain over the baseline's run of the same seed, between the two, is how far a single seed's gain
 can be trusted. Writes ``benchmarks/<name>.md`` and ``.json``.
@@ -28,12 +28,18 @@ import numpy as np
 
 from _results import HERE, save
 from bevkd.bench.report import learned_from
-from bevkd.bench.reproduced import Reproduced
+from bevkd.bench.reproduced import NOT_MEASURED, Reproduced
 from bevkd.bench.runner import JOB_FILE, portable, rebased, roots
 from bevkd.provenance import git_commit, machine_label
 
 VAL = "synth_val"
 REPO = os.path.dirname(HERE)
+
+
+def _measured(metrics: dict | None) -> dict | None:
+    """What an evaluation measured (its duration left out)."""
+    return None if metrics is None else {k: v for k, v in metrics.items()
+                                         if k not in NOT_MEASURED}
 
 
 def _at(commit: str | None, path: str) -> dict | None:
@@ -73,7 +79,10 @@ def pairs(archive: str, befores: list[str]) -> list[dict]:
         base = f"{rel}/{name}"
         now_m = _at(None, f"{base}/eval/{VAL}/metrics.json")
         found = ((c, _at(c, f"{base}/eval/{VAL}/metrics.json")) for c in befores)
-        before, old_m = next(((c, m) for c, m in found if m is not None and m != now_m),
+        # another training measured something else (a training made again that reproduced,
+        # e.g. on a machine of the same kind, differs only in how long its evaluation took)
+        before, old_m = next(((c, m) for c, m in found
+                              if m is not None and _measured(m) != _measured(now_m)),
                              (None, None))
         if now_m is None or old_m is None:
             continue
@@ -170,8 +179,14 @@ def main() -> None:
                       f"{100 * summary['rms_delta_gain_mAP']:.2f} points, its sign flipping "
                       f"in {summary['gain_sign_flips']} of {len(paired)}"
                       if paired else "") + "."]
+    same = Reproduced.load(os.path.abspath(args.archive)).classes
+    if same:
+        lines += ["", "Trained again on a machine of the same kind and reproduced to the bit (the "
+                  "same loss at every logged step, the same metrics; the archive's "
+                  "`reproduced.json`): " + ", ".join(f"{k} ({len(g[0])} makings)"
+                                                      for k, g in same.items()) + "."]
     save(args.name, {"command": cmd, "commit": git_commit(), "before": befores, "pairs": found,
-                     "gains": paired, **summary}, lines)
+                     "gains": paired, "reproduced": same, **summary}, lines)
 
 
 if __name__ == "__main__":

@@ -137,7 +137,7 @@ def report(rows, seeds, wanted, found, args) -> None:
         f"{e['model']}-s{s} `{r}`" for e in out_rows for s, r in zip(e["seeds"], e["runs"]))
         + "."]
     if len(machines) > 1:
-        lines.append("Machines (a CPU run reproduces to the digit only on one machine): "
+        lines.append("Machines (a CPU run reproduces to the bit only on one kind of machine): "
                      + "; ".join(f"{m}: {', '.join(n)}" for m, n in machines.items()) + ".")
     missing = [f"{e['model']}-s{s}" for e in out_rows for s in e["missing"]]
     if missing:
