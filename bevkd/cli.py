@@ -271,6 +271,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated methods (default: all four)")
     p.add_argument("--no-composite", action="store_true")
     p.add_argument("--no-ablations", action="store_true")
+    p.add_argument("--ablations", default=None, metavar="NAME,...",
+                   help="the ablation rows of this table, trained in the order given (default: "
+                        "every one of bevkd.bench.plan.ABLATIONS, in its order), e.g. to train "
+                        "first the rows a cut-short bench would otherwise leave out")
     p.add_argument("--data", default=None,
                    help="SynthScenes folder; generated there (the preset's) where it holds none "
                         "yet (default: RUNS/synth)")
@@ -309,8 +313,16 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
     methods = tuple(m for m in args.methods.split(",") if m)
     runs = args.runs or os.path.join("runs", f"bench_{args.preset}")
+    if args.no_ablations and args.ablations is not None:
+        raise BevkdError("--no-ablations and --ablations contradict each other: pass one")
+    ablations = tuple(ABLATIONS) if args.ablations is None else tuple(
+        dict.fromkeys(a for a in args.ablations.split(",") if a))  # repeats dropped
+    unknown = [a for a in ablations if a not in ABLATIONS]
+    if unknown:
+        raise BevkdError(f"unknown ablation(s) {', '.join(unknown)}; choose from "
+                         f"{', '.join(ABLATIONS)}")
     result = run_bench(args.preset, args.out, runs, args.data, args.seeds, methods,
-                       not args.no_composite, () if args.no_ablations else tuple(ABLATIONS),
+                       not args.no_composite, () if args.no_ablations else ablations,
                        args.parallel, tuple(args.overrides), args.pretrain_steps,
                        not args.report_only, args.ablation_seeds, args.archive,
                        args.retrain_apart)

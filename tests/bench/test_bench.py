@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from bevkd.bench.plan import plan
+from bevkd.bench.plan import ABLATIONS, plan
 from bevkd.errors import BevkdError
 from bevkd.bench.report import ablation_pairs, collect, markdown
 from bevkd.bench.runner import JobResult, command, signature
@@ -96,7 +96,6 @@ def test_every_open_asd_choice_has_an_ablation_row():
     """DESIGN §4.4: every ASD choice the abstract leaves open is a parameter with its row."""
     import inspect
 
-    from bevkd.bench.plan import ABLATIONS
     from bevkd.distill.asd import ASD
 
     open_choices = {"smooth_kernel", "alpha_scope", "fusion_weight", "gamma", "mask",
@@ -768,7 +767,7 @@ def test_cli_passes_ablation_seeds_and_the_archive_to_the_bench(tmp_path, monkey
     def fake_run_bench(preset, out, runs, data, seeds, methods, composite, ablations, parallel,
                        extra, pretrain_steps, train, ablation_seeds, archive, retrain_apart):
         seen.update(seeds=seeds, ablation_seeds=ablation_seeds, train=train, archive=archive,
-                    retrain_apart=retrain_apart)
+                    retrain_apart=retrain_apart, ablations=ablations)
         os.makedirs(out, exist_ok=True)
         open(os.path.join(out, f"{preset}.md"), "w").write("table\n")
         return {"failed": []}
@@ -777,6 +776,7 @@ def test_cli_passes_ablation_seeds_and_the_archive_to_the_bench(tmp_path, monkey
     out = str(tmp_path / "out")
     assert cli.main(["bench", "--out", out, "--seeds", "3", "--ablation-seeds", "2",
                      "--report-only"]) == 0
+    assert seen.pop("ablations") == tuple(ABLATIONS)
     assert seen == {"seeds": 3, "ablation_seeds": 2, "train": False, "archive": None,
                     "retrain_apart": False}
     assert cli.main(["bench", "--out", out, "--archive", "keep", "--report-only"]) == 0
@@ -786,6 +786,15 @@ def test_cli_passes_ablation_seeds_and_the_archive_to_the_bench(tmp_path, monkey
     assert cli.main(["bench", "--out", out]) == 0 and seen["ablation_seeds"] is None
     with pytest.raises(SystemExit):  # argparse: "--ablation-seeds must be at least 1, got 0"
         cli.main(["bench", "--out", out, "--ablation-seeds", "0"])
+    # a chosen set of ablation rows trains in the order given, a repeat once
+    assert cli.main(["bench", "--out", out, "--ablations",
+                     "dualdistill_T0.1,asd_gamma0,dualdistill_T0.1"]) == 0
+    assert seen["ablations"] == ("dualdistill_T0.1", "asd_gamma0")
+    assert cli.main(["bench", "--out", out, "--no-ablations"]) == 0 and seen["ablations"] == ()
+    seen.clear()
+    assert cli.main(["bench", "--out", out, "--ablations", "asd_gama0"]) == 2  # a typo
+    assert cli.main(["bench", "--out", out, "--no-ablations", "--ablations", "asd_gamma0"]) == 2
+    assert seen == {}  # neither reached the bench
 
 
 def test_a_row_adopting_an_ablations_setting_reads_that_ablations_run(tmp_path):
