@@ -414,7 +414,10 @@ def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str,
         convergence(main, base + "_convergence.png", "validation mAP during training")
     ok = {n for n, r in results.items() if r.status in ("done", "reused")}
     _curves(results, ok, base + "_curves.png")
-    if len(picks) >= 2:
+    if len(picks) < 2:  # not drawn: no picture of an earlier table's models stays beside it
+        if os.path.exists(base + "_bev.png"):
+            os.remove(base + "_bev.png")
+    else:
         import torch
 
         from ..data.nuscenes import NuScenesDataset
@@ -443,22 +446,30 @@ def bev_picks(results: dict[str, JobResult]) -> tuple[dict[str, str], list[str]]
     has its weights, the lowest seed first: a run restored from an archive has none, so on a
     machine that trained only part of the bench the picture takes another seed, or leaves the
     model out and says so. The distilled panel is the composite, else the first method with a
-    finished run."""
+    finished run that has its weights (the composite, else the first method; one preferred to
+    it that has finished runs without weights is named in ``undrawn``)."""
     finished = sorted((r.job.seed, n) for n, r in results.items()
                       if r.status in ("done", "reused"))
 
     def seeds(model: str) -> list[str]:  # the model's finished runs, lowest seed first
         return [n for _, n in finished if results[n].job.model == model]
 
-    distilled = next((m for m in ("composite", *METHODS) if seeds(m)), None)
+    def weighted(model: str) -> str | None:  # its lowest seed with weights
+        return next((n for n in seeds(model) if has_checkpoint(results[n].run)), None)
+
+    finished_distilled = [m for m in ("composite", *METHODS) if seeds(m)]
+    distilled = next((m for m in finished_distilled if weighted(m)), None)
     picks, undrawn = {}, []
-    for model in ("teacher", "baseline", distilled):
-        runs = seeds(model) if model else []
-        drawn = next((n for n in runs if has_checkpoint(results[n].run)), None)
-        if drawn:
-            picks[drawn] = results[drawn].run
-        elif runs:
+    for model in ("teacher", "baseline"):
+        if weighted(model):
+            picks[weighted(model)] = results[weighted(model)].run
+        elif seeds(model):
             undrawn.append(model)
+    # the distilled models preferred to the one drawn, whose runs here have no weights
+    undrawn += finished_distilled[:finished_distilled.index(distilled)] if distilled else \
+        finished_distilled[:1]
+    if distilled:
+        picks[weighted(distilled)] = results[weighted(distilled)].run
     return picks, undrawn
 
 

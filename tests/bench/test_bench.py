@@ -680,6 +680,13 @@ def test_bev_picture_draws_the_lowest_seed_with_weights_and_names_what_it_cannot
     picks, undrawn = command.bev_picks(results(
         every, {"composite-s0": "failed", "composite-s1": "missing"}))
     assert list(picks) == ["teacher", "baseline-s0", "asd-s0"] and undrawn == []
+    # the composite restored without weights on every seed: a method that has them is drawn
+    # in its place, and the composite named
+    picks, undrawn = command.bev_picks(results({"teacher", "baseline-s1", "asd-s0"}))
+    assert list(picks) == ["teacher", "baseline-s1", "asd-s0"] and undrawn == ["composite"]
+    # no distilled run with weights at all: the preferred one is named
+    picks, undrawn = command.bev_picks(results({"teacher", "baseline-s1"}))
+    assert list(picks) == ["teacher", "baseline-s1"] and undrawn == ["composite"]
 
 
 def test_ablations_are_paired_with_their_methods_run_of_the_same_seed(tmp_path):
@@ -860,6 +867,8 @@ def test_a_report_reads_the_runs_an_archive_holds(tmp_path, monkeypatch):
     _fake_run(archive, "bevdistill-s0", 0.30, 0.40, 1.5)
     # the teacher made twice, the second reproducing the first (bevkd.bench.reproduced)
     (archive / "reproduced.json").write_text(json.dumps({"teacher": [[[5, 1], [5, 2]]]}))
+    out.mkdir()  # an earlier table's picture, of other models, is not left beside this one
+    (out / "tiny_bev.png").write_bytes(b"an earlier table's")
     res = command.run_bench("tiny", str(out), str(runs), str(data), 1, ("bevdistill",), False,
                             (), train=False, archive=str(archive))
     assert res["reproduced"] == {"teacher": [[[5, 1], [5, 2]]]}
