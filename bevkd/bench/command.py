@@ -238,7 +238,8 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
             notes.append("Jobs served by another run of the same command but for its folder (same "
                          "inputs, same resolved config): " + ", ".join(
                              f"{n} by {o}" for n, o in served.items()) + ".")
-        picks, undrawn = bev_picks(results)
+        picks, undrawn = bev_picks(results, {r["model"]: sum(r["mAP"]) / len(r["mAP"])
+                                             for r in rows})
         if undrawn:  # a run restored from an archive has no weights to draw with
             drawn = (f"draws {', '.join(picks)}" if len(picks) >= 2 else
                      "is not drawn (it needs two models with weights)")
@@ -439,15 +440,17 @@ def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str,
             bev_predictions(wrapped, None, info.gt_boxes, info.gt_labels, base + "_bev.png")
 
 
-def bev_picks(results: dict[str, JobResult]) -> tuple[dict[str, str], list[str]]:
+def bev_picks(results: dict[str, JobResult], mean_map: dict[str, float] | None = None
+              ) -> tuple[dict[str, str], list[str]]:
     """``(picks, undrawn)`` for the BEV picture of teacher vs baseline vs distilled student:
     ``picks`` maps a panel's title (``teacher``, ``baseline-s0``, ``composite-s0``) to the run
     it draws, ``undrawn`` names the models it cannot draw. Every finished run qualifies that
     has its weights, the lowest seed first: a run restored from an archive has none, so on a
     machine that trained only part of the bench the picture takes another seed, or leaves the
-    model out and says so. The distilled panel is the composite, else the first method with a
-    finished run that has its weights (the composite, else the first method; one preferred to
-    it that has finished runs without weights is named in ``undrawn``)."""
+    model out and says so. The distilled panel is the first model with a finished run that has
+    its weights: the composite, else the method of the best mean mAP in
+    ``mean_map`` (model -> the table's mean mAP; without it, the first of ``METHODS``). One
+    preferred to it whose finished runs here have no weights is named in ``undrawn``."""
     finished = sorted((r.job.seed, n) for n, r in results.items()
                       if r.status in ("done", "reused"))
 
@@ -457,7 +460,8 @@ def bev_picks(results: dict[str, JobResult]) -> tuple[dict[str, str], list[str]]
     def weighted(model: str) -> str | None:  # its lowest seed with weights
         return next((n for n in seeds(model) if has_checkpoint(results[n].run)), None)
 
-    finished_distilled = [m for m in ("composite", *METHODS) if seeds(m)]
+    methods = sorted(METHODS, key=lambda m: -(mean_map or {}).get(m, 0.0))  # stable: ties keep
+    finished_distilled = [m for m in ("composite", *methods) if seeds(m)]
     distilled = next((m for m in finished_distilled if weighted(m)), None)
     picks, undrawn = {}, []
     for model in ("teacher", "baseline"):

@@ -652,10 +652,10 @@ def test_bev_picture_draws_the_lowest_seed_with_weights_and_names_what_it_cannot
     from bevkd.bench import command
     from bevkd.bench.plan import Job
 
-    def results(weights: set[str], status: dict[str, str] | None = None):
+    def results(weights: set[str], status: dict[str, str] | None = None, more=()):
         out, root = {}, tmp_path / str(len(list(tmp_path.iterdir())))
         for name in ("teacher", "baseline-s0", "baseline-s1", "asd-s0", "composite-s0",
-                     "composite-s1", "composite_response_bbox-s0"):
+                     "composite-s1", "composite_response_bbox-s0", *more):
             run = root / name
             if name in weights:
                 (run / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -684,6 +684,19 @@ def test_bev_picture_draws_the_lowest_seed_with_weights_and_names_what_it_cannot
     # in its place, and the composite named
     picks, undrawn = command.bev_picks(results({"teacher", "baseline-s1", "asd-s0"}))
     assert list(picks) == ["teacher", "baseline-s1", "asd-s0"] and undrawn == ["composite"]
+    # ... the method of the best mean mAP in the table among those with weights (without the
+    # table's means, the first of METHODS)
+    weights = {"teacher", "baseline-s1", "asd-s0", "bevdistill-s0"}
+    for means, drawn in (({"asd": 0.05, "bevdistill": 0.09, "composite": 0.12}, "bevdistill-s0"),
+                         ({"asd": 0.09, "bevdistill": 0.05, "composite": 0.12}, "asd-s0"),
+                         (None, "bevdistill-s0")):
+        picks, undrawn = command.bev_picks(results(weights, more=("bevdistill-s0",)), means)
+        assert list(picks) == ["teacher", "baseline-s1", drawn] and undrawn == ["composite"]
+    # a better method without weights here is named beside the composite
+    picks, undrawn = command.bev_picks(results({"teacher", "baseline-s1", "asd-s0"},
+                                               more=("bevdistill-s0",)),
+                                       {"asd": 0.05, "bevdistill": 0.09})
+    assert list(picks)[-1] == "asd-s0" and undrawn == ["composite", "bevdistill"]
     # no distilled run with weights at all: the preferred one is named
     picks, undrawn = command.bev_picks(results({"teacher", "baseline-s1"}))
     assert list(picks) == ["teacher", "baseline-s1"] and undrawn == ["composite"]
