@@ -460,7 +460,7 @@ def bev_picks(results: dict[str, JobResult], mean_map: dict[str, float] | None =
     def weighted(model: str) -> str | None:  # its lowest seed with weights
         return next((n for n in seeds(model) if has_checkpoint(results[n].run)), None)
 
-    methods = sorted(METHODS, key=lambda m: -(mean_map or {}).get(m, 0.0))  # stable: ties keep
+    methods = sorted(METHODS, key=lambda m: -(mean_map or {}).get(m, 0.0))  # ties: METHODS order
     finished_distilled = [m for m in ("composite", *methods) if seeds(m)]
     distilled = next((m for m in finished_distilled if weighted(m)), None)
     picks, undrawn = {}, []
