@@ -462,18 +462,21 @@ def bev_picks(results: dict[str, JobResult], mean_map: dict[str, float] | None =
 
     methods = sorted(METHODS, key=lambda m: -(mean_map or {}).get(m, 0.0))  # ties: METHODS order
     finished_distilled = [m for m in ("composite", *methods) if seeds(m)]
-    distilled = next((m for m in finished_distilled if weighted(m)), None)
+    # the first with weights, and the distilled models preferred to it, whose runs here have none
+    distilled = next(((i, run) for i, m in enumerate(finished_distilled)
+                      if (run := weighted(m))), None)
     picks, undrawn = {}, []
     for model in ("teacher", "baseline"):
-        if weighted(model):
-            picks[weighted(model)] = results[weighted(model)].run
+        if run := weighted(model):
+            picks[run] = results[run].run
         elif seeds(model):
             undrawn.append(model)
-    # the distilled models preferred to the one drawn, whose runs here have no weights
-    undrawn += finished_distilled[:finished_distilled.index(distilled)] if distilled else \
-        finished_distilled[:1]
     if distilled:
-        picks[weighted(distilled)] = results[weighted(distilled)].run
+        i, run = distilled
+        undrawn += finished_distilled[:i]
+        picks[run] = results[run].run
+    else:
+        undrawn += finished_distilled[:1]
     return picks, undrawn
 
 
