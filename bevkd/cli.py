@@ -309,7 +309,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_bench(args: argparse.Namespace) -> None:
     from .bench.command import run_bench
-    from .bench.plan import ABLATIONS
+    from .bench.plan import ABLATIONS, check_ablations
 
     methods = tuple(m for m in args.methods.split(",") if m)
     runs = args.runs or os.path.join("runs", f"bench_{args.preset}")
@@ -317,10 +317,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         raise BevkdError("--no-ablations and --ablations contradict each other: pass one")
     ablations = tuple(ABLATIONS) if args.ablations is None else tuple(
         dict.fromkeys(a for a in args.ablations.split(",") if a))  # repeats dropped
-    unknown = [a for a in ablations if a not in ABLATIONS]
-    if unknown:
-        raise BevkdError(f"unknown ablation(s) {', '.join(unknown)}; choose from "
-                         f"{', '.join(ABLATIONS)}")
+    check_ablations(ablations)  # before anything starts (run_bench checks again, for Python)
     result = run_bench(args.preset, args.out, runs, args.data, args.seeds, methods,
                        not args.no_composite, () if args.no_ablations else ablations,
                        args.parallel, tuple(args.overrides), args.pretrain_steps,

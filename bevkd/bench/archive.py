@@ -7,7 +7,7 @@ each finished run what its row of the table is made of and what says how it was 
 config, command and inputs (``bench_job.json``), provenance (``meta.json``), timing, training
 logs (the loss curves, as CSV) and evaluations' metrics, about 100 KB per run, small enough
 to commit beside the table. It leaves out the checkpoints, the detections (``results.json``)
-and the console log.
+but for those of the BEV picture's sample, and the console log.
 
 A later bench given the same archive **restores** each planned job that its runs folder does
 not hold but the archive holds finished: the folder is copied back, marked by
@@ -20,8 +20,8 @@ trained again reproduced the archived training: then :func:`archive_run` notes t
 are one training (:mod:`~bevkd.bench.reproduced`; on a machine of the same kind a CPU training
 repeats to the bit) and the restored runs learned from what the runs folder holds. Its step
 time and latency, which depend on the network and not on its weights, are timed on the
-network its config builds (:func:`timing_model`); the BEV picture draws only models with a
-checkpoint.
+network its config builds (:func:`timing_model`); the BEV picture draws the copy the archive
+keeps of the run's detections on the picture's sample (:mod:`~bevkd.bench.picture`).
 
 A job that another finished run of the same command served (a twin,
 :func:`~bevkd.bench.runner.twin`) has no run of its own: the archive keeps the twin under its
@@ -43,6 +43,7 @@ import time
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from ..fileio import write_json
+from .picture import keep_sample
 from .reproduced import FILE as REPRODUCED, Reproduced, note_if_reproduced
 from .runner import (JOB_FILE, RESTORED, file_stamp, has_checkpoint, is_finished,
                      is_restored, made, read_record, rebased, roots, set_values, weightless)
@@ -62,12 +63,14 @@ LEFT_OUT = ("checkpoints", "results.json", "train.log", "events.out.tfevents.*")
 SERVED_BY = "served_by.json"
 
 
-def archive_run(run: str, archive: str) -> str:
+def archive_run(run: str, archive: str, picture: str | None = None) -> str:
     """Copy ``run`` (without :data:`LEFT_OUT`) to ``ARCHIVE/<run's folder name>``, replacing
     an older copy as one step (never half a copy under the final name; a copy stopped between
     its two renames is found again as ``.old``). Where the older copy is the same training
     made before (:func:`~bevkd.bench.reproduced.note_if_reproduced`), the runs folder and the
-    archive note that its stamps and the new ones name one training. Returns the copy."""
+    archive note that its stamps and the new ones name one training. ``picture``: the token of
+    the BEV picture's sample, whose detections the copy keeps of the results it leaves out
+    (:func:`~bevkd.bench.picture.keep_sample`). Returns the copy."""
     dest = os.path.join(archive, os.path.basename(os.path.normpath(run)))
     tmp, old = f"{dest}.tmp", f"{dest}.old"
     if not os.path.isdir(dest) and os.path.isdir(old):
@@ -80,6 +83,8 @@ def archive_run(run: str, archive: str) -> str:
         shutil.rmtree(path, ignore_errors=True)
     os.makedirs(archive, exist_ok=True)
     shutil.copytree(run, tmp, ignore=shutil.ignore_patterns(*LEFT_OUT, RESTORED))
+    if picture is not None:
+        keep_sample(run, tmp, picture)
     if os.path.isdir(dest):
         os.replace(dest, old)
     os.replace(tmp, dest)

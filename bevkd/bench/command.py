@@ -14,12 +14,13 @@ from ..engine.config import resolve_preset
 from ..errors import BevkdError
 from ..fileio import atomic_write, write_json
 from ..provenance import git_commit, machine_label
-from .plan import ABLATIONS, METHODS, Job, plan, redundant_ablations, with_rows
+from .plan import (ABLATIONS, METHODS, Job, check_ablations, plan, redundant_ablations,
+                   with_rows)
 from .report import ORDER, ablation_pairs, acceptance, collect, markdown
 from .archive import archive_run, archive_served, restore
 from .reproduced import FILE as REPRODUCED, Reproduced
-from .runner import NO_CAMERA, JobResult, has_checkpoint, is_finished, is_restored, run_jobs, \
-    runs_lock
+from .picture import SCORE, TOP, drawable, picture_sample, sample_detections
+from .runner import NO_CAMERA, JobResult, is_finished, is_restored, run_jobs, runs_lock
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise BevkdError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    check_ablations(ablations)  # before a dataset is generated for a bench that cannot run
     runs = os.path.abspath(runs)  # a run's recorded command must not depend on the spelling
     data = bench_dataset(data, runs, spec, train)
     tuned = row_overrides(spec)
@@ -154,7 +156,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
             camera = (f"model.args.backbone_weights={weights}",)
         results = run_jobs(jobs, preset, data, runs, parallel or spec.parallel, spec.threads,
                            extra=extra, camera_extra=camera, log=lambda m: print(m, flush=True),
-                           train=train, on_final=_archiver(archive) if archive else None,
+                           train=train, on_final=_archiver(archive, data) if archive else None,
                            lock_held=train)
         students = {r.job.model: r.run for r in results.values()
                     if r.status in ("done", "reused") and r.job.seed == 0
@@ -240,11 +242,14 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                              f"{n} by {o}" for n, o in served.items()) + ".")
         picks, undrawn = bev_picks(results, {r["model"]: sum(r["mAP"]) / len(r["mAP"])
                                              for r in rows})
-        if undrawn:  # a run restored from an archive has no weights to draw with
+        if undrawn:  # runs older than the detections kept beside their metrics
             drawn = (f"draws {', '.join(picks)}" if len(picks) >= 2 else
-                     "is not drawn (it needs two models with weights)")
+                     "is not drawn (it needs two models' detections)")
             notes.append(f"The BEV picture (`{preset}_bev.png`) {drawn}: no finished run of "
-                         f"{', '.join(undrawn)} has its weights here.")
+                         f"{', '.join(undrawn)} holds its detections of the picture's sample here "
+                         "(restored from an archive made before it kept them, or trained before "
+                         "a training wrote them; `bevkd eval --ckpt RUN --data DATA` writes them "
+                         "for a run with weights).")
         note = "\n\n".join(notes)
         result = {"commit": commit, "command": command, "preset": preset, "seeds": seeds,
                   "ablation_seeds": ablation_seeds,
@@ -261,14 +266,26 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         return result
 
 
-def _archiver(archive: str):
+def _archiver(archive: str, data: str | None = None):
     """The bench's ``on_final``: copy each finished run into ``archive`` (a restored one is
-    there already), and note under a job's name the twin run that served it. A copy that
-    fails is said and stops nothing: the run itself is intact."""
+    there already), with its detections of the BEV picture's sample (of the dataset ``data``),
+    and note under a job's name the twin run that served it. A copy that fails is said and
+    stops nothing: the run itself is intact."""
+    picture: list[str | None] = []  # the sample's token, looked up at the first copy
+
+    def token() -> str | None:
+        if not picture:
+            try:
+                picture.append(picture_sample(data).token if data else None)
+            except Exception as e:  # noqa: BLE001 - the copy is worth more than the picture
+                print(f"[bench] the archive keeps no BEV picture sample: {e}", flush=True)
+                picture.append(None)
+        return picture[0]
+
     def keep(res: JobResult) -> None:
         try:
             if not is_restored(res.run):
-                archive_run(res.run, archive)
+                archive_run(res.run, archive, token())
             archive_served(res.job.name, res.run, archive)  # when a twin run served it
         except Exception as e:  # noqa: BLE001 - keeping a copy must never stop the trainings
             print(f"[bench] could not archive {res.run} in {archive}: {e}", flush=True)
@@ -418,26 +435,10 @@ def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str,
     if len(picks) < 2:  # not drawn: no picture of an earlier table's models stays beside it
         if os.path.exists(base + "_bev.png"):
             os.remove(base + "_bev.png")
-    else:
-        import torch
-
-        from ..data.nuscenes import NuScenesDataset
-        from ..engine.run import load_trained
-        from ..structures.batch import collate
-
-        models, cfgs = {}, {}
-        for name, run in picks.items():
-            cfgs[name], m = load_trained(run)
-            models[name] = getattr(m, "student", m).eval()
-        # one sample through each model's own loader settings (teacher: LiDAR, students: cameras)
-        batches = {}
-        for name, cfg in cfgs.items():
-            ds = NuScenesDataset(data, cfg.train.version, cfg.train.val_split, cfg.data)
-            batches[name] = collate([ds[0]])
-        info = ds.infos[0]
-        with torch.no_grad():
-            wrapped = {n: _Fixed(models[n], batches[n]) for n in models}
-            bev_predictions(wrapped, None, info.gt_boxes, info.gt_labels, base + "_bev.png")
+    else:  # what each evaluation scored on one val sample (no weights needed)
+        info = picture_sample(data)
+        bev_predictions({n: sample_detections(run, info) for n, run in picks.items()},
+                        info.gt_boxes, info.gt_labels, base + "_bev.png", SCORE, top=TOP)
 
 
 def bev_picks(results: dict[str, JobResult], mean_map: dict[str, float] | None = None
@@ -445,29 +446,30 @@ def bev_picks(results: dict[str, JobResult], mean_map: dict[str, float] | None =
     """``(picks, undrawn)`` for the BEV picture of teacher vs baseline vs distilled student:
     ``picks`` maps a panel's title (``teacher``, ``baseline-s0``, ``composite-s0``) to the run
     it draws, ``undrawn`` names the models it cannot draw. Every finished run qualifies that
-    has its weights, the lowest seed first: a run restored from an archive has none, so on a
-    machine that trained only part of the bench the picture takes another seed, or leaves the
-    model out and says so. The distilled panel is the first model with a finished run that has
-    its weights: the composite, else the method of the best mean mAP in
-    ``mean_map`` (model -> the table's mean mAP; without it, the first of ``METHODS``). One
-    preferred to it whose finished runs here have no weights is named in ``undrawn``."""
+    holds its detections of the picture's sample (:func:`~bevkd.bench.picture.drawable`: its
+    evaluation's results, or the archive's copy of that sample), the lowest seed first: a run
+    restored from an archive made before the archive kept that sample has none, so the picture
+    takes another seed, or leaves the model out and says so. The distilled panel is the first
+    model with a finished run that has them: the composite, else the method of the best mean
+    mAP in ``mean_map`` (model -> the table's mean mAP; without it, the first of ``METHODS``).
+    One preferred to it whose finished runs here have none is named in ``undrawn``."""
     finished = sorted((r.job.seed, n) for n, r in results.items()
                       if r.status in ("done", "reused"))
 
     def seeds(model: str) -> list[str]:  # the model's finished runs, lowest seed first
         return [n for _, n in finished if results[n].job.model == model]
 
-    def weighted(model: str) -> str | None:  # its lowest seed with weights
-        return next((n for n in seeds(model) if has_checkpoint(results[n].run)), None)
+    def drawn_seed(model: str) -> str | None:  # its lowest seed with detections to draw
+        return next((n for n in seeds(model) if drawable(results[n].run)), None)
 
     methods = sorted(METHODS, key=lambda m: -(mean_map or {}).get(m, 0.0))  # ties: METHODS order
     finished_distilled = [m for m in ("composite", *methods) if seeds(m)]
-    # the first with weights, and the distilled models preferred to it, whose runs here have none
+    # the first with detections, and the distilled models preferred to it, whose runs have none
     distilled = next(((i, run) for i, m in enumerate(finished_distilled)
-                      if (run := weighted(m))), None)
+                      if (run := drawn_seed(m))), None)
     picks, undrawn = {}, []
     for model in ("teacher", "baseline"):
-        if run := weighted(model):
+        if run := drawn_seed(model):
             picks[run] = results[run].run
         elif seeds(model):
             undrawn.append(model)
@@ -497,14 +499,3 @@ def _curves(results: dict, ok: set[str], out: str) -> None:
         loss_curves(runs, out, "training losses, seed 0 (weighted, 20-step means)", subtitles)
 
 
-class _Fixed:
-    """Adapter: each model sees its own batch of the same sample."""
-
-    def __init__(self, model, batch):
-        self.model, self.batch = model, batch
-
-    def __call__(self, _):
-        return self.model(self.batch)
-
-    def decode(self, out, _):
-        return self.model.decode(out, self.batch)

@@ -91,10 +91,21 @@ def _method_config(method: str) -> str:
     return os.path.join(CONFIGS, "distill", f"{method}.yaml")
 
 
+def check_ablations(ablations: tuple[str, ...]) -> None:
+    """Refuse an ablation name :data:`ABLATIONS` does not hold (a typo would otherwise drop a
+    row silently, or fail deep in the plan), naming the choices."""
+    unknown = [a for a in ablations if a not in ABLATIONS]
+    if unknown:
+        raise BevkdError(f"unknown ablation(s) {', '.join(unknown)}; choose from "
+                         f"{', '.join(ABLATIONS)}")
+
+
 def with_rows(ablations: tuple[str, ...], methods: tuple[str, ...], composite: bool
               ) -> tuple[str, ...]:
     """The ``ablations`` whose method's row the bench trains (``methods``, and the composite
-    when ``composite``): an ablation is read against that row."""
+    when ``composite``): an ablation is read against that row. An unknown name is an error
+    (:func:`check_ablations`)."""
+    check_ablations(ablations)
     rows = set(methods) | ({"composite"} if composite else set())
     return tuple(a for a in ablations if ABLATIONS[a][0] in rows)
 

@@ -38,6 +38,8 @@ class DetectionModule(L.LightningModule):
         self.last_metrics: dict[str, Any] | None = None
         # where each class's top detections land (bevkd.eval.confusion), same validation
         self.last_sources: dict[str, dict[str, int]] | None = None
+        # the detections those metrics scored (rank 0: every rank's), kept for results.json
+        self.last_detections: list[Detections] | None = None
 
     def forward(self, batch: Batch):
         return self.model(batch)
@@ -78,7 +80,7 @@ class DetectionModule(L.LightningModule):
             box = [metrics, sources]
             dist.broadcast_object_list(box, src=0)
             metrics, sources = box
-        self.last_metrics, self.last_sources = metrics, sources
+        self.last_metrics, self.last_sources, self.last_detections = metrics, sources, dets
         values = {"val/mAP": float(metrics["mean_ap"]), "val/NDS": float(metrics["nd_score"])}
         for key, err in metrics["tp_errors"].items():
             values[f"val/{key}"] = float(err)

@@ -7,8 +7,8 @@ A run folder holds everything needed to understand and continue a training::
     RUN/checkpoints/last.ckpt, epoch-XX.ckpt
     RUN/logs/                CSV (and TensorBoard when installed) logs
     RUN/eval/<split>/        metrics.json (devkit layout) of the final checkpoint on the
-                             data it trained on (what `bevkd bench` reads); `bevkd eval`
-                             rewrites it and adds the detections, results.json
+                             data it trained on (what `bevkd bench` reads) and the
+                             detections it scored, results.json; `bevkd eval` rewrites both
     RUN/eval/<split>@<tag>/  any other `bevkd eval`: another dataset (its folder's name) or
                              checkpoint (its file's stem), e.g. synth_val@epoch-03
 """
@@ -276,8 +276,13 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
             # metrics were written: fit returns at once, so validate the trained weights
             trainer.validate(module, val_loader, verbose=False)
     if module.last_metrics is not None and trainer.is_global_zero:
-        _write_metrics(os.path.join(run, "eval", tcfg.val_split), module.last_metrics,
-                       module.last_sources)
+        from ..eval.export import write_results
+
+        folder = os.path.join(run, "eval", tcfg.val_split)
+        # the detections first: metrics.json, last, marks the run finished
+        write_results(evaluator.export(module.last_detections),
+                      os.path.join(folder, "results.json"))
+        _write_metrics(folder, module.last_metrics, module.last_sources)
     return module
 
 

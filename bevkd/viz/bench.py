@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ..structures.classes import DETECTION_CLASSES  # noqa: E402
+from ..structures.detections import Detections  # noqa: E402
 from .sample import CLASS_COLORS  # noqa: E402
 
 
@@ -125,27 +126,30 @@ def per_class(rows: list[dict[str, Any]], out: str, title: str) -> str:
 
 
 @torch.no_grad()
-def bev_predictions(models: dict[str, torch.nn.Module], batch: Any, gt_boxes: np.ndarray,
+def bev_predictions(detections: dict[str, Detections], gt_boxes: np.ndarray,
                     gt_labels: np.ndarray, out: str, score: float = 0.3, extent: float = 51.2,
                     top: int = 20) -> str:
-    """One panel per model: GT footprints (filled grey) and its detections above ``score`` (class
-    colours) in the BEV of one sample (x up, y left). A model with no detection that
+    """One panel per model (``detections``: panel title -> its detections of the sample, ego
+    frame): GT footprints (``gt_boxes (G, 9)``, filled grey) and the detections above ``score``
+    (class colours) in the BEV of one sample (x up, y left). A model with no detection that
     confident (an early, short training) shows its ``top`` best instead, dashed, so the panel
     still shows where it looks."""
     from ..structures.boxes import Boxes3D
 
-    fig, axes = plt.subplots(1, len(models), figsize=(5.2 * len(models), 5.6), dpi=110)
+    fig, axes = plt.subplots(1, len(detections), figsize=(5.2 * len(detections), 5.6), dpi=110)
     axes = np.atleast_1d(axes)
     gt = Boxes3D(gt_boxes).bev_corners()
     shown: set[int] = set()
-    for ax, (name, model) in zip(axes, models.items()):
-        det = model.decode(model(batch), batch)[0].numpy()
+    for ax, (name, found) in zip(axes, detections.items()):
+        det = found.numpy()
+        order = np.argsort(-np.asarray(det.scores), kind="stable")  # best first
+        det = Detections(det.sample_token, det.boxes[order], det.scores[order], det.labels[order])
         for poly in gt:  # filled, so that outlines of any class colour stand out on it
             ax.fill(-poly[:, 1], poly[:, 0], color="0.82", lw=0)
         keep = det.scores >= score
         title = f"{name}: {int(keep.sum())} boxes ≥ {score}"
         style = "-"
-        if not keep.any() and len(det.scores):  # scores sorted high to low
+        if not keep.any() and len(det.scores):  # sorted best first above
             keep = np.arange(len(det.scores)) < top
             title = (f"{name}: none ≥ {score}; best {int(keep.sum())} "
                      f"(≥ {det.scores[keep].min():.2f}) dashed")

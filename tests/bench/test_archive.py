@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -10,6 +11,7 @@ import torch
 
 from bevkd.bench.archive import LEFT_OUT, archive_run, plan_restore, restore, timing_model
 from bevkd.bench.command import _archiver
+from bevkd.bench.picture import SAMPLE_FILE
 from bevkd.bench.plan import plan
 from bevkd.bench.runner import RESTORED, is_restored
 
@@ -119,6 +121,17 @@ def test_archive_run_replaces_an_older_copy_and_leaves_out_the_weights(tmp_path)
     assert (archive / "baseline-s0" / "meta.json").read_text() == '{"second": true}'
     assert sorted(os.listdir(archive)) == ["baseline-s0"]  # no .tmp / .old left behind
     assert {"checkpoints", "results.json", "train.log", "events.out.tfevents.*"} == set(LEFT_OUT)
+    # the BEV picture's sample named: of the results left out, its detections are kept
+    boxes = {tok: [{"sample_token": tok, "detection_score": sc} for sc in (0.1, 0.8)]
+             for tok in ("a", "s")}
+    (run / "eval" / "synth_val" / "results.json").write_text(
+        json.dumps({"meta": {"use_camera": True}, "results": boxes}))
+    dest = archive_run(str(run), str(archive), picture="s")
+    assert _files(dest) == {"meta.json", "timing.json", "eval/synth_val/metrics.json",
+                            "logs/metrics.csv", f"eval/synth_val/{SAMPLE_FILE}"}
+    with open(os.path.join(dest, "eval", "synth_val", SAMPLE_FILE)) as f:
+        kept = json.load(f)
+    assert kept == {"meta": {"use_camera": True}, "results": {"s": boxes["s"][::-1]}}  # best first
 
 
 def test_timing_model_builds_a_restored_runs_network(trained_run, synth_root, tmp_path):
@@ -515,3 +528,31 @@ def test_retrain_apart_needs_an_archive_and_a_training(tmp_path):
         run_bench("tiny", str(tmp_path / "out"), str(tmp_path / "runs"), train=False,
                   archive=str(tmp_path / "archive"), retrain_apart=True)
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_bench_archiver_keeps_the_picture_sample_and_archives_without_one(bench, tmp_path,
+                                                                              monkeypatch,
+                                                                              capsys):
+    """The bench's archiver looks the picture's sample up once; a dataset it cannot read
+    it for costs the picture, never the copies."""
+    from types import SimpleNamespace
+
+    from bevkd.bench import command
+    from bevkd.bench.runner import JobResult
+
+    run, runs, data = bench
+    archive = tmp_path / "archive"
+    status, _ = run(on_final=_archiver(str(archive), str(data)))  # tables without samples
+    assert set(status.values()) == {"done"}
+    assert sorted(os.listdir(archive)) == ["baseline-s0", "bevdistill-s0", "teacher"]
+    assert capsys.readouterr().out.count("the archive keeps no BEV picture sample") == 1
+    looked = []
+    monkeypatch.setattr(command, "picture_sample",
+                        lambda d: looked.append(d) or SimpleNamespace(token="s"))
+    keep = _archiver(str(archive), str(data))
+    for job in JOBS:
+        res = runs / job.name / "eval" / "synth_val" / "results.json"
+        res.write_text(json.dumps({"meta": {}, "results": {"s": [{"detection_score": 0.5}]}}))
+        keep(JobResult(job, str(runs / job.name), "done"))
+        assert (archive / job.name / "eval" / "synth_val" / SAMPLE_FILE).is_file()
+    assert looked == [str(data)]

@@ -88,6 +88,11 @@ def test_preset_overrides_reach_their_row_and_its_ablations_only():
                for n in ("teacher", "fusion_teacher"))
     with pytest.raises(BevkdError, match="unknown row 'asdd'"):
         row_overrides(BenchSpec(overrides={"asdd": ["a=1"]}))
+    # an ablation name is checked where the plan is made, for a caller from Python too (it
+    # used to be a KeyError there; the CLI checked alone)
+    with pytest.raises(BevkdError,
+                       match="unknown ablation.*asd_gama0; choose from composite_tuned_parts"):
+        plan(1, ("asd",), False, ("asd_gama0",))
     with pytest.raises(BevkdError, match="key=value"):
         row_overrides(BenchSpec(overrides={"asd": "a=1"}))
 
@@ -491,6 +496,9 @@ def test_report_only_trains_nothing_and_names_the_rows_not_trained(tmp_path, mon
                             (), train=False)
     assert res["missing"] == ["teacher", "baseline-s0", "bevdistill-s0"] and res["rows"] == []
     assert res["ablation_seeds"] == 1  # the preset's, capped at this table's one seed
+    with pytest.raises(BevkdError, match="unknown ablation.*asd_gama0"):  # not a KeyError
+        command.run_bench("tiny", str(out), str(runs), str(data), 1, ("asd",), False,
+                          ("asd_gama0",), train=False)
     md = (out / "tiny.md").read_text()
     assert "Not trained yet (a table of the runs finished so far): teacher, baseline-s0, " \
            "bevdistill-s0." in md
@@ -648,18 +656,25 @@ def test_curves_plot_the_seed0_students_with_their_last_validation(tmp_path, mon
     assert drawn["runs"]["asd"]["heatmap"][0].tolist() == [0, 1]
 
 
-def test_bev_picture_draws_the_lowest_seed_with_weights_and_names_what_it_cannot(tmp_path):
+def test_bev_picture_draws_the_lowest_seed_with_detections_and_names_what_it_cannot(tmp_path):
+    """A run is drawn from its detections of the picture's sample: its evaluation's results,
+    or the archive's copy of that sample (bevkd.bench.picture); a checkpoint alone is not."""
     from bevkd.bench import command
+    from bevkd.bench.picture import SAMPLE_FILE
     from bevkd.bench.plan import Job
 
     def results(weights: set[str], status: dict[str, str] | None = None, more=()):
         out, root = {}, tmp_path / str(len(list(tmp_path.iterdir())))
-        for name in ("teacher", "baseline-s0", "baseline-s1", "asd-s0", "composite-s0",
-                     "composite-s1", "composite_response_bbox-s0", *more):
+        for i, name in enumerate(("teacher", "baseline-s0", "baseline-s1", "asd-s0",
+                                  "composite-s0", "composite-s1", "composite_response_bbox-s0",
+                                  *more)):
             run = root / name
-            if name in weights:
-                (run / "checkpoints").mkdir(parents=True, exist_ok=True)
-                (run / "checkpoints" / "last.ckpt").write_text("w")
+            (run / "checkpoints").mkdir(parents=True, exist_ok=True)  # weights count for nothing
+            (run / "checkpoints" / "last.ckpt").write_text("w")
+            if name in weights:  # both sources of the sample's detections
+                (run / "eval" / "synth_val").mkdir(parents=True)
+                (run / "eval" / "synth_val" / ("results.json", SAMPLE_FILE)[i % 2]).write_text(
+                    "{}")
             model, _, seed = name.partition("-s")
             out[name] = JobResult(Job(name, model, "c.yaml", int(seed or 0)), str(run),
                                   (status or {}).get(name, "done"))
@@ -671,8 +686,8 @@ def test_bev_picture_draws_the_lowest_seed_with_weights_and_names_what_it_cannot
     picks, undrawn = command.bev_picks(results(every))
     assert list(picks) == ["teacher", "baseline-s0", "composite-s0"] and undrawn == []
     assert picks["composite-s0"] == str(tmp_path / "0" / "composite-s0")
-    # seeds 0 restored from an archive (no weights): seed 1 is drawn; the baseline restored
-    # on both seeds is named, not drawn; an ablation that shares the prefix is no seed of it
+    # seeds 0 restored from an archive that kept no sample: seed 1 is drawn; the baseline
+    # restored so on both seeds is named, not drawn; an ablation sharing the prefix is no seed
     picks, undrawn = command.bev_picks(results({"teacher", "composite-s1",
                                                 "composite_response_bbox-s0"}))
     assert list(picks) == ["teacher", "composite-s1"] and undrawn == ["baseline"]
@@ -680,24 +695,24 @@ def test_bev_picture_draws_the_lowest_seed_with_weights_and_names_what_it_cannot
     picks, undrawn = command.bev_picks(results(
         every, {"composite-s0": "failed", "composite-s1": "missing"}))
     assert list(picks) == ["teacher", "baseline-s0", "asd-s0"] and undrawn == []
-    # the composite restored without weights on every seed: a method that has them is drawn
+    # the composite without detections on every seed: a method that has them is drawn
     # in its place, and the composite named
     picks, undrawn = command.bev_picks(results({"teacher", "baseline-s1", "asd-s0"}))
     assert list(picks) == ["teacher", "baseline-s1", "asd-s0"] and undrawn == ["composite"]
-    # ... the method of the best mean mAP in the table among those with weights (without the
-    # table's means, the first of METHODS)
+    # ... the method of the best mean mAP in the table among those with detections (without
+    # the table's means, the first of METHODS)
     weights = {"teacher", "baseline-s1", "asd-s0", "bevdistill-s0"}
     for means, drawn in (({"asd": 0.05, "bevdistill": 0.09, "composite": 0.12}, "bevdistill-s0"),
                          ({"asd": 0.09, "bevdistill": 0.05, "composite": 0.12}, "asd-s0"),
                          (None, "bevdistill-s0")):
         picks, undrawn = command.bev_picks(results(weights, more=("bevdistill-s0",)), means)
         assert list(picks) == ["teacher", "baseline-s1", drawn] and undrawn == ["composite"]
-    # a better method without weights here is named beside the composite
+    # a better method without detections here is named beside the composite
     picks, undrawn = command.bev_picks(results({"teacher", "baseline-s1", "asd-s0"},
                                                more=("bevdistill-s0",)),
                                        {"asd": 0.05, "bevdistill": 0.09})
     assert list(picks)[-1] == "asd-s0" and undrawn == ["composite", "bevdistill"]
-    # no distilled run with weights at all: the preferred one is named
+    # no distilled run with detections at all: the preferred one is named
     picks, undrawn = command.bev_picks(results({"teacher", "baseline-s1"}))
     assert list(picks) == ["teacher", "baseline-s1"] and undrawn == ["composite"]
 
@@ -890,13 +905,52 @@ def test_a_report_reads_the_runs_an_archive_holds(tmp_path, monkeypatch):
     assert res["restored"] == ["teacher", "bevdistill-s0"] and res["missing"] == ["baseline-s0"]
     md = (out / "tiny.md").read_text()
     assert f"Restored from the archive `{archive}`" in md and ": teacher, bevdistill-s0." in md
-    # restored runs have no weights: the BEV picture says what it cannot draw
-    assert ("The BEV picture (`tiny_bev.png`) is not drawn (it needs two models with "
-            "weights): no finished run of teacher, bevdistill has its weights here.") in md
+    # runs archived before the archive kept the picture's sample: the report says so
+    assert ("The BEV picture (`tiny_bev.png`) is not drawn (it needs two models' detections): "
+            "no finished run of teacher, bevdistill holds its detections of the picture's "
+            "sample here (restored from an archive made before it kept them, or trained before "
+            "a training wrote them; `bevkd eval --ckpt RUN --data DATA` writes them for a run "
+            "with weights).") in md
     assert not (out / "tiny_bev.png").exists()
     assert "reproduced an earlier making step for step" in md and ": teacher (2 makings)." in md
     assert sorted(os.listdir(runs)) == [".bench.lock", "bevdistill-s0", "reproduced.json",
                                         "teacher"]
+
+
+def test_a_report_draws_the_bev_picture_from_the_samples_an_archive_kept(tmp_path, monkeypatch,
+                                                                         synth_root):
+    """Runs restored without weights or results are drawn from the archive's copy of their
+    detections on the picture's sample (the val split's first), in that sample's ego frame."""
+    from bevkd.bench import command
+    from bevkd.bench.picture import SAMPLE_FILE, picture_sample
+    from bevkd.structures.boxes import Boxes3D
+    from bevkd.viz import bench as viz
+
+    monkeypatch.setattr(command, "git_commit", lambda: "abc")
+    runs, out, archive = (tmp_path / n for n in ("runs", "out", "archive"))
+    info = picture_sample(synth_root)
+    for name, x in (("teacher", 10.0), ("bevdistill-s0", 20.0)):
+        _fake_run(archive, name, 0.3, 0.4, 1.0)
+        ego = Boxes3D(np.array([[x, 0.0, 1.0, 4.0, 2.0, 1.5, 0.0, 0.0, 0.0]]))
+        t, size, rot, vel = ego.transform(info.global_T_ego).to_nuscenes()
+        box = {"sample_token": info.token, "translation": t[0].tolist(),
+               "size": size[0].tolist(), "rotation": rot[0].tolist(), "velocity": vel[0].tolist(),
+               "detection_name": "car", "detection_score": 0.7, "attribute_name": ""}
+        (archive / name / "eval" / "synth_val" / SAMPLE_FILE).write_text(
+            json.dumps({"meta": {}, "results": {info.token: [box]}}))
+    drawn = {}
+    real = viz.bev_predictions
+    monkeypatch.setattr(viz, "bev_predictions", lambda dets, *a, **k: (
+        drawn.update(dets), real(dets, *a, **k))[1])
+    res = command.run_bench("tiny", str(out), str(runs), synth_root, 1, ("bevdistill",), False,
+                            (), train=False, archive=str(archive))
+    assert res["restored"] == ["teacher", "bevdistill-s0"]
+    assert list(drawn) == ["teacher", "bevdistill-s0"]
+    for name, x in (("teacher", 10.0), ("bevdistill-s0", 20.0)):
+        np.testing.assert_allclose(np.asarray(drawn[name].boxes.tensor)[0, :3], [x, 0, 1],
+                                   atol=1e-6)
+    assert (out / "tiny_bev.png").stat().st_size > 10_000
+    assert "BEV picture" not in (out / "tiny.md").read_text()  # nothing it could not draw
 
 
 def test_a_report_beside_a_running_bench_restores_nothing_into_its_folder(tmp_path,

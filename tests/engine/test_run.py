@@ -35,11 +35,15 @@ def test_eval_of_the_checkpoint_equals_the_evaluation_in_training(trained_run, s
     own = os.path.join(trained_run, "eval/synth_val")
     in_training = json.load(open(os.path.join(own, "metrics.json")))
     sources = json.load(open(os.path.join(own, "confusion.json")))
-    # removed first, so that what is compared below is what `bevkd eval` wrote (training
-    # writes no results.json; another test's eval may have)
+    # the detections that validation scored (what the bench's BEV picture draws)
+    detections = json.load(open(os.path.join(own, "results.json")))
+    from bevkd.data.infos import load_infos
+
+    split = [i.token for i in load_infos(synth_root, "v1.0-synth", "synth_val", max_sweeps=0)]
+    assert list(detections["results"]) == split  # every val sample, in the split's order
+    # removed first, so that what is compared below is what `bevkd eval` wrote
     for name in ("metrics.json", "confusion.json", "results.json"):
-        if name != "results.json" or os.path.exists(os.path.join(own, name)):
-            os.remove(os.path.join(own, name))
+        os.remove(os.path.join(own, name))
     assert main(["eval", "--ckpt", trained_run, "--data", synth_root]) == 0
     after = json.load(open(os.path.join(own, "metrics.json")))
     assert after["mean_ap"] == pytest.approx(in_training["mean_ap"], abs=1e-9)
@@ -48,7 +52,7 @@ def test_eval_of_the_checkpoint_equals_the_evaluation_in_training(trained_run, s
     assert after["label_aps"].keys() == in_training["label_aps"].keys()
     for name, aps in in_training["label_aps"].items():
         assert after["label_aps"][name] == pytest.approx(aps, abs=1e-9), name
-    assert os.path.isfile(os.path.join(own, "results.json"))
+    assert json.load(open(os.path.join(own, "results.json"))) == detections  # box for box
     assert json.load(open(os.path.join(own, "confusion.json"))) == sources
 
 
