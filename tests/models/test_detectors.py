@@ -52,6 +52,53 @@ def test_detector_contract(kind, synth_root):
     assert len(dets) == 1 and dets[0].sample_token == batch.meta.sample_tokens[0]
 
 
+def _depth_case(root: str):
+    torch.manual_seed(0)
+    cfg, batch = _setup("bevdepth", root, 1)
+    model = build_model(cfg)
+    with torch.no_grad():
+        logits = model(batch).feats["depth_logits"]
+    return model, logits, batch.targets.depth
+
+
+def test_the_depth_loss_runs_in_float32_outside_mixed_precision(synth_root, monkeypatch):
+    """CUDA's autocast refuses binary_cross_entropy (every camera student stopped at its first
+    step at 16-mixed and bf16-mixed on an H200, benchmarks/gpu_smoke_small.md); CPU's lets it
+    through, so what is checked here is that the loss leaves autocast, as BEVDepth's does."""
+    import torch.nn.functional as F
+
+    model, logits, target = _depth_case(synth_root)
+    seen = []
+    real = F.binary_cross_entropy
+
+    def spy(prob, onehot, *args, **kwargs):
+        seen.append((torch.is_autocast_enabled("cpu"), prob.dtype, onehot.dtype))
+        return real(prob, onehot, *args, **kwargs)
+
+    monkeypatch.setattr(F, "binary_cross_entropy", spy)
+    plain = model.depth_loss(logits, target)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = model.depth_loss(logits.bfloat16(), target)
+    assert seen == [(False, torch.float32, torch.float32)] * 2
+    assert mixed.dtype == torch.float32 and plain > 0
+    # the same loss, but for the logits' rounding to bfloat16 (8 bits of mantissa)
+    assert mixed.item() == pytest.approx(plain.item(), rel=2e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_camera_student_trains_a_step_in_mixed_precision_on_cuda(synth_root):
+    cfg, batch = _setup("bevdepth", synth_root, 1)
+    model = build_model(cfg).to("cuda").train()
+    batch = batch.to("cuda")
+    for dtype in (torch.float16, torch.bfloat16):
+        with torch.autocast("cuda", dtype=dtype):
+            losses = model.loss(model(batch), batch)
+        assert losses["depth"].dtype == torch.float32
+        assert all(torch.isfinite(v) for v in losses.values()), dtype
+        sum(losses.values()).backward()
+
+
 def test_resnet_names_and_sizes_match_torchvision(tmp_path):
     r18, r50 = ResNet(18), ResNet(50)
     keys = set(r18.state_dict())

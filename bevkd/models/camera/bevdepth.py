@@ -87,9 +87,13 @@ class BEVDepth(Detector):
         D = depth_logits.shape[2]
         idx = depth_bin_index(target, self.encoder.view.depth_bins)
         valid = idx >= 0
-        prob = depth_logits.float().softmax(dim=2).permute(0, 1, 3, 4, 2)[valid]  # (K, D)
-        if prob.numel() == 0:
-            return depth_logits.sum() * 0.0  # keeps the graph; no LiDAR point in view
-        onehot = F.one_hot(idx[valid], D).to(prob.dtype)
-        bce = F.binary_cross_entropy(prob.clamp(1e-6, 1 - 1e-6), onehot, reduction="sum")
+        # in float32 outside mixed precision, as BEVDepth does: CUDA's autocast refuses
+        # binary_cross_entropy on probabilities (a training at 16-mixed or bf16-mixed stopped
+        # at its first step), and a softmax over ~100 depth bins wants the precision anyway
+        with torch.autocast(depth_logits.device.type, enabled=False):
+            prob = depth_logits.float().softmax(dim=2).permute(0, 1, 3, 4, 2)[valid]  # (K, D)
+            if prob.numel() == 0:
+                return depth_logits.sum() * 0.0  # keeps the graph; no LiDAR point in view
+            onehot = F.one_hot(idx[valid], D).to(prob.dtype)
+            bce = F.binary_cross_entropy(prob.clamp(1e-6, 1 - 1e-6), onehot, reduction="sum")
         return bce / max(1.0, float(valid.sum()))
