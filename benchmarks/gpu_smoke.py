@@ -22,6 +22,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import torch
 
@@ -122,12 +123,12 @@ def main() -> None:
         _write(args.out, args.preset, result)
     base = next(j for j in plan(1, (), False, ()) if j.model == "baseline")
     for precision in PRECISIONS:
-        name = f"baseline@{precision}"
+        # a job of its own name: its own run folder (the baseline's would be resumed)
+        job = replace(base, name=f"baseline@{precision}")
         sets = (f"train.epochs={args.precision_epochs}", "train.eval_every=0",
                 f"train.precision={precision}")
-        cmd = command(base, args.preset, data, runs, args.threads, sets)
-        cmd[cmd.index("--out") + 1] = run = os.path.join(runs, name)
-        result["rows"].append(_run(name, cmd, run, args.timeout))
+        cmd = command(job, args.preset, data, runs, args.threads, sets)
+        result["rows"].append(_run(job.name, cmd, os.path.join(runs, job.name), args.timeout))
         _write(args.out, args.preset, result)
 
 
