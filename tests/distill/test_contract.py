@@ -226,6 +226,30 @@ def test_every_method_trains_with_batch_size_one(method, teachers, synth_root):
     assert len(dets) == 1
 
 
+@pytest.mark.parametrize("method", sorted(DISTILLERS))
+def test_every_method_trains_a_step_in_bfloat16_mixed_precision(method, teachers, synth_root):
+    """``train.precision=bf16-mixed`` on a CPU (a GPU's default is 16-mixed): the forward pass
+    and the losses under autocast, the backward outside it, as Lightning runs them. A term that
+    mixes dtypes (a float32 buffer against a bfloat16 feature) or that autocast refuses fails
+    here; CUDA's own refusals are in the GPU tests (tests/models/test_detectors.py)."""
+    roles = set(DISTILLERS[method].roles)
+    cfg = _student_cfg()
+    cfg = replace(cfg, distill=DistillConfig(
+        teachers={r: teachers[r] for r in roles}, methods=(MethodSpec(type=method),)))
+    model = build_model(cfg).train()
+    ds = NuScenesDataset(synth_root, "v1.0-synth", "synth_train", cfg.data, train=True)
+    batch = collate([ds[0], ds[1]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(batch)
+        losses = model.loss(out, batch)
+    assert out.student.feats["bev_neck"].dtype == torch.bfloat16  # autocast did take effect
+    assert any(k.startswith(f"distill/{method}/") for k in losses)
+    assert all(torch.isfinite(v.float()) for v in losses.values()), losses
+    sum(v.float() for v in losses.values()).backward()
+    grads = [p.grad for p in model.student.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
 class _Toy(torch.nn.Module):
     """A one-parameter detector: ``bev = a · x`` for a batch ``x``, loss ``Σ bev``."""
 
