@@ -208,15 +208,19 @@ def test_a_teacher_of_the_wrong_kind_for_its_role_is_named(teachers):
         build_model(cfg)
 
 
+def _method_model(method: str, teachers: dict, root: str):
+    """``method`` alone on the narrow student, in training mode, and the training split."""
+    roles = set(DISTILLERS[method].roles)
+    cfg = replace(_student_cfg(), distill=DistillConfig(
+        teachers={r: teachers[r] for r in roles}, methods=(MethodSpec(type=method),)))
+    ds = NuScenesDataset(root, "v1.0-synth", "synth_train", cfg.data, train=True)
+    return build_model(cfg).train(), ds
+
+
 @pytest.mark.parametrize("method", sorted(DISTILLERS))
 def test_every_method_trains_with_batch_size_one(method, teachers, synth_root):
     """The reference codebases break at batch size 1 (squeezed batch dims, BN on one value)."""
-    roles = set(DISTILLERS[method].roles)
-    cfg = _student_cfg()
-    cfg = replace(cfg, distill=DistillConfig(
-        teachers={r: teachers[r] for r in roles}, methods=(MethodSpec(type=method),)))
-    model = build_model(cfg).train()
-    ds = NuScenesDataset(synth_root, "v1.0-synth", "synth_train", cfg.data, train=True)
+    model, ds = _method_model(method, teachers, synth_root)
     batch = collate([ds[2]])
     losses = model.loss(model(batch), batch)
     assert all(torch.isfinite(v) for v in losses.values()), losses
@@ -232,12 +236,7 @@ def test_every_method_trains_a_step_in_bfloat16_mixed_precision(method, teachers
     and the losses under autocast, the backward outside it, as Lightning runs them. A term that
     mixes dtypes (a float32 buffer against a bfloat16 feature) or that autocast refuses fails
     here; CUDA's own refusals are in the GPU tests (tests/models/test_detectors.py)."""
-    roles = set(DISTILLERS[method].roles)
-    cfg = _student_cfg()
-    cfg = replace(cfg, distill=DistillConfig(
-        teachers={r: teachers[r] for r in roles}, methods=(MethodSpec(type=method),)))
-    model = build_model(cfg).train()
-    ds = NuScenesDataset(synth_root, "v1.0-synth", "synth_train", cfg.data, train=True)
+    model, ds = _method_model(method, teachers, synth_root)
     batch = collate([ds[0], ds[1]])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(batch)
