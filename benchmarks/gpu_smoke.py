@@ -3,11 +3,13 @@
     python benchmarks/gpu_smoke.py --data DIR --runs DIR [--preset small] [--epochs 1]
         [--precision-epochs 3] [--out benchmarks] [--timeout 900] [--commit SHA]
 
-The bench's own jobs and commands (``bevkd.bench.plan.plan``, ``bevkd.bench.runner.command``):
-the LiDAR teacher, the fusion teacher, the label encoder, the baseline, each method and the
-composite, one seed, ``--epochs`` each, in that order, each a ``bevkd train`` process (the
-training's precision is the preset's, ``auto``: 16-bit mixed on a GPU), and then the baseline
-again at each precision (``32-true``, ``16-mixed``, ``bf16-mixed``) for ``--precision-epochs``.
+The bench's jobs and command lines (``bevkd.bench.plan.plan``, ``bevkd.bench.runner.command``),
+without a preset's ``bench.overrides``, ``bench.student_sets`` or a pretrained backbone (the
+``small`` preset sets none of them): the LiDAR teacher, the fusion teacher, the label encoder,
+the baseline, each method and the composite, one seed, ``--epochs`` each, in that order, each a
+``bevkd train`` process in a new ``--runs`` folder (a run there already would be resumed, not
+trained), at the preset's precision (``auto``: 16-bit mixed on a GPU); then the baseline again
+at each precision (``32-true``, ``16-mixed``, ``bf16-mixed``) for ``--precision-epochs``.
 A short training says that a model trains, evaluates and keeps its weights on CUDA, not how
 good it gets: its mAP is not a table's. Writes ``gpu_smoke_<preset>.md`` / ``.json`` in
 ``--out`` after every job, so that a run stopped at its limit leaves what it measured; a
@@ -53,8 +55,9 @@ def _run(name: str, cmd: list[str], run: str, timeout: float) -> dict:
         rc = "timeout"
     row = {"model": name, "status": "done" if rc == 0 else f"failed ({rc})",
            "wall_s": round(time.perf_counter() - start, 1)}
-    timing = _read(os.path.join(run, "timing.json"))
-    metrics = _read(os.path.join(run, "eval", "synth_val", "metrics.json"))
+    ok = rc == 0  # a failed training's folder may hold an earlier attempt's numbers
+    timing = _read(os.path.join(run, "timing.json")) if ok else {}
+    metrics = _read(os.path.join(run, "eval", "synth_val", "metrics.json")) if ok else {}
     row.update(steps=timing.get("steps"), step_s=timing.get("step_seconds"),
                peak_cuda_mb=timing.get("peak_cuda_mb"), mAP=metrics.get("mean_ap"),
                NDS=metrics.get("nd_score"))
@@ -116,6 +119,9 @@ def main() -> None:
               "torch": torch.__version__, "numpy": numpy.__version__, "epochs": args.epochs,
               "precision_epochs": args.precision_epochs, "rows": []}
     runs, data = os.path.abspath(args.runs), os.path.abspath(args.data)
+    if os.path.isdir(runs) and os.listdir(runs):
+        sys.exit(f"{runs} is not empty: its runs would be resumed, not trained; "
+                 "give a new folder")
     epochs = (f"train.epochs={args.epochs}", "train.eval_every=0")
     for job in plan(1, METHODS, True, ()):
         cmd = command(job, args.preset, data, runs, args.threads, epochs)

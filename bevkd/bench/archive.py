@@ -42,6 +42,7 @@ import shutil
 import time
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
+from ..errors import BevkdError
 from ..fileio import write_json
 from .picture import keep_sample
 from .reproduced import FILE as REPRODUCED, Reproduced, note_if_reproduced
@@ -84,12 +85,22 @@ def archive_run(run: str, archive: str, picture: str | None = None) -> str:
     os.makedirs(archive, exist_ok=True)
     shutil.copytree(run, tmp, ignore=shutil.ignore_patterns(*LEFT_OUT, RESTORED))
     if picture is not None:
-        keep_sample(run, tmp, picture)
+        _keep_picture(run, tmp, picture)
     if os.path.isdir(dest):
         os.replace(dest, old)
     os.replace(tmp, dest)
     shutil.rmtree(old, ignore_errors=True)
     return dest
+
+
+def _keep_picture(run: str, tmp: str, token: str) -> None:
+    """The picture's sample into the copy being made (``tmp``), from the run's results. A
+    results file that cannot be read costs the picture, said, never the copy. (A run without
+    results gets none: an older copy's sample may be of another training of the job.)"""
+    try:
+        keep_sample(run, tmp, token)
+    except BevkdError as e:
+        print(f"[bench] {run}: the archive keeps no BEV picture sample: {e}", flush=True)
 
 
 def archive_served(name: str, run: str, archive: str) -> str | None:

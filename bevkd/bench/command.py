@@ -240,8 +240,10 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
             notes.append("Jobs served by another run of the same command but for its folder (same "
                          "inputs, same resolved config): " + ", ".join(
                              f"{n} by {o}" for n, o in served.items()) + ".")
+        picture = _picture_sample(data) if rows else None
         picks, undrawn = bev_picks(results, {r["model"]: sum(r["mAP"]) / len(r["mAP"])
-                                             for r in rows})
+                                             for r in rows},
+                                   picture.token if picture is not None else None)
         if undrawn:  # runs older than the detections kept beside their metrics
             drawn = (f"draws {', '.join(picks)}" if len(picks) >= 2 else
                      "is not drawn (it needs two models' detections)")
@@ -262,7 +264,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         base = os.path.join(out, preset)
         write_json(base + ".json", result, strict=True)
         atomic_write(base + ".md", markdown(rows, preset, commit, command, seeds, note))
-        _plots(rows, base, results, data, preset, picks)
+        _plots(rows, base, results, picture, preset, picks)
         return result
 
 
@@ -418,9 +420,20 @@ def pretrained_backbone(preset: str, data: str, runs: str, spec: BenchSpec,
     return path
 
 
-def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str,
+def _picture_sample(data: str):
+    """The BEV picture's sample (:func:`~bevkd.bench.picture.picture_sample`), or None, said,
+    where the dataset gives none: the table is written all the same."""
+    try:
+        return picture_sample(data)
+    except BevkdError as e:
+        print(f"[bench] no BEV picture: {e}", flush=True)
+        return None
+
+
+def _plots(rows: list[dict], base: str, results: dict, picture, preset: str,
            picks: dict[str, str]) -> None:
-    """The table's plots; the BEV picture draws ``picks`` (:func:`bev_picks`)."""
+    """The table's plots; the BEV picture draws ``picks`` (:func:`bev_picks`) on the sample
+    ``picture`` (a ``SampleInfo``)."""
     from ..viz.bench import bars, bev_predictions, convergence, per_class
 
     if not rows:
@@ -432,17 +445,21 @@ def _plots(rows: list[dict], base: str, results: dict, data: str, preset: str,
         convergence(main, base + "_convergence.png", "validation mAP during training")
     ok = {n for n, r in results.items() if r.status in ("done", "reused")}
     _curves(results, ok, base + "_curves.png")
-    if len(picks) < 2:  # not drawn: no picture of an earlier table's models stays beside it
-        if os.path.exists(base + "_bev.png"):
-            os.remove(base + "_bev.png")
-    else:  # what each evaluation scored on one val sample (no weights needed)
-        info = picture_sample(data)
-        bev_predictions({n: sample_detections(run, info) for n, run in picks.items()},
-                        info.gt_boxes, info.gt_labels, base + "_bev.png", SCORE, top=TOP)
+    drawn = False
+    if len(picks) >= 2 and picture is not None:  # what each evaluation scored on the sample
+        try:
+            bev_predictions({n: sample_detections(run, picture) for n, run in picks.items()},
+                            picture.gt_boxes, picture.gt_labels, base + "_bev.png", SCORE,
+                            top=TOP)
+            drawn = True
+        except BevkdError as e:  # a damaged results file costs the picture, not the table
+            print(f"[bench] the BEV picture is not drawn: {e}", flush=True)
+    if not drawn and os.path.exists(base + "_bev.png"):
+        os.remove(base + "_bev.png")  # no picture of an earlier table's models stays beside it
 
 
-def bev_picks(results: dict[str, JobResult], mean_map: dict[str, float] | None = None
-              ) -> tuple[dict[str, str], list[str]]:
+def bev_picks(results: dict[str, JobResult], mean_map: dict[str, float] | None = None,
+              token: str | None = None) -> tuple[dict[str, str], list[str]]:
     """``(picks, undrawn)`` for the BEV picture of teacher vs baseline vs distilled student:
     ``picks`` maps a panel's title (``teacher``, ``baseline-s0``, ``composite-s0``) to the run
     it draws, ``undrawn`` names the models it cannot draw. Every finished run qualifies that
@@ -452,7 +469,8 @@ def bev_picks(results: dict[str, JobResult], mean_map: dict[str, float] | None =
     takes another seed, or leaves the model out and says so. The distilled panel is the first
     model with a finished run that has them: the composite, else the method of the best mean
     mAP in ``mean_map`` (model -> the table's mean mAP; without it, the first of ``METHODS``).
-    One preferred to it whose finished runs here have none is named in ``undrawn``."""
+    One preferred to it whose finished runs here have none is named in ``undrawn``. With
+    ``token`` (the picture's sample), a run qualifies only if its files hold that sample."""
     finished = sorted((r.job.seed, n) for n, r in results.items()
                       if r.status in ("done", "reused"))
 
@@ -460,7 +478,7 @@ def bev_picks(results: dict[str, JobResult], mean_map: dict[str, float] | None =
         return [n for _, n in finished if results[n].job.model == model]
 
     def drawn_seed(model: str) -> str | None:  # its lowest seed with detections to draw
-        return next((n for n in seeds(model) if drawable(results[n].run)), None)
+        return next((n for n in seeds(model) if drawable(results[n].run, token)), None)
 
     methods = sorted(METHODS, key=lambda m: -(mean_map or {}).get(m, 0.0))  # ties: METHODS order
     finished_distilled = [m for m in ("composite", *methods) if seeds(m)]

@@ -38,7 +38,8 @@ class DetectionModule(L.LightningModule):
         self.last_metrics: dict[str, Any] | None = None
         # where each class's top detections land (bevkd.eval.confusion), same validation
         self.last_sources: dict[str, dict[str, int]] | None = None
-        # the detections those metrics scored (rank 0: every rank's), kept for results.json
+        # the detections those metrics scored, for results.json: rank 0 keeps every rank's
+        # (the others none: they would hold a whole split's boxes each until the next one)
         self.last_detections: list[Detections] | None = None
 
     def forward(self, batch: Batch):
@@ -80,7 +81,8 @@ class DetectionModule(L.LightningModule):
             box = [metrics, sources]
             dist.broadcast_object_list(box, src=0)
             metrics, sources = box
-        self.last_metrics, self.last_sources, self.last_detections = metrics, sources, dets
+        self.last_metrics, self.last_sources = metrics, sources
+        self.last_detections = dets if self.trainer.is_global_zero else None
         values = {"val/mAP": float(metrics["mean_ap"]), "val/NDS": float(metrics["nd_score"])}
         for key, err in metrics["tp_errors"].items():
             values[f"val/{key}"] = float(err)

@@ -279,9 +279,15 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
         from ..eval.export import write_results
 
         folder = os.path.join(run, "eval", tcfg.val_split)
-        # the detections first: metrics.json, last, marks the run finished
-        write_results(evaluator.export(module.last_detections),
-                      os.path.join(folder, "results.json"))
+        # the detections first: metrics.json, last, marks the run finished. Failing to write
+        # them (a full disk; memory, at nuScenes scale) must not keep the run from finishing:
+        # `bevkd eval` writes them again from the checkpoint
+        try:
+            write_results(evaluator.export(module.last_detections, results_meta(cfg)),
+                          os.path.join(folder, "results.json"))
+        except (OSError, MemoryError) as e:
+            print(f"warning: {run}: results.json not written ({e}); `bevkd eval --ckpt {run}` "
+                  "writes it", file=sys.stderr)
         _write_metrics(folder, module.last_metrics, module.last_sources)
     return module
 
@@ -464,8 +470,20 @@ def evaluate_run(run: str, data_root: str, split: str | None = None, ckpt: str |
     metrics, sources = evaluator.evaluate_with_sources(dets)
     out = out or eval_dir(run, data_root, split, ckpt)
     _write_metrics(out, metrics, sources)
-    write_results(evaluator.export(dets), os.path.join(out, "results.json"))
+    write_results(evaluator.export(dets, results_meta(cfg)),
+                  os.path.join(out, "results.json"))
     return metrics, out
+
+
+def results_meta(cfg: ExperimentConfig) -> dict[str, bool]:
+    """The results file's ``meta``: the sensors the evaluated model reads at inference (the
+    LiDAR teacher's results are no camera submission; a distilled student's teachers read the
+    LiDAR in training only, so its results are the cameras')."""
+    from ..eval.export import DEFAULT_META
+
+    distilled = bool(cfg.distill.methods)
+    return {**DEFAULT_META, "use_camera": bool(cfg.data.use_camera),
+            "use_lidar": bool(cfg.data.use_lidar) and not distilled}
 
 
 def replace_batch(cfg: ExperimentConfig, batch_size: int | None) -> ExperimentConfig:

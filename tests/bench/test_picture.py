@@ -68,14 +68,46 @@ def test_a_run_without_the_samples_detections_is_not_drawn_and_says_why(tmp_path
     run = str(tmp_path / "run")
     info = SimpleNamespace(token="s", global_T_ego=np.eye(4))
     assert not drawable(run) and keep_sample(run, str(tmp_path / "a"), "s") is None
-    with pytest.raises(BevkdError, match="no evaluation results to draw"):
+    with pytest.raises(BevkdError, match="no detections of the picture's sample s in "
+                                         "eval/synth_val/"):
         sample_detections(run, info)
     os.makedirs(os.path.join(run, "checkpoints"))  # weights alone are not detections
-    assert not drawable(run)
+    assert not drawable(run) and not drawable(run, "s")
     _results(run, {"t": [_box("t", 0.5)]})  # another dataset's sample
+    assert drawable(run) and not drawable(run, "s") and drawable(run, "t")
     assert keep_sample(run, str(tmp_path / "a"), "s") is None
     with pytest.raises(BevkdError, match="no detections of the picture's sample s"):
         sample_detections(run, info)
+    # ... while the archive's copy beside it holds the sample: that one is read
+    kept = os.path.join(run, "eval", "synth_val", SAMPLE_FILE)
+    with open(kept, "w") as f:
+        json.dump({"meta": {}, "results": {"s": [_box("s", 0.4)]}}, f)
+    assert drawable(run, "s") and sample_detections(run, info).scores.tolist() == [0.4]
+
+
+def test_a_damaged_results_file_is_named_and_costs_only_the_picture(tmp_path, capsys):
+    from bevkd.bench.archive import archive_run
+
+    run = tmp_path / "run"
+    folder = run / "eval" / "synth_val"
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text("{}")
+    (folder / "results.json").write_text('{"meta": {}, "results": {"s": [')  # cut short
+    info = SimpleNamespace(token="s", global_T_ego=np.eye(4))
+    assert drawable(str(run)) and not drawable(str(run), "s")
+    with pytest.raises(BevkdError, match="results.json: not a readable results file"):
+        sample_detections(str(run), info)
+    with pytest.raises(BevkdError, match="not a readable results file"):
+        keep_sample(str(run), str(tmp_path / "copy"), "s")
+    # the archive copies the run all the same, without the sample, and says why
+    dest = archive_run(str(run), str(tmp_path / "archive"), picture="s")
+    assert os.path.isfile(os.path.join(dest, "eval", "synth_val", "metrics.json"))
+    assert not os.path.exists(os.path.join(dest, "eval", "synth_val", SAMPLE_FILE))
+    assert "the archive keeps no BEV picture sample" in capsys.readouterr().out
+    # a box without the fields of the format
+    (folder / "results.json").write_text(json.dumps({"results": {"s": [{"score": 1}]}}))
+    with pytest.raises(BevkdError, match="is not a results-format box"):
+        sample_detections(str(run), info)
 
 
 def test_the_picture_of_a_trained_run_is_its_evaluations_detections(trained_run, synth_root,

@@ -8,6 +8,7 @@ shapes (distillation adds zero inference cost).
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from dataclasses import replace
@@ -162,6 +163,14 @@ def test_export_of_a_distilled_run_is_the_baseline_student(teachers, synth_root,
     assert isinstance(trained, DistillModel)
     for k, v in trained.student.state_dict().items():
         assert torch.equal(state["state_dict"][k], v), k
+    # its results are a camera submission (the LiDAR is the teacher's, in training only); the
+    # LiDAR teacher's are not
+    for folder, camera, lidar in ((run, True, False), (teachers["lidar"], False, True)):
+        out = os.path.join(str(tmp_path), f"eval-{os.path.basename(folder)}")
+        assert main(["eval", "--ckpt", folder, "--data", synth_root, "--out", out]) == 0
+        with open(os.path.join(out, "results.json")) as f:
+            meta = json.load(f)["meta"]
+        assert (meta["use_camera"], meta["use_lidar"]) == (camera, lidar), folder
 
 
 def test_missing_teacher_or_feature_is_a_build_time_error(teachers):

@@ -41,6 +41,7 @@ def test_eval_of_the_checkpoint_equals_the_evaluation_in_training(trained_run, s
 
     split = [i.token for i in load_infos(synth_root, "v1.0-synth", "synth_val", max_sweeps=0)]
     assert list(detections["results"]) == split  # every val sample, in the split's order
+    assert detections["meta"]["use_lidar"] and not detections["meta"]["use_camera"]  # pillars
     # removed first, so that what is compared below is what `bevkd eval` wrote
     for name in ("metrics.json", "confusion.json", "results.json"):
         os.remove(os.path.join(own, name))
