@@ -12,7 +12,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from ..structures.classes import DETECTION_CLASSES  # noqa: E402
 from ..structures.detections import Detections  # noqa: E402
@@ -125,7 +124,6 @@ def per_class(rows: list[dict[str, Any]], out: str, title: str) -> str:
     return out
 
 
-@torch.no_grad()
 def bev_predictions(detections: dict[str, Detections], gt_boxes: np.ndarray,
                     gt_labels: np.ndarray, out: str, score: float = 0.3, extent: float = 51.2,
                     top: int = 20) -> str:
