@@ -4,8 +4,9 @@
         [--precision-epochs 3] [--out benchmarks] [--timeout 900] [--commit SHA]
 
 The bench's jobs and command lines (``bevkd.bench.plan.plan``, ``bevkd.bench.runner.command``),
-without a preset's ``bench.overrides``, ``bench.student_sets`` or a pretrained backbone (the
-``small`` preset sets none of them): the LiDAR teacher, the fusion teacher, the label encoder,
+without a preset's ``bench.overrides``, ``bench.student_sets`` or a pretrained backbone (it
+checks that each model runs on CUDA, not the table's recipe; ``benchmarks/gpu_bench.py`` runs
+the bench itself): the LiDAR teacher, the fusion teacher, the label encoder,
 the baseline, each method and the composite, one seed, ``--epochs`` each, in that order, each a
 ``bevkd train`` process in a new ``--runs`` folder (a run there already would be resumed, not
 trained), at the preset's precision (``auto``: 16-bit mixed on a GPU); then the baseline again

@@ -191,6 +191,8 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
                          "weights file to write (.pth)")
     p.add_argument("--steps", type=_int("--steps"), default=600, help="optimiser steps")
     p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
+    p.add_argument("--accelerator", default="auto",
+                   help="cpu, gpu or auto (the GPU where there is one)")
     p.set_defaults(func=_cmd_pretrain)
 
 
@@ -199,7 +201,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
     from .engine.pretrain import pretrain_backbone
 
     cfg = load_experiment(args.config, args.preset, args.overrides)
-    info = pretrain_backbone(cfg, args.data, args.out, args.steps, args.lr)
+    info = pretrain_backbone(cfg, args.data, args.out, args.steps, args.lr,
+                             accelerator=args.accelerator)
     print(f"{args.out}: held-out accuracy object cells {info['val_object_accuracy']:.3f}, "
           f"background {info['val_background_accuracy']:.3f}, depth within one bin "
           f"{info['val_depth_accuracy']:.3f} ({info['seconds'] / 60:.1f} min)")

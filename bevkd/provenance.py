@@ -8,9 +8,17 @@ import platform
 import subprocess
 
 
+COMMIT_ENV = "BEVKD_COMMIT"
+"""Environment variable naming the commit a copy of the checkout without its git history was
+made from (e.g. the working tree sent to a GPU machine); it wins over ``git`` when set."""
+
+
 def git_commit() -> str:
-    """HEAD of the bevkd checkout, with ``-dirty`` when tracked files differ; "unknown"
-    outside a git checkout (e.g. an installed wheel)."""
+    """HEAD of the bevkd checkout, with ``-dirty`` when tracked files differ; the value of
+    :data:`COMMIT_ENV` where set; "unknown" outside a git checkout (e.g. an installed
+    wheel)."""
+    if os.environ.get(COMMIT_ENV):
+        return os.environ[COMMIT_ENV]
     here = os.path.dirname(os.path.abspath(__file__))
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
@@ -39,15 +47,19 @@ def machine() -> dict[str, object]:
             "cpu_flags": hashlib.sha1(" ".join(sorted(info.get("flags", "").split()))
                                       .encode()).hexdigest()[:10],
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "cores": os.cpu_count(), "torch": torch.__version__, "numpy": numpy.__version__}
+            "cores": os.cpu_count(), "torch": torch.__version__, "numpy": numpy.__version__,
+            # a GPU training's arithmetic is the GPU's (and CUDA's), not the CPU's
+            **({"gpu": torch.cuda.get_device_name(0), "cuda": torch.version.cuda}
+               if torch.cuda.is_available() else {})}
 
 
 def machine_label(m: dict | None) -> str:
     """``machine()``'s identity in a few words: what decides whether two runs may be equal."""
     if not m:
         return "unrecorded"
+    gpu = f", {m['gpu']} (CUDA {m.get('cuda', '?')})" if m.get("gpu") else ""
     return (f"{m.get('cpu', '?')} {m.get('cpu_id', '?')} flags {m.get('cpu_flags', '?')} "
-            f"({m.get('cpu_capability', '?')}), torch {m.get('torch', '?')}")
+            f"({m.get('cpu_capability', '?')}){gpu}, torch {m.get('torch', '?')}")
 
 
 def _cpuinfo() -> dict[str, str]:

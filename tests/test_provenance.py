@@ -19,12 +19,34 @@ def test_machine_names_the_cpu_and_the_libraries():
     assert m["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert m["torch"] == torch.__version__ and m["numpy"] == np.__version__
     assert m["cores"] >= 1 and len(m["cpu_flags"]) == 10
+    gpu = f", {m['gpu']} (CUDA {m['cuda']})" if torch.cuda.is_available() else ""
+    assert ("gpu" in m) == torch.cuda.is_available()
     assert machine_label(m) == (f"{m['cpu']} {m['cpu_id']} flags {m['cpu_flags']} "
-                                f"({m['cpu_capability']}), torch {m['torch']}")
+                                f"({m['cpu_capability']}){gpu}, torch {m['torch']}")
     assert machine_label(None) == "unrecorded"
     # two VMs with the same generic model name but other CPUs are told apart
     assert machine_label({**m, "cpu_id": "6/106/6"}) != machine_label(m)
     assert machine_label({**m, "cpu_flags": "0123456789"}) != machine_label(m)
+
+
+def test_a_gpu_training_names_its_gpu():
+    m = {"cpu": "EPYC", "cpu_id": "25/17/1", "cpu_flags": "abc", "cpu_capability": "AVX2",
+         "torch": "2.11.0+cu130"}
+    on_gpu = {**m, "gpu": "NVIDIA H200", "cuda": "13.0"}
+    assert machine_label(on_gpu) == ("EPYC 25/17/1 flags abc (AVX2), NVIDIA H200 (CUDA 13.0), "
+                                     "torch 2.11.0+cu130")
+    assert machine_label(on_gpu) != machine_label(m)
+
+
+def test_a_copy_without_git_history_takes_its_commit_from_the_environment(monkeypatch):
+    from bevkd.provenance import COMMIT_ENV, git_commit
+
+    monkeypatch.delenv(COMMIT_ENV, raising=False)
+    here = git_commit()
+    monkeypatch.setenv(COMMIT_ENV, "94914e9")
+    assert git_commit() == "94914e9"
+    monkeypatch.setenv(COMMIT_ENV, "")  # empty: not set
+    assert git_commit() == here
 
 
 def test_bench_groups_its_runs_by_machine(tmp_path):

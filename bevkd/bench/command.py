@@ -165,8 +165,10 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         if "baseline" in students:
             from . import latency as lat, steptime
 
+            # on the GPU where there is one: a GPU preset's students run there, and one CPU
+            # thread would take minutes over their training steps
             timed = lat.measure(students, data)
-            latency = lat.latency_fields(timed.passes, cost=timed.cost)
+            latency = lat.latency_fields(timed.passes, cost=timed.cost, device=timed.device)
             # decoding's cost depends on the weights (how many boxes score high): not timed on
             # a restored run's untrained network
             decode = latency.get("latency_ratio_with_decode", {})

@@ -28,6 +28,13 @@ measuring, not in a loaded copy (memory placement would have repeated). So every
 now carries its own control, the baseline loaded again (:data:`CONTROL`), whose distance from
 1.00 is that measurement's noise, and each model's exact forward cost (parameters and FLOPs,
 :func:`forward_cost`), which says without noise whether a student runs the baseline's network.
+
+On a GPU (:func:`timing_device`: where one is, as for the ``small`` preset, whose students
+one CPU thread would take seconds per pass to run) the models and samples move there and a
+pass is timed in wall time between two ``torch.cuda.synchronize()``: the thread's CPU time
+would count the kernel launches only, so the CUDA passes have no ``forward_cpu`` clock and
+the table's ratio is the wall-time one (:func:`table_clock`). The GPU runs one pass at a
+time, so what the CPU clock guards against (other processes' threads) matters less there.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,8 +53,29 @@ from ..structures.batch import collate
 
 Passes = dict[str, dict[str, np.ndarray]]
 """``{clock: {model: seconds}}``, each a ``(rounds, batches)`` array of single passes; the
-clocks are ``forward`` (wall), ``forward_cpu`` (the thread's CPU time) and ``total`` (wall,
-forward + decode)."""
+clocks are ``forward`` (wall), ``forward_cpu`` (the thread's CPU time; on the CPU only) and
+``total`` (wall, forward + decode)."""
+
+
+def timing_device(device: str | torch.device | None = None) -> torch.device:
+    """Where the bench times its models: ``device`` where given, else the GPU where there is
+    one (the models of a GPU preset are deployed there), else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def device_name(device: torch.device) -> str:
+    """``"cpu"``, or ``"cuda (<GPU name>)"``: what a table says its timings ran on."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def table_clock(passes: Passes) -> str:
+    """The clock of the table's latency ratio: the thread's CPU time where the passes have
+    it (on the CPU), else the wall time (on a GPU, synchronised)."""
+    return "forward_cpu" if "forward_cpu" in passes else "forward"
 
 
 CONTROL = "baseline_again"
@@ -64,21 +93,26 @@ class Measurement:
     machine-independent: a student whose cost equals the baseline's runs the same network.
     ``trained``: the models timed with their trained weights (the others are restored runs
     without a checkpoint, timed on their config's network: :func:`~bevkd.bench.archive.
-    timing_model`), whose decoding time says nothing."""
+    timing_model`), whose decoding time says nothing. ``device``: where they were timed
+    (:func:`device_name`)."""
 
     passes: Passes
     cost: dict[str, dict[str, int]]
     trained: set[str] = field(default_factory=set)
+    device: str = "cpu"
 
 
 @torch.no_grad()
 def measure(runs: dict[str, str], data: str, samples: int = 8, rounds: int = 8,
-            threads: int = 1, control: bool = True) -> Measurement:
-    """Every pass (:func:`time_passes`) of each run's student on the CPU on the first
-    ``samples`` validation samples, ``rounds`` times, and each one's forward cost
-    (:func:`forward_cost`). With ``control`` (and a ``baseline`` run), the baseline is
-    loaded a second time and timed as :data:`CONTROL`."""
-    if threads != 1:  # thread_time() counts the calling thread only
+            threads: int = 1, control: bool = True,
+            device: str | torch.device | None = None) -> Measurement:
+    """Every pass (:func:`time_passes`) of each run's student on ``device``
+    (:func:`timing_device`: the GPU where there is one) on the first ``samples`` validation
+    samples, ``rounds`` times, and each one's forward cost (:func:`forward_cost`). With
+    ``control`` (and a ``baseline`` run), the baseline is loaded a second time and timed as
+    :data:`CONTROL`."""
+    device = timing_device(device)
+    if device.type == "cpu" and threads != 1:  # thread_time() counts the calling thread only
         raise ValueError(f"latency is measured on one thread (threads={threads}): the CPU "
                          "time of torch's other intra-op threads would not be counted")
     torch.set_num_threads(threads)
@@ -89,13 +123,14 @@ def measure(runs: dict[str, str], data: str, samples: int = 8, rounds: int = 8,
     students, cfg, trained = {}, None, set()
     for name, run in runs.items():
         cfg, model, has_weights = timing_model(run)
-        students[name] = getattr(model, "student", model).eval()
+        students[name] = getattr(model, "student", model).eval().to(device)
         if has_weights:
             trained.add(name)
     ds = NuScenesDataset(data, cfg.train.version, cfg.train.val_split, cfg.data, train=False)
-    batches = [collate([ds[i]]) for i in range(min(samples, len(ds)))]
+    batches = [collate([ds[i]]).to(device) for i in range(min(samples, len(ds)))]
     cost = {name: forward_cost(model, batches[0]) for name, model in students.items()}
-    return Measurement(time_passes(students, batches, rounds), cost, trained)
+    return Measurement(time_passes(students, batches, rounds, device), cost, trained,
+                       device_name(device))
 
 
 @torch.no_grad()
@@ -109,42 +144,56 @@ def forward_cost(model: torch.nn.Module, batch) -> dict[str, int]:
 
 
 def latency_fields(passes: Passes, reference: str = "baseline",
-                   cost: dict[str, dict[str, int]] | None = None
-                   ) -> dict[str, dict[str, float]]:
+                   cost: dict[str, dict[str, int]] | None = None, device: str | None = None
+                   ) -> dict[str, dict[str, Any]]:
     """The table's latency fields, ``{row field: {model: value}}``: ``latency_ratio`` (forward
-    pass, CPU time), ``latency_ratio_wall`` (forward pass, wall time) and
-    ``latency_ratio_with_decode`` (forward + decode, wall time), each paired with
-    ``reference`` (:func:`paired_ratios`), and ``latency_ms``, the forward pass's CPU
-    milliseconds (:func:`fastest_mean`). The control (:data:`CONTROL`) is no row: its ratios
-    go on ``reference``'s row as ``latency_control_ratio`` (CPU time) and
-    ``latency_control_ratio_wall``. ``cost`` (:attr:`Measurement.cost`) adds ``params`` and
-    ``forward_flops``."""
+    pass, :func:`table_clock`: CPU time, or wall time on a GPU), ``latency_ratio_wall``
+    (forward pass, wall time) and ``latency_ratio_with_decode`` (forward + decode, wall
+    time), each paired with ``reference`` (:func:`paired_ratios`), and ``latency_ms``, the
+    forward pass's milliseconds on the table's clock (:func:`fastest_mean`). The control
+    (:data:`CONTROL`) is no row: its ratios go on ``reference``'s row as
+    ``latency_control_ratio`` (the table's clock) and ``latency_control_ratio_wall``. ``cost``
+    (:attr:`Measurement.cost`) adds ``params`` and ``forward_flops``; ``device``
+    (:attr:`Measurement.device`) goes on ``reference``'s row as ``timing_device``."""
+    clock = table_clock(passes)
     ratios = paired_ratios(passes, reference)
-    fields = {"latency_ratio": ratios["forward_cpu"], "latency_ratio_wall": ratios["forward"],
-              "latency_ratio_with_decode": ratios["total"],
-              "latency_ms": {n: 1000 * t["forward_cpu"] for n, t in fastest_mean(passes).items()}}
+    fields: dict[str, dict[str, Any]] = {
+        "latency_ratio": ratios[clock], "latency_ratio_wall": ratios["forward"],
+        "latency_ratio_with_decode": ratios["total"],
+        "latency_ms": {n: 1000 * t[clock] for n, t in fastest_mean(passes).items()}}
     if cost:
         fields["params"] = {n: c["params"] for n, c in cost.items()}
         fields["forward_flops"] = {n: c["flops"] for n, c in cost.items()}
     fields = {k: {n: v for n, v in values.items() if n != CONTROL} for k, values in fields.items()}
-    if CONTROL in ratios["forward_cpu"]:
-        fields["latency_control_ratio"] = {reference: ratios["forward_cpu"][CONTROL]}
+    if CONTROL in ratios[clock]:
+        fields["latency_control_ratio"] = {reference: ratios[clock][CONTROL]}
         fields["latency_control_ratio_wall"] = {reference: ratios["forward"][CONTROL]}
+    if device is not None:
+        fields["timing_device"] = {reference: device}
     return fields
 
 
 @torch.no_grad()
-def time_passes(students: dict[str, torch.nn.Module], batches: list, rounds: int = 5) -> Passes:
+def time_passes(students: dict[str, torch.nn.Module], batches: list, rounds: int = 5,
+                device: str | torch.device = "cpu") -> Passes:
     """Every pass of every student, timed (see :data:`Passes`). Each round takes every batch
     through every model in turn, the first model moving on by ``len(students) / rounds`` each
     round (so starting positions spread over the models), so a model's pass on a batch is
     never more than ``len(students) - 1`` passes from the baseline's on the same batch and
-    round. CPU time is the calling thread's: run torch on one thread, on the CPU (on a GPU
-    both clocks would time kernel launches)."""
+    round. On the CPU, CPU time is the calling thread's: run torch on one thread. On a CUDA
+    ``device`` (the models and batches already there) each clock reads after
+    ``torch.cuda.synchronize()``, in wall time only: the thread's CPU time would count the
+    kernel launches."""
+    cuda = torch.device(device).type == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(device)
+
     names = list(students)
-    times = {key: {n: np.full((rounds, len(batches)), np.inf) for n in names}
-             for key in ("forward", "forward_cpu", "total")}
-    for name in names:  # warm-up
+    clocks = ("forward", "total") if cuda else ("forward", "forward_cpu", "total")
+    times = {key: {n: np.full((rounds, len(batches)), np.inf) for n in names} for key in clocks}
+    for name in names:  # warm-up (on a GPU also the kernels' first launches and autotuning)
         model = students[name]
         model.decode(model(batches[0]), batches[0])
     for r in range(rounds):
@@ -153,13 +202,17 @@ def time_passes(students: dict[str, torch.nn.Module], batches: list, rounds: int
         for i, b in enumerate(batches):
             for name in order:
                 model = students[name]
+                sync()
                 t0, c0 = time.perf_counter(), time.thread_time()
                 out = model(b)
+                sync()
                 t1, c1 = time.perf_counter(), time.thread_time()
                 model.decode(out, b)
+                sync()
                 t2 = time.perf_counter()
                 times["forward"][name][r, i] = t1 - t0
-                times["forward_cpu"][name][r, i] = c1 - c0
+                if not cuda:
+                    times["forward_cpu"][name][r, i] = c1 - c0
                 times["total"][name][r, i] = t2 - t0
     return times
 

@@ -92,8 +92,9 @@ def collect(results: dict[str, JobResult], val_split: str,
         if model in (step_seconds or {}):
             row["step_seconds"] = float(step_seconds[model])
         for field, values in (latency or {}).items():
-            if model in values:
-                row[field] = float(values[model])
+            if model in values:  # numbers as floats (from numpy); the timing device as it is
+                value = values[model]
+                row[field] = value if isinstance(value, str) else float(value)
         rows.append(row)
     _derived(rows)
     return rows
@@ -455,17 +456,41 @@ def _fmt(values: list[float]) -> str:
     return f"{v.mean():.1f} ± {(v.max() - v.min()) / 2:.1f}"
 
 
-def _base_ms(rows: list[dict[str, Any]]) -> str:
-    """The baseline's forward pass in milliseconds and its control's ratio, as a clause,
-    where they were measured."""
+def _base_ms(rows: list[dict[str, Any]], clock: str) -> str:
+    """The baseline's forward pass in milliseconds (on ``clock``) and its control's ratio,
+    as a clause, where they were measured."""
     base = next((r for r in rows if r["model"] == "baseline"), {})
     said = []
     if base.get("latency_ms"):
-        said.append(f"the baseline's pass: {base['latency_ms']:.0f} ms of CPU time here")
+        said.append(f"the baseline's pass: {base['latency_ms']:.0f} ms of {clock} here")
     if base.get("latency_control_ratio") is not None:
         said.append(f"the baseline loaded again, timed among them, reads "
                     f"{base['latency_control_ratio']:.2f}: this measurement's noise")
     return f" ({'; '.join(said)})" if said else ""
+
+
+def _timing_text(rows: list[dict[str, Any]]) -> str:
+    """How the latency and step time columns were measured: on the CPU (one thread, the
+    latency in the thread's CPU time) or on a GPU (wall time between synchronisations), as
+    the baseline row's ``timing_device`` says (:func:`bevkd.bench.latency.latency_fields`;
+    absent: the CPU, as every table before it was measured)."""
+    device = next((r.get("timing_device") for r in rows if r["model"] == "baseline"), None)
+    gpu = bool(device) and device != "cpu"
+    clock = "wall time between CUDA synchronisations" if gpu else "CPU time"
+    where = (f"on the GPU ({device}), batch 1, fp32" if gpu else "batch 1, one thread")
+    step_where = ("on the GPU, in the precision each run trained in" if gpu
+                  else "in one process, one thread")
+    return ("Latency ratio: the exported student's forward "
+            f"pass vs the baseline's in {clock}, {where}, the median over "
+            "interleaved passes of each pass over the baseline's on the same sample and "
+            f"round{_base_ms(rows, clock)}; "
+            + ("" if gpu else "wall time gives `latency_ratio_wall` in the JSON, and ")
+            + "with decoding and NMS, which cost more the more boxes a model scores high, "
+            "`latency_ratio_with_decode` (wall time). Step time ratio: one training step of "
+            "the seed-0 run's model (student, frozen teachers, distillation terms) vs the "
+            f"baseline's on one training batch, interleaved {step_where}; the runs' own mean "
+            "step times, which depend on the trainings that shared the machine, give "
+            "`train_step_time_ratio` in the JSON.")
 
 
 def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
@@ -473,17 +498,7 @@ def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
     lines = [f"# {title or f'bevkd bench --preset {preset}'}", "",
              f"`{command}` at commit `{commit}`; {seeds} seed(s) per student row (mean ± half "
              "the seed range). mAP / NDS and their Δ vs the baseline in percent (points) on "
-             "`synth_val`; TP errors are means. Latency ratio: the exported student's forward "
-             "pass vs the baseline's in CPU time, batch 1, one thread, the median over "
-             "interleaved passes of each pass over the baseline's on the same sample and "
-             f"round{_base_ms(rows)}; wall time gives `latency_ratio_wall` in the JSON, and "
-             "with decoding and NMS, which cost more the more boxes a model scores high, "
-             "`latency_ratio_with_decode` (wall time). Step time ratio: one training step of "
-             "the seed-0 run's model (student, frozen teachers, distillation terms) vs the "
-             "baseline's on one training batch, "
-             "interleaved in one process, one thread; the runs' own mean step times, which "
-             "depend on the training that shared the cores, give `train_step_time_ratio` in "
-             "the JSON.", ""]
+             "`synth_val`; TP errors are means. " + _timing_text(rows), ""]
     head = ("| model | mAP | NDS | mATE | mASE | mAOE | mAVE | mAAE | ΔmAP | ΔNDS | beats spread "
             "| gap closed | step time ratio | latency ratio | train min | peak RSS MB |")
     lines += [head, "|" + "---|" * (head.count("|") - 1)]

@@ -6,13 +6,19 @@ them alike; the median per model is what the benches compare (as ratios). A run'
 step time (``timing.json``) is no substitute: two trainings share the cores in the bench, so
 it depends on which run trained beside it (ASD's whole training gave 2.15x the baseline's
 step, its ablation without the 3x3 smoothing, an average pool, 1.60x).
+
+On a GPU (:func:`~bevkd.bench.latency.timing_device`: where one is) the models and the batch
+move there, each step runs in the precision its run trained in (``16-mixed`` with a gradient
+scaler, as Lightning does it; ``bf16-mixed``; ``32-true``) and is timed between two
+``torch.cuda.synchronize()``.
 """
 
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import replace
-from typing import Hashable
+from typing import Callable, ContextManager, Hashable
 
 import numpy as np
 import torch
@@ -20,46 +26,88 @@ import torch
 from ..data.nuscenes import NuScenesDataset
 from ..structures.batch import Batch, collate
 from .archive import timing_model
+from .latency import timing_device
+
+AUTOCAST = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
+"""The autocast dtype of each mixed precision a run can train in (``32-true``: none)."""
+
+ALIASES = {"16": "16-mixed", "bf16": "bf16-mixed", "32": "32-true"}
+"""Lightning's short names of those precisions."""
 
 
-def measure(runs: dict[str, str], data: str, rounds: int = 5, threads: int = 1
-            ) -> dict[str, float]:
+def measure(runs: dict[str, str], data: str, rounds: int = 5, threads: int = 1,
+            device: str | torch.device | None = None) -> dict[str, float]:
     """``{row: seconds}``: the median training step of each run's model as it trained (the
     student with its frozen teachers and distillation terms) on one training batch of
-    ``data``, interleaved (:func:`median_step_seconds`).
+    ``data``, interleaved (:func:`median_step_seconds`), on ``device``
+    (:func:`~bevkd.bench.latency.timing_device`: the GPU where there is one), there in the
+    precision each run trained in.
 
     The batch is the runs' training batch (their batch size, augmented as in training; the
     loader keys augmentations by dataset seed, epoch and index, so it is the same batch every
     time) and reads every sensor any of the runs reads, so that each model finds its inputs.
     """
+    from ..engine.run import _precision
+
+    device = timing_device(device)
     torch.set_num_threads(threads)
-    models, cfgs = {}, []
+    models, cfgs, precisions = {}, [], {}
     for name, run in runs.items():
         cfg, model, _ = timing_model(run)  # a step costs what the network does, whatever weights
-        models[name] = model.train()
+        models[name] = model.train().to(device)
         cfgs.append(cfg)
+        if device.type == "cuda":
+            precisions[name] = _precision(cfg, "gpu")
     cfg = cfgs[0]
     data_cfg = replace(cfg.data, use_lidar=any(c.data.use_lidar for c in cfgs),
                        use_camera=any(c.data.use_camera for c in cfgs))
     ds = NuScenesDataset(data, cfg.train.version, cfg.train.train_split, data_cfg, train=True)
-    batch = collate([ds[i] for i in range(min(cfg.train.batch_size, len(ds)))])
-    return median_step_seconds(models, batch, rounds)
+    batch = collate([ds[i] for i in range(min(cfg.train.batch_size, len(ds)))]).to(device)
+    return median_step_seconds(models, batch, rounds, device, precisions)
 
 
 def median_step_seconds(models: dict[Hashable, torch.nn.Module], batch: Batch,
-                        rounds: int) -> dict[Hashable, float]:
+                        rounds: int, device: str | torch.device = "cpu",
+                        precisions: dict[Hashable, str] | None = None
+                        ) -> dict[Hashable, float]:
     """Median seconds of one optimiser step (forward, losses, backward, AdamW) per model,
-    after one warm-up step each."""
+    after one warm-up step each. On a CUDA ``device`` (models and batch already there) a step
+    is timed between synchronisations, in the model's ``precisions`` entry (default
+    ``32-true``): under autocast, and for ``16-mixed`` with a gradient scaler."""
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    precisions = {k: ALIASES.get(str(p), str(p)) for k, p in (precisions or {}).items()}
+    unknown = {p for p in precisions.values() if p not in AUTOCAST and p != "32-true"}
+    if unknown:
+        raise ValueError(f"unknown precision(s) {sorted(unknown)}: expected one of "
+                         f"{[*AUTOCAST, '32-true']}")
     opts = {k: torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-4)
             for k, m in models.items()}
+    scalers = {k: torch.amp.GradScaler(device.type) for k in models
+               if precisions.get(k) == "16-mixed"}
+
+    def autocast(key: Hashable) -> ContextManager:
+        dtype = AUTOCAST.get(precisions.get(key, "32-true"))
+        return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+    sync: Callable[[], None] = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
 
     def step(key: Hashable) -> float:
+        sync()
         t0 = time.perf_counter()
         model = models[key]
-        loss = sum(model.loss(model(batch), batch).values())
+        with autocast(key):
+            loss = sum(model.loss(model(batch), batch).values())
         opts[key].zero_grad()
-        loss.backward()
-        opts[key].step()
+        scaler = scalers.get(key)
+        if scaler is None:
+            loss.backward()
+            opts[key].step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opts[key])
+            scaler.update()
+        sync()
         return time.perf_counter() - t0
 
     for key in models:  # warm-up

@@ -38,18 +38,37 @@ def _targets(batch: Batch, feature_size: tuple[int, int]) -> torch.Tensor:
 
 
 def _step(net: ImagePretrainNet, batch: Batch) -> tuple[dict[str, torch.Tensor], Any]:
-    images = batch.cams.images[:, 0].flatten(0, 1)
+    """Losses and ``(class logits, depth logits, class map)`` of one batch (a CPU batch; the
+    images and targets go to the network's device, the targets made on the CPU)."""
+    device = next(net.parameters()).device
+    images = batch.cams.images[:, 0].flatten(0, 1).to(device, non_blocking=True)
     cls, depth = net(images)
-    target = _targets(batch, tuple(cls.shape[-2:]))
-    losses = net.loss(cls, depth, target, batch.targets.depth.flatten(0, 1))
+    target = _targets(batch, tuple(cls.shape[-2:])).to(device)
+    losses = net.loss(cls, depth, target, batch.targets.depth.flatten(0, 1).to(device))
     return losses, (cls, depth, target)
 
 
+def pretrain_device(accelerator: str = "auto") -> torch.device:
+    """Where ``bevkd pretrain`` trains: ``cpu``, ``gpu`` (one CUDA device: an error where
+    there is none) or ``auto`` (the GPU where there is one), as ``bevkd train
+    --accelerator``."""
+    if accelerator not in ("auto", "cpu", "gpu", "cuda"):
+        raise BevkdError(f"accelerator must be auto, cpu or gpu, got {accelerator!r}")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise BevkdError("--accelerator gpu: torch sees no CUDA device here")
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    return torch.device("cuda" if gpu else "cpu")
+
+
 def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: int = 600,
-                      lr: float = 2e-3, progress: bool = True) -> dict[str, Any]:
-    """Pretrain ``cfg``'s camera backbone for ``steps`` optimiser steps; writes the ResNet's
-    torchvision-named state dict to ``out`` (atomically) and ``out + '.json'`` (settings and
-    held-out accuracies). Returns that JSON's content."""
+                      lr: float = 2e-3, progress: bool = True,
+                      accelerator: str = "auto") -> dict[str, Any]:
+    """Pretrain ``cfg``'s camera backbone for ``steps`` optimiser steps on
+    ``accelerator``'s device (:func:`pretrain_device`: the GPU where there is one), in
+    float32; writes the ResNet's torchvision-named state dict to ``out`` (on the CPU,
+    atomically) and ``out + '.json'`` (settings and held-out accuracies). Returns that JSON's
+    content."""
+    device = pretrain_device(accelerator)
     args = cfg.model.args
     if cfg.model.type not in ("bevdepth", "fusion"):
         raise BevkdError(f"pretrain needs a camera model config, got {cfg.model.type!r}")
@@ -59,7 +78,7 @@ def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: in
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
     depth_bins = tuple(args.get("depth_bins", (2.0, 58.0, 0.5)))
-    net = ImagePretrainNet(args.get("backbone_depth", 50), STRIDE, depth_bins)
+    net = ImagePretrainNet(args.get("backbone_depth", 50), STRIDE, depth_bins).to(device)
     # image augmentation as the student's; no BEV augmentation (it does not change images)
     data_cfg = replace(cfg.data, depth_stride=STRIDE, use_lidar=False,
                        bev=BevAugConfig(rot_lim=(0.0, 0.0), scale_lim=(1.0, 1.0),
@@ -99,11 +118,12 @@ def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: in
     seconds = time.perf_counter() - t0
     held_out = evaluate_pretrain(net, data_root, cfg, data_cfg)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    torch.save(net.backbone.state_dict(), out + ".tmp")
+    torch.save({k: v.cpu() for k, v in net.backbone.state_dict().items()}, out + ".tmp")
     os.replace(out + ".tmp", out)  # never a half-written weights file under the final name
     info = {"steps": steps, "batch_size": tcfg.batch_size, "lr": lr, "seconds": seconds,
             "backbone_depth": args.get("backbone_depth", 50), "image_size": list(
-                data_cfg.image.final_size), "train_split": tcfg.train_split, **held_out}
+                data_cfg.image.final_size), "train_split": tcfg.train_split,
+            "device": device.type, **held_out}
     with open(out + ".json", "w") as f:
         json.dump(info, f, indent=1)
     return info
@@ -123,14 +143,14 @@ def evaluate_pretrain(net: ImagePretrainNet, data_root: str, cfg: ExperimentConf
     for i in range(0, len(ds), 4):
         batch = collate([ds[j] for j in range(i, min(len(ds), i + 4))])
         _, (cls, depth, target) = _step(net, batch)
-        pred = cls.argmax(1)
+        pred, target = cls.argmax(1).cpu(), target.cpu()
         for key, sel in (("object", target > 0), ("background", target == 0)):
             hit[key][0] += int((pred[sel] == target[sel]).sum())
             hit[key][1] += int(sel.sum())
         idx = depth_bin_index(batch.targets.depth.flatten(0, 1), net.depth_bins)
         idx = idx[..., :depth.shape[-2], :depth.shape[-1]]
         ok = idx >= 0
-        hit["depth"][0] += int(((depth.argmax(1) - idx).abs() <= 1)[ok].sum())
+        hit["depth"][0] += int(((depth.argmax(1).cpu() - idx).abs() <= 1)[ok].sum())
         hit["depth"][1] += int(ok.sum())
     net.train(was)
     return {f"val_{k}_accuracy": (a / b if b else float("nan")) for k, (a, b) in hit.items()}

@@ -131,12 +131,14 @@ def test_an_ablation_that_sets_its_methods_own_value_gets_no_row():
     tuned_parts = ["composite_tuned_parts"]
     # the tiny preset starts DualDistill's head from the teacher's, so the own-head row differs
     tiny = redundant_ablations("tiny", every, row_overrides(bench_spec("tiny")))
-    # the small preset keeps the published (own) head: that row would retrain dualdistill
-    assert redundant_ablations("small", every, row_overrides(bench_spec("small"))) == [
-        *published, "dualdistill_own_head"]
-    # ... and sets CRD T = 0.5 and ASD's smoothing off for the rows: those ablations are the
-    # rows, and the published values get ablation rows
+    # the tiny preset sets CRD T = 0.5 and ASD's smoothing off for the rows: those ablations
+    # are the rows, and the published values get ablation rows
     assert tiny == [*tuned_parts, "asd_no_smoothing", "dualdistill_T0.5"]
+    # the small preset carries tiny's overrides over; the full preset keeps the published
+    # values (its own head too: that ablation would retrain dualdistill)
+    assert redundant_ablations("small", every, row_overrides(bench_spec("small"))) == tiny
+    assert redundant_ablations("full", every, row_overrides(bench_spec("full"))) == [
+        *published, "dualdistill_own_head"]
     # the control of the head's start is a row on both presets; on tiny, whose DualDistill
     # already starts from the teacher's head, it differs from the row by the method's weight
     assert "dualdistill_head_init_only" not in tiny
@@ -281,9 +283,11 @@ def test_table_arithmetic(tmp_path):
     latency = {"latency_ratio": {"baseline": 1.0, "bevdistill": 1.01},
                "latency_ratio_with_decode": {"baseline": 1.0, "bevdistill": 0.9},
                "latency_ratio_wall": {"baseline": 1.0, "bevdistill": 1.1},
-               "latency_ms": {"baseline": 163.4, "bevdistill": 165.0}}
+               "latency_ms": {"baseline": 163.4, "bevdistill": 165.0},
+               "timing_device": {"baseline": "cpu"}}
     rows = {r["model"]: r for r in collect(results, "synth_val", latency,
                                            {"baseline": 0.8, "bevdistill": 1.0})}
+    assert rows["baseline"]["timing_device"] == "cpu" and "timing_device" not in rows["teacher"]
     kd = rows["bevdistill"]
     assert kd["mAP"] == [0.32, 0.34]
     assert kd["delta_mAP"] == pytest.approx(0.33 - 0.21)
@@ -305,6 +309,14 @@ def test_table_arithmetic(tmp_path):
     assert "vs the baseline's same seed: mAP +12.0 / +12.0, NDS +10.0 / +10.0" in md
     assert "| bevdistill | 33.0 ± 1.0 | 41.0 ± 1.0 |" in md
     assert "the baseline's pass: 163 ms of CPU time here" in md
+    assert "one thread" in md and "GPU" not in md.split("\n\n")[1]
+    # timed on a GPU (the small preset's machine): the text names it and its clock
+    on_gpu = [{**r, "timing_device": "cuda (NVIDIA H200)"} if r["model"] == "baseline" else r
+              for r in rows.values()]
+    head = markdown(on_gpu, "small", "abc", "bevkd bench", 2).split("\n\n")[1]
+    assert "on the GPU (cuda (NVIDIA H200))" in head and "CPU time" not in head
+    assert "163 ms of wall time between CUDA synchronisations" in head
+    assert "in the precision each run trained in" in head
     assert "31%" in md  # gap closed
     # gains in percentage points; +12.0 mAP and +10.0 NDS both exceed the 1.0 seed spread
     assert kd["beats_baseline"] is True and "| +12.0 | +10.0 | yes | 31% | 1.25 | 1.01 |" in md

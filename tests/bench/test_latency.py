@@ -127,6 +127,33 @@ def test_latency_fields_name_the_clocks():
     assert f["latency_ms"] == pytest.approx({"baseline": 200.0, "kd": 204.0})
 
 
+def test_without_a_cpu_clock_the_table_reads_the_wall_clock():
+    """GPU passes have no CPU-time clock (it would time kernel launches): the table's ratio
+    and milliseconds are then the synchronised wall time's, and the baseline's row says
+    where the models were timed."""
+    base = np.full((2, 2), 0.004)
+    passes = {"forward": {"baseline": base, "kd": 1.25 * base, CONTROL: 0.98 * base},
+              "total": {"baseline": 2 * base, "kd": 3 * base, CONTROL: 2 * base}}
+    f = latency_fields(passes, device="cuda (NVIDIA H200)")
+    assert f["latency_ratio"]["kd"] == pytest.approx(1.25)
+    assert f["latency_ratio_wall"]["kd"] == pytest.approx(1.25)
+    assert f["latency_ratio_with_decode"]["kd"] == pytest.approx(1.5)
+    assert f["latency_ms"] == pytest.approx({"baseline": 4.0, "kd": 5.0})
+    assert f["latency_control_ratio"] == {"baseline": pytest.approx(0.98)}
+    assert f["timing_device"] == {"baseline": "cuda (NVIDIA H200)"}
+    assert "timing_device" not in latency_fields(passes)  # not said: not claimed
+
+
+def test_the_timing_device_is_the_gpu_where_there_is_one(monkeypatch):
+    from bevkd.bench.latency import device_name, timing_device
+
+    assert timing_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert timing_device() == torch.device("cpu") and device_name(timing_device()) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert timing_device() == torch.device("cuda")
+
+
 def test_time_passes_keeps_every_pass():
     students = {"baseline": _Student(0.0), "kd": _Student(0.0)}
     p = time_passes(students, [torch.randn(1, 64)] * 3, rounds=2)
@@ -186,7 +213,8 @@ def test_measure_times_each_runs_network_on_one_thread(trained_run, synth_root, 
     # "again": the run as a bench archive restores it, without its checkpoint
     again = str(tmp_path / "again")
     shutil.copytree(trained_run, again, ignore=shutil.ignore_patterns(*LEFT_OUT))
-    m = measure({"baseline": trained_run, "again": again}, synth_root, samples=2, rounds=1)
+    m = measure({"baseline": trained_run, "again": again}, synth_root, samples=2, rounds=1,
+                device="cpu")
     assert m.trained == {"baseline", CONTROL}  # whose decoding time means something
     passes = m.passes
     assert set(passes) == {"forward", "forward_cpu", "total"}
@@ -204,3 +232,18 @@ def test_measure_times_each_runs_network_on_one_thread(trained_run, synth_root, 
                        control=False).cost) == {"baseline"}
     with pytest.raises(ValueError, match="one thread"):
         measure({"baseline": trained_run}, synth_root, threads=2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_measure_times_the_students_on_the_gpu(trained_run, synth_root):
+    from bevkd.bench.latency import measure
+
+    m = measure({"baseline": trained_run}, synth_root, samples=2, rounds=2, device="cuda")
+    assert m.device.startswith("cuda (")
+    assert set(m.passes) == {"forward", "total"}  # no CPU-time clock on a GPU
+    for name in ("baseline", CONTROL):
+        assert (0 < m.passes["forward"][name]).all()
+        assert (m.passes["forward"][name] <= m.passes["total"][name]).all()
+    f = latency_fields(m.passes, cost=m.cost, device=m.device)
+    assert f["timing_device"]["baseline"] == m.device and f["latency_ms"]["baseline"] > 0

@@ -71,7 +71,7 @@ def test_losses_and_a_backbone_file_the_student_resnet_loads(tmp_path):
 def test_pretrain_command_writes_weights_and_held_out_accuracies(synth_root, tmp_path, capsys):
     out = tmp_path / "bb.pth"
     assert main(["pretrain", "configs/student/bevdepth.yaml", "--preset", "tiny", "--data",
-                 synth_root, "--out", str(out), "--steps", "2",
+                 synth_root, "--out", str(out), "--steps", "2", "--accelerator", "cpu",
                  "--set", "train.num_workers=0", "--set", "train.batch_size=1"]) == 0
     # its progress in a log: a line per step here (2 steps), each with that step's losses
     lines = [line for line in capsys.readouterr().err.splitlines()
@@ -80,10 +80,38 @@ def test_pretrain_command_writes_weights_and_held_out_accuracies(synth_root, tmp
     assert all("class=" in line and "depth=" in line for line in lines), lines
     info = json.load(open(f"{out}.json"))
     assert info["steps"] == 2 and 0 <= info["val_object_accuracy"] <= 1
+    assert info["device"] == "cpu"
     state = torch.load(out, weights_only=True)
     assert "layer4.1.bn2.running_var" in state and not any(k.startswith("fc.") for k in state)
     assert main(["pretrain", "configs/teacher/pillars.yaml", "--data", synth_root,
                  "--out", str(out), "--steps", "2"]) == 2
+
+
+def test_pretraining_runs_on_the_gpu_where_there_is_one(monkeypatch):
+    from bevkd.engine.pretrain import pretrain_device
+    from bevkd.errors import BevkdError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pretrain_device("auto") == pretrain_device("cpu") == torch.device("cpu")
+    with pytest.raises(BevkdError, match="no CUDA device"):
+        pretrain_device("gpu")
+    with pytest.raises(BevkdError, match="auto, cpu or gpu"):
+        pretrain_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pretrain_device("auto") == pretrain_device("gpu") == torch.device("cuda")
+    assert pretrain_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pretrain_on_the_gpu_writes_cpu_weights(synth_root, tmp_path):
+    out = tmp_path / "bb.pth"
+    assert main(["pretrain", "configs/student/bevdepth.yaml", "--preset", "tiny", "--data",
+                 synth_root, "--out", str(out), "--steps", "2", "--accelerator", "gpu",
+                 "--set", "train.num_workers=0", "--set", "train.batch_size=1"]) == 0
+    assert json.load(open(f"{out}.json"))["device"] == "cuda"
+    state = torch.load(out, weights_only=True)  # no map_location: CPU tensors
+    assert all(v.device.type == "cpu" for v in state.values())
 
 
 @pytest.mark.parametrize("norm_eval", [True, False])
