@@ -296,6 +296,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="keep every finished run there without its checkpoints (about 100 "
                         "KB each, to commit beside the table), and restore from there the "
                         "finished runs the --runs folder lacks (e.g. on a new machine)")
+    p.add_argument("--timing-device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where latency and training-step time are measured (default auto: "
+                        "the GPU where there is one, else the CPU on one thread)")
     p.add_argument("--retrain-apart", action="store_true",
                    help="with --archive: train again, rather than restore, the archived runs "
                         "that learned from another training of a teacher, the label encoder or "
@@ -325,7 +328,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
                        not args.no_composite, () if args.no_ablations else ablations,
                        args.parallel, tuple(args.overrides), args.pretrain_steps,
                        not args.report_only, args.ablation_seeds, args.archive,
-                       args.retrain_apart)
+                       args.retrain_apart, args.timing_device)
     print(open(os.path.join(args.out, f"{args.preset}.md")).read())
     if result["failed"]:
         raise BevkdError(f"{len(result['failed'])} run(s) failed: {', '.join(result['failed'])}")

@@ -30,11 +30,13 @@ def git_commit() -> str:
         return "unknown"
 
 
-def machine() -> dict[str, object]:
+def machine(gpu: bool = False) -> dict[str, object]:
     """The CPU and numeric libraries a result was computed with. A CPU training reproduces to
     the digit on the same ones but not across CPUs: torch dispatches other kernels (another
     float summation order) by instruction set, and training amplifies the last-bit
-    differences (the tiny LiDAR teacher: mAP 17.6 on one Xeon, 18.0 on another)."""
+    differences (the tiny LiDAR teacher: mAP 17.6 on one Xeon, 18.0 on another). ``gpu``: the
+    result was computed on the (first) CUDA device, whose name and CUDA version are then
+    recorded too (asked only then: the query starts a CUDA context)."""
     import numpy
     import torch
 
@@ -50,7 +52,7 @@ def machine() -> dict[str, object]:
             "cores": os.cpu_count(), "torch": torch.__version__, "numpy": numpy.__version__,
             # a GPU training's arithmetic is the GPU's (and CUDA's), not the CPU's
             **({"gpu": torch.cuda.get_device_name(0), "cuda": torch.version.cuda}
-               if torch.cuda.is_available() else {})}
+               if gpu and torch.cuda.is_available() else {})}
 
 
 def machine_label(m: dict | None) -> str:

@@ -93,14 +93,17 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
               ablations: tuple[str, ...] = tuple(ABLATIONS), parallel: int | None = None,
               extra: tuple[str, ...] = (), pretrain_steps: int | None = None,
               train: bool = True, ablation_seeds: int | None = None,
-              archive: str | None = None, retrain_apart: bool = False) -> dict:
+              archive: str | None = None, retrain_apart: bool = False,
+              timing_device: str = "auto") -> dict:
     """The whole bench; ``train=False`` writes the table of the runs finished so far (rows
     without one are left out and named in the table's note) and trains nothing. ``archive``
     (``--archive``): restore from it the finished runs the runs folder lacks, and copy there
     every run as it finishes, without checkpoints (:mod:`bevkd.bench.archive`);
     ``retrain_apart`` (``--retrain-apart``): train again, rather than restore, the archived
     runs that learned from another training of a teacher, the label encoder or the pretrained
-    backbone than the runs folder holds (:func:`~bevkd.bench.archive.plan_restore`)."""
+    backbone than the runs folder holds (:func:`~bevkd.bench.archive.plan_restore`).
+    ``timing_device`` (``--timing-device``): where latency and step time are measured
+    (:func:`~bevkd.bench.latency.timing_device`: ``auto`` is the GPU where there is one)."""
     if retrain_apart and not archive:
         raise BevkdError("--retrain-apart decides which runs to restore from an archive: "
                          "pass --archive too")
@@ -165,17 +168,20 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         if "baseline" in students:
             from . import latency as lat, steptime
 
-            # on the GPU where there is one: a GPU preset's students run there, and one CPU
-            # thread would take minutes over their training steps
-            timed = lat.measure(students, data)
+            # on the GPU where there is one (auto): a GPU preset's students run there, and one
+            # CPU thread would take minutes over their training steps
+            device = lat.timing_device(timing_device)
+            timed = lat.measure(students, data, device=device)
             latency = lat.latency_fields(timed.passes, cost=timed.cost, device=timed.device)
             # decoding's cost depends on the weights (how many boxes score high): not timed on
             # a restored run's untrained network
             decode = latency.get("latency_ratio_with_decode", {})
             for name in set(decode) - timed.trained if "baseline" in timed.trained else set(decode):
                 del decode[name]  # a ratio to an untrained baseline's decoding says nothing
-            steps = steptime.measure(students, data)
-            busy = lat.load_note()
+            steps = steptime.measure(students, data, device=device)
+            # the note's advice is the CPU clock's (trainings just stopped leave the load
+            # average high for a minute, and a GPU pass is timed on the GPU)
+            busy = lat.load_note() if device.type == "cpu" else None
         rows = collect(results, "synth_val", latency, steps)
         os.makedirs(out, exist_ok=True)
         command = "bevkd " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else \

@@ -58,9 +58,10 @@ clocks are ``forward`` (wall), ``forward_cpu`` (the thread's CPU time; on the CP
 
 
 def timing_device(device: str | torch.device | None = None) -> torch.device:
-    """Where the bench times its models: ``device`` where given, else the GPU where there is
-    one (the models of a GPU preset are deployed there), else the CPU."""
-    if device is None:
+    """Where the bench times its models: ``device`` where given, else (``None`` or ``"auto"``)
+    the GPU where there is one (the models of a GPU preset are deployed there), else the
+    CPU."""
+    if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 

@@ -477,7 +477,7 @@ def _timing_text(rows: list[dict[str, Any]]) -> str:
     device = next((r.get("timing_device") for r in rows if r["model"] == "baseline"), None)
     gpu = bool(device) and device != "cpu"
     clock = "wall time between CUDA synchronisations" if gpu else "CPU time"
-    where = (f"on the GPU ({device}), batch 1, fp32" if gpu else "batch 1, one thread")
+    where = (f"on {device}, batch 1, fp32" if gpu else "batch 1, one thread")
     step_where = ("on the GPU, in the precision each run trained in" if gpu
                   else "in one process, one thread")
     return ("Latency ratio: the exported student's forward "

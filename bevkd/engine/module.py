@@ -41,6 +41,8 @@ class DetectionModule(L.LightningModule):
         # the detections those metrics scored, for results.json: rank 0 keeps every rank's
         # (the others none: they would hold a whole split's boxes each until the next one)
         self.last_detections: list[Detections] | None = None
+        # the training step those metrics scored the weights of (None: no validation yet)
+        self.last_metrics_step: int | None = None
 
     def forward(self, batch: Batch):
         return self.model(batch)
@@ -83,6 +85,7 @@ class DetectionModule(L.LightningModule):
             metrics, sources = box
         self.last_metrics, self.last_sources = metrics, sources
         self.last_detections = dets if self.trainer.is_global_zero else None
+        self.last_metrics_step = self.global_step
         values = {"val/mAP": float(metrics["mean_ap"]), "val/NDS": float(metrics["nd_score"])}
         for key, err in metrics["tp_errors"].items():
             values[f"val/{key}"] = float(err)

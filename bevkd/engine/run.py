@@ -72,11 +72,16 @@ def epoch_loader(ds: NuScenesDataset, cfg: ExperimentConfig, shuffle: bool) -> D
                       generator=torch.Generator().manual_seed(cfg.train.seed))
 
 
+def _on_gpu(accelerator: str) -> bool:
+    """Whether Lightning's ``accelerator`` trains on a CUDA device here."""
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto"
+                                              and torch.cuda.is_available())
+
+
 def _precision(cfg: ExperimentConfig, accelerator: str) -> str:
     if cfg.train.precision != "auto":
         return cfg.train.precision
-    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return "16-mixed" if gpu else "32-true"
+    return "16-mixed" if _on_gpu(accelerator) else "32-true"
 
 
 def _loggers(run: str, resume: bool) -> list:
@@ -165,13 +170,14 @@ def run_meta(run: str) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def _write_meta(run: str, data_root: str, resume: bool) -> None:
+def _write_meta(run: str, data_root: str, resume: bool, gpu: bool = False) -> None:
     """``RUN/meta.json`` of this attempt. A resumed run keeps what its earlier attempts
     recorded: their machines (one begun on one CPU and finished on another reproduces on
-    neither; None: an attempt that recorded none), their commits, and any ``migrations`` a
+    neither; None: an attempt that recorded none; ``gpu``: this attempt trains on the GPU,
+    whose name the machine record then holds), their commits, and any ``migrations`` a
     script made to its records."""
     earlier = run_meta(run) if resume else {}
-    here, commit = machine(), git_commit()
+    here, commit = machine(gpu), git_commit()
     machines = list(earlier.get("machines") or [earlier.get("machine")]) if earlier else []
     commits = list(earlier.get("commits") or [earlier.get("commit")]) if earlier else []
     meta = {"commit": commit, "command": " ".join(sys.argv),
@@ -205,7 +211,7 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     os.makedirs(run, exist_ok=True)
     with open(os.path.join(run, "config.yaml"), "w") as f:
         yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
-    _write_meta(run, data_root, resume)
+    _write_meta(run, data_root, resume, gpu=_on_gpu(accelerator))
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
@@ -271,9 +277,12 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
         _fit(trainer, module, train_loader, val_loader, resume_from if resume else None)
         if step_ckpt is not None and trainer.is_global_zero:
             _prune_step_checkpoints(ckpt_dir, step_ckpt.best_model_path)
-        if module.last_metrics is None and resume:
-            # the resumed run had finished training but was stopped before its final
-            # metrics were written: fit returns at once, so validate the trained weights
+        if module.last_metrics_step != trainer.global_step:
+            # the weights the training ended with were not validated: Lightning validates
+            # only epochs that are multiples of check_val_every_n_epoch (train.epochs=5 with
+            # eval_every=2 scored epoch 4's weights as the run's; epochs=1 scored none), not
+            # a max_steps stop within an epoch, and a resumed run that had finished training
+            # but was stopped before its final metrics were written returns from fit at once
             trainer.validate(module, val_loader, verbose=False)
     if module.last_metrics is not None and trainer.is_global_zero:
         from ..eval.export import write_results

@@ -314,7 +314,7 @@ def test_table_arithmetic(tmp_path):
     on_gpu = [{**r, "timing_device": "cuda (NVIDIA H200)"} if r["model"] == "baseline" else r
               for r in rows.values()]
     head = markdown(on_gpu, "small", "abc", "bevkd bench", 2).split("\n\n")[1]
-    assert "on the GPU (cuda (NVIDIA H200))" in head and "CPU time" not in head
+    assert "on cuda (NVIDIA H200), batch 1" in head and "CPU time" not in head
     assert "163 ms of wall time between CUDA synchronisations" in head
     assert "in the precision each run trained in" in head
     assert "31%" in md  # gap closed
@@ -812,9 +812,10 @@ def test_cli_passes_ablation_seeds_and_the_archive_to_the_bench(tmp_path, monkey
     seen = {}
 
     def fake_run_bench(preset, out, runs, data, seeds, methods, composite, ablations, parallel,
-                       extra, pretrain_steps, train, ablation_seeds, archive, retrain_apart):
+                       extra, pretrain_steps, train, ablation_seeds, archive, retrain_apart,
+                       timing_device):
         seen.update(seeds=seeds, ablation_seeds=ablation_seeds, train=train, archive=archive,
-                    retrain_apart=retrain_apart, ablations=ablations)
+                    retrain_apart=retrain_apart, ablations=ablations, timing=timing_device)
         os.makedirs(out, exist_ok=True)
         open(os.path.join(out, f"{preset}.md"), "w").write("table\n")
         return {"failed": []}
@@ -825,7 +826,11 @@ def test_cli_passes_ablation_seeds_and_the_archive_to_the_bench(tmp_path, monkey
                      "--report-only"]) == 0
     assert seen.pop("ablations") == tuple(ABLATIONS)
     assert seen == {"seeds": 3, "ablation_seeds": 2, "train": False, "archive": None,
-                    "retrain_apart": False}
+                    "retrain_apart": False, "timing": "auto"}
+    assert cli.main(["bench", "--out", out, "--report-only", "--timing-device", "cpu"]) == 0
+    assert seen["timing"] == "cpu"
+    with pytest.raises(SystemExit):  # argparse: invalid choice
+        cli.main(["bench", "--out", out, "--timing-device", "tpu"])
     assert cli.main(["bench", "--out", out, "--archive", "keep", "--report-only"]) == 0
     assert seen["archive"] == "keep" and not seen["retrain_apart"]
     assert cli.main(["bench", "--out", out, "--archive", "keep", "--retrain-apart"]) == 0

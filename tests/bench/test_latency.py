@@ -229,9 +229,9 @@ def test_measure_times_each_runs_network_on_one_thread(trained_run, synth_root, 
     assert m.cost["again"] == m.cost["baseline"] == m.cost[CONTROL]
     assert m.cost["baseline"]["params"] > 1000 and m.cost["baseline"]["flops"] > 1e6
     assert set(measure({"baseline": trained_run}, synth_root, samples=1, rounds=1,
-                       control=False).cost) == {"baseline"}
+                       control=False, device="cpu").cost) == {"baseline"}
     with pytest.raises(ValueError, match="one thread"):
-        measure({"baseline": trained_run}, synth_root, threads=2)
+        measure({"baseline": trained_run}, synth_root, threads=2, device="cpu")
 
 
 @pytest.mark.gpu

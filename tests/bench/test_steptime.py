@@ -55,6 +55,8 @@ def test_a_step_runs_in_the_precision_its_run_trained_in(precision):
     med = median_step_seconds(models, torch.randn(8, 4), rounds=2, device="cpu",
                               precisions={"a": precision})
     assert med["a"] > 0 and not torch.equal(models["a"].layer.weight, before)
+    # warm-up: three steps where a gradient scaler finds its scale, else one; then 2 rounds
+    assert models["a"].calls == (5 if precision in ("16-mixed", "16") else 3)
     expected = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16, "16": torch.float16,
                 "32-true": None}[precision]
     assert seen["dtypes"] == {expected}

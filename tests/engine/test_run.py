@@ -189,3 +189,29 @@ def test_channels_last_trains_in_that_layout_and_its_checkpoint_loads_as_any(syn
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
             torch.testing.assert_close(c[key], b[key], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_the_weights_a_training_ends_with_are_the_ones_it_scores(epochs, synth_root, tmp_path):
+    """With ``eval_every`` 2, Lightning validates epochs 2, 4, ... only: a run of 1 epoch
+    ended without metrics, one of 3 wrote epoch 2's as its own. The end is validated too."""
+    import csv
+
+    from bevkd.engine.config import load_experiment
+    from bevkd.engine.run import train
+
+    sets = ["grid.cell=6.4", "data.lidar_sweeps=1", "model.args.head_channels=8",
+            "model.args.trunk_channels=[8, 16]", "model.args.neck_channels=8",
+            "train.batch_size=3", "train.num_workers=0", f"train.epochs={epochs}",
+            "train.eval_every=2"]
+    cfg = load_experiment("configs/teacher/pillars.yaml", "tiny", sets)
+    run = str(tmp_path / "r")
+    module = train(cfg, synth_root, run, progress=False)
+    steps = module.trainer.global_step
+    assert steps == epochs and module.last_metrics_step == steps  # 3 samples, batch 3
+    assert os.path.isfile(os.path.join(run, "eval", "synth_val", "metrics.json"))
+    with open(os.path.join(run, "logs", "metrics.csv")) as f:
+        validated = [int(r["step"]) for r in csv.DictReader(f) if r.get("val/mAP")]
+    # every second epoch (epoch 2's logged at its last step, 1, as Lightning logs an epoch's
+    # end), and the end, once, at the final step
+    assert validated == ([1] if epochs == 1 else [1, 3]) and validated[-1] == steps
