@@ -142,13 +142,20 @@ def run_until(cmd: list[str], deadline: float, env: dict, log: Log, events: list
         reader.join(5.0)
 
 
+def has_metrics(run: str) -> bool:
+    """Whether the run folder holds a final evaluation (``eval/<split>/metrics.json``): the
+    bench's finished run, as ``bevkd.bench.runner.is_finished`` reads it (this script imports
+    no bevkd: it runs before the carried wheels are installed)."""
+    return bool(glob.glob(os.path.join(run, "eval", "*", "metrics.json")))
+
+
 def failed_logs(runs: str, tail: int = 4000) -> dict[str, str]:
     """``{run: the end of its train.log}`` for every run folder without a finished
     ``metrics.json`` (failed or stopped trainings)."""
     out = {}
     for log_path in sorted(glob.glob(os.path.join(runs, "*", "train.log"))):
         run = os.path.dirname(log_path)
-        if glob.glob(os.path.join(run, "eval", "*", "metrics.json")):
+        if has_metrics(run):
             continue
         with open(log_path, errors="replace") as f:
             out[os.path.basename(run)] = f.read()[-tail:]
@@ -236,9 +243,9 @@ def unpack(folder: str, preset: str, logs: str) -> list[str]:
 
 def finished_runs(archive: str) -> list[str]:
     """The runs of the archive with their metrics (copies under way, ``.tmp``, left out)."""
-    return sorted(os.path.basename(os.path.dirname(os.path.dirname(os.path.dirname(p))))
-                  for p in glob.glob(os.path.join(archive, "*", "eval", "*", "metrics.json"))
-                  if not p.split(os.sep)[-4].endswith(".tmp"))
+    names = os.listdir(archive) if os.path.isdir(archive) else []
+    return sorted(n for n in names
+                  if not n.endswith(".tmp") and has_metrics(os.path.join(archive, n)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,7 +57,8 @@ def measure(runs: dict[str, str], data: str, rounds: int = 5, threads: int = 1,
         models[name] = model.train().to(device)
         cfgs.append(cfg)
         if device.type == "cuda":
-            precision = ALIASES.get(str(_precision(cfg, "gpu")), str(_precision(cfg, "gpu")))
+            precision = str(_precision(cfg, "gpu"))
+            precision = ALIASES.get(precision, precision)
             if precision not in AUTOCAST and precision != "32-true":
                 # e.g. 16-true: timed in float32 rather than losing the table over it
                 print(f"[bench] step time of {name}: precision {precision} is timed as 32-true",
@@ -78,9 +79,9 @@ def median_step_seconds(models: dict[Hashable, torch.nn.Module], batch: Batch,
                         ) -> dict[Hashable, float]:
     """Median seconds of one optimiser step (forward, losses, backward, AdamW) per model,
     after one warm-up step each (three in float16). On a CUDA ``device`` (models and batch
-    already there) a step
-    is timed between synchronisations, in the model's ``precisions`` entry (default
-    ``32-true``): under autocast, and for ``16-mixed`` with a gradient scaler."""
+    already there) a step is timed between synchronisations, in the model's ``precisions``
+    entry (default ``32-true``): under autocast, and for ``16-mixed`` with a gradient
+    scaler."""
     device = torch.device(device)
     cuda = device.type == "cuda"
     precisions = {k: ALIASES.get(str(p), str(p)) for k, p in (precisions or {}).items()}

@@ -20,7 +20,7 @@ from ..models.camera.image_pretrain import ImagePretrainNet, box_class_maps
 from ..structures.batch import Batch, collate
 from ..structures.geometry import invert_transform
 from .config import ExperimentConfig
-from .run import epoch_loader
+from .run import _on_gpu, epoch_loader
 
 STRIDE = 8  # image cells of the pretraining targets (finer than the student's 16: more labels)
 
@@ -56,8 +56,7 @@ def pretrain_device(accelerator: str = "auto") -> torch.device:
         raise BevkdError(f"accelerator must be auto, cpu or gpu, got {accelerator!r}")
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise BevkdError("--accelerator gpu: torch sees no CUDA device here")
-    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
-    return torch.device("cuda" if gpu else "cpu")
+    return torch.device("cuda" if _on_gpu(accelerator) else "cpu")
 
 
 def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: int = 600,
