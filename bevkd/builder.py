@@ -72,9 +72,12 @@ TEACHER_TYPES: dict[str, tuple[str, ...]] = {"lidar": ("pillars",), "fusion": ("
                                              "label": ("label_encoder",)}
 
 
-def load_teacher(path: str, grid: BevGrid, role: str, load_weights: bool = True) -> nn.Module:
+def load_teacher(path: str, grid: BevGrid, role: str, load_weights: bool = True,
+                 image_size: tuple[int, int] | None = None) -> nn.Module:
     """A trained teacher from its run folder (or a checkpoint inside one), checked to share
-    the student's BEV grid (responses and features must align cell by cell)."""
+    the student's BEV grid (responses and features must align cell by cell) and, for a teacher
+    that reads the cameras, the student's image size ``image_size`` (H, W; the batch's images
+    are the student's, and the teacher's frustum was built for its own size)."""
     import os
 
     from .engine.run import load_run_config, load_trained
@@ -89,6 +92,11 @@ def load_teacher(path: str, grid: BevGrid, role: str, load_weights: bool = True)
     if tcfg.grid != grid:
         raise BevkdError(f"{role} teacher {run} was trained on grid {tcfg.grid}, the student "
                          f"uses {grid}: both must share one BEV grid")
+    size = tuple(tcfg.data.image.final_size)
+    if image_size is not None and tcfg.data.use_camera and size != tuple(image_size):
+        raise BevkdError(f"{role} teacher {run} was trained on {size[0]}x{size[1]} images, the "
+                         f"student's are {image_size[0]}x{image_size[1]}: the teacher reads the "
+                         "student's batch, so set data.image.final_size to the teacher's")
     if not load_weights:  # the weights come from a distillation checkpoint instead
         return build_model(without_init_weights(tcfg))
     return load_trained(run, ckpt)[1]
@@ -119,7 +127,8 @@ def build_model(cfg: ExperimentConfig, load_teachers: bool = True) -> nn.Module:
         return student
     from .distill.base import DistillModel
 
-    teachers = {role: load_teacher(path, cfg.grid, role, load_teachers)
+    teachers = {role: load_teacher(path, cfg.grid, role, load_teachers,
+                                   cfg.data.image.final_size)
                 for role, path in cfg.distill.teachers.items()}
     registry = _distillers()
     distillers, weights = {}, {}

@@ -25,9 +25,11 @@ from bevkd.engine.config import DistillConfig, MethodSpec, load_experiment
 from bevkd.errors import BevkdError
 from bevkd.structures.batch import collate
 
-# every model on a 16 x 16 grid of 6.4 m cells, one sweep, a few channels
-COMMON = ["grid.cell=6.4", "data.lidar_sweeps=1", "train.epochs=1", "train.batch_size=2",
-          "train.num_workers=0"]
+# every model on a 16 x 16 grid of 6.4 m cells, one sweep, a few channels, 32x96 images (what
+# the contract checks does not depend on their size, and a CPU without native bfloat16 runs
+# the mixed-precision test's convolutions over 10x slower than float32 ones)
+COMMON = ["grid.cell=6.4", "data.lidar_sweeps=1", "data.image.final_size=[32,96]",
+          "train.epochs=1", "train.batch_size=2", "train.num_workers=0"]
 NARROW = {"pillars": ["model.args.head_channels=8", "model.args.trunk_channels=[8, 16]",
                       "model.args.neck_channels=8"],
           "fusion": ["model.args.head_channels=8", "model.args.trunk_channels=[8, 16]",
@@ -206,6 +208,22 @@ def test_teacher_on_another_grid_is_refused(teachers):
                                              methods=(MethodSpec(type="bevdistill"),)))
     with pytest.raises(BevkdError, match="share one BEV grid"):
         build_model(cfg)
+
+
+def test_a_camera_teacher_of_another_image_size_is_refused(teachers):
+    """The fusion teacher reads the student's images through a frustum built for its own
+    size: refused when the model is built, not with a shape error at the first step. The
+    LiDAR teacher reads no images and takes any size."""
+    cfg = _student_cfg(["data.image.final_size=[64,176]"])
+    cfg = replace(cfg, distill=DistillConfig(
+        teachers={"lidar": teachers["lidar"], "fusion": teachers["fusion"]},
+        methods=(MethodSpec(type="asd"),)))
+    with pytest.raises(BevkdError, match=r"fusion teacher .* was trained on 32x96 images, the "
+                                         r"student's are 64x176"):
+        build_model(cfg)
+    cfg = replace(cfg, distill=DistillConfig(teachers={"lidar": teachers["lidar"]},
+                                             methods=(MethodSpec(type="bevdistill"),)))
+    assert isinstance(build_model(cfg), DistillModel)
 
 
 def test_a_teacher_of_the_wrong_kind_for_its_role_is_named(teachers):
