@@ -27,21 +27,18 @@ $(STAMP): pyproject.toml constraints.txt
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
-# The short benchmark (10-15 min on 2 idle cores): a small SynthScenes, a short backbone
-# pretraining, the LiDAR teacher, the baseline student and a BEVDistill student; prints the
-# table and saves its plots (demo_out/tiny*.png) and a picture of one sample. It trains on
-# 64x176 images (the tiny preset's are 96x264) and 4 epochs to stay near 10 minutes: the demo
-# shows the pipeline working end to end; the bench's table is benchmarks/tiny.md.
+# The short benchmark (about 10 min on 2 idle cores), configs/presets/demo.yaml: a small
+# SynthScenes, a short backbone pretraining beside the LiDAR teacher, the baseline and a
+# BEVDistill student; prints the table (demo_out/demo.md), saves its plots (demo_out/demo_*.png,
+# the BEV picture among them) and a picture of one sample. The demo shows the pipeline working
+# end to end and the teacher learning; its students train a twentieth of the tiny bench's steps
+# and score near zero: the methods' table is benchmarks/tiny.md.
 demo: $(STAMP)
-	$(BIN)/bevkd synth --out $(DEMO_DIR)/synth --scenes 8 --samples-per-scene 10 --seed 0 \
-	  --width 800 --height 450
+	$(BIN)/bevkd bench --preset demo --data $(DEMO_DIR)/synth --runs $(DEMO_DIR)/runs \
+	  --out $(DEMO_DIR) --methods bevdistill --no-composite --no-ablations
 	$(BIN)/bevkd show --data $(DEMO_DIR)/synth --sample 0 --out $(DEMO_DIR)/sample0.png
-	$(BIN)/bevkd bench --preset tiny --data $(DEMO_DIR)/synth --runs $(DEMO_DIR)/runs \
-	  --out $(DEMO_DIR) --methods bevdistill --no-composite --no-ablations --seeds 1 \
-	  --pretrain-steps 150 --set train.epochs=4 --set "data.image.final_size=[64,176]" \
-	  --set "data.image.resize_lim=[0.21,0.26]"
-	@echo "demo: table $(DEMO_DIR)/tiny.md, plots $(DEMO_DIR)/tiny_*.png," \
-	  "sample $(DEMO_DIR)/sample0.png"
+	@echo "demo: table $(DEMO_DIR)/demo.md, plots $(DEMO_DIR)/demo_*.png," \
+	  "sample $(DEMO_DIR)/sample0.png; the methods compared: benchmarks/tiny.md"
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

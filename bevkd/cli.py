@@ -264,7 +264,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                                    "method, the composite and the ablation rows over seeds, "
                                    "evaluate them and write benchmarks/<preset>.md/.json/.png. "
                                    "Finished runs are reused: re-running resumes.")
-    p.add_argument("--preset", default="tiny", help="tiny (CPU), small or full (GPU)")
+    p.add_argument("--preset", default="tiny",
+                   help="tiny (CPU), demo (make demo's), small or full (GPU)")
     p.add_argument("--seeds", type=_int("--seeds"), default=None, help="seeds per student row")
     p.add_argument("--ablation-seeds", type=_int("--ablation-seeds", 1), default=None,
                    help="seeds per ablation row, at most --seeds (default: the preset's, 1 for "

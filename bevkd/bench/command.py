@@ -20,7 +20,8 @@ from .report import ORDER, ablation_pairs, acceptance, collect, markdown
 from .archive import archive_run, archive_served, restore
 from .reproduced import FILE as REPRODUCED, Reproduced
 from .picture import SCORE, TOP, drawable, picture_sample, sample_detections
-from .runner import NO_CAMERA, JobResult, is_finished, is_restored, run_jobs, runs_lock
+from .runner import (NO_CAMERA, JobResult, Pretraining, is_finished, is_restored, run_jobs,
+                     runs_lock)
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,8 @@ def checked_sets(sets, where: str) -> tuple[str, ...]:
 
 def student_sets_note(student_sets: tuple[str, ...], extra: tuple[str, ...]) -> str:
     """The table's note on ``bench.student_sets``. A command-line ``--set`` of the same key
-    comes later on every training's command line and wins (``make demo``'s
-    ``train.epochs=4``), so the note names what it replaced instead of a value no run took."""
+    comes later on every training's command line and wins (e.g. ``--set train.epochs=4``),
+    so the note names what it replaced instead of a value no run took."""
     def key(s: str) -> str:
         return s.split("=", 1)[0].strip()
 
@@ -148,19 +149,29 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                   "it; the report reads the runs folder as it is", flush=True)
         more = finished_ablation_seeds(jobs, every, runs)
         jobs += more
-        camera = ()
+        camera, pretraining = (), None
+        parallel = parallel or spec.parallel
         if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)
             weights = os.path.join(runs, "backbone.pth")
             if train and (os.path.isfile(weights) or camera_to_train(jobs, runs)):
-                weights = pretrained_backbone(preset, data, runs, spec, extra)
+                # beside the LiDAR teacher (and the label encoder after it) where they are left
+                # to train, on the other slots: no camera model can start before it ends
+                beside = any(j.model in NO_CAMERA and not is_finished(
+                    os.path.join(runs, j.name), "synth_val") for j in jobs)
+                weights, pretraining = backbone_pretraining(
+                    preset, data, runs, spec, extra,
+                    parallel - 1 if beside and parallel > 1 else parallel)
+                if pretraining is not None:
+                    print(f"[bench] pretrain the camera backbone ({spec.pretrain_steps} steps, "
+                          f"{pretraining.slots} of {parallel} slots) -> {weights}", flush=True)
             elif train:  # e.g. every camera run restored from an archive onto a new machine
                 print("[bench] every camera model is trained: the backbone is not pretrained",
                       flush=True)
             camera = (f"model.args.backbone_weights={weights}",)
-        results = run_jobs(jobs, preset, data, runs, parallel or spec.parallel, spec.threads,
+        results = run_jobs(jobs, preset, data, runs, parallel, spec.threads,
                            extra=extra, camera_extra=camera, log=lambda m: print(m, flush=True),
                            train=train, on_final=_archiver(archive, data) if archive else None,
-                           lock_held=train)
+                           lock_held=train, pretraining=pretraining)
         students = {r.job.model: r.run for r in results.values()
                     if r.status in ("done", "reused") and r.job.seed == 0
                     and r.job.model not in ("teacher", "fusion_teacher", "label_encoder")}
@@ -383,14 +394,15 @@ def camera_to_train(jobs: list[Job], runs: str, val_split: str = "synth_val") ->
             and not is_finished(os.path.join(runs, j.name), val_split)]
 
 
-def pretrained_backbone(preset: str, data: str, runs: str, spec: BenchSpec,
-                        extra: tuple[str, ...] = ()) -> str:
-    """``RUNS/backbone.pth`` from ``bevkd pretrain`` of the student config with the bench's
-    ``--set`` overrides (``extra``). Reused when it was made with the same number of steps, for
-    the same image size and ResNet depth; otherwise an error (it is never overwritten: the
-    runs that used it record its identity)."""
-    import subprocess
-
+def backbone_pretraining(preset: str, data: str, runs: str, spec: BenchSpec,
+                         extra: tuple[str, ...] = (), slots: int | None = None
+                         ) -> tuple[str, Pretraining | None]:
+    """``RUNS/backbone.pth``, and the :class:`~bevkd.bench.runner.Pretraining` that makes it
+    with ``bevkd pretrain`` of the student config and the bench's ``--set`` overrides
+    (``extra``) on ``slots`` of the bench's slots (default: all of them), or None where it
+    was made earlier with the same number of steps, for the same image size and ResNet depth
+    (reused); made otherwise, an error (it is never overwritten: the runs that used it record
+    its identity)."""
     from ..engine.config import load_experiment
     from .plan import CONFIGS
 
@@ -413,19 +425,15 @@ def pretrained_backbone(preset: str, data: str, runs: str, spec: BenchSpec,
                              f"{', '.join(other)}; use another --runs folder or delete it (and "
                              "the runs that used it)")
         print(f"[bench] reuse {path} (pretrained earlier)", flush=True)
-        return path
+        return path, None
     os.makedirs(runs, exist_ok=True)
-    print(f"[bench] pretrain the camera backbone ({spec.pretrain_steps} steps) -> {path}",
-          flush=True)
+    slots = spec.parallel if slots is None else slots
     cmd = [sys.executable, "-m", "bevkd.cli", "pretrain", config, "--preset", preset,
            "--data", data, "--out", path, "--steps", str(spec.pretrain_steps)]
     # the bench's overrides first, so the pretraining's thread count is the bench's
-    for s in (*extra, f"train.threads={spec.threads * spec.parallel}"):
+    for s in (*extra, f"train.threads={spec.threads * slots}"):
         cmd += ["--set", s]
-    with open(os.path.join(runs, "backbone.log"), "a") as log:
-        if subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT).returncode != 0:
-            raise BevkdError(f"backbone pretraining failed; see {runs}/backbone.log")
-    return path
+    return path, Pretraining(cmd, path, os.path.join(runs, "backbone.log"), slots)
 
 
 def _picture_sample(data: str):

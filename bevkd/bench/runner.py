@@ -28,6 +28,9 @@ it can tabulate a bench that is still running.
 
 One bench at a time per runs folder (a lock file); when the bench stops (Ctrl-C, SIGTERM, an
 error) its trainings are stopped too, each leaving a checkpoint that the next bench resumes.
+
+The camera backbone's pretraining (:class:`Pretraining`) runs beside the first trainings: the
+jobs with a camera model wait for it, the LiDAR teacher and the label encoder do not.
 """
 
 from __future__ import annotations
@@ -69,6 +72,20 @@ def is_finished(run: str, val_split: str) -> bool:
 
 # jobs whose model has no camera backbone (the rest take the benchmark's backbone weights)
 NO_CAMERA = ("teacher", "label_encoder")
+
+
+@dataclass(frozen=True)
+class Pretraining:
+    """The `bevkd pretrain` command that makes the camera backbone ``out``, run by
+    :func:`run_jobs` beside the trainings that do not read it (the LiDAR teacher, then the
+    label encoder): the jobs with a camera model are judged once it has ended (and skipped if
+    it failed). It holds ``slots`` of the bench's parallel slots while it runs (its thread
+    count is the bench's per-slot threads times that); its output goes to ``log``."""
+
+    cmd: list[str]
+    out: str
+    log: str
+    slots: int = 1
 
 
 def command(job: Job, preset: str, data: str, runs: str, threads: int,
@@ -418,7 +435,10 @@ def _lock(runs: str):
     return f
 
 
-def _stop(running: dict, log, grace: float = 120.0) -> None:
+PRETRAIN = "backbone pretraining"  # its name in the bench's log
+
+
+def _stop(running: dict, log, grace: float = 120.0, resumable: bool = True) -> None:
     """SIGTERM to every running training (each saves a checkpoint and exits), then wait."""
     for proc, _, _ in running.values():
         if proc.poll() is None:
@@ -431,7 +451,7 @@ def _stop(running: dict, log, grace: float = 120.0) -> None:
             proc.kill()
             proc.wait()
         logf.close()
-        log(f"[bench] stopped {name} (resumable)")
+        log(f"[bench] stopped {name}" + (" (resumable)" if resumable else ""))
 
 
 def _epochs(jobs: list[Job], preset: str, extra: tuple[str, ...]) -> dict[str, int]:
@@ -454,14 +474,17 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
              camera_extra: tuple[str, ...] = (), log=print, poll: float = 1.0,
              train: bool = True, status_every: float = 1800.0,
              on_final: Callable[[JobResult], None] | None = None,
-             lock_held: bool = False) -> dict[str, JobResult]:
+             lock_held: bool = False,
+             pretraining: Pretraining | None = None) -> dict[str, JobResult]:
     """Run ``jobs`` (at most ``parallel`` at once) and return their results by name; with
     ``train=False`` only judge them (finished runs ``reused``, the rest ``missing``). Once the
     first trainings start and whenever a job ends, the log says how many jobs are final and
     how long the bench may still take; every ``status_every`` seconds also where each running
     training stands (:mod:`bevkd.bench.eta`). ``on_final`` is called with each finished
     result (trained or reused) as soon as it is known: the bench archives it there
-    (:mod:`bevkd.bench.archive`), so a bench stopped for good keeps what it finished."""
+    (:mod:`bevkd.bench.archive`), so a bench stopped for good keeps what it finished.
+    ``pretraining``: made first, beside the jobs that need no camera backbone
+    (:class:`Pretraining`); ``train=False`` ignores it."""
     if parallel < 1:
         raise BevkdError(f"parallel must be at least 1, got {parallel}")
     if not train:
@@ -483,6 +506,10 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
     # (the lines before are an earlier attempt's, ahead of the checkpoint it resumes from)
     log_start: dict[str, int] = {}
     said_progress = False
+    # the backbone's pretraining while it runs: {name: (process, start, log file)} as running
+    pretrain: dict[str, tuple[subprocess.Popen, float, object]] = {}
+    pretrained = pretraining is None  # False while the camera jobs wait for it; then its end
+    pretrain_failed = False
     epochs = _epochs(jobs, preset, extra)
     last_status = time.perf_counter()
 
@@ -508,6 +535,12 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
         True: it leaves ``pending``) or ready to train (``ready``, False); False while a job
         it needs is not final yet."""
         run = os.path.join(runs, job.name)
+        if job.model not in NO_CAMERA and not pretrained:
+            return False  # judged once the backbone it reads is made
+        if job.model not in NO_CAMERA and pretrain_failed:
+            results[job.name] = JobResult(job, run, "skipped")
+            log(f"[bench] skip {job.name}: the backbone pretraining failed")
+            return True
         needs = [results.get(n) for n in job.needs]
         if any(r is not None and r.status in ("failed", "skipped") for r in needs):
             results[job.name] = JobResult(job, run, "skipped")
@@ -543,7 +576,21 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, terminated) if main else None
     try:
-        while pending or running:
+        if pretraining is not None:
+            logf = open(pretraining.log, "a")
+            pretrain[PRETRAIN] = (subprocess.Popen(
+                pretraining.cmd, stdout=logf, stderr=subprocess.STDOUT), time.perf_counter(), logf)
+        while pending or running or pretrain:
+            for name, (proc, start, logf) in list(pretrain.items()):
+                if proc.poll() is None:
+                    continue
+                logf.close()
+                del pretrain[name]
+                pretrained = True
+                pretrain_failed = proc.returncode != 0 or not os.path.isfile(pretraining.out)
+                log(f"[bench] {'FAILED' if pretrain_failed else 'done'} {name} "
+                    f"({(time.perf_counter() - start) / 60:.1f} min)"
+                    + (f"; see {pretraining.log}" if pretrain_failed else ""))
             # judge every job whose needs are final, again after each pass that made one
             # final (a reuse can make its dependents judgeable), before any slot is filled:
             # a partly trained job first in ``pending`` must not lose its slot to a fresh one
@@ -556,7 +603,7 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                         pending.remove(job)
                         judged_one = True
             for job in [j for j in pending if j.name in ready]:
-                if len(running) >= parallel:
+                if len(running) + (pretraining.slots if pretrain else 0) >= parallel:
                     break
                 run = os.path.join(runs, job.name)
                 # built now: --resume depends on the checkpoint there at start
@@ -598,12 +645,13 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
             if running and time.perf_counter() - last_status >= status_every:
                 status(True)
                 last_status = time.perf_counter()
-            if pending or running:
+            if pending or running or pretrain:
                 time.sleep(poll)
     finally:
         if main:  # first: a second SIGTERM while stopping ends the bench at once
             signal.signal(signal.SIGTERM, previous)
         _stop(running, log)
+        _stop(pretrain, log, resumable=False)  # `bevkd pretrain` starts again from step 0
         if lock is not None:
             lock.close()
     return {j.name: results[j.name] for j in jobs if j.name in results}  # plan order

@@ -60,11 +60,13 @@ def bench(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "command", command)
     jobs = plan(1, ("bevdistill",), False, ())  # teacher, baseline-s0, bevdistill-s0
 
-    def run(parallel=2, log=None, train=True, status_every=1800.0, on_final=None):
+    def run(parallel=2, log=None, train=True, status_every=1800.0, on_final=None,
+            pretraining=None):
         logs = [] if log is None else log
         res = runner.run_jobs(jobs, "tiny", str(data), str(runs), parallel,
                               log=logs.append if log is None else log, poll=0.05, train=train,
-                              status_every=status_every, on_final=on_final)
+                              status_every=status_every, on_final=on_final,
+                              pretraining=pretraining)
         return {n: r.status for n, r in res.items()}, logs
 
     return run, runs, data

@@ -97,6 +97,31 @@ def test_preset_overrides_reach_their_row_and_its_ablations_only():
         row_overrides(BenchSpec(overrides={"asd": "a=1"}))
 
 
+def test_the_demo_preset_is_tinys_models_on_a_small_world_and_a_short_schedule():
+    """`make demo`'s preset inherits tiny's models, recipe and method weights (``base:``),
+    with its own dataset, image size and epochs; its student builds for those images."""
+    from bevkd.bench.command import bench_spec, row_overrides
+    from bevkd.builder import build_model
+    from bevkd.engine.config import load_experiment
+
+    demo, tiny = bench_spec("demo"), bench_spec("tiny")
+    assert (demo.scenes, demo.samples_per_scene, demo.seeds, demo.pretrain_steps) == (8, 10, 1,
+                                                                                     150)
+    assert demo.student_sets == ["train.epochs=4", "train.eval_every=4", "optim.lr=2.0e-3"]
+    assert (demo.width, demo.height, demo.parallel, demo.threads) == (tiny.width, tiny.height,
+                                                                      tiny.parallel, tiny.threads)
+    assert row_overrides(demo) == row_overrides(tiny)  # e.g. BEVDistill's dense weight 0.1
+    student = load_experiment("configs/student/bevdepth.yaml", "demo", demo.student_sets)
+    same = load_experiment("configs/student/bevdepth.yaml", "tiny",
+                           ["data.image.final_size=[64,176]", "data.image.resize_lim=[0.21,0.26]",
+                            "train.epochs=4", "train.eval_every=4"])
+    assert student == same  # tiny's student, learning rate included
+    teacher = load_experiment("configs/teacher/pillars.yaml", "demo")
+    assert (teacher.train.epochs, teacher.optim.lr) == (12, 8e-3)
+    assert teacher.optim.schedule == "cosine" and teacher.optim.grad_clip == 5.0  # tiny's
+    assert build_model(student).encoder.view.feature_size == (8, 22)  # 64x176 at stride 8
+
+
 def test_every_open_asd_choice_has_an_ablation_row():
     """DESIGN §4.4: every ASD choice the abstract leaves open is a parameter with its row."""
     import inspect
@@ -397,10 +422,8 @@ def test_the_report_adds_up_where_top_detections_land_over_the_seeds(tmp_path):
     assert cells["bevdistill"][2] == "—"  # car: no counts recorded
 
 
-def test_pretrained_backbone_is_made_once_and_reused(tmp_path, monkeypatch):
-    import subprocess
-
-    from bevkd.bench.command import BenchSpec, pretrained_backbone
+def test_pretrained_backbone_is_made_once_and_reused(tmp_path):
+    from bevkd.bench.command import BenchSpec, backbone_pretraining
 
     from bevkd.bench.plan import CONFIGS
     from bevkd.engine.config import load_experiment
@@ -408,31 +431,31 @@ def test_pretrained_backbone_is_made_once_and_reused(tmp_path, monkeypatch):
     preset_size = list(load_experiment(os.path.join(CONFIGS, "student", "bevdepth.yaml"),
                                        "tiny").data.image.final_size)
     assert preset_size != [64, 176]
-    calls = []
 
-    def fake_run(cmd, stdout=None, stderr=None):
-        # writes what `bevkd pretrain` records, from the command's own overrides
-        calls.append(cmd)
-        out = cmd[cmd.index("--out") + 1]
-        open(out, "wb").close()
+    def make(pre):  # writes what `bevkd pretrain` records, from the command's own overrides
+        cmd = pre.cmd
+        open(pre.out, "wb").close()
         steps = int(cmd[cmd.index("--steps") + 1])
         size = [64, 176] if "data.image.final_size=[64,176]" in cmd else preset_size
-        open(out + ".json", "w").write(json.dumps(
+        open(pre.out + ".json", "w").write(json.dumps(
             {"steps": steps, "image_size": size, "backbone_depth": 18}))
-        return subprocess.CompletedProcess(cmd, 0)
 
-    monkeypatch.setattr(subprocess, "run", fake_run)
-    spec = BenchSpec(pretrain_steps=7, threads=1, parallel=2)
+    spec = BenchSpec(pretrain_steps=7, threads=2, parallel=3)
     small = ("data.image.final_size=[64,176]", "data.image.resize_lim=[0.21,0.26]")
-    path = pretrained_backbone("tiny", "/data", str(tmp_path), spec, small)
-    assert path == str(tmp_path / "backbone.pth") and len(calls) == 1
-    cmd = calls[0]
-    assert cmd[cmd.index("--steps") + 1] == "7"
-    # the bench's overrides reach the pretraining, and its thread count comes last
+    path, pre = backbone_pretraining("tiny", "/data", str(tmp_path), spec, small, slots=2)
+    assert path == pre.out == str(tmp_path / "backbone.pth")
+    assert pre.log == str(tmp_path / "backbone.log") and pre.slots == 2
+    cmd = pre.cmd
+    assert cmd[cmd.index("pretrain") - 2:cmd.index("pretrain")] == ["-m", "bevkd.cli"]
+    assert cmd[cmd.index("--steps") + 1] == "7" and cmd[cmd.index("--out") + 1] == path
+    # the bench's overrides reach the pretraining, and its thread count (the bench's threads
+    # per slot, on the slots it holds) comes last; by default it holds them all
     sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
-    assert sets == [*small, "train.threads=2"]
-    assert pretrained_backbone("tiny", "/data", str(tmp_path), spec, small) == path
-    assert len(calls) == 1  # reused, not redone
+    assert sets == [*small, "train.threads=4"]
+    alone = backbone_pretraining("tiny", "/data", str(tmp_path), spec, small)[1]
+    assert alone.slots == 3 and alone.cmd[-1] == "train.threads=6"
+    make(pre)
+    assert backbone_pretraining("tiny", "/data", str(tmp_path), spec, small) == (path, None)
     # weights pretrained for another number of steps or another image size are neither reused
     # nor overwritten
     from dataclasses import replace
@@ -440,11 +463,10 @@ def test_pretrained_backbone_is_made_once_and_reused(tmp_path, monkeypatch):
     from bevkd.errors import BevkdError
 
     with pytest.raises(BevkdError, match="pretrained for 7 steps, this bench asks for 9"):
-        pretrained_backbone("tiny", "/data", str(tmp_path), replace(spec, pretrain_steps=9),
-                            small)
+        backbone_pretraining("tiny", "/data", str(tmp_path), replace(spec, pretrain_steps=9),
+                             small)
     with pytest.raises(BevkdError, match=re.escape(f"image_size [64, 176] (now {preset_size})")):
-        pretrained_backbone("tiny", "/data", str(tmp_path), spec)
-    assert len(calls) == 1
+        backbone_pretraining("tiny", "/data", str(tmp_path), spec)
 
 
 def test_bench_generates_the_dataset_where_data_names_none(tmp_path, monkeypatch):
@@ -554,7 +576,7 @@ def test_student_sets_note_names_what_a_command_line_set_replaced():
     assert command.student_sets_note(sets, ()) == (
         "Every student run (baseline, methods, ablations), not the teachers, also takes the "
         "preset's `bench.student_sets`: train.epochs=12, train.eval_every=4.")
-    # make demo's --set train.epochs=4 comes later on every command line and wins
+    # a --set train.epochs=4 comes later on every command line and wins
     note = command.student_sets_note(sets, ("train.epochs=4", "data.image.final_size=[64,176]"))
     assert note == ("Every student run (baseline, methods, ablations), not the teachers, also "
                     "takes the preset's `bench.student_sets`: train.eval_every=4. This "
@@ -988,7 +1010,8 @@ def test_a_report_beside_a_running_bench_restores_nothing_into_its_folder(tmp_pa
 
 
 def test_the_backbone_is_pretrained_only_when_a_camera_model_is_left_to_train(tmp_path,
-                                                                             monkeypatch):
+                                                                             monkeypatch,
+                                                                             capsys):
     """A new machine with every run in the archive: the bench restores them and spends no
     quarter hour pretraining a backbone no training will read; with a camera run left to
     train, it pretrains."""
@@ -1024,10 +1047,21 @@ def test_the_backbone_is_pretrained_only_when_a_camera_model_is_left_to_train(tm
     shutil.rmtree(runs / "bevdistill-s0")  # to train again (say, its run was deleted)
     shutil.rmtree(archive / "bevdistill-s0")
     made = []
-    monkeypatch.setattr(command, "pretrained_backbone",
-                        lambda *a, **k: made.append(a) or weights)
+    monkeypatch.setattr(command, "backbone_pretraining",
+                        lambda *a, **k: made.append(a) or (weights, None))
     bench()
     assert len(made) == 1 and passed[-1] == passed[0]
+    # bevdistill-s0 reads the teacher's checkpoint, which the archive lacks: the teacher is
+    # trained again too, on one of tiny's 2 slots, and the pretraining takes the other
+    assert "to train again (restored earlier without the checkpoint a training needs): " \
+           "teacher" in capsys.readouterr().out
+    assert made[0][5] == 1
+    # the baseline alone to train again (no training reads the teacher): it takes both
+    shutil.rmtree(runs)
+    _fake_run(archive, "bevdistill-s0", 0.3, 0.4, 1.0)
+    shutil.rmtree(archive / "baseline-s0")
+    bench()
+    assert len(made) == 2 and made[1][5] == 2
 
 
 def test_gap_closed_is_marked_where_runs_learned_from_another_teacher_training(tmp_path):

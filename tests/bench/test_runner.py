@@ -175,3 +175,91 @@ def test_an_estimate_that_fails_is_said_and_stops_nothing(bench, monkeypatch):
     assert status == {"teacher": "done", "baseline-s0": "done", "bevdistill-s0": "done"}
     assert logs[-1] == ("[bench] 3 of 3 jobs final (no estimate: "
                         "ValueError('cannot convert float NaN to integer'))")
+
+
+# a stand-in for `bevkd pretrain`: waits until the file argv[2] exists (at most 20 s), then
+# writes its backbone argv[1]; FAIL in the environment makes it fail instead
+FAKE_PRETRAIN = r"""
+import os, sys, time
+out, wait = sys.argv[1], sys.argv[2]
+deadline = time.monotonic() + 20
+while wait != "-" and not os.path.exists(wait):
+    if time.monotonic() > deadline:
+        sys.exit("gave up waiting for " + wait)
+    time.sleep(0.02)
+if os.environ.get("FAIL"):
+    sys.exit("pretraining failed")
+open(out, "w").write("weights")
+"""
+
+
+def _pretraining(tmp_path, wait: str, slots: int) -> runner.Pretraining:
+    script = tmp_path / "fake_pretrain.py"
+    script.write_text(FAKE_PRETRAIN)
+    out = tmp_path / "runs" / "backbone.pth"
+    import sys
+
+    return runner.Pretraining([sys.executable, str(script), str(out), wait], str(out),
+                              str(tmp_path / "backbone.log"), slots)
+
+
+def test_the_teacher_trains_while_the_backbone_pretrains_and_camera_jobs_wait(bench, tmp_path):
+    """The stand-in pretraining ends only once the teacher's run has finished: a bench that
+    waited for it before starting the teacher would never get there. The camera models (the
+    baseline, the distilled student) start after it."""
+    run, runs, _ = bench
+    (runs).mkdir()
+    pre = _pretraining(tmp_path, str(runs / "teacher" / "timing.json"), slots=1)
+    status, logs = run(parallel=2, pretraining=pre)
+    assert status == {"teacher": "done", "baseline-s0": "done", "bevdistill-s0": "done"}
+    assert logs[0] == "[bench] start teacher"
+    made = next(i for i, m in enumerate(logs) if m.startswith("[bench] done backbone pretraining"))
+    assert logs.index("[bench] start baseline-s0") > made
+    assert (runs / "backbone.pth").read_text() == "weights"
+
+
+def test_a_pretraining_on_every_slot_runs_alone(bench, tmp_path):
+    run, runs, _ = bench
+    (runs).mkdir()
+    status, logs = run(parallel=2, pretraining=_pretraining(tmp_path, "-", slots=2))
+    assert set(status.values()) == {"done"}
+    assert logs[0].startswith("[bench] done backbone pretraining")
+    assert logs[1] == "[bench] start teacher"
+
+
+def test_a_failed_pretraining_skips_the_camera_jobs_and_the_teacher_trains(bench, tmp_path,
+                                                                          monkeypatch):
+    run, runs, _ = bench
+    (runs).mkdir()
+    monkeypatch.setenv("FAIL", "1")
+    status, logs = run(parallel=2, pretraining=_pretraining(tmp_path, "-", slots=1))
+    assert status == {"teacher": "done", "baseline-s0": "skipped", "bevdistill-s0": "skipped"}
+    failed = next(m for m in logs if "FAILED backbone pretraining" in m)
+    assert failed.endswith(f"see {tmp_path / 'backbone.log'}")
+    assert "pretraining failed" in (tmp_path / "backbone.log").read_text()
+    assert "[bench] skip baseline-s0: the backbone pretraining failed" in logs
+
+
+def test_stopping_the_bench_stops_its_pretraining(bench, tmp_path):
+    """Stopped while the pretraining waits (for a file that never comes): it is ended with the
+    bench, and said not to be resumable (`bevkd pretrain` starts again from its first step)."""
+    run, runs, _ = bench
+    (runs).mkdir()
+    pre = _pretraining(tmp_path, str(tmp_path / "never"), slots=2)
+    logs = []
+
+    def log(message):
+        logs.append(message)
+        if message == "[bench] start teacher":
+            raise AssertionError("the teacher waits for a pretraining on every slot")
+
+    import threading
+
+    stopper = threading.Timer(1.0, lambda: __import__("_thread").interrupt_main())
+    stopper.start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run(parallel=2, log=log, pretraining=pre)
+    stopper.cancel()
+    assert logs == ["[bench] stopped backbone pretraining"] and time.monotonic() - t0 < 15
+    assert not (runs / "backbone.pth").exists()
