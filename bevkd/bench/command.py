@@ -43,6 +43,8 @@ class BenchSpec:
     # `--set` overrides for every student run (baseline, methods, ablations), not the teachers:
     # e.g. a longer schedule for the camera students than for the LiDAR-side models
     student_sets: list[str] = field(default_factory=list)
+    # what the table is, written under its title (e.g. the demo's: not a comparison of methods)
+    about: str = ""
 
 
 def row_overrides(spec: BenchSpec) -> dict[str, tuple[str, ...]]:
@@ -272,7 +274,8 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                          "a training wrote them; `bevkd eval --ckpt RUN --data DATA` writes them "
                          "for a run with weights).")
         note = "\n\n".join(notes)
-        result = {"commit": commit, "command": command, "preset": preset, "seeds": seeds,
+        result = {"commit": commit, "command": command, "preset": preset,
+                  **({"about": spec.about} if spec.about else {}), "seeds": seeds,
                   "ablation_seeds": ablation_seeds,
                   "data": data, "pretrain_steps": spec.pretrain_steps,
                   "overrides": {r: list(s) for r, s in tuned.items()}, "run_commits": others,
@@ -282,7 +285,8 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                   "failed": failed, "missing": missing}
         base = os.path.join(out, preset)
         write_json(base + ".json", result, strict=True)
-        atomic_write(base + ".md", markdown(rows, preset, commit, command, seeds, note))
+        atomic_write(base + ".md", markdown(rows, preset, commit, command, seeds, note,
+                                            about=spec.about))
         _plots(rows, base, results, picture, preset, picks)
         return result
 

@@ -494,8 +494,11 @@ def _timing_text(rows: list[dict[str, Any]]) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
-             seeds: int, extra: str = "", title: str | None = None) -> str:
+             seeds: int, extra: str = "", title: str | None = None, about: str = "") -> str:
+    """The table's markdown; ``about`` (a preset's ``bench.about``) says under the title what
+    the table is, ``extra`` (notes) goes at the end."""
     lines = [f"# {title or f'bevkd bench --preset {preset}'}", "",
+             *([about.strip(), ""] if about.strip() else []),
              f"`{command}` at commit `{commit}`; {seeds} seed(s) per student row (mean ± half "
              "the seed range). mAP / NDS and their Δ vs the baseline in percent (points) on "
              "`synth_val`; TP errors are means. " + _timing_text(rows), ""]

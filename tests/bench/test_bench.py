@@ -111,6 +111,7 @@ def test_the_demo_preset_is_tinys_models_on_a_small_world_and_a_short_schedule()
     assert (demo.width, demo.height, demo.parallel, demo.threads) == (tiny.width, tiny.height,
                                                                       tiny.parallel, tiny.threads)
     assert row_overrides(demo) == row_overrides(tiny)  # e.g. BEVDistill's dense weight 0.1
+    assert "benchmarks/tiny.md" in demo.about and not tiny.about  # the demo's table says so
     student = load_experiment("configs/student/bevdepth.yaml", "demo", demo.student_sets)
     same = load_experiment("configs/student/bevdepth.yaml", "tiny",
                            ["data.image.final_size=[64,176]", "data.image.resize_lim=[0.21,0.26]",
@@ -343,6 +344,12 @@ def test_table_arithmetic(tmp_path):
     assert "163 ms of wall time between CUDA synchronisations" in head
     assert "in the precision each run trained in" in head
     assert "31%" in md  # gap closed
+    # a preset's `bench.about` goes under the title, before the command's paragraph
+    about = markdown(list(rows.values()), "demo", "abc", "bevkd bench", 1,
+                     about="**The demo**: not a comparison.\n").split("\n\n")
+    assert about[1] == "**The demo**: not a comparison." and about[2].startswith("`bevkd bench`")
+    assert about[2:] == markdown(list(rows.values()), "demo", "abc", "bevkd bench",
+                                 1).split("\n\n")[1:]
     # gains in percentage points; +12.0 mAP and +10.0 NDS both exceed the 1.0 seed spread
     assert kd["beats_baseline"] is True and "| +12.0 | +10.0 | yes | 31% | 1.25 | 1.01 |" in md
     # one method of four: no verdict yet, only where the table stands
