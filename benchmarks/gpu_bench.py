@@ -171,8 +171,9 @@ def fresh(paths: list[str], since: float) -> list[str]:
 def pack(tgz: str, preset: str, archive: str, runs: str, tables: str, since: float) -> list[str]:
     """``tgz``: the archive folder (without copies being made, ``*.tmp``) and the table's
     plots written since ``since`` (from ``tables``), by their paths relative to the repository
-    root, and under ``gpu_bench_logs/`` the pretrained backbone's record and the end of each
-    unfinished run's log. Returns what went in."""
+    root, and under ``gpu_bench_logs/`` the pretrained backbone's record (or, where there is
+    none, the end of the pretraining's log) and the end of each unfinished run's log. Returns
+    what went in."""
     members = []
     with tarfile.open(tgz, "w:gz") as tar:
         if os.path.isdir(archive):  # where the next lease's bench reads it
@@ -189,7 +190,12 @@ def pack(tgz: str, preset: str, archive: str, runs: str, tables: str, since: flo
         if os.path.isfile(record):
             tar.add(record, arcname="gpu_bench_logs/backbone.pth.json")
             members.append("gpu_bench_logs/backbone.pth.json")
-        for run, text in failed_logs(runs).items():
+        logs = failed_logs(runs)
+        pretrain_log = os.path.join(runs, "backbone.log")
+        if not os.path.isfile(record) and os.path.isfile(pretrain_log):  # failed or stopped
+            with open(pretrain_log, errors="replace") as f:
+                logs["backbone"] = f.read()[-4000:]
+        for run, text in logs.items():
             path = os.path.join(runs, f"{run}.log.tail")
             with open(path, "w") as f:
                 f.write(text)

@@ -285,7 +285,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", default=None, help="run folders (default: runs/bench_<preset>)")
     p.add_argument("--out", default="benchmarks", help="where the table and plots go")
     p.add_argument("--parallel", type=_int("--parallel"), default=None,
-                   help="trainings at once (default: the preset's)")
+                   help="trainings at once (default: the preset's); the backbone "
+                        "pretraining, beside the first ones, takes the slots they leave")
     p.add_argument("--pretrain-steps", type=_int("--pretrain-steps"), default=None,
                    help="steps of camera-backbone pretraining (default: the preset's; 0: none)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

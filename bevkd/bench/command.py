@@ -119,7 +119,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
 
         spec = replace(spec, pretrain_steps=pretrain_steps)
     seeds = seeds or spec.seeds
-    # a table of fewer seeds than the preset's ablation seeds (e.g. the demo's one) keeps
+    # a table of fewer seeds than the preset's ablation seeds (e.g. `--seeds 1`) keeps
     # its ablations to those seeds unless asked for more (which plan() then refuses)
     if ablation_seeds is None:
         ablation_seeds = min(spec.ablation_seeds, seeds)
@@ -157,7 +157,8 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
             weights = os.path.join(runs, "backbone.pth")
             if train and (os.path.isfile(weights) or camera_to_train(jobs, runs)):
                 # beside the LiDAR teacher (and the label encoder after it) where they are left
-                # to train, on the other slots: no camera model can start before it ends
+                # to train, on the other slots: no camera model can start before it ends (a
+                # slot stays idle where they end first, or will not train after all)
                 beside = any(j.model in NO_CAMERA and not is_finished(
                     os.path.join(runs, j.name), "synth_val") for j in jobs)
                 weights, pretraining = backbone_pretraining(
@@ -235,6 +236,9 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                          "that read either making learned from one training and are marked as "
                          "such: " + ", ".join(f"{k} ({' and '.join(str(len(g)) for g in gs)} "
                                               "makings)" for k, gs in same.items()) + ".")
+        if pretraining is not None and not os.path.isfile(pretraining.out):
+            notes.append(f"The camera backbone's pretraining failed (its log: "
+                         f"`{pretraining.log}`): the camera models it was for did not train.")
         if failed:
             notes.append(f"Failed or skipped runs: {', '.join(failed)}.")
         if missing:
@@ -399,14 +403,12 @@ def camera_to_train(jobs: list[Job], runs: str, val_split: str = "synth_val") ->
 
 
 def backbone_pretraining(preset: str, data: str, runs: str, spec: BenchSpec,
-                         extra: tuple[str, ...] = (), slots: int | None = None
-                         ) -> tuple[str, Pretraining | None]:
+                         extra: tuple[str, ...], slots: int) -> tuple[str, Pretraining | None]:
     """``RUNS/backbone.pth``, and the :class:`~bevkd.bench.runner.Pretraining` that makes it
     with ``bevkd pretrain`` of the student config and the bench's ``--set`` overrides
-    (``extra``) on ``slots`` of the bench's slots (default: all of them), or None where it
-    was made earlier with the same number of steps, for the same image size and ResNet depth
-    (reused); made otherwise, an error (it is never overwritten: the runs that used it record
-    its identity)."""
+    (``extra``) on ``slots`` of the bench's slots, or None where it was made earlier with the
+    same number of steps, for the same image size and ResNet depth (reused); made otherwise,
+    an error (it is never overwritten: the runs that used it record its identity)."""
     from ..engine.config import load_experiment
     from .plan import CONFIGS
 
@@ -431,13 +433,13 @@ def backbone_pretraining(preset: str, data: str, runs: str, spec: BenchSpec,
         print(f"[bench] reuse {path} (pretrained earlier)", flush=True)
         return path, None
     os.makedirs(runs, exist_ok=True)
-    slots = spec.parallel if slots is None else slots
     cmd = [sys.executable, "-m", "bevkd.cli", "pretrain", config, "--preset", preset,
            "--data", data, "--out", path, "--steps", str(spec.pretrain_steps)]
     # the bench's overrides first, so the pretraining's thread count is the bench's
     for s in (*extra, f"train.threads={spec.threads * slots}"):
         cmd += ["--set", s]
-    return path, Pretraining(cmd, path, os.path.join(runs, "backbone.log"), slots)
+    return path, Pretraining(cmd, path, os.path.join(runs, "backbone.log"), slots,
+                             spec.threads * slots)
 
 
 def _picture_sample(data: str):

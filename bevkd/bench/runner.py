@@ -30,7 +30,8 @@ One bench at a time per runs folder (a lock file); when the bench stops (Ctrl-C,
 error) its trainings are stopped too, each leaving a checkpoint that the next bench resumes.
 
 The camera backbone's pretraining (:class:`Pretraining`) runs beside the first trainings: the
-jobs with a camera model wait for it, the LiDAR teacher and the label encoder do not.
+jobs with a camera model wait for it, the LiDAR teacher and the label encoder do not. Stopped
+with the bench, it leaves no backbone, and the next bench pretrains again from the first step.
 """
 
 from __future__ import annotations
@@ -80,12 +81,14 @@ class Pretraining:
     :func:`run_jobs` beside the trainings that do not read it (the LiDAR teacher, then the
     label encoder): the jobs with a camera model are judged once it has ended (and skipped if
     it failed). It holds ``slots`` of the bench's parallel slots while it runs (its thread
-    count is the bench's per-slot threads times that); its output goes to ``log``."""
+    count, ``threads``, the bench's per-slot threads times that); its output goes to
+    ``log``."""
 
     cmd: list[str]
     out: str
     log: str
     slots: int = 1
+    threads: int = 1
 
 
 def command(job: Job, preset: str, data: str, runs: str, threads: int,
@@ -439,7 +442,9 @@ PRETRAIN = "backbone pretraining"  # its name in the bench's log
 
 
 def _stop(running: dict, log, grace: float = 120.0, resumable: bool = True) -> None:
-    """SIGTERM to every running training (each saves a checkpoint and exits), then wait."""
+    """SIGTERM to every running process, then wait (``grace`` seconds, then SIGKILL): a
+    training saves a checkpoint and exits; ``resumable=False`` for one that does not (the
+    backbone pretraining)."""
     for proc, _, _ in running.values():
         if proc.poll() is None:
             proc.terminate()
@@ -483,7 +488,7 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
     training stands (:mod:`bevkd.bench.eta`). ``on_final`` is called with each finished
     result (trained or reused) as soon as it is known: the bench archives it there
     (:mod:`bevkd.bench.archive`), so a bench stopped for good keeps what it finished.
-    ``pretraining``: made first, beside the jobs that need no camera backbone
+    ``pretraining``: started first, beside the jobs that need no camera backbone
     (:class:`Pretraining`); ``train=False`` ignores it."""
     if parallel < 1:
         raise BevkdError(f"parallel must be at least 1, got {parallel}")
@@ -537,10 +542,6 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
         run = os.path.join(runs, job.name)
         if job.model not in NO_CAMERA and not pretrained:
             return False  # judged once the backbone it reads is made
-        if job.model not in NO_CAMERA and pretrain_failed:
-            results[job.name] = JobResult(job, run, "skipped")
-            log(f"[bench] skip {job.name}: the backbone pretraining failed")
-            return True
         needs = [results.get(n) for n in job.needs]
         if any(r is not None and r.status in ("failed", "skipped") for r in needs):
             results[job.name] = JobResult(job, run, "skipped")
@@ -570,6 +571,10 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                 "--archive (it trains such runs again first) or delete "
                 f"{', '.join(os.path.join(runs, n) for n in bare)}")
             return True
+        if job.model not in NO_CAMERA and pretrain_failed:  # to train, with no backbone
+            results[job.name] = JobResult(job, run, "skipped")
+            log(f"[bench] skip {job.name}: the backbone pretraining failed")
+            return True
         ready[job.name] = stamps
         return False
 
@@ -579,7 +584,9 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
         if pretraining is not None:
             logf = open(pretraining.log, "a")
             pretrain[PRETRAIN] = (subprocess.Popen(
-                pretraining.cmd, stdout=logf, stderr=subprocess.STDOUT), time.perf_counter(), logf)
+                pretraining.cmd, stdout=logf, stderr=subprocess.STDOUT,
+                env={**os.environ, "OMP_NUM_THREADS": str(pretraining.threads)}),
+                time.perf_counter(), logf)
         while pending or running or pretrain:
             for name, (proc, start, logf) in list(pretrain.items()):
                 if proc.poll() is None:
@@ -650,8 +657,10 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
     finally:
         if main:  # first: a second SIGTERM while stopping ends the bench at once
             signal.signal(signal.SIGTERM, previous)
+        # the pretraining first (it has no checkpoint to save), so that it does not run on
+        # while the trainings save theirs
+        _stop(pretrain, log, grace=30.0, resumable=False)
         _stop(running, log)
-        _stop(pretrain, log, resumable=False)  # `bevkd pretrain` starts again from step 0
         if lock is not None:
             lock.close()
     return {j.name: results[j.name] for j in jobs if j.name in results}  # plan order

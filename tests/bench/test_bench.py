@@ -451,18 +451,18 @@ def test_pretrained_backbone_is_made_once_and_reused(tmp_path):
     small = ("data.image.final_size=[64,176]", "data.image.resize_lim=[0.21,0.26]")
     path, pre = backbone_pretraining("tiny", "/data", str(tmp_path), spec, small, slots=2)
     assert path == pre.out == str(tmp_path / "backbone.pth")
-    assert pre.log == str(tmp_path / "backbone.log") and pre.slots == 2
+    assert pre.log == str(tmp_path / "backbone.log") and (pre.slots, pre.threads) == (2, 4)
     cmd = pre.cmd
     assert cmd[cmd.index("pretrain") - 2:cmd.index("pretrain")] == ["-m", "bevkd.cli"]
     assert cmd[cmd.index("--steps") + 1] == "7" and cmd[cmd.index("--out") + 1] == path
     # the bench's overrides reach the pretraining, and its thread count (the bench's threads
-    # per slot, on the slots it holds) comes last; by default it holds them all
+    # per slot, on the slots it holds) comes last
     sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
     assert sets == [*small, "train.threads=4"]
-    alone = backbone_pretraining("tiny", "/data", str(tmp_path), spec, small)[1]
+    alone = backbone_pretraining("tiny", "/data", str(tmp_path), spec, small, 3)[1]
     assert alone.slots == 3 and alone.cmd[-1] == "train.threads=6"
     make(pre)
-    assert backbone_pretraining("tiny", "/data", str(tmp_path), spec, small) == (path, None)
+    assert backbone_pretraining("tiny", "/data", str(tmp_path), spec, small, 2) == (path, None)
     # weights pretrained for another number of steps or another image size are neither reused
     # nor overwritten
     from dataclasses import replace
@@ -471,9 +471,9 @@ def test_pretrained_backbone_is_made_once_and_reused(tmp_path):
 
     with pytest.raises(BevkdError, match="pretrained for 7 steps, this bench asks for 9"):
         backbone_pretraining("tiny", "/data", str(tmp_path), replace(spec, pretrain_steps=9),
-                             small)
+                             small, 2)
     with pytest.raises(BevkdError, match=re.escape(f"image_size [64, 176] (now {preset_size})")):
-        backbone_pretraining("tiny", "/data", str(tmp_path), spec)
+        backbone_pretraining("tiny", "/data", str(tmp_path), spec, (), 2)
 
 
 def test_bench_generates_the_dataset_where_data_names_none(tmp_path, monkeypatch):

@@ -89,12 +89,14 @@ def test_what_a_lease_hands_back_replaces_the_archive_here(gb, tmp_path, monkeyp
     (tables / "small_per_class.png").write_bytes(b"new")
     (runs / "asd-s0").mkdir(parents=True)
     (runs / "asd-s0" / "train.log").write_text("Traceback: it broke")
+    # the backbone's pretraining failed (no backbone.pth.json): the end of its log comes back
+    (runs / "backbone.log").write_text("pretrain backbone: CUDA error")
     out.mkdir()
     assert gb.finished_runs(str(archive)) == ["baseline-s0", "teacher"]
     packed = gb.pack(str(out / "small_bench.tgz"), "small", str(archive), str(runs),
                      str(tables), since)
     assert packed == ["benchmarks/archive/small", "benchmarks/small_per_class.png",
-                      "gpu_bench_logs/asd-s0.log.tail"]
+                      "gpu_bench_logs/asd-s0.log.tail", "gpu_bench_logs/backbone.log.tail"]
     with tarfile.open(out / "small_bench.tgz") as tar:
         assert not any(".tmp" in m.name for m in tar.getmembers())
     (out / "small.md").write_text("# table")
@@ -107,5 +109,6 @@ def test_what_a_lease_hands_back_replaces_the_archive_here(gb, tmp_path, monkeyp
     assert (here / "benchmarks" / "small_per_class.png").read_bytes() == b"new"
     assert (here / "benchmarks" / "small.md").read_text() == "# table"
     assert (tmp_path / "logs" / "asd-s0.log.tail").read_text().endswith("it broke")
+    assert (tmp_path / "logs" / "backbone.log.tail").read_text().endswith("CUDA error")
     assert not (here / "gpu_bench_logs").exists()  # logs stay out of the checkout
     assert os.path.join("benchmarks", "small.md") in done
