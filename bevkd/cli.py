@@ -318,9 +318,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 def _cmd_bench(args: argparse.Namespace) -> None:
     from .bench.command import run_bench
     from .bench.plan import ABLATIONS, check_ablations
+    from .engine.config import preset_name
 
     methods = tuple(m for m in args.methods.split(",") if m)
-    runs = args.runs or os.path.join("runs", f"bench_{args.preset}")
+    runs = args.runs or os.path.join("runs", f"bench_{preset_name(args.preset)}")
     if args.no_ablations and args.ablations is not None:
         raise BevkdError("--no-ablations and --ablations contradict each other: pass one")
     ablations = tuple(ABLATIONS) if args.ablations is None else tuple(
@@ -331,7 +332,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
                        args.parallel, tuple(args.overrides), args.pretrain_steps,
                        not args.report_only, args.ablation_seeds, args.archive,
                        args.retrain_apart, args.timing_device)
-    print(open(os.path.join(args.out, f"{args.preset}.md")).read())
+    print(open(os.path.join(args.out, f"{preset_name(args.preset)}.md")).read())
     if result["failed"]:
         raise BevkdError(f"{len(result['failed'])} run(s) failed: {', '.join(result['failed'])}")
 

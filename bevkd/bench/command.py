@@ -10,7 +10,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from ..config import read_yaml
-from ..engine.config import resolve_preset
+from ..engine.config import preset_name, resolve_preset
 from ..errors import BevkdError
 from ..fileio import atomic_write, write_json
 from ..provenance import git_commit, machine_label
@@ -114,6 +114,11 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         raise BevkdError("--retrain-apart trains again the runs it does not restore; a report "
                          "(--report-only) trains nothing: leave one of them out")
     spec = bench_spec(preset)
+    # a preset file (not one of configs/presets) names the table by its stem, and its runs'
+    # commands by its absolute path (a bench resumed from another folder finds it)
+    name = preset_name(preset)
+    if os.path.isfile(preset):
+        preset = os.path.abspath(preset)
     if pretrain_steps is not None:
         from dataclasses import replace
 
@@ -272,7 +277,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         if undrawn:  # runs older than the detections kept beside their metrics
             drawn = (f"draws {', '.join(picks)}" if len(picks) >= 2 else
                      "is not drawn (it needs two models' detections)")
-            notes.append(f"The BEV picture (`{preset}_bev.png`) {drawn}: no finished run of "
+            notes.append(f"The BEV picture (`{name}_bev.png`) {drawn}: no finished run of "
                          f"{', '.join(undrawn)} holds its detections of the picture's sample here "
                          "(restored from an archive made before it kept them, or trained before "
                          "a training wrote them; `bevkd eval --ckpt RUN --data DATA` writes them "
@@ -287,11 +292,11 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                   "reproduced": same, "rows": rows,
                   "acceptance": acceptance(rows), "ablations": ablation_pairs(rows),
                   "failed": failed, "missing": missing}
-        base = os.path.join(out, preset)
+        base = os.path.join(out, name)
         write_json(base + ".json", result, strict=True)
-        atomic_write(base + ".md", markdown(rows, preset, commit, command, seeds, note,
+        atomic_write(base + ".md", markdown(rows, name, commit, command, seeds, note,
                                             about=spec.about))
-        _plots(rows, base, results, picture, preset, picks)
+        _plots(rows, base, results, picture, name, picks)
         return result
 
 

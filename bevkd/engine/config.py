@@ -106,6 +106,12 @@ def resolve_preset(preset: str) -> str:
     return path
 
 
+def preset_name(preset: str) -> str:
+    """What a preset's tables and folders are named by: its name, or a preset file's stem
+    (``--preset my/wide.yaml``: ``wide``)."""
+    return os.path.splitext(os.path.basename(preset))[0] if os.path.isfile(preset) else preset
+
+
 def load_experiment(path: str, preset: str | None = None,
                     overrides: list[str] | None = None) -> ExperimentConfig:
     """A model config (+ its ``base:`` chain), then a preset's sizes, then ``--set`` overrides.

@@ -553,6 +553,39 @@ def test_report_only_trains_nothing_and_names_the_rows_not_trained(tmp_path, mon
     assert not runs.exists()
 
 
+def test_a_preset_file_of_ones_own_names_the_table_by_its_stem(tmp_path, monkeypatch):
+    """``--preset my/wide.yaml`` (a user's preset beside the shipped ones): the table is
+    ``wide.md`` / ``.json``, the default runs folder ``runs/bench_wide``, and the trainings'
+    commands name the file by its absolute path."""
+    from bevkd import cli
+    from bevkd.bench import command
+    from bevkd.bench.runner import command as train_command
+    from bevkd.engine.config import preset_name
+
+    tiny = os.path.abspath("configs/presets/tiny.yaml")
+    (tmp_path / "my").mkdir()
+    (tmp_path / "my" / "wide.yaml").write_text(f"base: {tiny}\nbench: {{seeds: 1}}\n")
+    (tmp_path / "data" / "v1.0-synth").mkdir(parents=True)
+    monkeypatch.setattr(command, "git_commit", lambda: "abc")
+    monkeypatch.chdir(tmp_path)
+    assert preset_name("my/wide.yaml") == "wide" and preset_name("tiny") == "tiny"
+    res = command.run_bench("my/wide.yaml", "out", "runs", "data", None, ("bevdistill",), False,
+                            (), train=False)
+    assert res["seeds"] == 1 and res["preset"] == str(tmp_path / "my" / "wide.yaml")
+    assert sorted(os.listdir("out")) == ["wide.json", "wide.md"]
+    assert (tmp_path / "out" / "wide.md").read_text().startswith("# bevkd bench --preset wide")
+    job = next(j for j in plan(1, ("bevdistill",), False, ()) if j.name == "baseline-s0")
+    cmd = train_command(job, res["preset"], "data", "runs", 1)
+    assert cmd[cmd.index("--preset") + 1] == str(tmp_path / "my" / "wide.yaml")
+    seen = {}
+    monkeypatch.setattr(command, "run_bench", lambda *a, **k: seen.update(runs=a[2]) or {
+        "failed": []})
+    (tmp_path / "out2").mkdir()
+    (tmp_path / "out2" / "wide.md").write_text("# table")
+    assert cli.main(["bench", "--preset", "my/wide.yaml", "--out", "out2", "--report-only"]) == 0
+    assert seen["runs"] == os.path.join("runs", "bench_wide")
+
+
 def test_finished_ablation_runs_of_more_seeds_join_the_table(tmp_path):
     """A table of 2 seeds with ablations on seed 0: asd_gamma0's seed-1 run, finished in the
     runs folder, is read; asd_box_mask's seed-1 run, not finished, is not; nothing of seed 2."""
