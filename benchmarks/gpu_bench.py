@@ -151,14 +151,18 @@ def has_metrics(run: str) -> bool:
 
 def failed_logs(runs: str, tail: int = 4000) -> dict[str, str]:
     """``{run: the end of its train.log}`` for every run folder without a finished
-    ``metrics.json`` (failed or stopped trainings)."""
+    ``metrics.json`` (failed or stopped trainings), and ``{"backbone": the end of
+    backbone.log}`` where the pretraining made no backbone (failed or stopped)."""
+    logs = {os.path.basename(os.path.dirname(p)): p
+            for p in sorted(glob.glob(os.path.join(runs, "*", "train.log")))
+            if not has_metrics(os.path.dirname(p))}
+    if not os.path.isfile(os.path.join(runs, "backbone.pth.json")):
+        logs["backbone"] = os.path.join(runs, "backbone.log")
     out = {}
-    for log_path in sorted(glob.glob(os.path.join(runs, "*", "train.log"))):
-        run = os.path.dirname(log_path)
-        if has_metrics(run):
-            continue
-        with open(log_path, errors="replace") as f:
-            out[os.path.basename(run)] = f.read()[-tail:]
+    for name, path in logs.items():
+        if os.path.isfile(path):
+            with open(path, errors="replace") as f:
+                out[name] = f.read()[-tail:]
     return out
 
 
@@ -190,12 +194,7 @@ def pack(tgz: str, preset: str, archive: str, runs: str, tables: str, since: flo
         if os.path.isfile(record):
             tar.add(record, arcname="gpu_bench_logs/backbone.pth.json")
             members.append("gpu_bench_logs/backbone.pth.json")
-        logs = failed_logs(runs)
-        pretrain_log = os.path.join(runs, "backbone.log")
-        if not os.path.isfile(record) and os.path.isfile(pretrain_log):  # failed or stopped
-            with open(pretrain_log, errors="replace") as f:
-                logs["backbone"] = f.read()[-4000:]
-        for run, text in logs.items():
+        for run, text in failed_logs(runs).items():
             path = os.path.join(runs, f"{run}.log.tail")
             with open(path, "w") as f:
                 f.write(text)

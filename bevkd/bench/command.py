@@ -164,8 +164,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                 # beside the LiDAR teacher (and the label encoder after it) where they are left
                 # to train, on the other slots: no camera model can start before it ends (a
                 # slot stays idle where they end first, or will not train after all)
-                beside = any(j.model in NO_CAMERA and not is_finished(
-                    os.path.join(runs, j.name), "synth_val") for j in jobs)
+                beside = camera_to_train(jobs, runs, camera=False)
                 weights, pretraining = backbone_pretraining(
                     preset, data, runs, spec, extra,
                     parallel - 1 if beside and parallel > 1 else parallel)
@@ -399,11 +398,13 @@ def run_machines(results: dict) -> dict[str, list[str]]:
     return out
 
 
-def camera_to_train(jobs: list[Job], runs: str, val_split: str = "synth_val") -> list[str]:
+def camera_to_train(jobs: list[Job], runs: str, val_split: str = "synth_val",
+                    camera: bool = True) -> list[str]:
     """The jobs with a camera model whose run in ``runs`` is not finished: those the pretrained
-    backbone is for. (A job a twin run will serve counts too: pretraining is then spared only
-    where nothing at all is left to train.)"""
-    return [j.name for j in jobs if j.model not in NO_CAMERA
+    backbone is for (``camera=False``: those without one, the LiDAR teacher and the label
+    encoder, which train beside the pretraining). (A job a twin run will serve counts too:
+    pretraining is then spared only where nothing at all is left to train.)"""
+    return [j.name for j in jobs if (j.model not in NO_CAMERA) == camera
             and not is_finished(os.path.join(runs, j.name), val_split)]
 
 

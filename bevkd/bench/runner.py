@@ -512,8 +512,8 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
     log_start: dict[str, int] = {}
     said_progress = False
     # the backbone's pretraining while it runs: {name: (process, start, log file)} as running
+    # (the camera jobs wait while it is there)
     pretrain: dict[str, tuple[subprocess.Popen, float, object]] = {}
-    pretrained = pretraining is None  # False while the camera jobs wait for it; then its end
     pretrain_failed = False
     epochs = _epochs(jobs, preset, extra)
     last_status = time.perf_counter()
@@ -540,7 +540,7 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
         True: it leaves ``pending``) or ready to train (``ready``, False); False while a job
         it needs is not final yet."""
         run = os.path.join(runs, job.name)
-        if job.model not in NO_CAMERA and not pretrained:
+        if job.model not in NO_CAMERA and pretrain:
             return False  # judged once the backbone it reads is made
         needs = [results.get(n) for n in job.needs]
         if any(r is not None and r.status in ("failed", "skipped") for r in needs):
@@ -593,7 +593,6 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                     continue
                 logf.close()
                 del pretrain[name]
-                pretrained = True
                 pretrain_failed = proc.returncode != 0 or not os.path.isfile(pretraining.out)
                 log(f"[bench] {'FAILED' if pretrain_failed else 'done'} {name} "
                     f"({(time.perf_counter() - start) / 60:.1f} min)"
