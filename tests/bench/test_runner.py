@@ -177,11 +177,13 @@ def test_an_estimate_that_fails_is_said_and_stops_nothing(bench, monkeypatch):
                         "ValueError('cannot convert float NaN to integer'))")
 
 
-# a stand-in for `bevkd pretrain`: waits until the file argv[2] exists (at most 20 s), then
-# writes its backbone argv[1]; FAIL in the environment makes it fail instead
+# a stand-in for `bevkd pretrain`: says it runs (argv[1] + ".running"), waits until the file
+# argv[2] exists (at most 20 s), then writes its backbone argv[1]; FAIL in the environment
+# makes it fail instead
 FAKE_PRETRAIN = r"""
 import os, sys, time
 out, wait = sys.argv[1], sys.argv[2]
+open(out + ".running", "w").close()
 deadline = time.monotonic() + 20
 while wait != "-" and not os.path.exists(wait):
     if time.monotonic() > deadline:
@@ -246,8 +248,10 @@ def test_a_failed_pretraining_skips_the_camera_jobs_and_the_teacher_trains(bench
 
 
 def test_stopping_the_bench_stops_its_pretraining(bench, tmp_path):
-    """Stopped while the pretraining waits (for a file that never comes): it is ended with the
-    bench, and said not to be resumable (`bevkd pretrain` starts again from its first step)."""
+    """Stopped (SIGTERM, as a scheduler stops it) while the pretraining waits for a file that
+    never comes: it is ended with the bench, and said not to be resumable (`bevkd pretrain`
+    starts again from its first step). (Not Ctrl-C's SIGINT: a process started in the
+    background of a non-interactive shell ignores it, and so would this test.)"""
     run, runs, _ = bench
     (runs).mkdir()
     pre = _pretraining(tmp_path, str(tmp_path / "never"), slots=2)
@@ -258,15 +262,27 @@ def test_stopping_the_bench_stops_its_pretraining(bench, tmp_path):
         if message == "[bench] start teacher":
             raise AssertionError("the teacher waits for a pretraining on every slot")
 
+    import signal
     import threading
 
-    stopper = threading.Timer(1.0, lambda: __import__("_thread").interrupt_main())
+    done = threading.Event()
+
+    def stop():  # once the pretraining runs, the bench gets SIGTERM (at most 10 s on)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(pre.out + ".running") and time.monotonic() < deadline:
+            if done.wait(0.02):
+                return
+        if not done.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stopper = threading.Thread(target=stop)
     stopper.start()
     t0 = time.monotonic()
     try:
         with pytest.raises(KeyboardInterrupt):
             run(parallel=2, log=log, pretraining=pre)
     finally:
-        stopper.cancel()
+        done.set()
+        stopper.join()
     # ended by the bench (SIGTERM), not by its own 20 s wait running out
     assert logs == ["[bench] stopped backbone pretraining"] and time.monotonic() - t0 < 15
