@@ -14,14 +14,13 @@ from ..engine.config import preset_name, resolve_preset
 from ..errors import BevkdError
 from ..fileio import atomic_write, write_json
 from ..provenance import git_commit, machine_label
-from .plan import (ABLATIONS, METHODS, Job, check_ablations, plan, redundant_ablations,
-                   with_rows)
+from .plan import (ABLATIONS, METHODS, NO_CAMERA, Job, check_ablations, plan,
+                   redundant_ablations, with_rows)
 from .report import ORDER, ablation_pairs, acceptance, collect, markdown
 from .archive import archive_run, archive_served, restore
 from .reproduced import FILE as REPRODUCED, Reproduced
 from .picture import SCORE, TOP, drawable, picture_sample, sample_detections
-from .runner import (NO_CAMERA, JobResult, Pretraining, is_finished, is_restored, run_jobs,
-                     runs_lock)
+from .runner import JobResult, Pretraining, is_finished, is_restored, run_jobs, runs_lock
 
 
 @dataclass(frozen=True)

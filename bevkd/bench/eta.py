@@ -20,9 +20,13 @@ The estimate prices work per epoch, since a bench's runs train different numbers
   tiny preset); then, for a student, of every student (a method before any distilled run has
   a pace is priced at the baseline's); else of every run.
 
-Jobs run ``parallel`` at a time. Start-up, the final evaluation, the order jobs wait in (a
-student for its teacher) and one method's cost over another's whose pace it borrows are not
-counted: a rough guide that gets better as runs finish.
+Jobs run ``parallel`` at a time. While the camera backbone's pretraining runs (its time left
+read from the last line of its log, :func:`pretrain_progress`), the jobs with a camera model
+wait for it and the others have the slots it leaves; the estimate counts that wait (not the
+held-out evaluation after its last step, nor its time before its first line, a tenth of its
+steps). Start-up, the final evaluation, the order jobs wait in (a student for its teacher) and
+one method's cost over another's whose pace it borrows are not counted: a rough guide that gets
+better as runs finish.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..progress import hms
-from .plan import TEACHER_JOBS, Job
+from .plan import NO_CAMERA, TEACHER_JOBS, Job
 
 if TYPE_CHECKING:
     from .runner import JobResult
@@ -44,6 +48,9 @@ if TYPE_CHECKING:
 # 0:04:17  run left 0:47:23"
 _LINE = re.compile(r"^epoch (\d+)/(\d+)\s+\d+% \((\d+)/(\d+)\)\s+loss \S+\s+([0-9.]+) s/step"
                    r"\s+epoch left \S+\s+run left (\d+):(\d\d):(\d\d)\s*$")
+# LineBar's line of `bevkd pretrain` (bevkd.progress): "pretrain backbone:  70% 105/150
+# [01:53<00:45,  1.01s/it, class=1.035, depth=1.897]" (tqdm's times: M:SS or H:MM:SS)
+_BAR = re.compile(r"^pretrain backbone:\s+\d+% (\d+)/(\d+) \[[0-9:]+<([0-9:]+),")
 _TAIL_BYTES = 16384  # the last progress line is within the log's last few lines
 
 
@@ -70,25 +77,62 @@ class Live:
                 f"%), {hms(self.left)} left")
 
 
-def live_progress(run: str, start: int = 0) -> Live | None:
-    """The last progress line of ``RUN/train.log`` written past byte ``start`` (where the log
-    stood when this attempt began: the lines before it are an earlier attempt's), or None (no
-    log yet, or no such line in its tail: a training starting up, validating at length or not
-    logging lines)."""
+@dataclass(frozen=True)
+class PretrainLive:
+    """The backbone pretraining's last progress line: ``step`` of ``steps``, ``left`` seconds
+    to its last step (tqdm's estimate)."""
+
+    step: int
+    steps: int
+    left: float
+
+    def describe(self) -> str:
+        """``step 105/150 (70 %), 0:00:45 left``."""
+        return (f"step {self.step}/{self.steps} ({100 * self.step / max(self.steps, 1):.0f} %), "
+                f"{hms(self.left)} left")
+
+
+def _last_match(path: str, pattern: re.Pattern, start: int) -> re.Match | None:
+    """The last line of the file ``path`` past byte ``start`` (within its tail) that
+    ``pattern`` matches, or None (no file, no such line)."""
     try:
-        with open(os.path.join(run, "train.log"), "rb") as f:
+        with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(start, f.tell() - _TAIL_BYTES))
             tail = f.read().decode("utf-8", errors="replace")
     except OSError:
         return None
     for line in reversed(tail.splitlines()):
-        m = _LINE.match(line.strip())
+        m = pattern.match(line.strip())
         if m:
-            e, es, s, ss = (int(g) for g in m.group(1, 2, 3, 4))
-            h, mi, se = (int(g) for g in m.group(6, 7, 8))
-            return Live(e, es, s, ss, float(m.group(5)), float(h * 3600 + mi * 60 + se))
+            return m
     return None
+
+
+def live_progress(run: str, start: int = 0) -> Live | None:
+    """The last progress line of ``RUN/train.log`` written past byte ``start`` (where the log
+    stood when this attempt began: the lines before it are an earlier attempt's), or None (no
+    log yet, or no such line in its tail: a training starting up, validating at length or not
+    logging lines)."""
+    m = _last_match(os.path.join(run, "train.log"), _LINE, start)
+    if m is None:
+        return None
+    e, es, s, ss = (int(g) for g in m.group(1, 2, 3, 4))
+    h, mi, se = (int(g) for g in m.group(6, 7, 8))
+    return Live(e, es, s, ss, float(m.group(5)), float(h * 3600 + mi * 60 + se))
+
+
+def pretrain_progress(log: str, start: int = 0) -> PretrainLive | None:
+    """The last progress line of the backbone pretraining's ``log`` past byte ``start`` (where
+    this bench's attempt began), or None (none yet: its first line comes after a tenth of its
+    steps)."""
+    m = _last_match(log, _BAR, start)
+    if m is None:
+        return None
+    left = 0
+    for part in m.group(3).split(":"):  # M:SS or H:MM:SS
+        left = left * 60 + int(part)
+    return PretrainLive(int(m.group(1)), int(m.group(2)), float(left))
 
 
 def train_seconds(run: str) -> float | None:
@@ -102,12 +146,14 @@ def train_seconds(run: str) -> float | None:
 
 def time_left(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mapping[str, float],
               parallel: int, epochs: Mapping[str, int] | None = None,
-              live: Mapping[str, Live] | None = None) -> float | None:
+              live: Mapping[str, Live] | None = None,
+              pretraining: tuple[float, int] | None = None) -> float | None:
     """Seconds the jobs without a result may still take, ``parallel`` at once (see the
     module's docstring); never less than the longest of them. ``elapsed``: running job ->
     seconds of this attempt (used where its log has no progress line); ``epochs``: job ->
     epochs it trains (1 where missing: then a pace is per run); ``live``: running job -> its
-    :func:`live_progress`. None before any run gives a pace."""
+    :func:`live_progress`; ``pretraining``: the running backbone pretraining's seconds left and
+    the slots it holds (the camera jobs start after it). None before any run gives a pace."""
     epochs, live = epochs or {}, live or {}
     teachers = set(TEACHER_JOBS.values())
 
@@ -147,10 +193,12 @@ def time_left(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mappin
     def students(paces: dict[str, list[float]]) -> list[float]:
         return paces["baseline"] + paces["distilled"]
 
-    each = []
+    camera: list[float] = []  # seconds left per job, those that wait for a pretraining
+    other: list[float] = []
     for job in jobs:
         if job.name in results:
             continue
+        each = camera if job.model not in NO_CAMERA else other
         if job.name in live:
             each.append(live[job.name].left)
             continue
@@ -161,16 +209,27 @@ def time_left(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mappin
                     or every)
         each.append(max(pace * max(epochs.get(job.name, 1), 1) - elapsed.get(job.name, 0.0),
                         0.0))
-    # fewer jobs than slots leave slots idle: the longest job bounds the time from below
-    return max(sum(each) / max(parallel, 1), max(each, default=0.0))
+    parallel = max(parallel, 1)
+    if pretraining is None:
+        every_left = camera + other
+        # fewer jobs than slots leave slots idle: the longest job bounds the time from below
+        return max(sum(every_left) / parallel, max(every_left, default=0.0))
+    # the other jobs have the slots the pretraining leaves until it ends, then every job all
+    # of them; bounded from below as above, the camera jobs starting when it ends
+    wait, slots = pretraining
+    beside = min(sum(other), wait * max(parallel - slots, 0))
+    return max(wait + (sum(other) - beside + sum(camera)) / parallel,
+               max(other, default=0.0), wait + max(camera, default=0.0))
 
 
 def progress_line(jobs: list[Job], results: Mapping[str, JobResult],
                   elapsed: Mapping[str, float], parallel: int,
                   epochs: Mapping[str, int] | None = None,
-                  live: Mapping[str, Live] | None = None) -> str:
-    """``[bench] 12 of 27 jobs final; ~5 h 10 min to go`` (the estimate once there is one)."""
-    left = time_left(jobs, results, elapsed, parallel, epochs, live)
+                  live: Mapping[str, Live] | None = None,
+                  pretraining: tuple[float, int] | None = None) -> str:
+    """``[bench] 12 of 27 jobs final; ~5 h 10 min to go`` (the estimate once there is one;
+    arguments as :func:`time_left`'s)."""
+    left = time_left(jobs, results, elapsed, parallel, epochs, live, pretraining)
     eta = ""
     if left is not None and len(results) < len(jobs):
         minutes = round(left / 60)
@@ -179,9 +238,10 @@ def progress_line(jobs: list[Job], results: Mapping[str, JobResult],
     return f"[bench] {len(results)} of {len(jobs)} jobs final{eta}"
 
 
-def running_line(live: Mapping[str, Live | None]) -> str:
+def running_line(live: Mapping[str, Live | PretrainLive | None]) -> str:
     """``[bench] training: baseline-s0 epoch 5/12 (31 %), 0:47:23 left; fusion_teacher ...``
-    (``starting`` for a training with no progress line yet)."""
+    (``starting`` for a training with no progress line yet; the backbone pretraining's as
+    ``step 105/150 (70 %), ...``)."""
     parts = [f"{name} {p.describe() if p is not None else 'starting'}"
              for name, p in live.items()]
     return "[bench] training: " + "; ".join(parts)

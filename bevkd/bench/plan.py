@@ -73,6 +73,9 @@ ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 # The job whose run serves each teacher role of a distillation config.
 TEACHER_JOBS = {"lidar": "teacher", "fusion": "fusion_teacher", "label": "label_encoder"}
+# jobs whose model has no camera backbone (the rest read the bench's pretrained backbone, and
+# wait for its pretraining)
+NO_CAMERA = ("teacher", "label_encoder")
 
 
 @dataclass(frozen=True)

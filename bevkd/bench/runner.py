@@ -51,8 +51,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from ..config import differing_keys, to_dict
 from ..errors import BevkdError
 from ..fileio import write_json
-from .eta import live_progress, progress_line, running_line
-from .plan import TEACHER_JOBS, Job, teacher_roles
+from .eta import live_progress, pretrain_progress, progress_line, running_line
+from .plan import NO_CAMERA, TEACHER_JOBS, Job, teacher_roles
 
 if TYPE_CHECKING:
     from ..engine.config import ExperimentConfig
@@ -69,10 +69,6 @@ class JobResult:
 def is_finished(run: str, val_split: str) -> bool:
     return (os.path.isfile(os.path.join(run, "eval", val_split, "metrics.json"))
             and os.path.isfile(os.path.join(run, "timing.json")))
-
-
-# jobs whose model has no camera backbone (the rest take the benchmark's backbone weights)
-NO_CAMERA = ("teacher", "label_encoder")
 
 
 @dataclass(frozen=True)
@@ -523,10 +519,14 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
         try:
             live = {n: live_progress(os.path.join(runs, n), log_start.get(n, 0))
                     for n in running}
-            lines = [running_line(live)] if with_running and running else []
+            pre = (pretrain_progress(pretraining.log, log_start.get(PRETRAIN, 0))
+                   if pretrain else None)
+            lines = ([running_line({**({PRETRAIN: pre} if pretrain else {}), **live})]
+                     if with_running and (running or pretrain) else [])
             lines.append(progress_line(
                 jobs, results, {n: now - t for n, (_, t, _) in running.items()}, parallel,
-                epochs, {n: p for n, p in live.items() if p is not None}))
+                epochs, {n: p for n, p in live.items() if p is not None},
+                (pre.left, pretraining.slots) if pre is not None else None))
         except Exception as e:  # noqa: BLE001 - a report must never stop the trainings
             lines = [f"[bench] {len(results)} of {len(jobs)} jobs final (no estimate: {e!r})"]
         for line in lines:
@@ -583,6 +583,7 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
     try:
         if pretraining is not None:
             logf = open(pretraining.log, "a")
+            log_start[PRETRAIN] = logf.tell()  # (an earlier bench's lines are before it)
             pretrain[PRETRAIN] = (subprocess.Popen(
                 pretraining.cmd, stdout=logf, stderr=subprocess.STDOUT,
                 env={**os.environ, "OMP_NUM_THREADS": str(pretraining.threads)}),
@@ -648,7 +649,7 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                     on_final(results[name])
                 status(False)
                 last_status = time.perf_counter()
-            if running and time.perf_counter() - last_status >= status_every:
+            if (running or pretrain) and time.perf_counter() - last_status >= status_every:
                 status(True)
                 last_status = time.perf_counter()
             if pending or running or pretrain:

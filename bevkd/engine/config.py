@@ -99,9 +99,13 @@ def resolve_preset(preset: str) -> str:
     """A preset name (tiny, small, full) or a path to a preset YAML."""
     if os.path.isfile(preset):
         return preset
+    names = (sorted(f[:-5] for f in os.listdir(PRESETS_DIR) if f.endswith(".yaml"))
+             if os.path.isdir(PRESETS_DIR) else [])
+    if os.sep in preset or preset.endswith((".yaml", ".yml")):  # meant as a file
+        raise BevkdError(f"preset file {preset!r} does not exist (a preset is one of "
+                         f"{', '.join(names)} or a YAML file of one's own)")
     path = os.path.join(PRESETS_DIR, f"{preset}.yaml")
     if not os.path.isfile(path):
-        names = sorted(f[:-5] for f in os.listdir(PRESETS_DIR)) if os.path.isdir(PRESETS_DIR) else []
         raise BevkdError(f"unknown preset {preset!r}{_suggest(preset, names)}")
     return path
 

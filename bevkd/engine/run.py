@@ -123,6 +123,11 @@ FIT_NOTES_SILENCED = (
     r"Found \d+ module\(s\) in eval mode at the start of training",
     # Lightning 2.6's own use of a class torch 2.13 deprecates (a FutureWarning)
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # 16-bit mixed precision (GPU): the gradient scaler skips the optimiser's first steps while
+    # their gradients overflow its initial scale, and Lightning steps the per-step schedule
+    # all the same, so torch warns once that the scheduler stepped first. Lightning calls
+    # both in the right order; the schedule runs those few steps ahead, nothing else
+    r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`",
 )
 # ... and what Lightning logs on every Trainer: an advertisement for its cloud logger
 LOG_NOTES_SILENCED = (r"Tip: For seamless cloud logging",)

@@ -119,7 +119,65 @@ def test_time_left_prices_per_epoch_and_takes_a_running_trainings_own_estimate(t
         (2000.0 + 2 * 6 * 300.0 + 2 * 12 * 300.0) / 2)
 
 
+def test_pretrain_progress_reads_the_pretrainings_log_line(tmp_path):
+    """The line `bevkd pretrain` writes to a log (bevkd.progress.LineBar), and tqdm's times."""
+    from bevkd.progress import LineBar
+
+    log = tmp_path / "backbone.log"
+    assert eta.pretrain_progress(str(log)) is None  # no log yet
+    with open(log, "w") as f:
+        bar = LineBar(total=150, desc="pretrain backbone", file=f)
+        bar.set_postfix({"class": "1.035"}, refresh=False)
+        bar.update(105)  # past 10 % of the steps: a line
+        bar.close()
+    got = eta.pretrain_progress(str(log))
+    assert (got.step, got.steps) == (105, 150) and got.left >= 0.0
+    start = log.stat().st_size  # a later bench's attempt: the earlier lines are not its own
+    assert eta.pretrain_progress(str(log), start) is None
+    with open(log, "a") as f:
+        f.write("pretrain backbone:  70% 105/150 [1:01:53<1:00:45,  1.01s/it, class=1.035]\n"
+                "pretrain backbone:  80% 120/150 [01:53<00:45,  1.01s/it, class=1.035]\n"
+                "pretrain backbone:  90% 135/150 [02:05<?, ?it/s]\n")  # no rate: no estimate
+    got = eta.pretrain_progress(str(log), start)
+    assert got == eta.PretrainLive(120, 150, 45.0)
+    assert got.describe() == "step 120/150 (80 %), 0:00:45 left"
+    log.write_text("pretrain backbone:  70% 105/150 [1:01:53<1:00:45,  1.01s/it]\n")
+    assert eta.pretrain_progress(str(log)).left == 3645.0
+
+
+def test_time_left_counts_the_camera_jobs_wait_for_the_pretraining():
+    """Worked by hand: the teacher has 600 s left by its line (300 s per epoch: the label
+    encoder's and the students' pace too); the students have a camera model, the teacher and
+    the label encoder not; 2 slots, the pretraining on 1 of them."""
+    teacher = Job("teacher", "teacher", "t.yaml")
+    label = Job("label_encoder", "label_encoder", "l.yaml")
+    base = [Job(f"baseline-s{i}", "baseline", "b.yaml", i) for i in range(2)]
+    jobs = [teacher, label, *base]
+    live = {"teacher": eta.Live(1, 1, 10, 100, 3.0, 600.0)}
+
+    def left(pretraining):
+        return eta.time_left(jobs, {}, {}, 2, None, live, pretraining)
+
+    assert left(None) == pytest.approx(max((600 + 300 + 300 + 300) / 2, 600))
+    # 1000 s to wait; the teacher's and label encoder's 900 s fit beside it on the free slot;
+    # then the students' 600 s on 2 slots
+    assert left((1000.0, 1)) == pytest.approx(1000 + 600 / 2)
+    # 200 s to wait: 200 s of the 900 done beside it, the other 700 s with the students'
+    assert left((200.0, 1)) == pytest.approx(200 + (700 + 600) / 2)
+    # on every slot: nothing beside it
+    assert left((100.0, 2)) == pytest.approx(100 + 1500 / 2)
+    # slots to spare: no less than the wait and then the longest camera job (not 400 s and
+    # the 300 s of work left spread over 4 slots), nor than the teacher's own 600 s
+    assert eta.time_left([teacher, base[0]], {}, {}, 4, None, live, (400.0, 1)) == \
+        pytest.approx(400 + 300)
+    assert eta.time_left([teacher, base[0]], {}, {}, 4, None, live, (100.0, 1)) == \
+        pytest.approx(600)
+    assert eta.time_left(base[:1], {}, {}, 2, None, {}, (50.0, 1)) is None  # no pace at all
+
+
 def test_running_line_names_each_training_and_where_it_is():
     live = {"baseline-s0": eta.Live(5, 12, 29, 95, 3.9, 2843.0), "fusion_teacher": None}
     assert eta.running_line(live) == ("[bench] training: baseline-s0 epoch 5/12 (31 %), "
                                       "0:47:23 left; fusion_teacher starting")
+    assert eta.running_line({"backbone pretraining": eta.PretrainLive(15, 150, 140.0)}) == (
+        "[bench] training: backbone pretraining step 15/150 (10 %), 0:02:20 left")

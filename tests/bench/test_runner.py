@@ -177,12 +177,13 @@ def test_an_estimate_that_fails_is_said_and_stops_nothing(bench, monkeypatch):
                         "ValueError('cannot convert float NaN to integer'))")
 
 
-# a stand-in for `bevkd pretrain`: says it runs (argv[1] + ".running"), waits until the file
-# argv[2] exists (at most 20 s), then writes its backbone argv[1]; FAIL in the environment
-# makes it fail instead
+# a stand-in for `bevkd pretrain`: says it runs (argv[1] + ".running") and writes a progress
+# line as its LineBar does, waits until the file argv[2] exists (at most 20 s), then writes its
+# backbone argv[1]; FAIL in the environment makes it fail instead
 FAKE_PRETRAIN = r"""
 import os, sys, time
 out, wait = sys.argv[1], sys.argv[2]
+print("pretrain backbone:  50% 5/10 [00:05<10:00,  1.00s/it, class=1.000]", flush=True)
 open(out + ".running", "w").close()
 deadline = time.monotonic() + 20
 while wait != "-" and not os.path.exists(wait):
@@ -223,6 +224,25 @@ def test_the_teacher_trains_while_the_backbone_pretrains_and_camera_jobs_wait(be
     made = next(i for i, m in enumerate(logs) if m.startswith("[bench] done backbone pretraining"))
     assert logs.index("[bench] start baseline-s0") > made
     assert (runs / "backbone.pth").read_text() == "weights"
+
+
+def test_the_estimate_counts_the_wait_for_the_pretraining(bench, tmp_path, monkeypatch):
+    """The teacher trains beside the pretraining (10 min left by its log line); the camera
+    jobs start after it. As in test_a_long_bench_says_where_its_trainings_stand, the teacher
+    has 35 s left and the students' 6 epochs are priced at its pace (60 s each): 600 s of
+    waiting (the teacher's 35 s beside it) and then 120 s of students on 2 slots, 660 s, where
+    the same jobs with no pretraining would take ~1 min."""
+    run, runs, _ = bench
+    (runs).mkdir()
+    monkeypatch.setenv("FAKE_teacher", "progress")
+    pre = _pretraining(tmp_path, str(runs / "teacher" / "timing.json"), slots=1)
+    status, logs = run(parallel=2, status_every=0.3, pretraining=pre)
+    assert set(status.values()) == {"done"}
+    said = [i for i, m in enumerate(logs) if m == (
+        "[bench] training: backbone pretraining step 5/10 (50 %), 0:10:00 left; "
+        "teacher epoch 3/6 (50 %), 0:00:35 left")]
+    assert said, logs
+    assert logs[said[0] + 1] == "[bench] 0 of 3 jobs final; ~11 min to go"
 
 
 def test_a_pretraining_on_every_slot_runs_alone(bench, tmp_path):

@@ -215,3 +215,27 @@ def test_the_weights_a_training_ends_with_are_the_ones_it_scores(epochs, synth_r
     # every second epoch (epoch 2's logged at its last step, 1, as Lightning logs an epoch's
     # end), and the end, once, at the final step
     assert validated == ([1] if epochs == 1 else [1, 3]) and validated[-1] == steps
+
+
+def test_the_notes_silenced_during_a_fit_are_those_and_no_other_warning():
+    """torch's own warning of a scheduler stepped before its optimiser (what 16-bit mixed
+    precision's skipped first steps make it say) is hidden while Lightning fits; a warning of
+    anything else is shown."""
+    import warnings
+    from contextlib import nullcontext
+
+    from bevkd.engine.run import _notes_silenced
+
+    def said(within) -> list[str]:
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            with within:
+                sched.step()  # before any opt.step()
+                warnings.warn("a warning of one's own")
+        return [str(w.message) for w in seen]
+
+    plain = said(nullcontext())
+    assert len(plain) == 2 and plain[0].startswith("Detected call of `lr_scheduler.step()`")
+    assert said(_notes_silenced(resume=False)) == ["a warning of one's own"]

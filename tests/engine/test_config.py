@@ -1,0 +1,30 @@
+"""Experiment configs: which preset a ``--preset`` names."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bevkd.engine.config import PRESETS_DIR, preset_name, resolve_preset
+from bevkd.errors import BevkdError
+
+
+def test_a_preset_is_a_shipped_name_or_a_file_and_a_wrong_one_says_which(tmp_path,
+                                                                         monkeypatch):
+    assert resolve_preset("tiny") == os.path.join(PRESETS_DIR, "tiny.yaml")
+    own = tmp_path / "wide.yaml"
+    own.write_text("base: tiny.yaml\n")
+    assert resolve_preset(str(own)) == str(own) and preset_name(str(own)) == "wide"
+    with pytest.raises(BevkdError, match=r"unknown preset 'tinny'; did you mean 'tiny'\?"):
+        resolve_preset("tinny")
+    with pytest.raises(BevkdError, match=r"unknown preset 'gpu'; valid keys: demo, full, "
+                                         r"small, tiny$"):
+        resolve_preset("gpu")
+    # a path that is not there is a missing file, not a misspelt name
+    monkeypatch.chdir(tmp_path)
+    for missing in ("my/wide.yaml", "wide2.yaml", str(tmp_path / "nope" / "x.yml")):
+        with pytest.raises(BevkdError, match=rf"preset file '{missing}' does not exist \(a "
+                                             r"preset is one of demo, full, small, tiny or a "
+                                             r"YAML file of one's own\)"):
+            resolve_preset(missing)
