@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml constraints.txt
 test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
-# The short benchmark (about 10 min on 2 idle cores), configs/presets/demo.yaml: a small
+# The short benchmark (about 8 min on 2 idle cores), configs/presets/demo.yaml: a small
 # SynthScenes, a short backbone pretraining beside the LiDAR teacher, the baseline and a
 # DualDistill student; prints the table (demo_out/demo.md), saves its plots
 # (demo_out/demo_*.png, the BEV picture among them) and a picture of one sample. The demo shows

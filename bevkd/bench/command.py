@@ -208,7 +208,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         notes = []
         if student_sets:
             notes.append(student_sets_note(student_sets, extra))
-        # only the rows this table trains (make demo's has BEVDistill alone)
+        # only the rows this table trains (make demo's has DualDistill alone)
         planned = {j.model for j in jobs}
         shown = {row: sets for row, sets in tuned.items() if row in planned}
         if shown:

@@ -23,8 +23,8 @@ The estimate prices work per epoch, since a bench's runs train different numbers
 Jobs run ``parallel`` at a time. While the camera backbone's pretraining runs (its time left
 read from the last line of its log, :func:`pretrain_progress`), the jobs with a camera model
 wait for it and the others have the slots it leaves; the estimate counts that wait (not the
-held-out evaluation after its last step, nor its time before its first line, a tenth of its
-steps). Start-up, the final evaluation, the order jobs wait in (a student for its teacher) and
+held-out evaluation after its last step). Before that line (a tenth of its steps) its time is
+not known: the estimate leaves it out and says so. Start-up, the final evaluation, the order jobs wait in (a student for its teacher) and
 one method's cost over another's whose pace it borrows are not counted: a rough guide that gets
 better as runs finish.
 """
@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -50,7 +51,8 @@ _LINE = re.compile(r"^epoch (\d+)/(\d+)\s+\d+% \((\d+)/(\d+)\)\s+loss \S+\s+([0-
                    r"\s+epoch left \S+\s+run left (\d+):(\d\d):(\d\d)\s*$")
 # LineBar's line of `bevkd pretrain` (bevkd.progress): "pretrain backbone:  70% 105/150
 # [01:53<00:45,  1.01s/it, class=1.035, depth=1.897]" (tqdm's times: M:SS or H:MM:SS)
-_BAR = re.compile(r"^pretrain backbone:\s+\d+% (\d+)/(\d+) \[[0-9:]+<([0-9:]+),")
+_BAR = re.compile(r"^pretrain backbone:\s+\d+% (\d+)/(\d+) \[\d+(?::\d\d){1,2}<"
+                  r"(\d+(?::\d\d){1,2}),")
 _TAIL_BYTES = 16384  # the last progress line is within the log's last few lines
 
 
@@ -125,14 +127,19 @@ def live_progress(run: str, start: int = 0) -> Live | None:
 def pretrain_progress(log: str, start: int = 0) -> PretrainLive | None:
     """The last progress line of the backbone pretraining's ``log`` past byte ``start`` (where
     this bench's attempt began), or None (none yet: its first line comes after a tenth of its
-    steps)."""
+    steps). Its time left is the line's less the time since the log was written: a line comes
+    every tenth of the pretraining, and the estimate is made any time between two."""
     m = _last_match(log, _BAR, start)
     if m is None:
         return None
     left = 0
     for part in m.group(3).split(":"):  # M:SS or H:MM:SS
         left = left * 60 + int(part)
-    return PretrainLive(int(m.group(1)), int(m.group(2)), float(left))
+    try:
+        age = max(time.time() - os.path.getmtime(log), 0.0)
+    except OSError:
+        age = 0.0
+    return PretrainLive(int(m.group(1)), int(m.group(2)), max(left - age, 0.0))
 
 
 def train_seconds(run: str) -> float | None:
@@ -147,13 +154,14 @@ def train_seconds(run: str) -> float | None:
 def time_left(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mapping[str, float],
               parallel: int, epochs: Mapping[str, int] | None = None,
               live: Mapping[str, Live] | None = None,
-              pretraining: tuple[float, int] | None = None) -> float | None:
+              pretraining: tuple[float | None, int] | None = None) -> float | None:
     """Seconds the jobs without a result may still take, ``parallel`` at once (see the
     module's docstring); never less than the longest of them. ``elapsed``: running job ->
     seconds of this attempt (used where its log has no progress line); ``epochs``: job ->
     epochs it trains (1 where missing: then a pace is per run); ``live``: running job -> its
-    :func:`live_progress`; ``pretraining``: the running backbone pretraining's seconds left and
-    the slots it holds (the camera jobs start after it). None before any run gives a pace."""
+    :func:`live_progress`; ``pretraining``: the running backbone pretraining's seconds left
+    (None: not known yet, then counted as none) and the slots it holds (the camera jobs start
+    after it). None before any run gives a pace."""
     epochs, live = epochs or {}, live or {}
     teachers = set(TEACHER_JOBS.values())
 
@@ -214,19 +222,23 @@ def time_left(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mappin
         every_left = camera + other
         # fewer jobs than slots leave slots idle: the longest job bounds the time from below
         return max(sum(every_left) / parallel, max(every_left, default=0.0))
-    # the other jobs have the slots the pretraining leaves until it ends, then every job all
-    # of them; bounded from below as above, the camera jobs starting when it ends
+    # the other jobs have the slots the pretraining leaves until it ends (each job at most
+    # that long), then every job all of them; bounded from below as above, the camera jobs
+    # (and the others too where it holds every slot) starting when it ends
     wait, slots = pretraining
-    beside = min(sum(other), wait * max(parallel - slots, 0))
+    wait = wait or 0.0
+    free = max(parallel - slots, 0)
+    beside = min(sum(min(o, wait) for o in other), wait * free)
     return max(wait + (sum(other) - beside + sum(camera)) / parallel,
-               max(other, default=0.0), wait + max(camera, default=0.0))
+               (wait if free == 0 else 0.0) + max(other, default=0.0),
+               wait + max(camera, default=0.0))
 
 
 def progress_line(jobs: list[Job], results: Mapping[str, JobResult],
                   elapsed: Mapping[str, float], parallel: int,
                   epochs: Mapping[str, int] | None = None,
                   live: Mapping[str, Live] | None = None,
-                  pretraining: tuple[float, int] | None = None) -> str:
+                  pretraining: tuple[float | None, int] | None = None) -> str:
     """``[bench] 12 of 27 jobs final; ~5 h 10 min to go`` (the estimate once there is one;
     arguments as :func:`time_left`'s)."""
     left = time_left(jobs, results, elapsed, parallel, epochs, live, pretraining)
@@ -235,6 +247,8 @@ def progress_line(jobs: list[Job], results: Mapping[str, JobResult],
         minutes = round(left / 60)
         eta = (f"; ~{minutes // 60} h {minutes % 60} min to go" if minutes >= 60
                else f"; ~{minutes} min to go")
+        if pretraining is not None and pretraining[0] is None:
+            eta += " and the backbone pretraining's time left (not known yet)"
     return f"[bench] {len(results)} of {len(jobs)} jobs final{eta}"
 
 

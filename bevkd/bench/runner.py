@@ -526,7 +526,8 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
             lines.append(progress_line(
                 jobs, results, {n: now - t for n, (_, t, _) in running.items()}, parallel,
                 epochs, {n: p for n, p in live.items() if p is not None},
-                (pre.left, pretraining.slots) if pre is not None else None))
+                (pre.left if pre is not None else None, pretraining.slots) if pretrain
+                else None))
         except Exception as e:  # noqa: BLE001 - a report must never stop the trainings
             lines = [f"[bench] {len(results)} of {len(jobs)} jobs final (no estimate: {e!r})"]
         for line in lines:

@@ -96,14 +96,17 @@ class ExperimentConfig:
 
 
 def resolve_preset(preset: str) -> str:
-    """A preset name (tiny, small, full) or a path to a preset YAML."""
+    """A shipped preset's name (demo, tiny, small, full: ``configs/presets``) or a path to a
+    preset YAML."""
     if os.path.isfile(preset):
         return preset
     names = (sorted(f[:-5] for f in os.listdir(PRESETS_DIR) if f.endswith(".yaml"))
              if os.path.isdir(PRESETS_DIR) else [])
     if os.sep in preset or preset.endswith((".yaml", ".yml")):  # meant as a file
+        stem = os.path.splitext(os.path.basename(preset))[0]
+        hint = f"; did you mean {stem!r}?" if stem in names and os.sep not in preset else ""
         raise BevkdError(f"preset file {preset!r} does not exist (a preset is one of "
-                         f"{', '.join(names)} or a YAML file of one's own)")
+                         f"{', '.join(names)} or a YAML file of one's own){hint}")
     path = os.path.join(PRESETS_DIR, f"{preset}.yaml")
     if not os.path.isfile(path):
         raise BevkdError(f"unknown preset {preset!r}{_suggest(preset, names)}")

@@ -123,10 +123,13 @@ FIT_NOTES_SILENCED = (
     r"Found \d+ module\(s\) in eval mode at the start of training",
     # Lightning 2.6's own use of a class torch 2.13 deprecates (a FutureWarning)
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-    # 16-bit mixed precision (GPU): the gradient scaler skips the optimiser's first steps while
-    # their gradients overflow its initial scale, and Lightning steps the per-step schedule
-    # all the same, so torch warns once that the scheduler stepped first. Lightning calls
-    # both in the right order; the schedule runs those few steps ahead, nothing else
+)
+# ... and under 16-bit precision (GPU): the gradient scaler skips the optimiser's first steps
+# while their gradients overflow its initial scale, and Lightning steps the per-step schedule
+# all the same, so torch warns once that the scheduler stepped first. Lightning calls both in
+# the right order; the schedule runs those few steps ahead, nothing else. (Shown in any other
+# precision, where a skipped first step would be a fault.)
+FIT_NOTES_SILENCED_16 = (
     r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`",
 )
 # ... and what Lightning logs on every Trainer: an advertisement for its cloud logger
@@ -141,10 +144,11 @@ class _DropNotes(logging.Filter):
 
 
 @contextmanager
-def _notes_silenced(resume: bool):
-    """Hides :data:`FIT_NOTES_SILENCED` and :data:`LOG_NOTES_SILENCED`, and
-    :data:`RESUME_NOTES_SILENCED` when resuming, while a Trainer is built, fits or
-    validates; every other warning and log line is shown."""
+def _notes_silenced(resume: bool, precision: str = "32-true"):
+    """Hides :data:`FIT_NOTES_SILENCED` and :data:`LOG_NOTES_SILENCED`,
+    :data:`RESUME_NOTES_SILENCED` when resuming and :data:`FIT_NOTES_SILENCED_16` in a 16-bit
+    ``precision``, while a Trainer is built, fits or validates; every other warning and log
+    line is shown."""
     drop = _DropNotes()
     loggers = {logging.getLogger(name) for name in _LIGHTNING_LOGGERS}
     try:  # the logger rank_zero_info writes to, whatever name the last import gave it
@@ -154,7 +158,8 @@ def _notes_silenced(resume: bool):
     except (ImportError, AttributeError):
         pass
     with warnings.catch_warnings():
-        for message in FIT_NOTES_SILENCED + (RESUME_NOTES_SILENCED if resume else ()):
+        for message in (FIT_NOTES_SILENCED + (RESUME_NOTES_SILENCED if resume else ())
+                        + (FIT_NOTES_SILENCED_16 if precision.startswith("16") else ())):
             warnings.filterwarnings("ignore", message=message)
         for logger in loggers:
             logger.addFilter(drop)
@@ -266,12 +271,13 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     if tcfg.ema_decay > 0:  # first: a step's average is updated before anything saves it
         callbacks.insert(0, EMA(tcfg.ema_decay, tcfg.ema_ramp))
     # one filter over the Trainer's build (it says some of the notes), fit and validate
-    with _notes_silenced(resume):
+    precision = _precision(cfg, accelerator)
+    with _notes_silenced(resume, precision):
         trainer = L.Trainer(
             default_root_dir=run, max_epochs=tcfg.epochs, max_steps=max_steps,
             accelerator=accelerator, devices=devices, num_nodes=num_nodes,
             sync_batchnorm=tcfg.sync_batchnorm and world > 1,
-            precision=_precision(cfg, accelerator),
+            precision=precision,
             gradient_clip_val=cfg.optim.grad_clip or None, callbacks=callbacks,
             logger=_loggers(run, resume), log_every_n_steps=1, enable_progress_bar=progress,
             check_val_every_n_epoch=(max(1, tcfg.eval_every) if tcfg.eval_every

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 
@@ -138,11 +140,25 @@ def test_pretrain_progress_reads_the_pretrainings_log_line(tmp_path):
         f.write("pretrain backbone:  70% 105/150 [1:01:53<1:00:45,  1.01s/it, class=1.035]\n"
                 "pretrain backbone:  80% 120/150 [01:53<00:45,  1.01s/it, class=1.035]\n"
                 "pretrain backbone:  90% 135/150 [02:05<?, ?it/s]\n")  # no rate: no estimate
+
+    def written(seconds_ago: float) -> None:  # when the log's last line came
+        t = time.time() - seconds_ago
+        os.utime(log, (t, t))
+
+    written(-100)  # (just now, whatever the clock does during the test)
     got = eta.pretrain_progress(str(log), start)
     assert got == eta.PretrainLive(120, 150, 45.0)
     assert got.describe() == "step 120/150 (80 %), 0:00:45 left"
+    # the line was written 30 s ago: 15 s are left of its 45; 60 s ago: none
+    written(30)
+    assert eta.pretrain_progress(str(log), start).left == pytest.approx(15.0, abs=2.0)
+    written(60)
+    assert eta.pretrain_progress(str(log), start).left == 0.0
     log.write_text("pretrain backbone:  70% 105/150 [1:01:53<1:00:45,  1.01s/it]\n")
+    written(-100)
     assert eta.pretrain_progress(str(log)).left == 3645.0
+    log.write_text("pretrain backbone:  70% 105/150 [1:01:53<1::45,  1.01s/it]\n")
+    assert eta.pretrain_progress(str(log)) is None  # not a time tqdm writes
 
 
 def test_time_left_counts_the_camera_jobs_wait_for_the_pretraining():
@@ -164,8 +180,22 @@ def test_time_left_counts_the_camera_jobs_wait_for_the_pretraining():
     assert left((1000.0, 1)) == pytest.approx(1000 + 600 / 2)
     # 200 s to wait: 200 s of the 900 done beside it, the other 700 s with the students'
     assert left((200.0, 1)) == pytest.approx(200 + (700 + 600) / 2)
-    # on every slot: nothing beside it
+    # on every slot: nothing beside it, and the teacher too starts after it
     assert left((100.0, 2)) == pytest.approx(100 + 1500 / 2)
+    assert eta.time_left([teacher], {}, {}, 2, None, live, (1000.0, 2)) == \
+        pytest.approx(1000 + 600)
+    # 3 slots free beside it: each job works at most the wait there (the teacher and label
+    # encoder 100 s each of their 300), not 300 s of their 600 on 3 slots at once; then
+    # 4 students of 300 s
+    short = {"teacher": eta.Live(1, 1, 10, 100, 3.0, 300.0)}
+    four = [teacher, label, *(Job(f"baseline-s{i}", "baseline", "b.yaml", i) for i in range(4))]
+    assert eta.time_left(four, {}, {}, 4, None, short, (100.0, 1)) == \
+        pytest.approx(100 + (600 - 200 + 1200) / 4)
+    # its time not known yet: counted as none, and the line says so
+    assert left((None, 1)) == left(None)
+    assert eta.progress_line(jobs, {}, {}, 2, None, live, (None, 1)) == (
+        "[bench] 0 of 4 jobs final; ~12 min to go and the backbone pretraining's time left "
+        "(not known yet)")
     # slots to spare: no less than the wait and then the longest camera job (not 400 s and
     # the 300 s of work left spread over 4 slots), nor than the teacher's own 600 s
     assert eta.time_left([teacher, base[0]], {}, {}, 4, None, live, (400.0, 1)) == \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -12,19 +13,23 @@ from bevkd.errors import BevkdError
 
 def test_a_preset_is_a_shipped_name_or_a_file_and_a_wrong_one_says_which(tmp_path,
                                                                          monkeypatch):
+    shipped = ", ".join(sorted(f[:-5] for f in os.listdir(PRESETS_DIR) if f.endswith(".yaml")))
+    assert {"demo", "tiny", "small", "full"} <= set(shipped.split(", "))
     assert resolve_preset("tiny") == os.path.join(PRESETS_DIR, "tiny.yaml")
     own = tmp_path / "wide.yaml"
     own.write_text("base: tiny.yaml\n")
     assert resolve_preset(str(own)) == str(own) and preset_name(str(own)) == "wide"
     with pytest.raises(BevkdError, match=r"unknown preset 'tinny'; did you mean 'tiny'\?"):
         resolve_preset("tinny")
-    with pytest.raises(BevkdError, match=r"unknown preset 'gpu'; valid keys: demo, full, "
-                                         r"small, tiny$"):
+    with pytest.raises(BevkdError, match=rf"unknown preset 'gpu'; valid keys: {shipped}$"):
         resolve_preset("gpu")
     # a path that is not there is a missing file, not a misspelt name
     monkeypatch.chdir(tmp_path)
     for missing in ("my/wide.yaml", "wide2.yaml", str(tmp_path / "nope" / "x.yml")):
-        with pytest.raises(BevkdError, match=rf"preset file '{missing}' does not exist \(a "
-                                             r"preset is one of demo, full, small, tiny or a "
-                                             r"YAML file of one's own\)"):
+        with pytest.raises(BevkdError, match=re.escape(
+                f"preset file '{missing}' does not exist (a preset is one of {shipped} or a "
+                "YAML file of one's own)") + "$"):
             resolve_preset(missing)
+    # a shipped preset's name written as a file in the working folder
+    with pytest.raises(BevkdError, match=r"of one's own\); did you mean 'tiny'\?$"):
+        resolve_preset("tiny.yaml")

@@ -219,8 +219,8 @@ def test_the_weights_a_training_ends_with_are_the_ones_it_scores(epochs, synth_r
 
 def test_the_notes_silenced_during_a_fit_are_those_and_no_other_warning():
     """torch's own warning of a scheduler stepped before its optimiser (what 16-bit mixed
-    precision's skipped first steps make it say) is hidden while Lightning fits; a warning of
-    anything else is shown."""
+    precision's skipped first steps make it say) is hidden while Lightning fits in 16-bit
+    precision, and shown in any other (a fault there); a warning of anything else is shown."""
     import warnings
     from contextlib import nullcontext
 
@@ -238,4 +238,6 @@ def test_the_notes_silenced_during_a_fit_are_those_and_no_other_warning():
 
     plain = said(nullcontext())
     assert len(plain) == 2 and plain[0].startswith("Detected call of `lr_scheduler.step()`")
-    assert said(_notes_silenced(resume=False)) == ["a warning of one's own"]
+    assert said(_notes_silenced(False, "16-mixed")) == ["a warning of one's own"]
+    assert said(_notes_silenced(False, "bf16-mixed")) == plain
+    assert said(_notes_silenced(False, "32-true")) == plain
