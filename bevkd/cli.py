@@ -270,9 +270,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ablation-seeds", type=_int("--ablation-seeds", 1), default=None,
                    help="seeds per ablation row, at most --seeds (default: the preset's, 1 for "
                         "tiny): an ablation is read against its method's run of the same seed")
-    p.add_argument("--methods", default=",".join(("bevdistill", "labeldistill", "dualdistill",
-                                                  "asd")),
-                   help="comma-separated methods (default: all four)")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated methods (default: every registered one: bevdistill, "
+                        "labeldistill, dualdistill, asd and any of one's own in "
+                        "bevkd.distill.methods.DISTILLERS)")
     p.add_argument("--no-composite", action="store_true")
     p.add_argument("--no-ablations", action="store_true")
     p.add_argument("--ablations", default=None, metavar="NAME,...",
@@ -320,7 +321,8 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     from .bench.plan import ABLATIONS, check_ablations
     from .engine.config import preset_name
 
-    methods = tuple(m for m in args.methods.split(",") if m)
+    methods = (None if args.methods is None
+               else tuple(m for m in args.methods.split(",") if m))
     runs = args.runs or os.path.join("runs", f"bench_{preset_name(args.preset)}")
     if args.no_ablations and args.ablations is not None:
         raise BevkdError("--no-ablations and --ablations contradict each other: pass one")

@@ -21,6 +21,24 @@ from .errors import BevkdError
 
 T = TypeVar("T")
 
+# the shipped configs (teacher/, student/, distill/, presets/): package data, so that they come
+# with bevkd however it is installed (a repository checkout links `configs` to them)
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def shipped_config(path: str) -> str:
+    """``path`` where it is a file; else, for ``configs/<kind>/<file>`` (the README's spelling,
+    relative to a checkout of the repository), the shipped config of that name where there is
+    one, so that the same command works in any folder with bevkd installed; else ``path``."""
+    if os.path.isfile(path):
+        return path
+    parts = os.path.normpath(path).split(os.sep)
+    if len(parts) == 3 and parts[0] == "configs":
+        shipped = os.path.join(CONFIGS_DIR, *parts[1:])
+        if os.path.isfile(shipped):
+            return shipped
+    return path
+
 
 def _suggest(key: str, valid: list[str]) -> str:
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)

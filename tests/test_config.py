@@ -86,3 +86,22 @@ def test_differing_keys_names_every_changed_leaf_dotted_and_sorted():
          "data": [1, 3]}
     assert differing_keys(a, b) == ["data", "optim.lr", "train.seed"]
     assert differing_keys(a, a) == []
+
+
+def test_a_configs_path_reads_the_shipped_config_from_any_folder(tmp_path, monkeypatch):
+    """``configs/<kind>/<file>`` (the README's commands, written for a checkout) names the
+    shipped config where the working folder has none; a file that is there is itself."""
+    import os
+
+    from bevkd.config import CONFIGS_DIR, shipped_config
+
+    monkeypatch.chdir(tmp_path)
+    assert shipped_config("configs/student/bevdepth.yaml") == os.path.join(
+        CONFIGS_DIR, "student", "bevdepth.yaml")
+    (tmp_path / "configs" / "student").mkdir(parents=True)
+    (tmp_path / "configs" / "student" / "bevdepth.yaml").write_text("model: {type: bevdepth}\n")
+    assert shipped_config("configs/student/bevdepth.yaml") == "configs/student/bevdepth.yaml"
+    for other in ("configs/student/mine.yaml", "student/bevdepth.yaml", "x/configs/a/b.yaml"):
+        assert shipped_config(other) == other
+    with pytest.raises(BevkdError, match="config file configs/student/mine.yaml does not exist"):
+        load_config(DataConfig, shipped_config("configs/student/mine.yaml"))

@@ -14,9 +14,9 @@ from ..engine.config import preset_name, resolve_preset
 from ..errors import BevkdError
 from ..fileio import atomic_write, write_json
 from ..provenance import git_commit, machine_label
-from .plan import (ABLATIONS, METHODS, NO_CAMERA, Job, check_ablations, plan,
+from .plan import (ABLATIONS, NO_CAMERA, Job, all_methods, check_ablations, plan,
                    redundant_ablations, with_rows)
-from .report import ORDER, ablation_pairs, acceptance, collect, markdown
+from .report import ablation_pairs, acceptance, collect, markdown, row_order
 from .archive import archive_run, archive_served, restore
 from .reproduced import FILE as REPRODUCED, Reproduced
 from .picture import SCORE, TOP, drawable, picture_sample, sample_detections
@@ -48,7 +48,7 @@ class BenchSpec:
 
 def row_overrides(spec: BenchSpec) -> dict[str, tuple[str, ...]]:
     """``spec.overrides`` checked: rows the bench knows, ``key=value`` strings."""
-    known = ("baseline", *METHODS, "composite")
+    known = ("baseline", *all_methods(), "composite")
     out = {}
     for row, sets in spec.overrides.items():
         if row not in known:
@@ -91,7 +91,7 @@ def bench_spec(preset: str) -> BenchSpec:
 
 
 def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: int | None = None,
-              methods: tuple[str, ...] = METHODS, composite: bool = True,
+              methods: tuple[str, ...] | None = None, composite: bool = True,
               ablations: tuple[str, ...] = tuple(ABLATIONS), parallel: int | None = None,
               extra: tuple[str, ...] = (), pretrain_steps: int | None = None,
               train: bool = True, ablation_seeds: int | None = None,
@@ -127,9 +127,11 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     # its ablations to those seeds unless asked for more (which plan() then refuses)
     if ablation_seeds is None:
         ablation_seeds = min(spec.ablation_seeds, seeds)
-    unknown = [m for m in methods if m not in METHODS]
+    known = all_methods()
+    methods = known if methods is None else methods
+    unknown = [m for m in methods if m not in known]
     if unknown:
-        raise BevkdError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+        raise BevkdError(f"unknown method(s) {unknown}; choose from {', '.join(known)}")
     check_ablations(ablations)  # before a dataset is generated for a bench that cannot run
     runs = os.path.abspath(runs)  # a run's recorded command must not depend on the spelling
     data = bench_dataset(data, runs, spec, train)
@@ -467,7 +469,7 @@ def _plots(rows: list[dict], base: str, results: dict, picture, preset: str,
         return
     bars(rows, base + "_map_nds.png", f"bevkd bench --preset {preset}: mAP / NDS on synth_val")
     per_class(rows, base + "_per_class.png", "AP per class (synth_val)")
-    main = [r for r in rows if r["model"] in ORDER and any(r.get("val_curve") or [])]
+    main = [r for r in rows if r["model"] in row_order() and any(r.get("val_curve") or [])]
     if main:  # runs that logged validations (every bench run does)
         convergence(main, base + "_convergence.png", "validation mAP during training")
     ok = {n for n, r in results.items() if r.status in ("done", "reused")}
@@ -495,7 +497,7 @@ def bev_picks(results: dict[str, JobResult], mean_map: dict[str, float] | None =
     restored from an archive made before the archive kept that sample has none, so the picture
     takes another seed, or leaves the model out and says so. The distilled panel is the first
     model with a finished run that has them: the composite, else the method of the best mean
-    mAP in ``mean_map`` (model -> the table's mean mAP; without it, the first of ``METHODS``).
+    mAP in ``mean_map`` (model -> the table's mean mAP; without it, the first method).
     One preferred to it whose finished runs here have none is named in ``undrawn``. With
     ``token`` (the picture's sample), a run qualifies only if its files hold that sample."""
     finished = sorted((r.job.seed, n) for n, r in results.items()
@@ -507,7 +509,8 @@ def bev_picks(results: dict[str, JobResult], mean_map: dict[str, float] | None =
     def drawn_seed(model: str) -> str | None:  # its lowest seed with detections to draw
         return next((n for n in seeds(model) if drawable(results[n].run, token)), None)
 
-    methods = sorted(METHODS, key=lambda m: -(mean_map or {}).get(m, 0.0))  # ties: METHODS order
+    # ties: the methods' order
+    methods = sorted(all_methods(), key=lambda m: -(mean_map or {}).get(m, 0.0))
     finished_distilled = [m for m in ("composite", *methods) if seeds(m)]
     # the first with detections, and the distilled models preferred to it, whose runs have none
     distilled = next(((i, run) for i, m in enumerate(finished_distilled)
@@ -533,7 +536,7 @@ def _curves(results: dict, ok: set[str], out: str) -> None:
     from ..viz.curves import loss_curves, run_panel
 
     runs, subtitles = {}, {}
-    for model in ("baseline", *METHODS, "composite"):
+    for model in ("baseline", *all_methods(), "composite"):
         name = f"{model}-s0"
         if name not in ok:
             continue

@@ -6,12 +6,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..config import CONFIGS_DIR as CONFIGS
 from ..errors import BevkdError
 
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__)))), "configs")
-
+# the published methods: the paper table's rows, in its order
 METHODS = ("bevdistill", "labeldistill", "dualdistill", "asd")
+
+
+def all_methods() -> tuple[str, ...]:
+    """Every method a bench can train as a row: :data:`METHODS`, then any other method
+    registered in ``bevkd.distill.methods.DISTILLERS`` (one of one's own; its row trains
+    ``bevkd/configs/distill/<name>.yaml``), in the registry's order."""
+    from ..distill.methods import DISTILLERS
+
+    return METHODS + tuple(m for m in DISTILLERS if m not in METHODS)
 
 # Ablation rows (DESIGN §4.4: every ASD choice the abstract leaves open; REFERENCE_RESULTS: the
 # DualDistill CRD temperatures, and DESIGN §4.3's option of starting the student head from the
@@ -91,7 +99,11 @@ class Job:
 
 
 def _method_config(method: str) -> str:
-    return os.path.join(CONFIGS, "distill", f"{method}.yaml")
+    path = os.path.join(CONFIGS, "distill", f"{method}.yaml")
+    if not os.path.isfile(path):  # e.g. a method registered without its config
+        raise BevkdError(f"method {method!r} has no config {path}: its bench row trains that "
+                         "file (a student config with the method under distill.methods)")
+    return path
 
 
 def check_ablations(ablations: tuple[str, ...]) -> None:
@@ -156,7 +168,7 @@ def _spelled_out(cfg: dict) -> dict:
     return cfg
 
 
-def plan(seeds: int, methods: tuple[str, ...] = METHODS, composite: bool = True,
+def plan(seeds: int, methods: tuple[str, ...] | None = None, composite: bool = True,
          ablations: tuple[str, ...] = tuple(ABLATIONS),
          overrides: dict[str, tuple[str, ...]] | None = None,
          student_sets: tuple[str, ...] = (), ablation_seeds: int = 1) -> list[Job]:
@@ -166,7 +178,9 @@ def plan(seeds: int, methods: tuple[str, ...] = METHODS, composite: bool = True,
     run, first; ``overrides`` (row -> ``--set`` strings) go to that row's runs and to the
     ablations of that method, before the ablation's own. Ablations train seeds
     ``0 .. ablation_seeds - 1``, each of which the main rows train too (``ablation_seeds <=
-    seeds``), so every ablation run has its method's run of the same seed to be read against."""
+    seeds``), so every ablation run has its method's run of the same seed to be read against.
+    ``methods``: the method rows (default: every one, :func:`all_methods`)."""
+    methods = all_methods() if methods is None else methods
     overrides = overrides or {}
     teachers = [
         Job("teacher", "teacher", os.path.join(CONFIGS, "teacher", "pillars.yaml")),

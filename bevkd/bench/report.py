@@ -18,15 +18,20 @@ import numpy as np
 
 from ..eval.confusion import CONFUSION_FILE, other_classes
 from ..structures.classes import DETECTION_CLASSES
-from .plan import ABLATIONS, METHODS
+from .plan import ABLATIONS, all_methods
 from .reproduced import Reproduced
 from .runner import JOB_FILE, JobResult, made
 
 TP_KEYS = ("trans_err", "scale_err", "orient_err", "vel_err", "attr_err")
 TP_NAMES = {"trans_err": "mATE", "scale_err": "mASE", "orient_err": "mAOE", "vel_err": "mAVE",
             "attr_err": "mAAE"}
-ORDER = ("teacher", "fusion_teacher", "label_encoder", "baseline", "bevdistill", "labeldistill",
-         "dualdistill", "asd", "composite")
+
+
+def row_order() -> tuple[str, ...]:
+    """The table's main rows in order: teachers, baseline, every method
+    (:func:`~bevkd.bench.plan.all_methods`), the composite; the ablations follow them."""
+    return ("teacher", "fusion_teacher", "label_encoder", "baseline", *all_methods(),
+            "composite")
 
 
 def _load(path: str) -> dict[str, Any] | None:
@@ -67,7 +72,8 @@ def collect(results: dict[str, JobResult], val_split: str,
             if found is not None:  # runs evaluated before bevkd wrote it have none
                 sources[res.job.model].append(found)
     rows = []
-    names = sorted(by_model, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
+    order = row_order()
+    names = sorted(by_model, key=lambda m: (order.index(m) if m in order else len(order), m))
     for model in names:
         runs = by_model[model]
         row: dict[str, Any] = {
@@ -290,7 +296,8 @@ def acceptance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ``{"check", "passed", "detail"}``; ``passed`` is ``None`` when the table lacks what the
     check needs (one seed, a row not trained yet, no latency measured)."""
     by = {r["model"]: r for r in rows}
-    methods = [by[m] for m in METHODS if m in by]
+    known = all_methods()
+    methods = [by[m] for m in known if m in by]
     kd = methods + ([by["composite"]] if "composite" in by else [])
     students = kd + ([by["baseline"]] if "baseline" in by else [])
     counts = {r["model"]: len(r["mAP"]) for r in students}
@@ -307,7 +314,7 @@ def acceptance(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 f"; not all of seeds {', '.join(map(str, every))} for {', '.join(fewer)}"
                 if fewer else "")}]
     # a table with rows missing or seeds not trained yet gives no verdict, only where it stands
-    complete = bool(kd) and not fewer and len(methods) == len(METHODS) and "composite" in by
+    complete = bool(kd) and not fewer and len(methods) == len(known) and "composite" in by
 
     def pts(r: dict[str, Any], k: str) -> str:
         return f"{100 * r[f'delta_{k}']:+.1f}"
@@ -518,7 +525,7 @@ def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
             f"{opt('step_time_ratio', '{:.2f}')} | {opt('latency_ratio', '{:.2f}')} | "
             f"{opt('train_minutes', '{:.1f}')} | {opt('peak_rss_mb', '{:.0f}')} |")
     lines += _apart_note(rows)
-    if any(r["model"] in (*METHODS, "composite") for r in rows):  # not for a teachers' table
+    if any(r["model"] in (*all_methods(), "composite") for r in rows):  # not a teachers' table
         lines += ["", "Acceptance:", ""]
         lines += [f"- **{_yes_no(a['passed'])}**: {a['check']} ({a['detail']})"
                   for a in acceptance(rows)]
@@ -574,7 +581,7 @@ def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
 def _convergence_lines(rows: list[dict[str, Any]], preset: str) -> list[str]:
     """The convergence table (:func:`convergence`) of the teachers, baseline, methods and
     composite."""
-    found = [(r["model"], convergence(r)) for r in rows if r["model"] in ORDER]
+    found = [(r["model"], convergence(r)) for r in rows if r["model"] in row_order()]
     found = [(model, c) for model, c in found if c is not None]
     if not found:
         return []

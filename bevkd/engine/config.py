@@ -6,13 +6,13 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import _merge, _suggest, apply_overrides, from_dict, read_yaml
+from ..config import (CONFIGS_DIR, _merge, _suggest, apply_overrides, from_dict, read_yaml,
+                      shipped_config)
 from ..data.nuscenes import DataConfig
 from ..errors import BevkdError
 from ..models.grid import BevGrid
 
-PRESETS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "configs", "presets")
+PRESETS_DIR = os.path.join(CONFIGS_DIR, "presets")
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def load_experiment(path: str, preset: str | None = None,
     arguments per model type (merged into ``model.args`` of the config's type) and under
     ``methods`` arguments per distillation method (merged into each such method's ``args``).
     """
-    data = read_yaml(path)
+    data = read_yaml(shipped_config(path))
     if preset is not None:
         pre = read_yaml(resolve_preset(preset))
         per_model = pre.pop("models", {}) or {}

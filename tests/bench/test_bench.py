@@ -1199,3 +1199,41 @@ def test_the_report_shows_whether_each_model_still_rose_at_its_end(tmp_path):
     assert "| baseline | 2 | 4: 3.0 · 8: 6.5 · 12: 6.0 | -0.5 in 4 epochs |" in md
     assert "| bevdistill |" not in md.split("Validation mAP during training")[1]
     assert "`tiny_convergence.png`" in md
+
+
+def test_a_method_of_ones_own_is_a_row_of_the_bench(tmp_path, monkeypatch):
+    """Registered in DISTILLERS with its config beside the others', a new method is planned,
+    ordered and checked as a row like the published four; registered without a config, the
+    bench says which file it lacks."""
+    import shutil
+
+    from bevkd.bench import plan as plan_module
+    from bevkd.bench.plan import METHODS, all_methods
+    from bevkd.bench.report import acceptance, row_order
+    from bevkd.config import CONFIGS_DIR
+    from bevkd.distill.bevdistill import BEVDistill
+    from bevkd.distill.methods import DISTILLERS
+    from bevkd.errors import BevkdError
+
+    configs = tmp_path / "configs"
+    shutil.copytree(CONFIGS_DIR, configs)
+    monkeypatch.setattr(plan_module, "CONFIGS", str(configs))
+    monkeypatch.setitem(DISTILLERS, "mykd", BEVDistill)  # a LiDAR-teacher method of one's own
+    with pytest.raises(BevkdError, match=r"method 'mykd' has no config .*distill/mykd\.yaml"):
+        plan(1, ablations=())
+    (configs / "distill" / "mykd.yaml").write_text(
+        (configs / "distill" / "bevdistill.yaml").read_text().replace("type: bevdistill",
+                                                                      "type: mykd"))
+    assert all_methods() == (*METHODS, "mykd")
+    jobs = {j.name: j for j in plan(1, ablations=())}
+    assert jobs["mykd-s0"].needs == ("teacher",)
+    assert jobs["mykd-s0"].config == str(configs / "distill" / "mykd.yaml")
+    assert list(jobs).index("mykd-s0") == list(jobs).index("asd-s0") + 1
+    assert row_order()[-3:] == ("asd", "mykd", "composite")
+    # the acceptance waits for its row, and then counts it among the methods
+    base = {"model": "baseline", "mAP": [0.19, 0.21], "NDS": [0.29, 0.31], "latency_ratio": 1.0}
+    rows = [base, *(_row(m, [0.25] * 2, [0.35] * 2, gap=0.3) for m in METHODS),
+            _row("composite", [0.30] * 2, [0.36] * 2, gap=0.45)]
+    assert acceptance(rows)[1]["passed"] is None  # so far: mykd not trained yet
+    checks = acceptance([*rows, _row("mykd", [0.2] * 2, [0.3] * 2, beats=False, gap=0.0)])
+    assert checks[1]["passed"] is False and "mykd +0.0 / +0.0" in checks[1]["detail"]
