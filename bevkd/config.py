@@ -26,18 +26,21 @@ T = TypeVar("T")
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 
 
-def shipped_config(path: str) -> str:
-    """``path`` where it is a file; else, for ``configs/<kind>/<file>`` (the README's spelling,
-    relative to a checkout of the repository), the shipped config of that name where there is
-    one, so that the same command works in any folder with bevkd installed; else ``path``."""
-    if os.path.isfile(path):
-        return path
+def _shipped(path: str) -> str | None:
+    """The shipped config that ``configs/<kind>/<file>`` names, where there is one."""
     parts = os.path.normpath(path).split(os.sep)
     if len(parts) == 3 and parts[0] == "configs":
         shipped = os.path.join(CONFIGS_DIR, *parts[1:])
         if os.path.isfile(shipped):
             return shipped
-    return path
+    return None
+
+
+def shipped_config(path: str) -> str:
+    """``path`` where it is a file; else, for ``configs/<kind>/<file>`` (the README's spelling,
+    relative to a checkout of the repository), the shipped config of that name where there is
+    one, so that the same command works in any folder with bevkd installed; else ``path``."""
+    return path if os.path.isfile(path) else _shipped(path) or path
 
 
 def _suggest(key: str, valid: list[str]) -> str:
@@ -157,7 +160,9 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def read_yaml(path: str) -> dict:
-    """A config file with its ``base:`` chain resolved (paths relative to each file)."""
+    """A config file with its ``base:`` chain resolved (paths relative to each file; a
+    ``configs/<kind>/<file>`` base that is not there is the shipped one, :func:`shipped_config`:
+    ``base: configs/presets/tiny.yaml`` in a preset of one's own, anywhere)."""
     if not os.path.isfile(path):
         raise BevkdError(f"config file {path} does not exist")
     with open(path) as f:
@@ -169,7 +174,8 @@ def read_yaml(path: str) -> dict:
         raise BevkdError(f"config file {path} must hold a mapping")
     base = data.pop("base", None)
     if base is not None:
-        data = _merge(read_yaml(os.path.join(os.path.dirname(os.path.abspath(path)), base)), data)
+        near = os.path.join(os.path.dirname(os.path.abspath(path)), base)
+        data = _merge(read_yaml(near if os.path.isfile(near) else _shipped(base) or near), data)
     return data
 
 

@@ -105,3 +105,16 @@ def test_a_configs_path_reads_the_shipped_config_from_any_folder(tmp_path, monke
         assert shipped_config(other) == other
     with pytest.raises(BevkdError, match="config file configs/student/mine.yaml does not exist"):
         load_config(DataConfig, shipped_config("configs/student/mine.yaml"))
+    # a preset of one's own, elsewhere, based on a shipped one by that spelling
+    from bevkd.config import read_yaml
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "wide.yaml").write_text(
+        "base: configs/presets/tiny.yaml\ngrid: {cell: 0.8}\n")
+    monkeypatch.chdir(tmp_path / "mine")
+    wide = read_yaml("wide.yaml")
+    assert wide["grid"]["cell"] == 0.8 and wide["data"]["image"]["final_size"] == [96, 264]
+    (tmp_path / "mine" / "wide.yaml").write_text("base: configs/presets/huge.yaml\n")
+    with pytest.raises(BevkdError, match="config file .*/mine/configs/presets/huge.yaml does not "
+                                         "exist"):
+        read_yaml("wide.yaml")
