@@ -195,8 +195,9 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
             # decoding's cost depends on the weights (how many boxes score high): not timed on
             # a restored run's untrained network
             decode = latency.get("latency_ratio_with_decode", {})
-            for name in set(decode) - timed.trained if "baseline" in timed.trained else set(decode):
-                del decode[name]  # a ratio to an untrained baseline's decoding says nothing
+            for model in (set(decode) - timed.trained if "baseline" in timed.trained
+                          else set(decode)):
+                del decode[model]  # a ratio to an untrained baseline's decoding says nothing
             steps = steptime.measure(students, data, device=device)
             # the note's advice is the CPU clock's (trainings just stopped leave the load
             # average high for a minute, and a GPU pass is timed on the GPU)

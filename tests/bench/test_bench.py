@@ -1237,3 +1237,41 @@ def test_a_method_of_ones_own_is_a_row_of_the_bench(tmp_path, monkeypatch):
     assert acceptance(rows)[1]["passed"] is None  # so far: mykd not trained yet
     checks = acceptance([*rows, _row("mykd", [0.2] * 2, [0.3] * 2, beats=False, gap=0.0)])
     assert checks[1]["passed"] is False and "mykd +0.0 / +0.0" in checks[1]["detail"]
+
+
+def test_a_report_of_restored_runs_with_latency_is_named_by_its_preset(tmp_path, monkeypatch):
+    """Runs restored without weights (the committed archive on a new machine), the baseline
+    among them: latency and step time are timed on their untrained networks, the decoding
+    ratios, which depend on trained weights, are dropped, and the table is ``tiny.md`` (a loop
+    over those ratios once renamed it after the last model it dropped, and the command then
+    failed reading ``tiny.md`` after all the timing)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from bevkd import cli
+    from bevkd.bench import command, latency, steptime
+
+    monkeypatch.setattr(command, "git_commit", lambda: "abc")
+    data, runs, out, archive = (tmp_path / n for n in ("data", "runs", "out", "archive"))
+    (data / "v1.0-synth").mkdir(parents=True)
+    for name, v in (("teacher", 0.6), ("baseline-s0", 0.2), ("bevdistill-s0", 0.3)):
+        _fake_run(archive, name, v, v, 1.0)
+    timed = SimpleNamespace(passes={}, cost=None, device="cpu", trained=set())
+    monkeypatch.setattr(latency, "timing_device", lambda wanted: torch.device("cpu"))
+    monkeypatch.setattr(latency, "measure", lambda students, data, device: timed)
+    monkeypatch.setattr(latency, "latency_fields", lambda passes, cost, device: {
+        "latency_ratio": {"baseline": 1.0, "bevdistill": 1.01},
+        "latency_ratio_with_decode": {"baseline": 1.0, "bevdistill": 1.4}})
+    monkeypatch.setattr(latency, "load_note", lambda: None)
+    monkeypatch.setattr(steptime, "measure", lambda students, data, device: {
+        "baseline": 1.0, "bevdistill": 1.3})
+    assert cli.main(["bench", "--preset", "tiny", "--seeds", "1", "--methods", "bevdistill",
+                     "--no-composite", "--no-ablations", "--data", str(data), "--runs",
+                     str(runs), "--out", str(out), "--archive", str(archive),
+                     "--report-only"]) == 0
+    assert sorted(p.name for p in out.glob("*.md")) == ["tiny.md"]
+    rows = {r["model"]: r for r in json.loads((out / "tiny.json").read_text())["rows"]}
+    assert rows["bevdistill"]["latency_ratio"] == 1.01
+    assert rows["bevdistill"]["step_time_ratio"] == pytest.approx(1.3)
+    assert "latency_ratio_with_decode" not in rows["bevdistill"]
