@@ -12,11 +12,11 @@ import torch
 
 from bevkd.builder import build_model
 from bevkd.data.nuscenes import NuScenesDataset
+from bevkd.config import CONFIGS_DIR
 from bevkd.engine.config import ExperimentConfig, load_experiment
 from bevkd.structures.batch import Batch, collate
 
-CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
-                      "student", "bevdepth.yaml")
+CONFIG = os.path.join(CONFIGS_DIR, "student", "bevdepth.yaml")
 
 
 def student_arguments(ap: argparse.ArgumentParser, rounds: int, rounds_help: str) -> None:

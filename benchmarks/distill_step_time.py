@@ -19,13 +19,13 @@ import torch
 from _results import save
 from bevkd.bench.steptime import median_step_seconds
 from bevkd.builder import build_model
+from bevkd.config import CONFIGS_DIR
 from bevkd.data.nuscenes import NuScenesDataset
 from bevkd.engine.config import load_experiment
 from bevkd.provenance import git_commit
 from bevkd.structures.batch import collate
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-CONFIGS = os.path.join(os.path.dirname(HERE), "configs")
+CONFIGS = CONFIGS_DIR
 ROWS = ("baseline", "bevdistill", "labeldistill", "dualdistill", "asd", "asd_shared_lift",
         "composite")
 # rows that are a method's config with other settings: row -> (config, --set strings)

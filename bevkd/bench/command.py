@@ -10,12 +10,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from ..config import read_yaml
-from ..engine.config import preset_name, resolve_preset
+from ..engine.config import preset_name, resolve_preset, shipped_preset
 from ..errors import BevkdError
 from ..fileio import atomic_write, write_json
 from ..provenance import git_commit, machine_label
-from .plan import (ABLATIONS, NO_CAMERA, Job, all_methods, check_ablations, plan,
-                   redundant_ablations, with_rows)
+from .plan import (ABLATIONS, NO_CAMERA, Job, all_methods, check_ablations, check_methods,
+                   plan, redundant_ablations, with_rows)
 from .report import ablation_pairs, acceptance, collect, markdown, row_order
 from .archive import archive_run, archive_served, restore
 from .reproduced import FILE as REPRODUCED, Reproduced
@@ -112,6 +112,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     if retrain_apart and not train:
         raise BevkdError("--retrain-apart trains again the runs it does not restore; a report "
                          "(--report-only) trains nothing: leave one of them out")
+    preset = shipped_preset(preset)  # configs/presets/tiny.yaml is "tiny"
     spec = bench_spec(preset)
     # a preset file (not one of configs/presets) names the table by its stem, and its runs'
     # commands by its absolute path (a bench resumed from another folder finds it)
@@ -127,16 +128,14 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     # its ablations to those seeds unless asked for more (which plan() then refuses)
     if ablation_seeds is None:
         ablation_seeds = min(spec.ablation_seeds, seeds)
-    known = all_methods()
-    methods = known if methods is None else methods
-    unknown = [m for m in methods if m not in known]
-    if unknown:
-        raise BevkdError(f"unknown method(s) {unknown}; choose from {', '.join(known)}")
-    check_ablations(ablations)  # before a dataset is generated for a bench that cannot run
-    runs = os.path.abspath(runs)  # a run's recorded command must not depend on the spelling
-    data = bench_dataset(data, runs, spec, train)
+    methods = all_methods() if methods is None else methods
+    # before a dataset is generated for a bench that cannot run
+    check_ablations(ablations)
+    check_methods(methods)
     tuned = row_overrides(spec)
     student_sets = checked_sets(spec.student_sets, "bench.student_sets")
+    runs = os.path.abspath(runs)  # a run's recorded command must not depend on the spelling
+    data = bench_dataset(data, runs, spec, train)
     same = redundant_ablations(preset, with_rows(ablations, methods, composite), tuned, extra)
     if same:
         print(f"[bench] no row for {', '.join(same)}: on this preset it sets what its method's "

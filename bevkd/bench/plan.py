@@ -11,15 +11,36 @@ from ..errors import BevkdError
 
 # the published methods: the paper table's rows, in its order
 METHODS = ("bevdistill", "labeldistill", "dualdistill", "asd")
+# the table's other rows (a method of one's own cannot take these names)
+RESERVED = ("teacher", "fusion_teacher", "label_encoder", "baseline", "composite")
 
 
 def all_methods() -> tuple[str, ...]:
     """Every method a bench can train as a row: :data:`METHODS`, then any other method
-    registered in ``bevkd.distill.methods.DISTILLERS`` (one of one's own; its row trains
-    ``bevkd/configs/distill/<name>.yaml``), in the registry's order."""
+    registered in ``bevkd.distill.methods.DISTILLERS`` (one of one's own, registered in that
+    file: the bench's trainings are processes of their own; its row trains
+    ``bevkd/configs/distill/<name>.yaml``), in the registry's order. A name the table already
+    gives another row is refused."""
     from ..distill.methods import DISTILLERS
 
-    return METHODS + tuple(m for m in DISTILLERS if m not in METHODS)
+    extra = tuple(m for m in DISTILLERS if m not in METHODS)
+    taken = [m for m in extra if m in (*RESERVED, *ABLATIONS)]
+    if taken:
+        raise BevkdError(f"DISTILLERS registers {taken}, the name of another row of the bench "
+                         f"table ({', '.join(RESERVED)} or an ablation): register the method "
+                         "under another name")
+    return METHODS + extra
+
+
+def check_methods(methods: tuple[str, ...]) -> None:
+    """Refuse a method that is not registered or has no config (before anything starts)."""
+    known = all_methods()
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        raise BevkdError(f"unknown method(s) {unknown}; choose from {', '.join(known)}")
+    for m in methods:
+        _method_config(m)
+
 
 # Ablation rows (DESIGN §4.4: every ASD choice the abstract leaves open; REFERENCE_RESULTS: the
 # DualDistill CRD temperatures, and DESIGN §4.3's option of starting the student head from the

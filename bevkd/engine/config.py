@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import (CONFIGS_DIR, _merge, _suggest, apply_overrides, from_dict, read_yaml,
-                      shipped_config)
+from ..config import (CONFIGS_DIR, _merge, _shipped, _suggest, apply_overrides, from_dict,
+                      read_yaml, shipped_config)
 from ..data.nuscenes import DataConfig
 from ..errors import BevkdError
 from ..models.grid import BevGrid
@@ -95,9 +95,20 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+def shipped_preset(preset: str) -> str:
+    """The name of the shipped preset that ``preset`` spells as a file (``configs/presets/
+    tiny.yaml`` in a checkout, or anywhere: :func:`~bevkd.config.shipped_config`), else
+    ``preset`` as it is: one preset, one name in tables and recorded commands."""
+    path = preset if os.path.isfile(preset) else _shipped(preset)
+    if path and os.path.realpath(os.path.dirname(path)) == os.path.realpath(PRESETS_DIR):
+        return os.path.splitext(os.path.basename(path))[0]
+    return preset
+
+
 def resolve_preset(preset: str) -> str:
     """A shipped preset's name (demo, tiny, small, full: ``configs/presets``) or a path to a
     preset YAML."""
+    preset = shipped_preset(preset)
     if os.path.isfile(preset):
         return preset
     names = (sorted(f[:-5] for f in os.listdir(PRESETS_DIR) if f.endswith(".yaml"))
@@ -116,6 +127,7 @@ def resolve_preset(preset: str) -> str:
 def preset_name(preset: str) -> str:
     """What a preset's tables and folders are named by: its name, or a preset file's stem
     (``--preset my/wide.yaml``: ``wide``)."""
+    preset = shipped_preset(preset)
     return os.path.splitext(os.path.basename(preset))[0] if os.path.isfile(preset) else preset
 
 

@@ -268,6 +268,11 @@ def test_a_run_is_the_same_job_from_another_checkout_of_the_repository(tmp_path)
     recorded[1] = "/elsewhere/bevkd/configs/student/bevdepth.yaml"
     (run / JOB_FILE).write_text(json.dumps({"signature": recorded}))
     assert mismatch(str(run), cmd) is None
+    # recorded before the configs moved into the package (bevkd/configs), at the top of a
+    # checkout: the archive's runs (benchmarks/archive/tiny) were
+    recorded[1] = "/work/main/configs/student/bevdepth.yaml"
+    (run / JOB_FILE).write_text(json.dumps({"signature": recorded}))
+    assert mismatch(str(run), cmd) is None
     # another config file is another job, wherever it sits
     recorded[1] = "/elsewhere/bevkd/configs/student/other.yaml"
     (run / JOB_FILE).write_text(json.dumps({"signature": recorded}))
@@ -1237,6 +1242,32 @@ def test_a_method_of_ones_own_is_a_row_of_the_bench(tmp_path, monkeypatch):
     assert acceptance(rows)[1]["passed"] is None  # so far: mykd not trained yet
     checks = acceptance([*rows, _row("mykd", [0.2] * 2, [0.3] * 2, beats=False, gap=0.0)])
     assert checks[1]["passed"] is False and "mykd +0.0 / +0.0" in checks[1]["detail"]
+    # registered under the name of another row of the table: refused
+    for taken in ("composite", "baseline", "asd_gamma0"):
+        monkeypatch.setitem(DISTILLERS, taken, BEVDistill)
+        with pytest.raises(BevkdError, match=rf"DISTILLERS registers \['{taken}'\]"):
+            all_methods()
+        del DISTILLERS[taken]
+
+
+def test_a_bench_that_cannot_run_says_so_before_it_generates_data(tmp_path, monkeypatch):
+    """A method registered without its config (or a bad preset row) stops the bench before
+    SynthScenes is generated for it, which takes minutes."""
+    from bevkd.bench import command
+    from bevkd.distill.bevdistill import BEVDistill
+    from bevkd.distill.methods import DISTILLERS
+    from bevkd.errors import BevkdError
+
+    made = []
+    monkeypatch.setattr(command, "bench_dataset", lambda *a, **k: made.append(a) or "data")
+    monkeypatch.setitem(DISTILLERS, "mykd", BEVDistill)
+    with pytest.raises(BevkdError, match="method 'mykd' has no config"):
+        command.run_bench("tiny", str(tmp_path / "out"), str(tmp_path / "runs"), None, 1,
+                          ("mykd",), False, ())
+    with pytest.raises(BevkdError, match=r"unknown method\(s\) \['nope'\]"):
+        command.run_bench("tiny", str(tmp_path / "out"), str(tmp_path / "runs"), None, 1,
+                          ("nope",), False, ())
+    assert made == [] and not (tmp_path / "runs").exists()
 
 
 def test_a_report_of_restored_runs_with_latency_is_named_by_its_preset(tmp_path, monkeypatch):

@@ -323,8 +323,9 @@ def test_config_spells_out_the_defaults():
     from bevkd.builder import typed_kwargs
     from bevkd.engine.config import load_experiment
 
-    cfg = load_experiment(os.path.join(os.path.dirname(__file__), "..", "..", "configs",
-                                       "distill", "asd.yaml"))
+    from bevkd.config import CONFIGS_DIR
+
+    cfg = load_experiment(os.path.join(CONFIGS_DIR, "distill", "asd.yaml"))
     (method,) = cfg.distill.methods
     assert method.type == "asd" and cfg.data.use_lidar
     assert set(cfg.distill.teachers) == {"lidar", "fusion"}

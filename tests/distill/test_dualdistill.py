@@ -267,8 +267,9 @@ def test_config_spells_out_the_defaults():
     from bevkd.builder import typed_kwargs
     from bevkd.engine.config import load_experiment
 
-    cfg = load_experiment(os.path.join(os.path.dirname(__file__), "..", "..", "configs",
-                                       "distill", "dualdistill.yaml"))
+    from bevkd.config import CONFIGS_DIR
+
+    cfg = load_experiment(os.path.join(CONFIGS_DIR, "distill", "dualdistill.yaml"))
     (method,) = cfg.distill.methods
     assert method.type == "dualdistill" and cfg.data.use_lidar
     args = typed_kwargs(DualDistill, method.args, "args")

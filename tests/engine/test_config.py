@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from bevkd.engine.config import PRESETS_DIR, preset_name, resolve_preset
+from bevkd.engine.config import PRESETS_DIR, preset_name, resolve_preset, shipped_preset
 from bevkd.errors import BevkdError
 
 
@@ -33,3 +33,22 @@ def test_a_preset_is_a_shipped_name_or_a_file_and_a_wrong_one_says_which(tmp_pat
     # a shipped preset's name written as a file in the working folder
     with pytest.raises(BevkdError, match=r"of one's own\); did you mean 'tiny'\?$"):
         resolve_preset("tiny.yaml")
+
+
+def test_a_shipped_presets_file_is_that_preset_by_name(tmp_path, monkeypatch):
+    """``configs/presets/tiny.yaml`` (through the checkout's link, or in a folder without one)
+    and ``bevkd/configs/presets/tiny.yaml`` are the preset ``tiny``: one name for its table
+    and the commands a bench records. A preset file of one's own keeps its path."""
+    shipped = os.path.join(PRESETS_DIR, "tiny.yaml")
+    assert shipped_preset(shipped) == "tiny" and shipped_preset("tiny") == "tiny"
+    monkeypatch.chdir(tmp_path)  # no configs/ here: the shipped file by that spelling
+    assert shipped_preset("configs/presets/tiny.yaml") == "tiny"
+    assert resolve_preset("configs/presets/tiny.yaml") == shipped
+    assert preset_name("configs/presets/demo.yaml") == "demo"
+    (tmp_path / "configs" / "presets").mkdir(parents=True)
+    os.symlink(PRESETS_DIR, tmp_path / "linked")
+    assert shipped_preset(str(tmp_path / "linked" / "small.yaml")) == "small"
+    own = tmp_path / "configs" / "presets" / "tiny.yaml"  # one's own, by the same name
+    own.write_text("base: configs/presets/tiny.yaml\n")
+    assert shipped_preset("configs/presets/tiny.yaml") == "configs/presets/tiny.yaml"
+    assert preset_name("configs/presets/tiny.yaml") == "tiny"
