@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from _results import save
+from bevkd.bench.report import row_order
 from bevkd.data.nuscenes import NuScenesDataset
 from bevkd.engine.run import epoch_loader, evaluate_run, load_run_config, load_trained
 from bevkd.eval.confusion import CONFUSION_FILE, other_classes, sources_table
@@ -37,8 +38,7 @@ from bevkd.models.heads.center_head import CenterHead
 from bevkd.provenance import git_commit
 from bevkd.structures.classes import CLASS_INDEX
 
-ORDER = ("teacher", "fusion_teacher", "label_encoder", "baseline", "bevdistill", "labeldistill",
-         "dualdistill", "asd", "composite")
+ORDER = row_order()  # the bench table's main rows, a method of one's own among them
 
 
 def finished_runs(root: str) -> list[str]:
