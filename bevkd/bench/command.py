@@ -190,13 +190,8 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
             # CPU thread would take minutes over their training steps
             device = lat.timing_device(timing_device)
             timed = lat.measure(students, data, device=device)
-            latency = lat.latency_fields(timed.passes, cost=timed.cost, device=timed.device)
-            # decoding's cost depends on the weights (how many boxes score high): not timed on
-            # a restored run's untrained network
-            decode = latency.get("latency_ratio_with_decode", {})
-            for model in (set(decode) - timed.trained if "baseline" in timed.trained
-                          else set(decode)):
-                del decode[model]  # a ratio to an untrained baseline's decoding says nothing
+            latency = lat.latency_fields(timed.passes, cost=timed.cost, device=timed.device,
+                                         trained=timed.trained)
             steps = steptime.measure(students, data, device=device)
             # the note's advice is the CPU clock's (trainings just stopped leave the load
             # average high for a minute, and a GPU pass is timed on the GPU)

@@ -145,8 +145,8 @@ def forward_cost(model: torch.nn.Module, batch) -> dict[str, int]:
 
 
 def latency_fields(passes: Passes, reference: str = "baseline",
-                   cost: dict[str, dict[str, int]] | None = None, device: str | None = None
-                   ) -> dict[str, dict[str, Any]]:
+                   cost: dict[str, dict[str, int]] | None = None, device: str | None = None,
+                   trained: set[str] | None = None) -> dict[str, dict[str, Any]]:
     """The table's latency fields, ``{row field: {model: value}}``: ``latency_ratio`` (forward
     pass, :func:`table_clock`: CPU time, or wall time on a GPU), ``latency_ratio_wall``
     (forward pass, wall time) and ``latency_ratio_with_decode`` (forward + decode, wall
@@ -155,7 +155,12 @@ def latency_fields(passes: Passes, reference: str = "baseline",
     (:data:`CONTROL`) is no row: its ratios go on ``reference``'s row as
     ``latency_control_ratio`` (the table's clock) and ``latency_control_ratio_wall``. ``cost``
     (:attr:`Measurement.cost`) adds ``params`` and ``forward_flops``; ``device``
-    (:attr:`Measurement.device`) goes on ``reference``'s row as ``timing_device``."""
+    (:attr:`Measurement.device`) goes on ``reference``'s row as ``timing_device``.
+    ``trained`` (:attr:`Measurement.trained`; None: every model): decoding's cost depends on
+    the weights (how many boxes score high), so ``latency_ratio_with_decode`` is kept only for
+    the models timed with their trained weights, and for none where ``reference`` was not (a
+    ratio to an untrained network's decoding says nothing); runs restored from an archive
+    come without weights."""
     clock = table_clock(passes)
     ratios = paired_ratios(passes, reference)
     fields: dict[str, dict[str, Any]] = {
@@ -166,6 +171,10 @@ def latency_fields(passes: Passes, reference: str = "baseline",
         fields["params"] = {n: c["params"] for n, c in cost.items()}
         fields["forward_flops"] = {n: c["flops"] for n, c in cost.items()}
     fields = {k: {n: v for n, v in values.items() if n != CONTROL} for k, values in fields.items()}
+    if trained is not None:
+        fields["latency_ratio_with_decode"] = {
+            n: v for n, v in fields["latency_ratio_with_decode"].items()
+            if reference in trained and n in trained}
     if CONTROL in ratios[clock]:
         fields["latency_control_ratio"] = {reference: ratios[clock][CONTROL]}
         fields["latency_control_ratio_wall"] = {reference: ratios["forward"][CONTROL]}

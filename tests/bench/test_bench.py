@@ -1291,9 +1291,12 @@ def test_a_report_of_restored_runs_with_latency_is_named_by_its_preset(tmp_path,
     timed = SimpleNamespace(passes={}, cost=None, device="cpu", trained=set())
     monkeypatch.setattr(latency, "timing_device", lambda wanted: torch.device("cpu"))
     monkeypatch.setattr(latency, "measure", lambda students, data, device: timed)
-    monkeypatch.setattr(latency, "latency_fields", lambda passes, cost, device: {
-        "latency_ratio": {"baseline": 1.0, "bevdistill": 1.01},
-        "latency_ratio_with_decode": {"baseline": 1.0, "bevdistill": 1.4}})
+    real_fields = latency.latency_fields
+    monkeypatch.setattr(latency, "latency_fields", lambda passes, cost, device, trained: {
+        **real_fields({"forward": {"baseline": np.ones((1, 1)), "bevdistill": np.ones((1, 1))},
+                       "total": {"baseline": np.ones((1, 1)),
+                                 "bevdistill": 1.4 * np.ones((1, 1))}}, trained=trained),
+        "latency_ratio": {"baseline": 1.0, "bevdistill": 1.01}})
     monkeypatch.setattr(latency, "load_note", lambda: None)
     monkeypatch.setattr(steptime, "measure", lambda students, data, device: {
         "baseline": 1.0, "bevdistill": 1.3})

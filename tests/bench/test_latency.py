@@ -125,6 +125,14 @@ def test_latency_fields_name_the_clocks():
     assert f["latency_ratio_wall"]["kd"] == pytest.approx(1.5)
     assert f["latency_ratio_with_decode"]["kd"] == pytest.approx(0.9)
     assert f["latency_ms"] == pytest.approx({"baseline": 200.0, "kd": 204.0})
+    # decoding ratios only between models timed with trained weights (runs restored from an
+    # archive come without them); the forward ratios of every model stay
+    passes["total"]["kd2"] = passes["forward"]["kd2"] = passes["forward_cpu"]["kd2"] = base
+    assert latency_fields(passes, trained={"baseline", "kd"})["latency_ratio_with_decode"] == \
+        pytest.approx({"baseline": 1.0, "kd": 0.9})
+    untrained_base = latency_fields(passes, trained={"kd", "kd2"})
+    assert untrained_base["latency_ratio_with_decode"] == {}
+    assert set(untrained_base["latency_ratio"]) == {"baseline", "kd", "kd2"}
 
 
 def test_without_a_cpu_clock_the_table_reads_the_wall_clock():
