@@ -464,7 +464,8 @@ def _plots(rows: list[dict], base: str, results: dict, picture, preset: str,
         return
     bars(rows, base + "_map_nds.png", f"bevkd bench --preset {preset}: mAP / NDS on synth_val")
     per_class(rows, base + "_per_class.png", "AP per class (synth_val)")
-    main = [r for r in rows if r["model"] in row_order() and any(r.get("val_curve") or [])]
+    order = row_order()
+    main = [r for r in rows if r["model"] in order and any(r.get("val_curve") or [])]
     if main:  # runs that logged validations (every bench run does)
         convergence(main, base + "_convergence.png", "validation mAP during training")
     ok = {n for n, r in results.items() if r.status in ("done", "reused")}

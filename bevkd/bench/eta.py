@@ -24,9 +24,9 @@ Jobs run ``parallel`` at a time. While the camera backbone's pretraining runs (i
 read from the last line of its log, :func:`pretrain_progress`), the jobs with a camera model
 wait for it and the others have the slots it leaves; the estimate counts that wait (not the
 held-out evaluation after its last step). Before that line (a tenth of its steps) its time is
-not known: the estimate leaves it out and says so. Start-up, the final evaluation, the order jobs wait in (a student for its teacher) and
-one method's cost over another's whose pace it borrows are not counted: a rough guide that gets
-better as runs finish.
+not known: the estimate leaves it out and says so. Start-up, the final evaluation, the order
+jobs wait in (a student for its teacher) and one method's cost over another's whose pace it
+borrows are not counted: a rough guide that gets better as runs finish.
 """
 
 from __future__ import annotations

@@ -581,7 +581,8 @@ def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
 def _convergence_lines(rows: list[dict[str, Any]], preset: str) -> list[str]:
     """The convergence table (:func:`convergence`) of the teachers, baseline, methods and
     composite."""
-    found = [(r["model"], convergence(r)) for r in rows if r["model"] in row_order()]
+    order = row_order()
+    found = [(r["model"], convergence(r)) for r in rows if r["model"] in order]
     found = [(model, c) for model, c in found if c is not None]
     if not found:
         return []

@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import (CONFIGS_DIR, _merge, _shipped, _suggest, apply_overrides, from_dict,
-                      read_yaml, shipped_config)
+from ..config import (CONFIGS_DIR, _merge, _suggest, apply_overrides, from_dict, read_yaml,
+                      shipped_config)
 from ..data.nuscenes import DataConfig
 from ..errors import BevkdError
 from ..models.grid import BevGrid
@@ -99,8 +99,9 @@ def shipped_preset(preset: str) -> str:
     """The name of the shipped preset that ``preset`` spells as a file (``configs/presets/
     tiny.yaml`` in a checkout, or anywhere: :func:`~bevkd.config.shipped_config`), else
     ``preset`` as it is: one preset, one name in tables and recorded commands."""
-    path = preset if os.path.isfile(preset) else _shipped(preset)
-    if path and os.path.realpath(os.path.dirname(path)) == os.path.realpath(PRESETS_DIR):
+    path = shipped_config(preset)
+    if os.path.isfile(path) and os.path.realpath(os.path.dirname(path)) == os.path.realpath(
+            PRESETS_DIR):
         return os.path.splitext(os.path.basename(path))[0]
     return preset
 
@@ -111,17 +112,19 @@ def resolve_preset(preset: str) -> str:
     preset = shipped_preset(preset)
     if os.path.isfile(preset):
         return preset
+    meant_as_file = os.sep in preset or preset.endswith((".yaml", ".yml"))
+    path = os.path.join(PRESETS_DIR, f"{preset}.yaml")
+    if not meant_as_file and os.path.isfile(path):
+        return path
+    # the shipped names, for the error
     names = (sorted(f[:-5] for f in os.listdir(PRESETS_DIR) if f.endswith(".yaml"))
              if os.path.isdir(PRESETS_DIR) else [])
-    if os.sep in preset or preset.endswith((".yaml", ".yml")):  # meant as a file
+    if meant_as_file:
         stem = os.path.splitext(os.path.basename(preset))[0]
         hint = f"; did you mean {stem!r}?" if stem in names and os.sep not in preset else ""
         raise BevkdError(f"preset file {preset!r} does not exist (a preset is one of "
                          f"{', '.join(names)} or a YAML file of one's own){hint}")
-    path = os.path.join(PRESETS_DIR, f"{preset}.yaml")
-    if not os.path.isfile(path):
-        raise BevkdError(f"unknown preset {preset!r}{_suggest(preset, names)}")
-    return path
+    raise BevkdError(f"unknown preset {preset!r}{_suggest(preset, names)}")
 
 
 def preset_name(preset: str) -> str:
