@@ -27,7 +27,7 @@ import numpy as np
 
 from _results import save
 from bevkd.bench.command import bench_spec, checked_sets, row_overrides, run_machines
-from bevkd.bench.plan import METHODS, TEACHER_JOBS, plan
+from bevkd.bench.plan import METHODS, TEACHER_ROWS, plan
 from bevkd.bench.report import collect, seed_spread
 from bevkd.bench.runner import JobResult, run_jobs
 from bevkd.provenance import git_commit
@@ -68,7 +68,7 @@ def main() -> None:
     jobs = plan(max(seeds) + 1, methods, "composite" in rows, (), row_overrides(spec),
                 checked_sets(spec.student_sets, "bench.student_sets"))
     wanted = [j for j in jobs if j.model in rows and j.seed in seeds]
-    teachers = [j for j in jobs if j.name in TEACHER_JOBS.values()
+    teachers = [j for j in jobs if j.name in TEACHER_ROWS
                 and any(j.name in w.needs for w in wanted)]
     common = dict(preset=args.preset, data=os.path.abspath(args.data),
                   threads=spec.threads, val_split=VAL, extra=tuple(args.set),

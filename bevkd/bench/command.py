@@ -14,8 +14,8 @@ from ..engine.config import preset_name, resolve_preset, shipped_preset
 from ..errors import BevkdError
 from ..fileio import atomic_write, write_json
 from ..provenance import git_commit, machine_label
-from .plan import (ABLATIONS, NO_CAMERA, Job, all_methods, check_ablations, check_methods,
-                   plan, redundant_ablations, with_rows)
+from .plan import (ABLATIONS, NO_CAMERA, TEACHER_ROWS, Job, all_methods, check_ablations,
+                   check_methods, plan, redundant_ablations, with_rows)
 from .report import ablation_pairs, acceptance, collect, markdown, row_order
 from .archive import archive_run, archive_served, restore
 from .reproduced import FILE as REPRODUCED, Reproduced
@@ -181,7 +181,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                            lock_held=train, pretraining=pretraining)
         students = {r.job.model: r.run for r in results.values()
                     if r.status in ("done", "reused") and r.job.seed == 0
-                    and r.job.model not in ("teacher", "fusion_teacher", "label_encoder")}
+                    and r.job.model not in TEACHER_ROWS}
         latency, steps, busy = {}, {}, None
         if "baseline" in students:
             from . import latency as lat, steptime

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..progress import hms
-from .plan import NO_CAMERA, TEACHER_JOBS, Job
+from .plan import NO_CAMERA, TEACHER_ROWS, Job
 
 if TYPE_CHECKING:
     from .runner import JobResult
@@ -163,7 +163,7 @@ def time_left(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mappin
     (None: not known yet, then counted as none) and the slots it holds (the camera jobs start
     after it). None before any run gives a pace."""
     epochs, live = epochs or {}, live or {}
-    teachers = set(TEACHER_JOBS.values())
+    teachers = set(TEACHER_ROWS)
 
     def kind(job: Job) -> str:  # a teacher's pace says little of a student's, and so on
         return ("teacher" if job.model in teachers else

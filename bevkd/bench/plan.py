@@ -11,8 +11,12 @@ from ..errors import BevkdError
 
 # the published methods: the paper table's rows, in its order
 METHODS = ("bevdistill", "labeldistill", "dualdistill", "asd")
+# The job whose run serves each teacher role of a distillation config.
+TEACHER_JOBS = {"lidar": "teacher", "fusion": "fusion_teacher", "label": "label_encoder"}
+# the table's rows that are no camera student (no Δ, gap closed, step time or latency)
+TEACHER_ROWS = tuple(TEACHER_JOBS.values())
 # the table's other rows (a method of one's own cannot take these names)
-RESERVED = ("teacher", "fusion_teacher", "label_encoder", "baseline", "composite")
+RESERVED = (*TEACHER_ROWS, "baseline", "composite")
 
 
 def all_methods() -> tuple[str, ...]:
@@ -100,8 +104,6 @@ ABLATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "composite_response_bbox": ("composite", ("distill.methods.0.args.response_bbox_weight=0.25",)),
 }
 
-# The job whose run serves each teacher role of a distillation config.
-TEACHER_JOBS = {"lidar": "teacher", "fusion": "fusion_teacher", "label": "label_encoder"}
 # jobs whose model has no camera backbone (the rest read the bench's pretrained backbone, and
 # wait for its pretraining)
 NO_CAMERA = ("teacher", "label_encoder")

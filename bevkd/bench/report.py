@@ -18,7 +18,7 @@ import numpy as np
 
 from ..eval.confusion import CONFUSION_FILE, other_classes
 from ..structures.classes import DETECTION_CLASSES
-from .plan import ABLATIONS, all_methods
+from .plan import ABLATIONS, TEACHER_ROWS, all_methods
 from .reproduced import Reproduced
 from .runner import JOB_FILE, JobResult, made
 
@@ -30,8 +30,7 @@ TP_NAMES = {"trans_err": "mATE", "scale_err": "mASE", "orient_err": "mAOE", "vel
 def row_order() -> tuple[str, ...]:
     """The table's main rows in order: teachers, baseline, every method
     (:func:`~bevkd.bench.plan.all_methods`), the composite; the ablations follow them."""
-    return ("teacher", "fusion_teacher", "label_encoder", "baseline", *all_methods(),
-            "composite")
+    return (*TEACHER_ROWS, "baseline", *all_methods(), "composite")
 
 
 def _load(path: str) -> dict[str, Any] | None:
@@ -170,7 +169,7 @@ def _derived(rows: list[dict[str, Any]]) -> None:
         m, b = np.mean(r["mAP"]), np.mean(base["mAP"])
         r["delta_mAP"] = float(m - b)
         r["delta_NDS"] = float(np.mean(r["NDS"]) - np.mean(base["NDS"]))
-        if r["model"] not in ("teacher", "fusion_teacher", "label_encoder"):
+        if r["model"] not in TEACHER_ROWS:
             if teacher is not None:
                 gap = np.mean(teacher["mAP"]) - b
                 r["gap_closed"] = float((m - b) / gap) if gap > 0 else None

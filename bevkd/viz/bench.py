@@ -15,10 +15,8 @@ import numpy as np  # noqa: E402
 
 from ..structures.classes import DETECTION_CLASSES  # noqa: E402
 from ..structures.detections import Detections  # noqa: E402
+from ..bench.plan import TEACHER_ROWS  # noqa: E402
 from .sample import CLASS_COLORS  # noqa: E402
-
-
-TEACHERS = ("teacher", "fusion_teacher", "label_encoder")
 
 
 def bars(rows: list[dict[str, Any]], out: str, title: str) -> str:
@@ -26,7 +24,7 @@ def bars(rows: list[dict[str, Any]], out: str, title: str) -> str:
     the camera students on their own scale, mAP and NDS apart, each seed a dot, the
     baseline's seed range shaded: whether a method clears the seed noise is read off there.
     Returns ``out``."""
-    students = [r for r in rows if r["model"] not in TEACHERS]
+    students = [r for r in rows if r["model"] not in TEACHER_ROWS]
     fig, axes = plt.subplots(1, 3 if students else 1, dpi=110, squeeze=False,
                              figsize=(max(8, 0.9 * len(rows) + 2) + (8 if students else 0), 4.5),
                              gridspec_kw={"width_ratios": [1.4, 1, 1] if students else [1]})
@@ -76,8 +74,8 @@ def convergence(rows: list[dict[str, Any]], out: str, title: str) -> str:
     per seed (solid, dashed, dotted, ...): whether a model still climbs at its last epoch.
     Returns ``out``."""
     styles = ("-", "--", ":", "-.")
-    groups = [[r for r in rows if r["model"] in TEACHERS],
-              [r for r in rows if r["model"] not in TEACHERS]]
+    groups = [[r for r in rows if r["model"] in TEACHER_ROWS],
+              [r for r in rows if r["model"] not in TEACHER_ROWS]]
     groups = [g for g in groups if any(c for r in g for c in r.get("val_curve") or [])]
     if not groups:
         raise ValueError("convergence: no row has validations to draw")
