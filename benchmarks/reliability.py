@@ -6,8 +6,9 @@ Every scenario runs the real command line (``python -m bevkd.cli ...``, a fresh 
 small generated SynthScenes dataset (or a damaged copy of it) with a shrunk ``tiny`` model, and
 records the exit code, the one-line error and what survived. Writes benchmarks/reliability.md
 and .json. The same behaviours are pinned by tests (tests/engine/test_resume.py, test_ddp.py,
-test_guards.py, tests/data/test_bad_tables.py, test_nuscenes.py, tests/eval/test_results.py);
-this table shows them end to end in one place.
+test_guards.py, test_run.py, test_student_only.py, test_config.py, tests/data/test_bad_tables.py,
+test_nuscenes.py, tests/eval/test_results.py, tests/test_cli.py); this table shows them end to
+end in one place.
 """
 
 from __future__ import annotations
@@ -313,6 +314,72 @@ def main() -> None:
     bad_cli("checkpoint", "LiDAR teacher run whose weights are another width (trunk 8/16 "
             "config, 16/32 weights)", [*kd, f"--set=distill.teachers.lidar={wide}"],
             "does not fit")
+    bad_cli("config", "a negative learning rate (`optim.lr=-1`)",
+            train_args(PILLARS, "pillars", data, out, "optim.lr=-1"),
+            "lr must be a positive number")
+    bad_cli("config", "a batch of 0 (`train.batch_size=0`)",
+            train_args(PILLARS, "pillars", data, out, "train.batch_size=0"),
+            "batch_size must be at least 1")
+    bad_cli("config", "a method's override on a config without methods",
+            train_args(STUDENT, "bevdepth", data, out, "distill.methods.0.args.x=1"),
+            "distill.methods is empty in this config")
+    bad_cli("config", "a distillation config trained without `--set distill.teachers.lidar`",
+            kd, "placeholder RUN")
+    if not torch.cuda.is_available():
+        bad_cli("config", "`--accelerator gpu` on a machine without CUDA",
+                [*train_args(PILLARS, "pillars", data, out), "--accelerator", "gpu"],
+                "torch sees no CUDA device")
+    bad_data("a table cut short (sample_annotation.json, 1000 bytes)",
+             lambda r: open(os.path.join(r, "v1.0-synth", "sample_annotation.json"),
+                            "r+b").truncate(1000), "sample_annotation.json is not valid JSON")
+    # --- resuming onto other data, resuming a finished run ---------------------------------
+    other = copy_data(data, os.path.join(work, "other_data"))
+    path = os.path.join(other, "v1.0-synth", "splits.json")
+    splits = json.load(open(path))
+    splits["synth_train"] = splits["synth_val"]  # another scene under the split's name
+    json.dump(splits, open(path, "w"))
+    bad_cli("resume", "`--resume` of a run on another dataset (its training split's scene "
+            "swapped)", [*train_args(STUDENT, "bevdepth", other, ref, *ema), "--resume"],
+            "is not the dataset")
+    meta = open(os.path.join(ref, "meta.json")).read()
+    rc, msg = bevkd(*train_args(STUDENT, "bevdepth", data, ref, *ema), "--resume")
+    ok = rc == 0 and "nothing to do" in msg and open(os.path.join(ref, "meta.json")).read() == meta
+    row("resume", "`--resume` of a finished run", "nothing trained, validated or written"
+        if ok else f"rc {rc}", ok, msg.replace(work, "WORK"))
+    # --- a distilled run without its teacher's folder; exported students; damage ------------
+    orphan = os.path.join(work, "kd_orphan")
+    shutil.copytree(os.path.join(work, "ref_kd"), orphan,
+                    ignore=shutil.ignore_patterns("eval"))
+    cfg_path = os.path.join(orphan, "config.yaml")
+    with open(cfg_path) as f:
+        text = f.read()
+    with open(cfg_path, "w") as f:  # as if the teacher's folder had been deleted
+        f.write(text.replace(os.path.abspath(teacher),
+                             os.path.abspath(os.path.join(work, "deleted_teacher"))))
+    rc1, msg1 = bevkd("eval", "--ckpt", orphan, "--data", data)
+    exported = os.path.join(work, "orphan_student.pt")
+    rc2, msg2 = bevkd("export", "--ckpt", orphan, "--out", exported)
+    rc3, msg3 = bevkd("eval", "--ckpt", exported, "--data", data)
+    rc4, msg4 = bevkd("eval", "--ckpt", os.path.join(work, "ref_kd"), "--data", data,
+                      "--out", os.path.join(work, "ref_kd_eval"))
+    runs_metrics = [json.load(open(os.path.join(f, "metrics.json")))["nd_score"] for f in (
+        os.path.join(orphan, "eval", "synth_val"),
+        os.path.join(work, "orphan_student_eval", "synth_val"),
+        os.path.join(work, "ref_kd_eval"))] if rc1 == rc2 == rc3 == rc4 == 0 else []
+    ok = len(set(runs_metrics)) == 1
+    row("checkpoint", "eval and export of a distilled run whose teacher's folder is gone, "
+        "then eval of the exported student", f"all three evaluate the same (NDS "
+        f"{runs_metrics[0]:.4f}), as the run with its teacher does" if ok else
+        f"rc {rc1}/{rc2}/{rc3}/{rc4}", ok, "" if ok else " / ".join((msg1, msg2, msg3, msg4)))
+    bad_cli("checkpoint", "`export` onto an existing file",
+            ["export", "--ckpt", orphan, "--out", exported], "exists; choose another file")
+    cut = os.path.join(work, "eval_damaged")
+    shutil.copytree(ref, cut, ignore=shutil.ignore_patterns("eval"))
+    last = os.path.join(cut, "checkpoints", "last.ckpt")
+    blob = open(last, "rb").read()
+    open(last, "wb").write(blob[: len(blob) // 3])
+    bad_cli("checkpoint", "`eval` of a run whose last.ckpt is truncated to a third",
+            ["eval", "--ckpt", cut, "--data", data], "the newest whole one beside it is")
     # --- bad results files ----------------------------------------------------------------
     rc, msg = bevkd("eval", "--ckpt", teacher, "--data", data)
     good = json.load(open(os.path.join(teacher, "eval", "synth_val", "results.json")))
@@ -326,6 +393,10 @@ def main() -> None:
                   "detection_name": "car", "detection_score": 0.5, "attribute_name": ""}),
              "translation"),
             ("a sample missing", lambda r: r["results"].pop(token), "missing"),
+            ("a box without its sample_token", lambda r: r["results"][token].append(
+                {"translation": [0, 0, 0], "size": [1, 1, 1], "rotation": [1, 0, 0, 0],
+                 "velocity": [0, 0], "detection_name": "car", "detection_score": 0.5,
+                 "attribute_name": ""}), "no 'sample_token'"),
             ("an unknown class", lambda r: r["results"][token].append(
                 {"sample_token": token, "translation": [0, 0, 0], "size": [1, 1, 1],
                  "rotation": [1, 0, 0, 0], "velocity": [0, 0], "detection_name": "dragon",

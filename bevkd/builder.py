@@ -82,8 +82,18 @@ def load_teacher(path: str, grid: BevGrid, role: str, load_weights: bool = True,
 
     from .engine.run import load_run_config, load_trained
 
+    how = f"--set distill.teachers.{role}=<the teacher's run folder>"
+    if not os.path.exists(path) and os.path.basename(path) == "RUN":  # the configs' placeholder
+        raise BevkdError(f"distill.teachers.{role} is the config's placeholder RUN: train the "
+                         f"{role} teacher first and pass its run with {how}")
+    if not os.path.exists(path):
+        raise BevkdError(f"{role} teacher {path} does not exist (distill.teachers.{role}); "
+                         f"pass its run with {how}")
     run, ckpt = (os.path.dirname(os.path.dirname(os.path.abspath(path))), path) \
         if os.path.isfile(path) else (path, None)
+    if not os.path.isfile(os.path.join(run, "config.yaml")):
+        raise BevkdError(f"{role} teacher {path} is not a run folder (no config.yaml; "
+                         f"distill.teachers.{role}); pass a `bevkd train` run with {how}")
     tcfg = load_run_config(run)
     allowed = TEACHER_TYPES.get(role)
     if allowed is not None and tcfg.model.type not in allowed:

@@ -27,6 +27,25 @@ def _int(name: str, minimum: int | None = None):
     return parse
 
 
+def _positive(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text}")
+        return value
+    return parse
+
+
+def _devices(text: str) -> int | str:
+    """``--devices``: a count of at least 1, or ``auto``."""
+    if text == "auto":
+        return text
+    return _int("--devices", 1)(text)
+
+
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="generate a SynthScenes dataset (nuScenes format)",
                        description="Generate a procedural driving dataset in the nuScenes format "
@@ -156,12 +175,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                                    "and the git commit into --out.")
     _add_experiment_args(p, "YAML config, e.g. configs/student/bevdepth.yaml", "run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
-    p.add_argument("--devices", default="1",
+    p.add_argument("--devices", type=_devices, default=1,
                    help="devices per node (an int, or 'auto'); >1 trains with DDP")
-    p.add_argument("--nodes", type=_int("--nodes"), default=1,
+    p.add_argument("--nodes", type=_int("--nodes", 1), default=1,
                    help="machines (torchrun / SLURM set the rank variables Lightning reads)")
     p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
-    p.add_argument("--max-steps", type=_int("--max-steps"), default=-1,
+    p.add_argument("--max-steps", type=_int("--max-steps", 1), default=-1,
                    help="stop after this many optimiser steps (smoke tests)")
     p.set_defaults(func=_cmd_train)
 
@@ -171,9 +190,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from .engine.run import train
 
     cfg = load_experiment(args.config, args.preset, args.overrides)
-    devices = int(args.devices) if args.devices.isdigit() else args.devices
-    module = train(cfg, args.data, args.out, resume=args.resume, devices=devices,
+    module = train(cfg, args.data, args.out, resume=args.resume, devices=args.devices,
                    accelerator=args.accelerator, max_steps=args.max_steps, num_nodes=args.nodes)
+    if module is None:  # --resume of a finished run
+        return
     if module.last_metrics is not None and module.trainer.is_global_zero:
         m = module.last_metrics
         print(f"{args.out}: mAP {m['mean_ap']:.4f}  NDS {m['nd_score']:.4f} "
@@ -189,10 +209,12 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
                                    "model.args.backbone_weights=OUT, as ImageNet weights.")
     _add_experiment_args(p, "camera model config, e.g. configs/student/bevdepth.yaml",
                          "weights file to write (.pth)")
-    p.add_argument("--steps", type=_int("--steps"), default=600, help="optimiser steps")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate")
+    p.add_argument("--steps", type=_int("--steps", 1), default=600, help="optimiser steps")
+    p.add_argument("--lr", type=_positive("--lr"), default=2e-3,
+                   help="peak AdamW learning rate")
     p.add_argument("--accelerator", default="auto",
                    help="cpu, gpu or auto (the GPU where there is one)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_cmd_pretrain)
 
 
@@ -202,7 +224,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
 
     cfg = load_experiment(args.config, args.preset, args.overrides)
     info = pretrain_backbone(cfg, args.data, args.out, args.steps, args.lr,
-                             accelerator=args.accelerator)
+                             accelerator=args.accelerator, overwrite=args.overwrite)
     print(f"{args.out}: held-out accuracy object cells {info['val_object_accuracy']:.3f}, "
           f"background {info['val_background_accuracy']:.3f}, depth within one bin "
           f"{info['val_depth_accuracy']:.3f} ({info['seconds'] / 60:.1f} min)")
@@ -217,25 +239,35 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                                    "reads), to RUN/eval/SPLIT@TAG for another dataset (TAG: "
                                    "its folder's name) or checkpoint (its file's stem), or to "
                                    "--out.")
-    p.add_argument("--ckpt", required=True, help="run folder (or a checkpoint file in one)")
+    p.add_argument("--ckpt", required=True,
+                   help="run folder, a checkpoint file in one, or a `bevkd export` file")
     p.add_argument("--data", required=True, help="dataset root")
     p.add_argument("--split", default=None, help="split (default: the run's validation split)")
-    p.add_argument("--batch-size", type=_int("--batch-size"), default=None)
+    p.add_argument("--batch-size", type=_int("--batch-size", 1), default=None)
     p.add_argument("--out", default=None, help="folder for results.json and metrics.json")
     p.set_defaults(func=_cmd_eval)
 
 
 def _run_and_ckpt(path: str) -> tuple[str, str | None]:
-    if os.path.isfile(path):  # RUN/checkpoints/x.ckpt
-        return os.path.dirname(os.path.dirname(os.path.abspath(path))), path
+    """``(run folder, checkpoint or None)`` of ``--ckpt``: a run folder, or a checkpoint file
+    in one (``RUN/checkpoints/x.ckpt``); ``run`` is None for a file outside any run (an
+    exported student, ``bevkd export``)."""
+    if os.path.isfile(path):
+        run = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+        return (run if os.path.isfile(os.path.join(run, "config.yaml")) else None), path
+    if not os.path.exists(path):
+        raise BevkdError(f"--ckpt {path} does not exist")
     return path, None
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
-    from .engine.run import evaluate_run
+    from .engine.run import evaluate_exported, evaluate_run
 
     run, ckpt = _run_and_ckpt(args.ckpt)
-    m, out = evaluate_run(run, args.data, args.split, ckpt, args.batch_size, out=args.out)
+    if run is None:
+        m, out = evaluate_exported(ckpt, args.data, args.split, args.batch_size, out=args.out)
+    else:
+        m, out = evaluate_run(run, args.data, args.split, ckpt, args.batch_size, out=args.out)
     print(f"mAP {m['mean_ap']:.4f}  NDS {m['nd_score']:.4f}  "
           + "  ".join(f"{k} {v:.4f}" for k, v in m["tp_errors"].items()))
     print(f"wrote {os.path.join(out, 'metrics.json')} and results.json")
@@ -246,7 +278,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                        description="Write the trained detector alone (no teachers, adapters or "
                                    "optimiser state; EMA weights if kept) with its config.")
     p.add_argument("--ckpt", required=True, help="run folder (or a checkpoint file in one)")
-    p.add_argument("--out", required=True, help="output .pt file")
+    p.add_argument("--out", required=True,
+                   help="output .pt file (`bevkd eval --ckpt` evaluates it)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     p.set_defaults(func=_cmd_export)
 
 
@@ -254,7 +288,9 @@ def _cmd_export(args: argparse.Namespace) -> None:
     from .engine.run import export_student
 
     run, ckpt = _run_and_ckpt(args.ckpt)
-    print(f"wrote {export_student(run, args.out, ckpt)}")
+    if run is None:
+        raise BevkdError(f"--ckpt {ckpt} is not in a run folder (RUN/checkpoints/*.ckpt)")
+    print(f"wrote {export_student(run, args.out, ckpt, overwrite=args.overwrite)}")
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
@@ -266,7 +302,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                                    "Finished runs are reused: re-running resumes.")
     p.add_argument("--preset", default="tiny",
                    help="tiny (CPU), demo (make demo's), small or full (GPU)")
-    p.add_argument("--seeds", type=_int("--seeds"), default=None, help="seeds per student row")
+    p.add_argument("--seeds", type=_int("--seeds", 1), default=None, help="seeds per student row")
     p.add_argument("--ablation-seeds", type=_int("--ablation-seeds", 1), default=None,
                    help="seeds per ablation row, at most --seeds (default: the preset's, 1 for "
                         "tiny): an ablation is read against its method's run of the same seed")
@@ -285,7 +321,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                         "yet (default: RUNS/synth)")
     p.add_argument("--runs", default=None, help="run folders (default: runs/bench_<preset>)")
     p.add_argument("--out", default="benchmarks", help="where the table and plots go")
-    p.add_argument("--parallel", type=_int("--parallel"), default=None,
+    p.add_argument("--parallel", type=_int("--parallel", 1), default=None,
                    help="trainings at once (default: the preset's); the backbone "
                         "pretraining, beside the first ones, takes the slots they leave")
     p.add_argument("--pretrain-steps", type=_int("--pretrain-steps"), default=None,
@@ -353,6 +389,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error(err: OSError) -> str:
+    """An OSError in words; a file standing where a folder is to be written (an --out or
+    --cache-dir that names a file) is said so."""
+    if isinstance(err, (FileExistsError, NotADirectoryError)):
+        for path in (err.filename, err.filename2):
+            while isinstance(path, str) and path and not os.path.exists(path):
+                path = os.path.dirname(path.rstrip(os.sep))  # the first part that exists
+            if isinstance(path, str) and os.path.isfile(path):
+                return f"{path} is a file, where a folder is to be written (choose another path)"
+    return str(err)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -362,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bevkd {args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # disk full, permissions, ...: the environment, not a bug
-        print(f"bevkd {args.command}: error: {err}", file=sys.stderr)
+        print(f"bevkd {args.command}: error: {_os_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"bevkd {args.command}: interrupted", file=sys.stderr)

@@ -209,10 +209,13 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             raise BevkdError(f"override {item!r} must look like key.path=value")
         node: Any = data
         parts = key.split(".")
-        for part in parts[:-1]:
+        for i, part in enumerate(parts[:-1]):
             if isinstance(node, list):  # e.g. distill.methods.0.args.x
                 node = node[_list_item(node, part, item)]
             else:
+                if part not in node and parts[i + 1].isdigit():  # a list the config leaves empty
+                    raise BevkdError(f"override {item!r}: {'.'.join(parts[:i + 1])} is empty in "
+                                     f"this config, so it has no item {parts[i + 1]}")
                 node = node.setdefault(part, {})
             if not isinstance(node, (dict, list)):
                 raise BevkdError(f"override {item!r}: {part!r} is not a section")

@@ -47,6 +47,10 @@ def test_overrides_parse_yaml_values_and_reject_malformed_items():
     assert methods["distill"]["methods"][0]["args"]["t"] == 1  # the input is not modified
     with pytest.raises(BevkdError, match="no list item '3'"):
         apply_overrides(methods, ["distill.methods.3.args.t=1"])
+    # a baseline's config has no methods: an item of them is no new mapping keyed "0"
+    with pytest.raises(BevkdError, match="distill.methods is empty in this config, so it has "
+                                         "no item 0"):
+        apply_overrides({"distill": {}}, ["distill.methods.0.args.t=1"])
 
 
 def test_a_typed_list_item_is_named_by_its_type():

@@ -436,7 +436,8 @@ def backbone_pretraining(preset: str, data: str, runs: str, spec: BenchSpec,
         return path, None
     os.makedirs(runs, exist_ok=True)
     cmd = [sys.executable, "-m", "bevkd.cli", "pretrain", config, "--preset", preset,
-           "--data", data, "--out", path, "--steps", str(spec.pretrain_steps)]
+           "--data", data, "--out", path, "--steps", str(spec.pretrain_steps),
+           "--overwrite"]  # weights without their record (.json): a pretraining cut short
     # the bench's overrides first, so the pretraining's thread count is the bench's
     for s in (*extra, f"train.threads={spec.threads * slots}"):
         cmd += ["--set", s]

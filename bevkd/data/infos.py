@@ -61,7 +61,32 @@ class SampleInfo:
     gt_tokens: list[str] = field(default_factory=list)  # sample_annotation tokens
 
 
+def _check_root(root: str) -> None:
+    if not os.path.isdir(root):
+        raise BevkdError(f"dataset root {root} " + ("is a file, not a folder" if
+                                                    os.path.exists(root) else "does not exist"))
+
+
+def find_version(root: str, version: str | None) -> str:
+    """``version`` (its table folder checked), or the only ``v1.0-*`` table folder of
+    ``root``."""
+    if version:
+        version_dir(root, version)
+        return version
+    _check_root(root)
+    found = sorted(d for d in os.listdir(root)
+                   if d.startswith("v1.0-") and os.path.isdir(os.path.join(root, d)))
+    if not found:
+        raise BevkdError(f"{root} holds no v1.0-* table folder: not a nuScenes-format dataset "
+                         "root")
+    if len(found) > 1:
+        raise BevkdError(f"{root} holds several table folders ({', '.join(found)}); pass "
+                         "--version")
+    return found[0]
+
+
 def version_dir(root: str, version: str) -> str:
+    _check_root(root)
     path = os.path.join(root, version)
     if not os.path.isdir(path):
         found = sorted(d for d in os.listdir(root) if d.startswith("v1.0")) \
@@ -123,18 +148,33 @@ def load_infos(root: str, version: str, split: str, max_sweeps: int = 10,
     return infos
 
 
+def load_devkit(root: str, version: str, verbose: bool = False):
+    """nuscenes-devkit's ``NuScenes`` of ``root``/``version``; tables it cannot read are a
+    :class:`BevkdError` naming the file (the devkit's own error names none)."""
+    from nuscenes import NuScenes
+
+    vdir = version_dir(root, version)
+    try:
+        return NuScenes(version=version, dataroot=root, verbose=verbose)
+    except KeyError as err:  # the devkit's reverse index fails on dangling tokens
+        raise BevkdError(f"{version} tables reference a missing token {err}") from None
+    except (ValueError, AssertionError, OSError) as err:  # JSONDecodeError is a ValueError
+        from ..eval.tables import load_json
+
+        for name in sorted(os.listdir(vdir)):
+            if name.endswith(".json"):  # the first table that does not parse names itself
+                load_json(os.path.join(vdir, name), f"nuScenes table {name[:-5]}")
+        raise BevkdError(f"cannot load the nuScenes tables of {vdir}: {err}") from None
+
+
 def build_infos(root: str, version: str, split: str, max_sweeps: int = 10,
                 verbose: bool = False) -> list[SampleInfo]:
     """Build the infos of ``split`` from the tables through nuscenes-devkit."""
-    from nuscenes import NuScenes
     from nuscenes.eval.detection.utils import category_to_detection_name
 
     version_dir(root, version)
     scenes = set(split_scene_names(root, version, split))
-    try:
-        nusc = NuScenes(version=version, dataroot=root, verbose=verbose)
-    except KeyError as err:  # the devkit's reverse index fails on dangling tokens
-        raise BevkdError(f"{version} tables reference a missing token {err}") from None
+    nusc = load_devkit(root, version, verbose)
     scene_of = {s["token"]: s["name"] for s in nusc.scene}
     unknown = scenes - set(scene_of.values())
     if unknown:

@@ -31,6 +31,18 @@ class ImageAugConfig:
     rot_lim: tuple[float, float] = (-5.4, 5.4)
     flip: bool = True
 
+    def __post_init__(self) -> None:
+        # ValueError: bevkd.config.from_dict names the section ("data.image: final_size ...")
+        if min(self.final_size) < 32:  # the ResNet's stride: a smaller side has no feature
+            raise ValueError(f"final_size (H, W) must be at least 32 pixels a side, got "
+                             f"{tuple(self.final_size)}")
+        if not 0 < self.resize_lim[0] <= self.resize_lim[1]:
+            raise ValueError(f"resize_lim must be (low, high) with 0 < low <= high, got "
+                             f"{tuple(self.resize_lim)}")
+        if not 0 <= self.bot_pct_lim[0] <= self.bot_pct_lim[1] < 1:
+            raise ValueError(f"bot_pct_lim must be (low, high) fractions with 0 <= low <= high "
+                             f"< 1, got {tuple(self.bot_pct_lim)}")
+
 
 @dataclass(frozen=True)
 class BevAugConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,19 @@ from ..errors import BevkdError
 from ..models.grid import BevGrid
 
 PRESETS_DIR = os.path.join(CONFIGS_DIR, "presets")
+
+
+SCHEDULES = ("step", "cosine", "constant")
+# Lightning's precision names; "auto": 16-mixed on a GPU, 32-true on the CPU
+PRECISIONS = ("auto", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true",
+              "bf16-true", "64-true", "64")
+
+
+def _check(rules: list[tuple[str, bool, str]], section: Any) -> None:
+    """Raise ValueError for the first broken rule ``(field, holds, what it must be)``."""
+    for name, holds, must in rules:
+        if not holds:
+            raise ValueError(f"{name} must be {must}, got {getattr(section, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,16 @@ class OptimConfig:
     schedule: str = "step"                  # "step" | "cosine" | "constant"
     step_at: tuple[float, ...] = (0.8, 0.95)  # fractions of training where lr *= 0.1
     warmup_steps: int = 0
+
+    def __post_init__(self) -> None:
+        # ValueError: bevkd.config.from_dict names the section ("optim: lr must be ...")
+        _check([("lr", self.lr > 0 and math.isfinite(self.lr), "a positive number"),
+                ("weight_decay", self.weight_decay >= 0, "at least 0"),
+                ("grad_clip", self.grad_clip >= 0, "at least 0 (0: no clipping)"),
+                ("schedule", self.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
+                ("step_at", all(0 < f <= 1 for f in self.step_at),
+                 "fractions of the training in (0, 1]"),
+                ("warmup_steps", self.warmup_steps >= 0, "at least 0")], self)
 
 
 @dataclass(frozen=True)
@@ -64,6 +88,18 @@ class TrainConfig:
     # (benchmarks/step_speedups_tiny.md). Off in the presets, whose runs all trained without.
     channels_last: bool = False
 
+    def __post_init__(self) -> None:
+        _check([("epochs", self.epochs >= 1, "at least 1"),
+                ("batch_size", self.batch_size >= 1, "at least 1"),
+                ("num_workers", self.num_workers >= 0, "at least 0"),
+                ("ema_decay", 0 <= self.ema_decay < 1, "in [0, 1) (0: no EMA)"),
+                ("ema_ramp", self.ema_ramp > 0, "a positive number of steps"),
+                ("precision", self.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+                ("eval_every", self.eval_every >= 0, "at least 0 (0: only at the end)"),
+                ("threads", self.threads >= 0, "at least 0 (0: torch's default)"),
+                ("checkpoint_every", self.checkpoint_every >= 0, "at least 0 (0: epochs only)")],
+               self)
+
 
 @dataclass(frozen=True)
 class MethodSpec:
@@ -74,6 +110,11 @@ class MethodSpec:
     weight: float = 1.0
     name: str = ""                           # log name (default: the type)
     args: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # a negative weight would maximise the method's loss
+        _check([("weight", self.weight >= 0 and math.isfinite(self.weight), "at least 0")],
+               self)
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,5 @@ class DetectionModule(L.LightningModule):
                 return warm * 0.5 * (1 + math.cos(math.pi * min(1.0, step / max(1, total))))
             return warm
 
-        if cfg.schedule not in ("step", "cosine", "constant"):
-            raise BevkdError(f"optim.schedule must be step, cosine or constant, got {cfg.schedule!r}")
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

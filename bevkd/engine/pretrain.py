@@ -20,7 +20,7 @@ from ..models.camera.image_pretrain import ImagePretrainNet, box_class_maps
 from ..structures.batch import Batch, collate
 from ..structures.geometry import invert_transform
 from .config import ExperimentConfig
-from .run import _on_gpu, epoch_loader
+from .run import _on_gpu, check_accelerator, epoch_loader
 
 STRIDE = 8  # image cells of the pretraining targets (finer than the student's 16: more labels)
 
@@ -52,21 +52,23 @@ def pretrain_device(accelerator: str = "auto") -> torch.device:
     """Where ``bevkd pretrain`` trains: ``cpu``, ``gpu`` (one CUDA device: an error where
     there is none) or ``auto`` (the GPU where there is one), as ``bevkd train
     --accelerator``."""
-    if accelerator not in ("auto", "cpu", "gpu", "cuda"):
-        raise BevkdError(f"accelerator must be auto, cpu or gpu, got {accelerator!r}")
-    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
-        raise BevkdError("--accelerator gpu: torch sees no CUDA device here")
+    check_accelerator(accelerator)
     return torch.device("cuda" if _on_gpu(accelerator) else "cpu")
 
 
 def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: int = 600,
                       lr: float = 2e-3, progress: bool = True,
-                      accelerator: str = "auto") -> dict[str, Any]:
+                      accelerator: str = "auto", overwrite: bool = False) -> dict[str, Any]:
     """Pretrain ``cfg``'s camera backbone for ``steps`` optimiser steps on
     ``accelerator``'s device (:func:`pretrain_device`: the GPU where there is one), in
     float32; writes the ResNet's torchvision-named state dict to ``out`` (on the CPU,
     atomically) and ``out + '.json'`` (settings and held-out accuracies). Returns that JSON's
-    content."""
+    content. An existing ``out`` is kept (an error before any step) unless ``overwrite``."""
+    if os.path.isdir(out):
+        raise BevkdError(f"--out {out} is a folder; give the weights file to write, e.g. "
+                         f"{os.path.join(out, 'backbone.pth')}")
+    if os.path.exists(out) and not overwrite:
+        raise BevkdError(f"--out {out} exists; choose another file or pass --overwrite")
     device = pretrain_device(accelerator)
     args = cfg.model.args
     if cfg.model.type not in ("bevdepth", "fusion"):

@@ -16,10 +16,12 @@ A run folder holds everything needed to understand and continue a training::
 from __future__ import annotations
 
 import glob
+import hashlib
 import importlib.util
 import json
 import logging
 import os
+import pickle
 import re
 import sys
 import time
@@ -45,7 +47,7 @@ from ..progress import progress_bar
 from ..provenance import git_commit, machine
 from ..structures.batch import collate
 from .callbacks import Interrupted, ResumableData, StepCheckpoint, StopOnInterrupt, Timing
-from .config import ExperimentConfig
+from .config import DistillConfig, ExperimentConfig
 from .ema import EMA
 from .module import DetectionModule
 from .progress import progress_callback
@@ -76,6 +78,16 @@ def _on_gpu(accelerator: str) -> bool:
     """Whether Lightning's ``accelerator`` trains on a CUDA device here."""
     return accelerator in ("gpu", "cuda") or (accelerator == "auto"
                                               and torch.cuda.is_available())
+
+
+def check_accelerator(accelerator: str) -> None:
+    """Refuse an ``--accelerator`` other than auto, cpu and gpu, and gpu where torch sees no
+    CUDA device (Lightning would stop in a traceback of its own)."""
+    if accelerator not in ("auto", "cpu", "gpu", "cuda"):
+        raise BevkdError(f"accelerator must be auto, cpu or gpu, got {accelerator!r}")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise BevkdError(f"--accelerator {accelerator}: torch sees no CUDA device here (torch "
+                         f"{torch.__version__}); train with --accelerator cpu or auto")
 
 
 def _precision(cfg: ExperimentConfig, accelerator: str) -> str:
@@ -180,7 +192,32 @@ def run_meta(run: str) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
-def _write_meta(run: str, data_root: str, resume: bool, gpu: bool = False) -> None:
+def samples_digest(ds: NuScenesDataset) -> str:
+    """A digest of a split's sample tokens in order: two datasets (or copies of one moved
+    elsewhere) hold the same split where it matches."""
+    return hashlib.sha1("\n".join(i.token for i in ds.infos).encode()).hexdigest()[:16]
+
+
+def check_resumed_data(run: str, data_root: str, samples: dict[str, str]) -> None:
+    """Refuse to resume ``run`` on a dataset whose splits (``samples``: split -> digest) are
+    not the ones it trained on; a dataset moved to another folder resumes. A run from before
+    bevkd recorded its samples is checked by the dataset's folder, with a warning."""
+    earlier = run_meta(run)
+    recorded, where = earlier.get("samples"), earlier.get("data")
+    if isinstance(recorded, dict):
+        differ = [split for split, digest in samples.items()
+                  if recorded.get(split) not in (None, digest)]
+        if differ:
+            raise BevkdError(f"--resume: {data_root} is not the dataset {run} trained on "
+                             f"({where}): its {' and '.join(differ)} samples differ; resume "
+                             "with that --data (or train into a new folder)")
+    elif isinstance(where, str) and os.path.realpath(where) != os.path.realpath(data_root):
+        print(f"warning: {run} trained on {where} and resumes on {data_root}; it recorded no "
+              "samples to check that both hold the same dataset", file=sys.stderr)
+
+
+def _write_meta(run: str, data_root: str, resume: bool, gpu: bool = False,
+                samples: dict[str, str] | None = None) -> None:
     """``RUN/meta.json`` of this attempt. A resumed run keeps what its earlier attempts
     recorded: their machines (one begun on one CPU and finished on another reproduces on
     neither; None: an attempt that recorded none; ``gpu``: this attempt trains on the GPU,
@@ -191,7 +228,7 @@ def _write_meta(run: str, data_root: str, resume: bool, gpu: bool = False) -> No
     machines = list(earlier.get("machines") or [earlier.get("machine")]) if earlier else []
     commits = list(earlier.get("commits") or [earlier.get("commit")]) if earlier else []
     meta = {"commit": commit, "command": " ".join(sys.argv),
-            "data": os.path.abspath(data_root),
+            "data": os.path.abspath(data_root), "samples": samples or {},
             "torch": torch.__version__, "lightning": L.__version__, "machine": here,
             "machines": machines + ([] if here in machines else [here]),
             "commits": commits + ([] if commits[-1:] == [commit] else [commit]),
@@ -203,8 +240,10 @@ def _write_meta(run: str, data_root: str, resume: bool, gpu: bool = False) -> No
 
 def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
           devices: int | str = 1, accelerator: str = "auto", progress: bool = True,
-          max_steps: int = -1, num_nodes: int = 1) -> DetectionModule:
-    """Train ``cfg`` on ``data_root`` into run folder ``run``; returns the trained module."""
+          max_steps: int = -1, num_nodes: int = 1) -> DetectionModule | None:
+    """Train ``cfg`` on ``data_root`` into run folder ``run``; returns the trained module, or
+    None where ``resume`` finds the run finished (trained to its last step and evaluated)."""
+    check_accelerator(accelerator)
     cfg = absolute_paths(cfg)
     ckpt_dir = os.path.join(run, CKPT_DIR)
     last = os.path.join(ckpt_dir, "last.ckpt")
@@ -218,17 +257,30 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
     elif os.path.isfile(last):
         raise BevkdError(f"{run} already holds a training; pass --resume to continue it or "
                          "choose another --out")
-    os.makedirs(run, exist_ok=True)
-    with open(os.path.join(run, "config.yaml"), "w") as f:
-        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
-    _write_meta(run, data_root, resume, gpu=_on_gpu(accelerator))
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     tcfg = cfg.train
     train_set = NuScenesDataset(data_root, tcfg.version, tcfg.train_split, cfg.data, train=True,
                                 seed=tcfg.seed)
     val_set = NuScenesDataset(data_root, tcfg.version, tcfg.val_split, cfg.data, train=False)
+    samples = {tcfg.train_split: samples_digest(train_set), tcfg.val_split: samples_digest(val_set)}
+    world = (devices if isinstance(devices, int) else 1) * num_nodes
+    steps_per_epoch = -(-(-(-len(train_set) // world)) // tcfg.batch_size)  # EpochSampler share
+    planned = max_steps if max_steps > 0 else steps_per_epoch * tcfg.epochs
+    if resume:
+        check_resumed_data(run, data_root, samples)
+        done = trained_steps(resume_from)
+        if done >= planned and os.path.isfile(os.path.join(run, "eval", tcfg.val_split,
+                                                           "metrics.json")):
+            # nothing to train or score: Lightning would validate again and log empty files
+            print(f"{run} has finished: {done} of {planned} steps trained and evaluated; nothing "
+                  f"to do (`bevkd eval --ckpt {run}` evaluates it again)", file=sys.stderr)
+            return None
+    os.makedirs(run, exist_ok=True)
+    with open(os.path.join(run, "config.yaml"), "w") as f:
+        yaml.safe_dump(to_dict(cfg), f, sort_keys=False)
+    _write_meta(run, data_root, resume, gpu=_on_gpu(accelerator), samples=samples)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     from ..eval.evaluator import DetectionEvaluator
 
     evaluator = DetectionEvaluator(data_root, tcfg.version, tcfg.val_split)
@@ -238,10 +290,7 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
         print(f"warning: {', '.join(frozen_random)}: frozen ResNet stages that start from random "
               "weights stay random; give them pretrained ones (--set "
               "model.args.backbone_weights=FILE, e.g. from `bevkd pretrain`)", file=sys.stderr)
-    world = (devices if isinstance(devices, int) else 1) * num_nodes
-    steps_per_epoch = -(-(-(-len(train_set) // world)) // tcfg.batch_size)  # EpochSampler share
-    module = DetectionModule(model, cfg.optim, evaluator,
-                             total_steps=max_steps if max_steps > 0 else steps_per_epoch * tcfg.epochs)
+    module = DetectionModule(model, cfg.optim, evaluator, total_steps=planned)
     if tcfg.channels_last:  # kept by Lightning's move to the device (it preserves layouts)
         module.to(memory_format=torch.channels_last)
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -343,6 +392,13 @@ def _prune_step_checkpoints(ckpt_dir: str, keep: str) -> None:
             os.remove(path)
 
 
+def trained_steps(path: str) -> int:
+    """The optimiser steps a Lightning checkpoint was saved after (read without loading its
+    tensors)."""
+    state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    return int(state.get("global_step", 0))
+
+
 def checkpoint_is_whole(path: str) -> bool:
     """Whether ``path`` is a complete ``torch.save`` zip archive (every member's CRC checks).
     Lightning writes checkpoints through a temporary file and a rename, so a kill cannot leave
@@ -399,26 +455,56 @@ def _write_metrics(folder: str, metrics: dict[str, Any],
     return write_json(os.path.join(folder, "metrics.json"), metrics, indent=2)
 
 
-def load_trained(run: str, ckpt: str | None = None, use_ema: bool = True
-                 ) -> tuple[ExperimentConfig, torch.nn.Module]:
+def load_trained(run: str, ckpt: str | None = None, use_ema: bool = True,
+                 student_only: bool = False) -> tuple[ExperimentConfig, torch.nn.Module]:
     """The config and trained model of a run (EMA weights when the run kept an average), in
     the memory layout it trained in (``train.channels_last``), so that an evaluation of the
-    checkpoint repeats the one made in training to the last digit."""
+    checkpoint repeats the one made in training to the last digit.
+
+    ``student_only``: of a distilled run, its student detector alone, which detects exactly
+    as the whole model in eval mode does; its teachers are neither built nor read, so a run
+    whose teacher folders are gone still evaluates and exports. The config returned is the
+    run's, distillation included."""
     cfg = load_run_config(run)
     path = ckpt or os.path.join(run, CKPT_DIR, "last.ckpt")
     if not os.path.isfile(path):
         raise BevkdError(f"no checkpoint {path}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_checkpoint(path)
+    # the part of the model to build, and the prefix of its tensors' names in the checkpoint
+    part, prefix = cfg, "model."
+    if student_only and cfg.distill.methods:
+        part, prefix = replace(cfg, distill=DistillConfig()), "model.student."
     # teacher weights are in the checkpoint, and so is the backbone's (no init file needed)
-    model = build_model(without_init_weights(cfg), load_teachers=False)
-    weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    model = build_model(without_init_weights(part), load_teachers=False)
+    weights = {k[len(prefix):]: v for k, v in state["state_dict"].items() if k.startswith(prefix)}
     load_strict(model, weights, path)
     ema = next((v for k, v in state.get("callbacks", {}).items() if k.startswith("EMA")), None)
     if use_ema and ema and ema.get("shadow"):
-        model.load_state_dict(ema["shadow"], strict=False)
+        inner = prefix[len("model."):]  # the shadow is keyed as the whole model's tensors
+        model.load_state_dict({k[len(inner):]: v for k, v in ema["shadow"].items()
+                               if k.startswith(inner)}, strict=False)
     if cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)
     return cfg, model
+
+
+def read_checkpoint(path: str) -> dict[str, Any]:
+    """``torch.load`` of a checkpoint on the CPU; a damaged file (cut short, corrupt) is a
+    :class:`BevkdError` naming it and the whole checkpoints beside it."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
+        folder = os.path.dirname(os.path.abspath(path))
+        others = sorted((os.path.join(folder, n) for n in os.listdir(folder)
+                         if n.endswith(".ckpt") and n != os.path.basename(path)),
+                        key=os.path.getmtime, reverse=True)
+        newest = next((o for o in others if checkpoint_is_whole(o)), None)
+        hint = f"; the newest whole one beside it is {newest} (pass it as --ckpt)" if newest else ""
+        raise BevkdError(f"checkpoint {path} is damaged and cannot be read "
+                         f"({str(e).splitlines()[0].split('. ')[0]}){hint}") from None
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise BevkdError(f"{path} is not a bevkd checkpoint (no state_dict)")
+    return state
 
 
 def load_strict(model: torch.nn.Module, weights: dict[str, torch.Tensor], source: str) -> None:
@@ -467,19 +553,37 @@ def eval_dir(run: str, data_root: str, split: str, ckpt: str | None = None) -> s
     return os.path.join(run, "eval", "@".join([split, *tags]))
 
 
-@torch.no_grad()
 def evaluate_run(run: str, data_root: str, split: str | None = None, ckpt: str | None = None,
                  batch_size: int | None = None, progress: bool = True,
                  out: str | None = None) -> tuple[dict[str, Any], str]:
-    """Detect on a split with a trained run; writes results.json, metrics.json and
-    confusion.json (where each class's top detections land) to ``out``
-    (default: :func:`eval_dir`). Returns the metrics and that folder."""
+    """Detect on a split with a trained run (of a distilled run, its student alone:
+    :func:`load_trained`); writes results.json, metrics.json and confusion.json (where each
+    class's top detections land) to ``out`` (default: :func:`eval_dir`). Returns the metrics
+    and that folder."""
+    cfg, model = load_trained(run, ckpt, student_only=True)
+    split = split or cfg.train.val_split
+    return _evaluate(cfg, model, data_root, split, batch_size, progress,
+                     out or eval_dir(run, data_root, split, ckpt))
 
+
+def evaluate_exported(path: str, data_root: str, split: str | None = None,
+                      batch_size: int | None = None, progress: bool = True,
+                      out: str | None = None) -> tuple[dict[str, Any], str]:
+    """:func:`evaluate_run` of a student exported by :func:`export_student` (no run folder
+    needed); ``out`` defaults to ``<file stem>_eval/SPLIT`` beside the file."""
+    cfg, model = load_exported(path)
+    split = split or cfg.train.val_split
+    stem = os.path.splitext(os.path.abspath(path))[0]
+    return _evaluate(cfg, model, data_root, split, batch_size, progress,
+                     out or os.path.join(f"{stem}_eval", split))
+
+
+@torch.no_grad()
+def _evaluate(cfg: ExperimentConfig, model: torch.nn.Module, data_root: str, split: str,
+              batch_size: int | None, progress: bool, out: str) -> tuple[dict[str, Any], str]:
     from ..eval.evaluator import DetectionEvaluator
     from ..eval.export import write_results
 
-    cfg, model = load_trained(run, ckpt)
-    split = split or cfg.train.val_split
     model.eval()
     ds = NuScenesDataset(data_root, cfg.train.version, split, cfg.data, train=False)
     loader = epoch_loader(ds, replace_batch(cfg, batch_size), shuffle=False)
@@ -488,7 +592,6 @@ def evaluate_run(run: str, data_root: str, split: str | None = None, ckpt: str |
         dets.extend(d.numpy() for d in model.decode(model(batch), batch))
     evaluator = DetectionEvaluator(data_root, cfg.train.version, split)
     metrics, sources = evaluator.evaluate_with_sources(dets)
-    out = out or eval_dir(run, data_root, split, ckpt)
     _write_metrics(out, metrics, sources)
     write_results(evaluator.export(dets, results_meta(cfg)),
                   os.path.join(out, "results.json"))
@@ -512,13 +615,36 @@ def replace_batch(cfg: ExperimentConfig, batch_size: int | None) -> ExperimentCo
     return replace(cfg, train=replace(cfg.train, batch_size=batch_size))
 
 
-def export_student(run: str, out: str, ckpt: str | None = None) -> str:
-    """A student-only checkpoint: the detector's weights (EMA if kept) and its config."""
-    cfg, model = load_trained(run, ckpt)
-    student = getattr(model, "student", model)  # a DistillModel keeps only its student
+def export_student(run: str, out: str, ckpt: str | None = None, overwrite: bool = False
+                   ) -> str:
+    """A student-only checkpoint: the detector's weights (EMA if kept) and its run's config
+    (:func:`load_exported` reads it). An existing ``out`` is kept unless ``overwrite``."""
+    if os.path.isdir(out):
+        raise BevkdError(f"--out {out} is a folder; give the file to write, e.g. "
+                         f"{os.path.join(out, 'student.pt')}")
+    if os.path.exists(out) and not overwrite:
+        raise BevkdError(f"--out {out} exists; choose another file or pass --overwrite")
+    cfg, model = load_trained(run, ckpt, student_only=True)
     tmp = f"{out}.tmp"
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    torch.save({"config": to_dict(cfg), "model": cfg.model.type,
-                "state_dict": student.state_dict()}, tmp)
-    os.replace(tmp, out)  # atomic: never a half-written file under the final name
+    try:
+        torch.save({"config": to_dict(cfg), "model": cfg.model.type,
+                    "state_dict": model.state_dict()}, tmp)
+        os.replace(tmp, out)  # atomic: never a half-written file under the final name
+    finally:
+        if os.path.exists(tmp):  # a full disk: no 50 MB of half a file left behind
+            os.remove(tmp)
     return out
+
+
+def load_exported(path: str) -> tuple[ExperimentConfig, torch.nn.Module]:
+    """The config (the run's, distillation included) and detector of an exported student."""
+    state = read_checkpoint(path)
+    if "config" not in state:
+        raise BevkdError(f"{path} is no exported student (no config)")
+    cfg = from_dict(ExperimentConfig, state["config"])
+    model = build_model(without_init_weights(replace(cfg, distill=DistillConfig())))
+    load_strict(model, state["state_dict"], path)
+    if cfg.train.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return cfg, model

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import time
@@ -12,24 +11,12 @@ from typing import Any, Optional
 from ..errors import BevkdError
 from .config import CVPR_2019
 from .groundtruth import GroundTruth
+from ..data.infos import find_version
 from .metrics import evaluate
 from .report import comparison_table, max_abs_difference, summary_table
 from .results import load_predictions, read_results
 
 DEVKIT_TOLERANCE = 1e-9
-
-
-def find_version(data_root: str, version: Optional[str]) -> str:
-    """``version``, or the only ``v1.0-*`` table folder in ``data_root``."""
-    if version:
-        return version
-    found = sorted(os.path.basename(p) for p in glob.glob(os.path.join(data_root, "v1.0-*"))
-                   if os.path.isdir(p))
-    if len(found) != 1:
-        raise BevkdError(f"--version is needed: {data_root} has "
-                         f"{'no' if not found else len(found)} v1.0-* folders"
-                         + (f" ({', '.join(found)})" if found else ""))
-    return found[0]
 
 
 def run_metrics(data_root: str, version: Optional[str], split: str, results_path: str,

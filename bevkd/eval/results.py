@@ -157,12 +157,16 @@ def parse_results(data: Any, sample_tokens: Sequence[str], predefined: bool,
     p.sample = np.repeat(np.array([index[t] for t in order], np.int64), counts)
     p.meta = data["meta"]
     expected = np.repeat(np.arange(len(order)), counts)
-    tokens = [b["sample_token"] for b in boxes]
+    # every box names its sample (the devkit reads it, not the key it is listed under)
+    tokens = [b.get("sample_token") for b in boxes]
     bad = next((k for k, (tok, s) in enumerate(zip(tokens, expected)) if tok != order[s]), None)
     if bad is not None:
         s = expected[bad]
-        raise BevkdError(f"{where}: sample {order[s]}, box {bad - counts[:s].sum()}: its "
-                         f"sample_token is {tokens[bad]!r}, not the key it is listed under")
+        at = f"{where}: sample {order[s]}, box {bad - counts[:s].sum()}"
+        if "sample_token" not in boxes[bad]:
+            raise BevkdError(f"{at}: no 'sample_token' (every box names its sample)")
+        raise BevkdError(f"{at}: its sample_token is {tokens[bad]!r}, not the key it is "
+                         "listed under")
     check_predictions(p, sample_tokens, where, cfg)
     return p
 

@@ -26,7 +26,8 @@ from ..errors import BevkdError  # noqa: E402
 from ..structures.boxes import Boxes3D  # noqa: E402
 from ..structures.classes import DETECTION_CLASSES  # noqa: E402
 from ..structures.geometry import invert_transform  # noqa: E402
-from .sample import CLASS_COLORS, box_edges_2d, resolve_version  # noqa: E402
+from ..data.infos import find_version  # noqa: E402
+from .sample import CLASS_COLORS, box_edges_2d  # noqa: E402
 
 _SPLITS = ("synth_train", "synth_val", "train", "val", "mini_train", "mini_val", "test")
 
@@ -63,7 +64,7 @@ def draw_augmented(data: str, sample: str, out: str, version: str | None = None,
     With ``depth``: a second row of the depth-target grids. Right: BEV of the (augmented)
     points and boxes, where BEV augmentation shows as a rotated / flipped / scaled scene.
     """
-    version = resolve_version(data, version)
+    version = find_version(data, version)
     split, token = _find_split(data, version, sample)
     if cfg is None:
         from ..data.transforms import ImageAugConfig

@@ -6,7 +6,6 @@ dataset; only annotations of the ten detection classes are drawn.
 
 from __future__ import annotations
 
-import glob
 import os
 from typing import Any
 
@@ -15,11 +14,13 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs (or tries to open) a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from bevkd.data.infos import find_version  # noqa: E402
 from bevkd.data.nuscenes import load_points  # noqa: E402
 from bevkd.structures.classes import CAMERA_CHANNELS, DETECTION_CLASSES, LIDAR_CHANNEL  # noqa: E402
 from bevkd.errors import BevkdError  # noqa: E402
@@ -118,21 +119,6 @@ def load_sweeps_ego(nusc: Any, lidar_sd: dict, sweeps: int, ego_T_global: np.nda
     return np.concatenate(clouds), len(clouds)
 
 
-def resolve_version(data: str, version: str | None) -> str:
-    if not os.path.isdir(data):
-        raise BevkdError(f"data folder {data} does not exist")
-    if version is not None:
-        if not os.path.isdir(os.path.join(data, version)):
-            raise BevkdError(f"no version folder {version} in {data}")
-        return version
-    found = sorted(os.path.basename(p) for p in glob.glob(os.path.join(data, "v1.0-*"))
-                   if os.path.isdir(p))
-    if len(found) != 1:
-        what = "no v1.0-* folder" if not found else f"several version folders ({', '.join(found)})"
-        raise BevkdError(f"{what} in {data}; pass --version")
-    return found[0]
-
-
 def _resolve_sample(nusc: Any, sample: str | int, version: str) -> dict:
     """The sample record for an index into ``nusc.sample`` (table order) or a token."""
     n = len(nusc.sample)
@@ -149,12 +135,21 @@ def _resolve_sample(nusc: Any, sample: str | int, version: str) -> dict:
         raise BevkdError(f"unknown sample token {text!r} (not in {version}/sample.json)") from None
 
 
+def picture_format(out: str) -> str:
+    """The format a picture is written in: its file's extension (png without one)."""
+    return os.path.splitext(out)[1].lower().lstrip(".") or "png"
+
+
 def _prepare_out(out: str) -> str:
     """Create the parent folder of ``out`` and fail early (before drawing) if unwritable."""
     out = os.path.abspath(out)
     parent = os.path.dirname(out)
     if os.path.isdir(out):
         raise BevkdError(f"cannot write {out}: it is a folder")
+    ext = picture_format(out)
+    if ext not in FigureCanvasBase.get_supported_filetypes():
+        raise BevkdError(f"cannot write {out}: .{ext} is no picture format matplotlib writes "
+                         "(png, jpg, pdf, svg, ...)")
     try:
         os.makedirs(parent, exist_ok=True)
     except OSError as err:
@@ -281,16 +276,13 @@ def draw_sample(data: str, sample: str, out: str, version: str | None = None,
     (parent folders created) and returns its absolute path. User errors raise
     :class:`BevkdError`.
     """
-    from nuscenes import NuScenes  # slow import; only needed here
+    from bevkd.data.infos import load_devkit  # the devkit is a slow import; only needed here
 
     if sweeps < 1:
         raise BevkdError(f"sweeps must be >= 1, got {sweeps}")
-    version = resolve_version(data, version)
+    version = find_version(data, version)
     out = _prepare_out(out)
-    try:
-        nusc = NuScenes(version=version, dataroot=data, verbose=False)
-    except (AssertionError, OSError, ValueError, KeyError) as err:
-        raise BevkdError(f"cannot load nuScenes tables {data}/{version}: {err}") from None
+    nusc = load_devkit(data, version)
     rec = _resolve_sample(nusc, sample, version)
     token = rec["token"]
     boxes, classes, has_pts = _gt_boxes(nusc, rec)
@@ -320,7 +312,7 @@ def draw_sample(data: str, sample: str, out: str, version: str | None = None,
         _draw_bev(bev, nusc, rec, points, boxes.transform(ego_T_global), classes, has_pts,
                   ego_T_global, n_sweeps)
         try:
-            fig.savefig(out, dpi=DPI, format="png")
+            fig.savefig(out, dpi=DPI, format=picture_format(out))
         except OSError as err:
             raise BevkdError(f"cannot write {out}: {err.strerror or err}") from None
     finally:

@@ -63,3 +63,11 @@ def test_an_empty_split_is_an_error(tables, tmp_path):
         _load(tables, tmp_path, "synth_empty")
     with pytest.raises(BevkdError, match="unknown split 'synth_nope'"):
         _load(tables, tmp_path, "synth_nope")
+
+
+def test_a_table_that_is_not_json_is_named(tables, tmp_path):
+    path = tables / "v1.0-synth" / "sample_annotation.json"
+    path.write_bytes(path.read_bytes()[:1000])  # a copy cut short
+    with pytest.raises(BevkdError, match=r"nuScenes table sample_annotation .*v1.0-synth/"
+                                         r"sample_annotation.json is not valid JSON"):
+        _load(tables, tmp_path)

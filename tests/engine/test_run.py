@@ -119,6 +119,37 @@ def test_existing_run_needs_resume_and_resume_needs_the_same_config(trained_run,
     assert "config differs" in err and "(in optim.lr)" in err
 
 
+def test_resume_refuses_another_dataset_and_leaves_a_finished_run_as_it_is(
+        trained_run, synth_root, tiny_train_settings, tmp_path, capsys):
+    """The run's samples are recorded: another dataset is refused, a moved copy of its own
+    is the same; a finished run (trained to its last step, evaluated) is left as it is."""
+    def before():
+        return {n: os.path.getmtime(os.path.join(trained_run, n))
+                for n in ("meta.json", "config.yaml", "logs")} | {
+            "logs/": sorted(os.listdir(os.path.join(trained_run, "logs")))}
+
+    seen = before()
+    assert set(json.load(open(os.path.join(trained_run, "meta.json")))["samples"]) == \
+        {"synth_train", "synth_val"}
+    tables = shutil.ignore_patterns("samples", "sweeps", ".bevkd_cache")
+    moved, other = tmp_path / "moved", tmp_path / "other"
+    shutil.copytree(synth_root, moved, ignore=tables)  # the tables are what is compared
+    shutil.copytree(synth_root, other, ignore=tables)
+    splits = json.load(open(other / "v1.0-synth" / "splits.json"))
+    splits["synth_train"] = splits["synth_val"]  # another scene under the same split's name
+    json.dump(splits, open(other / "v1.0-synth" / "splits.json", "w"))
+    args = ["train", "configs/teacher/pillars.yaml", "--out", trained_run, *tiny_train_settings,
+            "--resume", "--data"]
+    assert main([*args, str(other)]) == 2
+    err = capsys.readouterr().err
+    assert f"is not the dataset {trained_run} trained on ({synth_root})" in err
+    assert "its synth_train samples differ" in err
+    assert main([*args, str(moved)]) == 0
+    assert "has finished: 2 of 2 steps trained and evaluated; nothing to do" in \
+        capsys.readouterr().err
+    assert before() == seen  # no config, meta or log written again
+
+
 def test_checkpoint_of_another_architecture_names_the_mismatched_tensors(trained_run):
     from bevkd.engine.run import load_trained
 

@@ -155,5 +155,17 @@ def test_max_abs_difference():
 
 def test_version_is_found_or_asked_for(root, tmp_path):
     assert find_version(root, None) == VERSION
-    with pytest.raises(BevkdError, match="--version is needed"):
+    with pytest.raises(BevkdError, match="holds no v1.0-\\* table folder"):
         find_version(str(tmp_path), None)
+    (tmp_path / "v1.0-a").mkdir()
+    (tmp_path / "v1.0-b").mkdir()
+    with pytest.raises(BevkdError,
+                       match=r"several table folders \(v1.0-a, v1.0-b\); pass --version"):
+        find_version(str(tmp_path), None)
+    with pytest.raises(BevkdError, match="dataset root .*/nope does not exist"):
+        find_version(str(tmp_path / "nope"), None)
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(BevkdError, match="is a file, not a folder"):
+        find_version(str(tmp_path / "f"), "v1.0-a")
+    with pytest.raises(BevkdError, match="version folder .*v1.0-c does not exist"):
+        find_version(str(tmp_path), "v1.0-c")

@@ -165,6 +165,7 @@ def test_incomplete_or_misplaced_boxes(base):
     _check(base, lambda d, t: d["results"].__setitem__(t[1], {}), "must map to a list of boxes")
     _check(base, lambda d, t: _first(d, t).update(sample_token=t[0]),
            "its sample_token is .* not the key it is listed under")
+    _check(base, lambda d, t: _first(d, t).pop("sample_token"), "box 2: no 'sample_token'")
 
 
 def test_num_pts_must_be_a_number(base):

@@ -19,6 +19,14 @@ def test_draws_cameras_and_bev_into_one_png(synth_root, tmp_path):
     assert img.std() > 30  # images, points and boxes, not an empty canvas
 
 
+def test_the_picture_is_written_in_its_extensions_format(synth_root, tmp_path):
+    out = draw_sample(synth_root, "0", str(tmp_path / "s.jpg"), sweeps=1)
+    assert Image.open(out).format == "JPEG"  # not PNG bytes under a .jpg name
+    with pytest.raises(BevkdError, match=r"\.xyz is no picture format matplotlib writes"):
+        draw_sample(synth_root, "0", str(tmp_path / "s.xyz"))
+    assert not os.path.exists(tmp_path / "s.xyz")
+
+
 def test_box_wireframe_projects_to_hand_computed_pixels():
     # camera frame: x right, y down, z forward; f = 100, principal point (50, 40)
     K = np.array([[100.0, 0, 50], [0, 100.0, 40], [0, 0, 1]])
@@ -51,8 +59,11 @@ def test_errors_name_the_problem(synth_root, tmp_path, nusc):
         draw_sample(synth_root, "6", str(tmp_path / "a.png"))
     with pytest.raises(BevkdError, match="unknown sample token"):
         draw_sample(synth_root, "feedface", str(tmp_path / "a.png"))
-    with pytest.raises(BevkdError, match="does not exist"):
+    with pytest.raises(BevkdError, match="dataset root .*nowhere does not exist"):
         draw_sample(str(tmp_path / "nowhere"), "0", str(tmp_path / "a.png"))
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(BevkdError, match="afile is a file, not a folder"):
+        draw_sample(str(tmp_path / "afile"), "0", str(tmp_path / "a.png"))
 
 
 def test_missing_image_names_the_file_and_sample(synth_root, nusc, tmp_path):

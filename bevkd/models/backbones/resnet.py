@@ -96,6 +96,11 @@ class ResNet(nn.Module):
         super().__init__()
         if depth not in _ARCH:
             raise BevkdError(f"ResNet depth must be one of {sorted(_ARCH)}, got {depth}")
+        if not -1 <= frozen_stages <= 4:
+            raise BevkdError(f"ResNet frozen_stages must be -1 (none) to 4 (the stem and all "
+                             f"four stages), got {frozen_stages}")
+        if not out_stages or any(s not in (1, 2, 3, 4) for s in out_stages):
+            raise BevkdError(f"ResNet out_stages must be stages among 1-4, got {out_stages}")
         block, layers = _ARCH[depth]
         self.out_stages, self.frozen_stages, self.norm_eval = out_stages, frozen_stages, norm_eval
         self.depth = depth

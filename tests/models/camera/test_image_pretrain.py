@@ -84,7 +84,14 @@ def test_pretrain_command_writes_weights_and_held_out_accuracies(synth_root, tmp
     state = torch.load(out, weights_only=True)
     assert "layer4.1.bn2.running_var" in state and not any(k.startswith("fc.") for k in state)
     assert main(["pretrain", "configs/teacher/pillars.yaml", "--data", synth_root,
-                 "--out", str(out), "--steps", "2"]) == 2
+                 "--out", str(tmp_path / "other.pth"), "--steps", "2"]) == 2
+    assert "needs a camera model config" in capsys.readouterr().err
+    # weights already there are kept, refused before any step
+    before = out.read_bytes()
+    assert main(["pretrain", "configs/student/bevdepth.yaml", "--preset", "tiny", "--data",
+                 synth_root, "--out", str(out), "--steps", "2"]) == 2
+    assert "bb.pth exists; choose another file or pass --overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == before
 
 
 def test_pretraining_runs_on_the_gpu_where_there_is_one(monkeypatch):

@@ -1,0 +1,60 @@
+"""The command line's own checks: arguments out of range are refused by the parser (exit 2,
+one line naming the option), and the environment's errors are said in words."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from bevkd.cli import _os_error, main
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "c.yaml", "--data", "d", "--out", "o", "--devices", "0"],
+     "--devices must be at least 1, got 0"),
+    (["train", "c.yaml", "--data", "d", "--out", "o", "--max-steps", "0"],
+     "--max-steps must be at least 1, got 0"),
+    (["train", "c.yaml", "--data", "d", "--out", "o", "--nodes", "0"],
+     "--nodes must be at least 1"),
+    (["pretrain", "c.yaml", "--data", "d", "--out", "o", "--lr", "-1"],
+     "--lr must be a positive number, got -1"),
+    (["pretrain", "c.yaml", "--data", "d", "--out", "o", "--steps", "0"],
+     "--steps must be at least 1"),
+    (["eval", "--ckpt", "r", "--data", "d", "--batch-size", "0"],
+     "--batch-size must be at least 1"),
+    (["bench", "--seeds", "0"], "--seeds must be at least 1"),
+])
+def test_arguments_out_of_range_are_refused_by_the_parser(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_train_on_a_gpu_where_there_is_none_is_one_line(monkeypatch, synth_root, tmp_path,
+                                                        capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["train", "configs/teacher/pillars.yaml", "--preset", "tiny", "--data",
+                 synth_root, "--out", str(tmp_path / "r"), "--accelerator", "gpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--accelerator gpu: torch sees no CUDA device here" in err
+    assert not os.path.exists(tmp_path / "r")  # refused before the run folder is made
+    assert main(["train", "configs/teacher/pillars.yaml", "--preset", "tiny", "--data",
+                 synth_root, "--out", str(tmp_path / "r"), "--accelerator", "tpu"]) == 2
+    assert "accelerator must be auto, cpu or gpu, got 'tpu'" in capsys.readouterr().err
+
+
+def test_a_file_where_a_folder_is_to_be_written_is_named(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(FileExistsError) as err:
+        os.makedirs(afile, exist_ok=True)
+    assert _os_error(err.value) == f"{afile} is a file, where a folder is to be written " \
+                                   "(choose another path)"
+    with pytest.raises(NotADirectoryError) as err:
+        os.makedirs(afile / "sub" / "deeper", exist_ok=True)
+    assert _os_error(err.value).startswith(f"{afile} is a file")
+    with pytest.raises(FileNotFoundError) as err:
+        open(tmp_path / "none" / "x")
+    assert _os_error(err.value) == str(err.value)  # any other error as the OS says it
