@@ -40,8 +40,13 @@ def _positive(name: str):
 
 
 def _devices(text: str) -> int | str:
-    """``--devices``: a count of at least 1, or ``auto``."""
-    if text == "auto":
+    """``--devices``: a count of at least 1, ``auto``, ``-1`` (every GPU) or GPU indices
+    ``0,1`` (Lightning's spellings)."""
+    if text in ("auto", "-1"):
+        return text
+    if "," in text:
+        if not all(d.strip().isdigit() for d in text.split(",") if d.strip()):
+            raise argparse.ArgumentTypeError(f"--devices: GPU indices are integers, got {text!r}")
         return text
     return _int("--devices", 1)(text)
 
@@ -176,7 +181,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     _add_experiment_args(p, "YAML config, e.g. configs/student/bevdepth.yaml", "run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--devices", type=_devices, default=1,
-                   help="devices per node (an int, or 'auto'); >1 trains with DDP")
+                   help="devices per node (an int, 'auto', -1: every GPU, or GPU indices "
+                        "0,1); >1 trains with DDP")
     p.add_argument("--nodes", type=_int("--nodes", 1), default=1,
                    help="machines (torchrun / SLURM set the rank variables Lightning reads)")
     p.add_argument("--accelerator", default="auto", help="cpu, gpu or auto")
@@ -248,16 +254,24 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_eval)
 
 
-def _run_and_ckpt(path: str) -> tuple[str, str | None]:
+def _run_and_ckpt(path: str) -> tuple[str | None, str | None]:
     """``(run folder, checkpoint or None)`` of ``--ckpt``: a run folder, or a checkpoint file
-    in one (``RUN/checkpoints/x.ckpt``); ``run`` is None for a file outside any run (an
-    exported student, ``bevkd export``)."""
-    if os.path.isfile(path):
-        run = os.path.dirname(os.path.dirname(os.path.abspath(path)))
-        return (run if os.path.isfile(os.path.join(run, "config.yaml")) else None), path
+    in one (``RUN/checkpoints/x.ckpt``); ``run`` is None for an exported student (``bevkd
+    export``'s file, told by what it holds, wherever it lies)."""
+    from .engine.run import is_exported
+
     if not os.path.exists(path):
         raise BevkdError(f"--ckpt {path} does not exist")
-    return path, None
+    if not os.path.isfile(path):
+        return path, None
+    if is_exported(path):
+        return None, path
+    run = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    if not os.path.isfile(os.path.join(run, "config.yaml")):
+        raise BevkdError(f"--ckpt {path}: a checkpoint file is read in its run folder "
+                         f"(RUN/checkpoints/{os.path.basename(path)} beside RUN/config.yaml), "
+                         f"and {run} has no config.yaml; nor is it a `bevkd export` file")
+    return run, path
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:

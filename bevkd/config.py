@@ -48,6 +48,13 @@ def _suggest(key: str, valid: list[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
 
 
+def _not_a_list(value: Any, where: str) -> BevkdError:
+    # a mapping here is what `--set a.list.item.x=...` makes of a list the config leaves empty
+    more = (f" (`--set {where}.<item>...` names an item of a list this config leaves empty)"
+            if isinstance(value, dict) else "")
+    return BevkdError(f"{where}: expected a list, got {value!r}{more}")
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     """``value`` (from YAML) as type ``hint``, or a BevkdError naming ``where``."""
     origin = typing.get_origin(hint)
@@ -75,7 +82,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if origin is tuple:
         args = typing.get_args(hint)
         if not isinstance(value, (list, tuple)):
-            raise BevkdError(f"{where}: expected a list, got {value!r}")
+            raise _not_a_list(value, where)
         if len(args) == 2 and args[1] is Ellipsis:
             return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
@@ -84,7 +91,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if origin is list:
         (arg,) = typing.get_args(hint)
         if not isinstance(value, (list, tuple)):
-            raise BevkdError(f"{where}: expected a list, got {value!r}")
+            raise _not_a_list(value, where)
         return [_coerce(v, arg, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):

@@ -8,7 +8,8 @@ import os
 import pytest
 import torch
 
-from bevkd.cli import _os_error, main
+from bevkd.cli import _devices, _os_error, main
+from bevkd.engine.run import device_count
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -25,6 +26,8 @@ from bevkd.cli import _os_error, main
     (["eval", "--ckpt", "r", "--data", "d", "--batch-size", "0"],
      "--batch-size must be at least 1"),
     (["bench", "--seeds", "0"], "--seeds must be at least 1"),
+    (["train", "c.yaml", "--data", "d", "--out", "o", "--devices", "0,x"],
+     "--devices: GPU indices are integers, got '0,x'"),
 ])
 def test_arguments_out_of_range_are_refused_by_the_parser(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -58,3 +61,14 @@ def test_a_file_where_a_folder_is_to_be_written_is_named(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         open(tmp_path / "none" / "x")
     assert _os_error(err.value) == str(err.value)  # any other error as the OS says it
+
+
+def test_devices_take_lightnings_spellings_and_count_the_processes(monkeypatch):
+    """A count, ``auto``, ``-1`` (every GPU) or GPU indices; the processes a node starts for
+    each (the step count a run plans, and whether a resumed one has finished, read it)."""
+    assert [_devices(t) for t in ("2", "auto", "-1", "0,1")] == [2, "auto", "-1", "0,1"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert [device_count(d, "gpu") for d in (2, "auto", "-1", -1, "0,1", "1,2,3")] == \
+        [2, 4, 4, 4, 2, 3]
+    assert device_count("auto", "cpu") == 1 and device_count(3, "cpu") == 3

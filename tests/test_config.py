@@ -51,6 +51,12 @@ def test_overrides_parse_yaml_values_and_reject_malformed_items():
     with pytest.raises(BevkdError, match="distill.methods is empty in this config, so it has "
                                          "no item 0"):
         apply_overrides({"distill": {}}, ["distill.methods.0.args.t=1"])
+    # by its type: the mapping it makes is told as such when the config is typed
+    from bevkd.engine.config import ExperimentConfig
+
+    with pytest.raises(BevkdError, match=r"distill.methods: expected a list, got .*names an "
+                                         r"item of a list this config leaves empty"):
+        from_dict(ExperimentConfig, apply_overrides({}, ["distill.methods.asd.args.t=1"]))
 
 
 def test_a_typed_list_item_is_named_by_its_type():

@@ -31,6 +31,7 @@ from dataclasses import replace
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import yaml
 from torch.utils.data import DataLoader
@@ -87,7 +88,17 @@ def check_accelerator(accelerator: str) -> None:
         raise BevkdError(f"accelerator must be auto, cpu or gpu, got {accelerator!r}")
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise BevkdError(f"--accelerator {accelerator}: torch sees no CUDA device here (torch "
-                         f"{torch.__version__}); train with --accelerator cpu or auto")
+                         f"{torch.__version__}); use --accelerator cpu or auto")
+
+
+def device_count(devices: int | str, accelerator: str) -> int:
+    """The processes per node Lightning starts for ``--devices`` (an int, ``auto``, ``-1``:
+    every GPU, or a list of GPU indices ``0,1``) on ``accelerator``."""
+    if isinstance(devices, str) and "," in devices:
+        return len([d for d in devices.split(",") if d.strip()])
+    if devices in ("auto", -1, "-1"):
+        return max(torch.cuda.device_count(), 1) if _on_gpu(accelerator) else 1
+    return int(devices)
 
 
 def _precision(cfg: ExperimentConfig, accelerator: str) -> str:
@@ -193,9 +204,19 @@ def run_meta(run: str) -> dict[str, Any]:
 
 
 def samples_digest(ds: NuScenesDataset) -> str:
-    """A digest of a split's sample tokens in order: two datasets (or copies of one moved
-    elsewhere) hold the same split where it matches."""
-    return hashlib.sha1("\n".join(i.token for i in ds.infos).encode()).hexdigest()[:16]
+    """A digest of a split as the loader reads it: each sample's token, cameras (file, size,
+    intrinsics), LiDAR sweeps and GT boxes, in order. Two datasets (or copies of one moved
+    elsewhere) hold the same split where it matches; SynthScenes made again from the same seed
+    at another image size or sweep count does not (its tokens alone would)."""
+    h = hashlib.sha1()
+    for i in ds.infos:
+        h.update(i.token.encode())
+        for c in i.cams:
+            h.update(f"{c.path}:{c.width}x{c.height}".encode())
+            h.update(np.round(np.asarray(c.pix_T_cam, np.float64), 6).tobytes())
+        h.update(" ".join(w.path for w in i.sweeps).encode())
+        h.update(np.round(np.nan_to_num(np.asarray(i.gt_boxes, np.float64)), 4).tobytes())
+    return h.hexdigest()[:16]
 
 
 def check_resumed_data(run: str, data_root: str, samples: dict[str, str]) -> None:
@@ -262,7 +283,7 @@ def train(cfg: ExperimentConfig, data_root: str, run: str, resume: bool = False,
                                 seed=tcfg.seed)
     val_set = NuScenesDataset(data_root, tcfg.version, tcfg.val_split, cfg.data, train=False)
     samples = {tcfg.train_split: samples_digest(train_set), tcfg.val_split: samples_digest(val_set)}
-    world = (devices if isinstance(devices, int) else 1) * num_nodes
+    world = device_count(devices, accelerator) * num_nodes
     steps_per_epoch = -(-(-(-len(train_set) // world)) // tcfg.batch_size)  # EpochSampler share
     planned = max_steps if max_steps > 0 else steps_per_epoch * tcfg.epochs
     if resume:
@@ -570,12 +591,14 @@ def evaluate_exported(path: str, data_root: str, split: str | None = None,
                       batch_size: int | None = None, progress: bool = True,
                       out: str | None = None) -> tuple[dict[str, Any], str]:
     """:func:`evaluate_run` of a student exported by :func:`export_student` (no run folder
-    needed); ``out`` defaults to ``<file stem>_eval/SPLIT`` beside the file."""
+    needed); ``out`` defaults to ``<file stem>_eval/<dataset folder>/SPLIT`` beside the file
+    (one folder per dataset: two datasets' splits of one name do not overwrite each other)."""
     cfg, model = load_exported(path)
     split = split or cfg.train.val_split
     stem = os.path.splitext(os.path.abspath(path))[0]
+    dataset = os.path.basename(os.path.abspath(data_root))
     return _evaluate(cfg, model, data_root, split, batch_size, progress,
-                     out or os.path.join(f"{stem}_eval", split))
+                     out or os.path.join(f"{stem}_eval", dataset, split))
 
 
 @torch.no_grad()
@@ -612,7 +635,10 @@ def results_meta(cfg: ExperimentConfig) -> dict[str, bool]:
 def replace_batch(cfg: ExperimentConfig, batch_size: int | None) -> ExperimentConfig:
     if batch_size is None:
         return cfg
-    return replace(cfg, train=replace(cfg.train, batch_size=batch_size))
+    try:
+        return replace(cfg, train=replace(cfg.train, batch_size=batch_size))
+    except ValueError as e:
+        raise BevkdError(f"batch size: {e}") from None
 
 
 def export_student(run: str, out: str, ckpt: str | None = None, overwrite: bool = False
@@ -635,6 +661,19 @@ def export_student(run: str, out: str, ckpt: str | None = None, overwrite: bool 
         if os.path.exists(tmp):  # a full disk: no 50 MB of half a file left behind
             os.remove(tmp)
     return out
+
+
+def is_exported(path: str) -> bool:
+    """Whether the file ``path`` is a student :func:`export_student` wrote (its config and the
+    detector's tensors), not a training checkpoint (Lightning's, tensors named ``model.*``);
+    read without loading its tensors. A file that does not read is neither."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:  # noqa: BLE001 - damaged or not torch's: read_checkpoint says which
+        return False
+    return (isinstance(state, dict) and "config" in state
+            and isinstance(state.get("state_dict"), dict)
+            and not any(str(k).startswith("model.") for k in state["state_dict"]))
 
 
 def load_exported(path: str) -> tuple[ExperimentConfig, torch.nn.Module]:

@@ -4,6 +4,7 @@ does. Damaged checkpoints and existing outputs are one-line errors."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -45,7 +46,7 @@ def distilled(tmp_path):
     raw = {k: v.clone() for k, v in
            build_model(without_init_weights(cfg), load_teachers=False).state_dict().items()}
     ema = EMA(0.9)
-    ema.shadow = {k: v * 0.5 + 1 for k, v in raw.items() if v.dtype.is_floating_point}
+    ema.shadow = {k: v * 0.99 for k, v in raw.items() if v.dtype.is_floating_point}
     ema.updates = 2
     torch.save({"state_dict": {f"model.{k}": v for k, v in raw.items()},
                 "callbacks": {ema.state_key: ema.state_dict()}},
@@ -67,6 +68,33 @@ def test_a_distilled_run_loads_its_student_alone_with_the_students_average(disti
         load_trained(run)  # the whole model needs the teacher's config
 
 
+def _head_outputs(model, synth_root, cfg) -> list[dict[str, torch.Tensor]]:
+    """``model``'s head outputs (every task's maps) on two val samples, in eval mode."""
+    from bevkd.data.nuscenes import NuScenesDataset
+    from bevkd.structures.batch import collate
+
+    ds = NuScenesDataset(synth_root, cfg.train.version, cfg.train.val_split, cfg.data)
+    model.eval()
+    with torch.no_grad():
+        out = model(collate([ds[0], ds[1]]))
+    return getattr(out, "student", out).preds  # a DistillModel's outputs hold the student's
+
+
+def test_the_student_alone_detects_exactly_as_the_whole_distilled_model(distilled, synth_root):
+    """What eval and export read (the student alone) is what the whole model, teachers and
+    adapters built as in training, outputs in eval mode, to the bit: its decoding is the
+    student's own."""
+    run = distilled[0]
+    cfg, whole = load_trained(run)
+    _, alone = load_trained(run, student_only=True)
+    a, b = _head_outputs(whole, synth_root, cfg), _head_outputs(alone, synth_root, cfg)
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b, strict=True):
+        assert x.keys() == y.keys() and "heatmap" in x
+        for k in x:
+            assert x[k].abs().sum() > 0 and torch.equal(x[k], y[k]), k
+
+
 def test_an_exported_student_evaluates_as_its_run(distilled, synth_root, tmp_path, capsys):
     run, teacher, _, _ = distilled
     shutil.rmtree(teacher)
@@ -74,19 +102,33 @@ def test_an_exported_student_evaluates_as_its_run(distilled, synth_root, tmp_pat
     assert main(["export", "--ckpt", run, "--out", out]) == 0
     cfg, model = load_exported(out)
     assert cfg.distill.methods and cfg.model.type == "bevdepth"
-    for (k, v), (k2, v2) in zip(model.state_dict().items(),
-                                load_trained(run, student_only=True)[1].state_dict().items()):
-        assert k == k2 and torch.equal(v, v2), k
+    alone = load_trained(run, student_only=True)[1].state_dict()
+    assert list(model.state_dict()) == list(alone)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, alone[k]), k
     m_run, folder = evaluate_run(run, synth_root, progress=False, out=str(tmp_path / "a"))
     m_pt, folder_pt = evaluate_exported(out, synth_root, progress=False)
-    assert folder_pt == str(tmp_path / "student_eval" / "synth_val")
-    assert m_pt["mean_ap"] == m_run["mean_ap"] and m_pt["nd_score"] == m_run["nd_score"]
+    dataset = os.path.basename(synth_root)
+    assert folder_pt == str(tmp_path / "student_eval" / dataset / "synth_val")
+    same = [{k: v for k, v in m.items() if k != "eval_time"} for m in (m_pt, m_run)]
+    assert json.dumps(same[0]) == json.dumps(same[1])  # every metric (NaN included) alike
     assert os.path.isfile(os.path.join(folder_pt, "results.json"))
-    # through the command line: a file outside any run is an exported student
+    # through the command line: an exported student is told by what it holds, wherever it
+    # lies (here in a run's checkpoints folder, beside the run's config)
+    inside = os.path.join(run, "checkpoints", "student.pt")
+    shutil.copy(out, inside)
     capsys.readouterr()
-    assert main(["eval", "--ckpt", out, "--data", synth_root, "--out",
+    assert main(["eval", "--ckpt", inside, "--data", synth_root, "--out",
                  str(tmp_path / "b")]) == 0
     assert f"NDS {m_run['nd_score']:.4f}" in capsys.readouterr().out
+
+
+def test_a_training_checkpoint_outside_its_run_folder_is_named(distilled, tmp_path, capsys):
+    lone = tmp_path / "lone.ckpt"
+    shutil.copy(os.path.join(distilled[0], "checkpoints", "last.ckpt"), lone)
+    assert main(["eval", "--ckpt", str(lone), "--data", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert "a checkpoint file is read in its run folder" in err and "has no config.yaml" in err
 
 
 def test_export_keeps_an_existing_file_and_leaves_no_temporary_one(distilled, tmp_path, capsys):
