@@ -334,11 +334,13 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="SynthScenes folder; generated there (the preset's) where it holds none "
                         "yet (default: RUNS/synth)")
     p.add_argument("--runs", default=None, help="run folders (default: runs/bench_<preset>)")
-    p.add_argument("--out", default="benchmarks", help="where the table and plots go")
+    p.add_argument("--out", default="benchmarks",
+                   help="where the table and plots go (default: benchmarks, in the current "
+                        "folder: from the repository's root, the committed tables)")
     p.add_argument("--parallel", type=_int("--parallel", 1), default=None,
                    help="trainings at once (default: the preset's); the backbone "
                         "pretraining, beside the first ones, takes the slots they leave")
-    p.add_argument("--pretrain-steps", type=_int("--pretrain-steps"), default=None,
+    p.add_argument("--pretrain-steps", type=_int("--pretrain-steps", 0), default=None,
                    help="steps of camera-backbone pretraining (default: the preset's; 0: none)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override for every training, e.g. --set train.epochs=1")
@@ -371,13 +373,19 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     from .bench.plan import ABLATIONS, check_ablations
     from .engine.config import preset_name
 
-    methods = (None if args.methods is None
-               else tuple(m for m in args.methods.split(",") if m))
+    methods = None if args.methods is None else tuple(
+        m.strip() for m in args.methods.split(",") if m.strip())
+    if methods == ():
+        raise BevkdError("--methods names no method: leave it out for every registered one, "
+                         "or name some (e.g. --methods dualdistill,bevdistill)")
+    for flag, path in (("--out", args.out), ("--archive", args.archive), ("--runs", args.runs)):
+        if path and os.path.isfile(path):  # before any data is made or anything trains
+            raise BevkdError(f"{flag} {path} is a file: the bench writes a folder there")
     runs = args.runs or os.path.join("runs", f"bench_{preset_name(args.preset)}")
     if args.no_ablations and args.ablations is not None:
         raise BevkdError("--no-ablations and --ablations contradict each other: pass one")
     ablations = tuple(ABLATIONS) if args.ablations is None else tuple(
-        dict.fromkeys(a for a in args.ablations.split(",") if a))  # repeats dropped
+        dict.fromkeys(a.strip() for a in args.ablations.split(",") if a.strip()))  # no repeats
     check_ablations(ablations)  # before anything starts (run_bench checks again, for Python)
     result = run_bench(args.preset, args.out, runs, args.data, args.seeds, methods,
                        not args.no_composite, () if args.no_ablations else ablations,

@@ -28,6 +28,7 @@ from bevkd.engine.run import device_count
     (["bench", "--seeds", "0"], "--seeds must be at least 1"),
     (["train", "c.yaml", "--data", "d", "--out", "o", "--devices", "0,x"],
      "--devices: GPU indices are integers, got '0,x'"),
+    (["bench", "--pretrain-steps", "-5"], "--pretrain-steps must be at least 0"),
 ])
 def test_arguments_out_of_range_are_refused_by_the_parser(argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -72,3 +73,22 @@ def test_devices_take_lightnings_spellings_and_count_the_processes(monkeypatch):
     assert [device_count(d, "gpu") for d in (2, "auto", "-1", -1, "0,1", "1,2,3")] == \
         [2, 4, 4, 4, 2, 3]
     assert device_count("auto", "cpu") == 1 and device_count(3, "cpu") == 3
+
+
+def test_bench_arguments_are_checked_before_anything_starts(tmp_path, monkeypatch, capsys):
+    from bevkd.bench import command
+
+    seen = {}
+    monkeypatch.setattr(command, "run_bench", lambda *a, **k: seen.update(methods=a[5]) or
+                        (_ for _ in ()).throw(SystemExit(0)))
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for flag in ("--out", "--archive", "--runs"):
+        assert main(["bench", "--preset", "demo", flag, str(afile)]) == 2
+        assert f"{flag} {afile} is a file: the bench writes a folder there" in \
+            capsys.readouterr().err
+    assert main(["bench", "--preset", "demo", "--methods", " , "]) == 2
+    assert "--methods names no method" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "--preset", "demo", "--methods", "dualdistill, bevdistill"])
+    assert seen["methods"] == ("dualdistill", "bevdistill")  # spaces after commas dropped

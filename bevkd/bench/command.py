@@ -64,6 +64,21 @@ def checked_sets(sets, where: str) -> tuple[str, ...]:
     return tuple(sets)
 
 
+def check_job_configs(jobs: list[Job], preset: str, runs: str, extra: tuple[str, ...]) -> None:
+    """Resolve every job's config as its training will (its config, the preset, its row's
+    overrides, ``bench.student_sets`` and the ``--set``s ``extra``): a misspelt key or a value
+    out of range is an error naming the job before data is generated or anything trains."""
+    from .runner import command, resolved_config
+
+    for job in jobs:
+        try:
+            resolved_config(command(job, preset, "DATA", runs, 1, extra))
+        except BevkdError as e:
+            raise BevkdError(f"the {job.name} job's config does not resolve: {e} (from its "
+                             "config, a --set, or the preset's bench.student_sets or "
+                             "bench.overrides)") from None
+
+
 def student_sets_note(student_sets: tuple[str, ...], extra: tuple[str, ...]) -> str:
     """The table's note on ``bench.student_sets``. A command-line ``--set`` of the same key
     comes later on every training's command line and wins (e.g. ``--set train.epochs=4``),
@@ -135,17 +150,21 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     tuned = row_overrides(spec)
     student_sets = checked_sets(spec.student_sets, "bench.student_sets")
     runs = os.path.abspath(runs)  # a run's recorded command must not depend on the spelling
-    data = bench_dataset(data, runs, spec, train)
+    check_job_configs(plan(seeds, methods, composite, ablations, tuned, student_sets,
+                           ablation_seeds), preset, runs, extra)
+    if not train and not archive and not os.path.isdir(runs):
+        print(f"[bench] --runs {runs} does not exist: no run is finished there", flush=True)
     same = redundant_ablations(preset, with_rows(ablations, methods, composite), tuned, extra)
     if same:
         print(f"[bench] no row for {', '.join(same)}: on this preset it sets what its method's "
               "row already trains", flush=True)
     ablations = tuple(a for a in ablations if a not in same)
     jobs = plan(seeds, methods, composite, ablations, tuned, student_sets, ablation_seeds)
-    # one bench per runs folder, from restoring runs into it to the table; a report beside a
-    # running bench (held is None) reads the folder as it is, and one without an archive
-    # writes nothing there (takes no lock)
+    # one bench per runs folder, from generating its dataset and restoring runs into it to
+    # the table; a report beside a running bench (held is None) reads the folder as it is,
+    # and one without an archive writes nothing there (takes no lock)
     with runs_lock(runs, wait=train) if train or archive else nullcontext() as held:
+        data = bench_dataset(data, runs, spec, train)
         every = plan(seeds, methods, composite, ablations, tuned, student_sets, seeds)
         if archive and held:
             restore(jobs, runs, archive, training=train, log=lambda m: print(m, flush=True),
@@ -179,6 +198,12 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                            extra=extra, camera_extra=camera, log=lambda m: print(m, flush=True),
                            train=train, on_final=_archiver(archive, data) if archive else None,
                            lock_held=train, pretraining=pretraining)
+        table = os.path.join(out, f"{name}.md")
+        if (not train and os.path.isfile(table)
+                and not any(r.status in ("done", "reused") for r in results.values())):
+            # a mistyped --runs must not replace a table with an empty one
+            raise BevkdError(f"no finished run of this table in {runs}: {table} is left as it "
+                             "is (a report of no run would replace it with an empty one)")
         students = {r.job.model: r.run for r in results.values()
                     if r.status in ("done", "reused") and r.job.seed == 0
                     and r.job.model not in TEACHER_ROWS}
@@ -328,14 +353,25 @@ def bench_dataset(data: str | None, runs: str, spec: BenchSpec, train: bool = Tr
     ``bench.height``) there before anything else runs, so a missing dataset is never found
     by the first training; a report (``train=False``) needs the dataset its runs were trained
     on and is an error without it."""
+    from ..data.synth.writer import is_incomplete
+
     path = os.path.abspath(data or os.path.join(runs, "synth"))
-    if os.path.isdir(os.path.join(path, "v1.0-synth")):
+    if os.path.isfile(path):
+        raise BevkdError(f"--data {path} is a file: give the dataset's folder (or a new one, "
+                         "where the bench generates the preset's)")
+    cut = is_incomplete(path)
+    if os.path.isdir(os.path.join(path, "v1.0-synth")) and not cut:
         return path
     if not train:
-        raise BevkdError(f"no SynthScenes dataset at {path} (v1.0-synth/): a report needs the "
+        raise BevkdError(f"no SynthScenes dataset at {path} (v1.0-synth/"
+                         f"{', its generation cut short' if cut else ''}): a report needs the "
                          "dataset the runs were trained on")
     from ..data.synth.generator import SynthConfig
     from ..data.synth.writer import generate_dataset, validate_config
+
+    if cut:
+        print(f"[bench] {path} holds a generation that was cut short: generating it again",
+              flush=True)
 
     cfg = SynthConfig(out=path, scenes=spec.scenes, samples_per_scene=spec.samples_per_scene,
                       width=spec.width, height=spec.height)

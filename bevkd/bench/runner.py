@@ -452,7 +452,8 @@ def _stop(running: dict, log, grace: float = 120.0, resumable: bool = True) -> N
             proc.kill()
             proc.wait()
         logf.close()
-        log(f"[bench] stopped {name}" + (" (resumable)" if resumable else ""))
+        log(f"[bench] stopped {name}" + (" (resumable)" if resumable else
+                                          " (not resumable: the next bench starts it again)"))
 
 
 def _epochs(jobs: list[Job], preset: str, extra: tuple[str, ...]) -> dict[str, int]:
@@ -473,7 +474,7 @@ def _epochs(jobs: list[Job], preset: str, extra: tuple[str, ...]) -> dict[str, i
 def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
              threads: int = 1, val_split: str = "synth_val", extra: tuple[str, ...] = (),
              camera_extra: tuple[str, ...] = (), log=print, poll: float = 1.0,
-             train: bool = True, status_every: float = 1800.0,
+             train: bool = True, status_every: float = 600.0,
              on_final: Callable[[JobResult], None] | None = None,
              lock_held: bool = False,
              pretraining: Pretraining | None = None) -> dict[str, JobResult]:

@@ -203,6 +203,11 @@ def run_meta(run: str) -> dict[str, Any]:
     return meta if isinstance(meta, dict) else {}
 
 
+# what meta.json's "samples" digests (samples_digest); a run recorded with another format
+# is checked by its dataset's folder, as one that recorded none
+SAMPLES_FORMAT = 2
+
+
 def samples_digest(ds: NuScenesDataset) -> str:
     """A digest of a split as the loader reads it: each sample's token, cameras (file, size,
     intrinsics), LiDAR sweeps and GT boxes, in order. Two datasets (or copies of one moved
@@ -225,16 +230,19 @@ def check_resumed_data(run: str, data_root: str, samples: dict[str, str]) -> Non
     bevkd recorded its samples is checked by the dataset's folder, with a warning."""
     earlier = run_meta(run)
     recorded, where = earlier.get("samples"), earlier.get("data")
-    if isinstance(recorded, dict):
+    if isinstance(recorded, dict) and earlier.get("samples_format") == SAMPLES_FORMAT:
         differ = [split for split, digest in samples.items()
                   if recorded.get(split) not in (None, digest)]
         if differ:
-            raise BevkdError(f"--resume: {data_root} is not the dataset {run} trained on "
-                             f"({where}): its {' and '.join(differ)} samples differ; resume "
-                             "with that --data (or train into a new folder)")
+            here = ("the data there has changed since (made again, edited)"
+                    if isinstance(where, str) and os.path.realpath(where)
+                    == os.path.realpath(data_root) else f"{run} trained on {where}")
+            raise BevkdError(f"--resume: the {' and '.join(differ)} samples in {data_root} are "
+                             f"not those {run} trained on ({here}); resume on the data it "
+                             "trained on, or train into a new folder")
     elif isinstance(where, str) and os.path.realpath(where) != os.path.realpath(data_root):
         print(f"warning: {run} trained on {where} and resumes on {data_root}; it recorded no "
-              "samples to check that both hold the same dataset", file=sys.stderr)
+              "samples this version can check that both hold the same dataset", file=sys.stderr)
 
 
 def _write_meta(run: str, data_root: str, resume: bool, gpu: bool = False,
@@ -250,6 +258,7 @@ def _write_meta(run: str, data_root: str, resume: bool, gpu: bool = False,
     commits = list(earlier.get("commits") or [earlier.get("commit")]) if earlier else []
     meta = {"commit": commit, "command": " ".join(sys.argv),
             "data": os.path.abspath(data_root), "samples": samples or {},
+            "samples_format": SAMPLES_FORMAT,
             "torch": torch.__version__, "lightning": L.__version__, "machine": here,
             "machines": machines + ([] if here in machines else [here]),
             "commits": commits + ([] if commits[-1:] == [commit] else [commit]),

@@ -516,9 +516,32 @@ def test_bench_refuses_a_data_folder_that_holds_something_else(tmp_path, capsys)
     with pytest.raises(BevkdError, match="exists and is not a SynthScenes dataset"):
         bench_dataset(str(tmp_path), str(tmp_path / "runs"), BenchSpec(scenes=1))
     assert sorted(os.listdir(tmp_path)) == ["notes.txt"]  # nothing written, nothing removed
-    with pytest.raises(BevkdError, match="notes.txt is a file, not a folder"):
+    with pytest.raises(BevkdError, match="--data .*notes.txt is a file: give the dataset's "
+                                         "folder"):
         bench_dataset(str(tmp_path / "notes.txt"), str(tmp_path / "runs"), BenchSpec(scenes=1))
     assert "generate" not in capsys.readouterr().out  # refused before it says it generates
+
+
+def test_bench_generates_again_a_dataset_whose_generation_was_cut_short(tmp_path, monkeypatch,
+                                                                        capsys):
+    from bevkd.bench.command import BenchSpec, bench_dataset
+    from bevkd.data.synth.writer import INCOMPLETE
+
+    made = []
+
+    def fake_generate(cfg, progress=True):
+        made.append(cfg.out)
+        os.remove(os.path.join(cfg.out, INCOMPLETE))
+
+    monkeypatch.setattr("bevkd.data.synth.writer.generate_dataset", fake_generate)
+    cut = tmp_path / "d"
+    (cut / "samples").mkdir(parents=True)
+    (cut / "v1.0-synth").mkdir()  # even with tables: the marker says they are not the last
+    (cut / INCOMPLETE).write_text("")
+    with pytest.raises(BevkdError, match="its generation cut short"):
+        bench_dataset(str(cut), str(tmp_path / "runs"), BenchSpec(scenes=1), train=False)
+    assert bench_dataset(str(cut), str(tmp_path / "runs"), BenchSpec(scenes=1)) == str(cut)
+    assert made == [str(cut)] and "was cut short: generating it again" in capsys.readouterr().out
 
 
 def test_report_only_trains_nothing_and_names_the_rows_not_trained(tmp_path, monkeypatch):
@@ -556,6 +579,13 @@ def test_report_only_trains_nothing_and_names_the_rows_not_trained(tmp_path, mon
     assert f"`bench.overrides`: bevdistill: {', '.join(tuned['bevdistill'])}." in md
     assert "dualdistill:" not in md and "crd_temperature" not in md
     assert not runs.exists()
+    # a table there already is not replaced by a report of no run (a mistyped --runs)
+    (out / "tiny.md").write_text("the table of an earlier bench")
+    with pytest.raises(BevkdError, match=r"no finished run of this table in .*runs_typo: "
+                                         r".*tiny.md is left as it is"):
+        command.run_bench("tiny", str(out), str(tmp_path / "runs_typo"), str(data), 1,
+                          ("bevdistill",), False, (), train=False)
+    assert (out / "tiny.md").read_text() == "the table of an earlier bench"
 
 
 def test_a_preset_file_of_ones_own_names_the_table_by_its_stem(tmp_path, monkeypatch):
@@ -1309,3 +1339,42 @@ def test_a_report_of_restored_runs_with_latency_is_named_by_its_preset(tmp_path,
     assert rows["bevdistill"]["latency_ratio"] == 1.01
     assert rows["bevdistill"]["step_time_ratio"] == pytest.approx(1.3)
     assert "latency_ratio_with_decode" not in rows["bevdistill"]
+
+
+def test_a_misspelt_key_of_any_job_is_refused_before_data_is_made(tmp_path, monkeypatch):
+    """A --set or a preset's student set that no training would accept is named with its job
+    before the dataset is generated or anything trains (not after the teachers trained)."""
+    from bevkd.bench import command
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the dataset must not be made for a bench that cannot run")
+
+    monkeypatch.setattr(command, "bench_dataset", no_data)
+    with pytest.raises(BevkdError, match="the teacher job's config does not resolve: unknown "
+                                         "config key 'train.epoch'"):
+        command.run_bench("demo", str(tmp_path / "o"), str(tmp_path / "r"), None, 1,
+                          ("dualdistill",), False, (), extra=("train.epoch=1",))
+    preset = tmp_path / "mine.yaml"
+    preset.write_text("base: configs/presets/demo.yaml\n"
+                      "bench: {student_sets: [optim.lr=-1]}\n")
+    with pytest.raises(BevkdError, match="the baseline-s0 job's config does not resolve: "
+                                         "optim: lr must be a positive number"):
+        command.run_bench(str(preset), str(tmp_path / "o"), str(tmp_path / "r"), None, 1,
+                          ("dualdistill",), False, ())
+
+
+def test_a_second_bench_on_a_runs_folder_is_told_so_before_it_makes_data(tmp_path, monkeypatch):
+    """The runs folder's lock is taken before the dataset is generated: a second bench started
+    while the first generates is told another bench holds the folder (not that the half-made
+    dataset is no dataset)."""
+    from bevkd.bench import command
+    from bevkd.bench.runner import runs_lock
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the second bench must not touch the dataset")
+
+    monkeypatch.setattr(command, "bench_dataset", no_data)
+    with runs_lock(str(tmp_path / "r")):
+        with pytest.raises(BevkdError, match=r"another bevkd bench \(pid \d+\) is using"):
+            command.run_bench("demo", str(tmp_path / "o"), str(tmp_path / "r"), None, 1,
+                              ("dualdistill",), False, ())

@@ -306,4 +306,5 @@ def test_stopping_the_bench_stops_its_pretraining(bench, tmp_path):
         done.set()
         stopper.join()
     # ended by the bench (SIGTERM), not by its own 20 s wait running out
-    assert logs == ["[bench] stopped backbone pretraining"] and time.monotonic() - t0 < 15
+    assert logs == ["[bench] stopped backbone pretraining (not resumable: the next bench starts "
+                    "it again)"] and time.monotonic() - t0 < 15

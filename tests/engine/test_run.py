@@ -142,12 +142,35 @@ def test_resume_refuses_another_dataset_and_leaves_a_finished_run_as_it_is(
             "--resume", "--data"]
     assert main([*args, str(other)]) == 2
     err = capsys.readouterr().err
-    assert f"is not the dataset {trained_run} trained on ({synth_root})" in err
-    assert "its synth_train samples differ" in err
+    assert (f"the synth_train samples in {other} are not those {trained_run} trained on "
+            f"({trained_run} trained on {synth_root})") in err
     assert main([*args, str(moved)]) == 0
     assert "has finished: 2 of 2 steps trained and evaluated; nothing to do" in \
         capsys.readouterr().err
     assert before() == seen  # no config, meta or log written again
+
+
+def test_the_data_check_of_a_resume_reads_only_digests_of_its_own_format(tmp_path, capsys):
+    from bevkd.engine.run import SAMPLES_FORMAT, check_resumed_data
+
+    run, data = tmp_path / "run", tmp_path / "data"
+    run.mkdir()
+    data.mkdir()
+
+    def meta(**kv):
+        (run / "meta.json").write_text(json.dumps({"data": str(data), **kv}))
+
+    meta(samples={"t": "a"}, samples_format=SAMPLES_FORMAT)
+    check_resumed_data(str(run), str(data), {"t": "a"})  # the same samples
+    with pytest.raises(BevkdError, match="the t samples in .* are not those .* \\(the data "
+                                         "there has changed since"):
+        check_resumed_data(str(run), str(data), {"t": "b"})
+    # a digest of another format (or none) cannot be compared: the folder is, with a warning
+    meta(samples={"t": "a"})
+    check_resumed_data(str(run), str(data), {"t": "b"})
+    assert capsys.readouterr().err == ""
+    check_resumed_data(str(run), str(tmp_path), {"t": "b"})
+    assert "recorded no samples this version can check" in capsys.readouterr().err
 
 
 def test_checkpoint_of_another_architecture_names_the_mismatched_tensors(trained_run):

@@ -9,6 +9,7 @@ Layout of the output folder (as real nuScenes):
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import multiprocessing as mp
@@ -58,9 +59,20 @@ def validate_config(cfg: SynthConfig) -> None:
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
         raise BevkdError(f"output folder {out} is not writable ({parent} does not accept new files)")
-    if os.path.isdir(out) and os.listdir(out) and not os.path.isdir(os.path.join(out, cfg.version)):
+    if (os.path.isdir(out) and os.listdir(out) and not os.path.isdir(os.path.join(out, cfg.version))
+            and not is_incomplete(out)):
         raise BevkdError(f"output folder {out} exists and is not a SynthScenes dataset; "
                          "choose an empty or new folder")
+
+
+# in an output folder from the first file of a generation until its tables are written: a
+# generation cut short (Ctrl-C, a kill) is made again rather than refused or read
+INCOMPLETE = ".synth_incomplete"
+
+
+def is_incomplete(out: str) -> bool:
+    """Whether ``out`` holds a generation that did not finish (its files are to be replaced)."""
+    return os.path.isfile(os.path.join(out, INCOMPLETE))
 
 
 def split_scenes(names: list[str], val_fraction: float) -> dict[str, list[str]]:
@@ -121,9 +133,12 @@ def generate_dataset(cfg: SynthConfig, progress: bool = True) -> dict[str, list[
         os.makedirs(cfg.out, exist_ok=True)
     except OSError as err:
         raise BevkdError(f"cannot create output folder {cfg.out}: {err.strerror}") from None
+    with open(os.path.join(cfg.out, INCOMPLETE), "w") as f:  # removed with the tables written
+        f.write("a SynthScenes generation that has not finished\n")
     # Regenerating into an existing SynthScenes folder replaces it: stale files from other
     # settings would otherwise sit next to the new tables.
-    for sub in ("samples", "sweeps", "maps", "synth_debug", cfg.version):
+    for sub in ("samples", "sweeps", "maps", "synth_debug", cfg.version, ".bevkd_cache",
+                *(os.path.basename(t) for t in glob.glob(os.path.join(cfg.out, ".tables-*")))):
         shutil.rmtree(os.path.join(cfg.out, sub), ignore_errors=True)
     workers = cfg.workers or os.cpu_count() or 1
     workers = max(1, min(workers, cfg.scenes))
@@ -160,6 +175,7 @@ def generate_dataset(cfg: SynthConfig, progress: bool = True) -> dict[str, list[
             tables[name].extend(rows)
     splits = split_scenes([r["scene"][0]["name"] for r in results], cfg.val_fraction)
     _write_tables(cfg, tables, splits)
+    os.remove(os.path.join(cfg.out, INCOMPLETE))
     return splits
 
 

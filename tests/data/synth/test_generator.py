@@ -71,6 +71,28 @@ def test_unwritable_or_foreign_output_folder_is_refused(tmp_path, capsys):
     assert (foreign / "holiday.jpg").exists()  # nothing of the user's is touched
 
 
+def test_a_generation_cut_short_is_made_again_not_refused(tmp_path, monkeypatch, capsys):
+    """Ctrl-C or a kill before the tables are written leaves samples and the marker, never
+    tables; the next generation into that folder replaces it (`bevkd synth`, the bench)."""
+    from bevkd.data.synth import writer
+
+    out = tmp_path / "d"
+
+    def cut(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer, "_write_tables", cut)
+    with pytest.raises(KeyboardInterrupt):
+        generate_dataset(SynthConfig(out=str(out), **TINY, workers=1), progress=False)
+    assert writer.is_incomplete(str(out)) and (out / "samples").is_dir()
+    assert not (out / "v1.0-synth").exists()
+    monkeypatch.undo()
+    assert main(["synth", "--out", str(out), "--scenes", "2", "--samples-per-scene", "2",
+                 "--width", "64", "--height", "36", "--sweeps", "2", "--workers", "1"]) == 0
+    assert not writer.is_incomplete(str(out)) and (out / "v1.0-synth" / "sample.json").is_file()
+    assert sorted(os.listdir(out)) == ["maps", "samples", "sweeps", "v1.0-synth"]
+
+
 def test_splits_put_the_last_scenes_in_val():
     names = [f"scene-{i}" for i in range(10)]
     assert split_scenes(names, 0.2) == {"synth_train": names[:8], "synth_val": names[8:]}
