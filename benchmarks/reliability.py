@@ -340,7 +340,7 @@ def main() -> None:
     json.dump(splits, open(path, "w"))
     bad_cli("resume", "`--resume` of a run on another dataset (its training split's scene "
             "swapped)", [*train_args(STUDENT, "bevdepth", other, ref, *ema), "--resume"],
-            "is not the dataset")
+            "are not those")
     meta = open(os.path.join(ref, "meta.json")).read()
     rc, msg = bevkd(*train_args(STUDENT, "bevdepth", data, ref, *ema), "--resume")
     ok = rc == 0 and "nothing to do" in msg and open(os.path.join(ref, "meta.json")).read() == meta

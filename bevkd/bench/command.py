@@ -165,6 +165,10 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     # and one without an archive writes nothing there (takes no lock)
     with runs_lock(runs, wait=train) if train or archive else nullcontext() as held:
         data = bench_dataset(data, runs, spec, train)
+        other_data = dataset_mismatch(data, spec)
+        if other_data:
+            print(f"[bench] warning: {data} is not the preset's SynthScenes ({other_data}); "
+                  "the table says so", flush=True)
         every = plan(seeds, methods, composite, ablations, tuned, student_sets, seeds)
         if archive and held:
             restore(jobs, runs, archive, training=train, log=lambda m: print(m, flush=True),
@@ -244,6 +248,9 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                          f"{', '.join(j.name for j in more)}.")
         if busy:
             notes.append(busy)
+        if other_data:
+            notes.append(f"Trained and evaluated on a SynthScenes other than the preset's "
+                         f"`bench` section makes: {other_data}.")
         back = [n for n, r in results.items()
                 if r.status in ("done", "reused") and is_restored(r.run)]
         if back:
@@ -381,6 +388,23 @@ def bench_dataset(data: str | None, runs: str, spec: BenchSpec, train: bool = Tr
           f"samples, {spec.width}x{spec.height}) -> {path}", flush=True)
     generate_dataset(cfg)
     return path
+
+
+def dataset_mismatch(data: str, spec: BenchSpec) -> str:
+    """How the SynthScenes at ``data`` (its ``synth_config.json``) differs from the one the
+    preset's ``bench`` section makes (scenes, samples per scene, image size), in words; ``""``
+    where it does not or says nothing (a dataset of another making)."""
+    try:
+        with open(os.path.join(data, "v1.0-synth", "synth_config.json")) as f:
+            made = json.load(f)
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(made, dict):
+        return ""
+    keys = {"scenes": "scenes", "samples_per_scene": "samples per scene", "width": "width",
+            "height": "height"}
+    return ", ".join(f"{words} {made.get(k)} (the preset's {getattr(spec, k)})"
+                     for k, words in keys.items() if k in made and made[k] != getattr(spec, k))
 
 
 def finished_ablation_seeds(jobs: list[Job], every: list[Job], runs: str,

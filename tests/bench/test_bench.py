@@ -1378,3 +1378,20 @@ def test_a_second_bench_on_a_runs_folder_is_told_so_before_it_makes_data(tmp_pat
         with pytest.raises(BevkdError, match=r"another bevkd bench \(pid \d+\) is using"):
             command.run_bench("demo", str(tmp_path / "o"), str(tmp_path / "r"), None, 1,
                               ("dualdistill",), False, ())
+
+
+def test_a_dataset_other_than_the_presets_is_said(tmp_path):
+    import json
+
+    from bevkd.bench.command import BenchSpec, dataset_mismatch
+
+    (tmp_path / "v1.0-synth").mkdir()
+    spec = BenchSpec(scenes=8, samples_per_scene=10, width=320, height=180)
+    made = {"scenes": 2, "samples_per_scene": 10, "width": 320, "height": 180, "seed": 0}
+    (tmp_path / "v1.0-synth" / "synth_config.json").write_text(json.dumps(made))
+    assert dataset_mismatch(str(tmp_path), spec) == "scenes 2 (the preset's 8)"
+    made.update(scenes=8)
+    (tmp_path / "v1.0-synth" / "synth_config.json").write_text(json.dumps(made))
+    assert dataset_mismatch(str(tmp_path), spec) == ""
+    os.remove(tmp_path / "v1.0-synth" / "synth_config.json")  # real nuScenes: nothing said
+    assert dataset_mismatch(str(tmp_path), spec) == ""
