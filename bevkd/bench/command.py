@@ -152,6 +152,9 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     runs = os.path.abspath(runs)  # a run's recorded command must not depend on the spelling
     check_job_configs(plan(seeds, methods, composite, ablations, tuned, student_sets,
                            ablation_seeds), preset, runs, extra)
+    if not train and archive and not os.path.isdir(archive):  # a typo would look like one
+        print(f"[bench] --archive {archive} does not exist: nothing to restore; it is made "
+              "with the finished runs of --runs", flush=True)
     if not train and not archive and not os.path.isdir(runs):
         print(f"[bench] --runs {runs} does not exist: no run is finished there", flush=True)
     same = redundant_ablations(preset, with_rows(ablations, methods, composite), tuned, extra)

@@ -544,7 +544,8 @@ def test_bench_generates_again_a_dataset_whose_generation_was_cut_short(tmp_path
     assert made == [str(cut)] and "was cut short: generating it again" in capsys.readouterr().out
 
 
-def test_report_only_trains_nothing_and_names_the_rows_not_trained(tmp_path, monkeypatch):
+def test_report_only_trains_nothing_and_names_the_rows_not_trained(tmp_path, monkeypatch,
+                                                                   capsys):
     import subprocess
 
     from bevkd.bench import command
@@ -586,6 +587,11 @@ def test_report_only_trains_nothing_and_names_the_rows_not_trained(tmp_path, mon
         command.run_bench("tiny", str(out), str(tmp_path / "runs_typo"), str(data), 1,
                           ("bevdistill",), False, (), train=False)
     assert (out / "tiny.md").read_text() == "the table of an earlier bench"
+    # an --archive that does not exist is said (a report makes it, of the finished runs)
+    with pytest.raises(BevkdError, match="no finished run"):
+        command.run_bench("tiny", str(out), str(runs), str(data), 1, ("bevdistill",), False, (),
+                          train=False, archive=str(tmp_path / "archive_new"))
+    assert "archive_new does not exist: nothing to restore" in capsys.readouterr().out
 
 
 def test_a_preset_file_of_ones_own_names_the_table_by_its_stem(tmp_path, monkeypatch):
