@@ -83,10 +83,10 @@ def load_teacher(path: str, grid: BevGrid, role: str, load_weights: bool = True,
     from .engine.run import load_run_config, load_trained
 
     how = f"--set distill.teachers.{role}=<the teacher's run folder>"
-    if not os.path.exists(path) and os.path.basename(path) == "RUN":  # the configs' placeholder
-        raise BevkdError(f"distill.teachers.{role} is the config's placeholder RUN: train the "
-                         f"{role} teacher first and pass its run with {how}")
     if not os.path.exists(path):
+        if os.path.basename(path) == "RUN":  # the distill configs' placeholder
+            raise BevkdError(f"distill.teachers.{role} is the config's placeholder RUN: train "
+                             f"the {role} teacher first and pass its run with {how}")
         raise BevkdError(f"{role} teacher {path} does not exist (distill.teachers.{role}); "
                          f"pass its run with {how}")
     run, ckpt = (os.path.dirname(os.path.dirname(os.path.abspath(path))), path) \

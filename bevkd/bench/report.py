@@ -524,7 +524,8 @@ def markdown(rows: list[dict[str, Any]], preset: str, commit: str, command: str,
             f"{opt('step_time_ratio', '{:.2f}')} | {opt('latency_ratio', '{:.2f}')} | "
             f"{opt('train_minutes', '{:.1f}')} | {opt('peak_rss_mb', '{:.0f}')} |")
     lines += _apart_note(rows)
-    if any(r["model"] in (*all_methods(), "composite") for r in rows):  # not a teachers' table
+    distilled = (*all_methods(), "composite")
+    if any(r["model"] in distilled for r in rows):  # not a teachers' table
         lines += ["", "Acceptance:", ""]
         lines += [f"- **{_yes_no(a['passed'])}**: {a['check']} ({a['detail']})"
                   for a in acceptance(rows)]

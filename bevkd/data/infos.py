@@ -67,6 +67,12 @@ def _check_root(root: str) -> None:
                                                     os.path.exists(root) else "does not exist"))
 
 
+def _versions(root: str) -> list[str]:
+    """The ``v1.0-*`` table folders of the dataset root ``root`` (a folder), sorted."""
+    return sorted(d for d in os.listdir(root)
+                  if d.startswith("v1.0-") and os.path.isdir(os.path.join(root, d)))
+
+
 def find_version(root: str, version: str | None) -> str:
     """``version`` (its table folder checked), or the only ``v1.0-*`` table folder of
     ``root``."""
@@ -74,8 +80,7 @@ def find_version(root: str, version: str | None) -> str:
         version_dir(root, version)
         return version
     _check_root(root)
-    found = sorted(d for d in os.listdir(root)
-                   if d.startswith("v1.0-") and os.path.isdir(os.path.join(root, d)))
+    found = _versions(root)
     if not found:
         raise BevkdError(f"{root} holds no v1.0-* table folder: not a nuScenes-format dataset "
                          "root")
@@ -89,8 +94,7 @@ def version_dir(root: str, version: str) -> str:
     _check_root(root)
     path = os.path.join(root, version)
     if not os.path.isdir(path):
-        found = sorted(d for d in os.listdir(root) if d.startswith("v1.0")) \
-            if os.path.isdir(root) else []
+        found = _versions(root)  # (a root that is no folder is refused above)
         hint = f" (found: {', '.join(found)})" if found else ""
         raise BevkdError(f"nuScenes version folder {path} does not exist{hint}")
     return path
