@@ -1,4 +1,5 @@
-"""Fault injection: kills, damaged checkpoints, bad data, bad configs, bad results, DDP.
+"""Fault injection: kills, damaged checkpoints, bad data, bad configs, bad results, a stopped
+pretraining, a bench on another's runs, DDP.
 
     .venv/bin/python benchmarks/reliability.py [--work DIR]
 
@@ -413,6 +414,60 @@ def main() -> None:
         json.dump(bad, open(path, "w"))
         bad_cli("results", fault, ["metrics", "--data", data, "--split", "synth_val",
                                    "--results", path, "--out", os.path.join(work, "m")], expect)
+
+    # --- pretraining and the bench --------------------------------------------------------
+    def pretrain_args(out: str) -> list[str]:
+        return ["pretrain", STUDENT, "--preset", "tiny", "--data", data, "--out", out,
+                "--steps", "10", "--accelerator", "cpu", "--set", "train.batch_size=1",
+                "--set", "train.num_workers=1"]
+
+    whole_bb, stopped_bb = (os.path.join(work, f"{n}.pth") for n in ("bb_whole", "bb_stopped"))
+    rc, msg = bevkd(*pretrain_args(whole_bb))
+    assert rc == 0, msg
+    # SIGTERM once its first checkpoint (a tenth of its steps) is written: it ends that step,
+    # saves and exits
+    child = subprocess.Popen([sys.executable, "-m", "bevkd.cli", *pretrain_args(stopped_bb)],
+                             cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while not os.path.isfile(stopped_bb + ".ckpt") and child.poll() is None:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGTERM)
+    said = child.communicate()[1]
+    at = re.search(r"stopped at step (\d+) of 10", said)
+    rc, msg = bevkd(*pretrain_args(stopped_bb), "--resume")
+    got, want = (torch.load(p, weights_only=True) for p in (stopped_bb, whole_bb))
+    ok = (child.returncode == 130 and at is not None and rc == 0 and got.keys() == want.keys()
+          and all(torch.equal(got[k], want[k]) for k in want)
+          and not os.path.exists(stopped_bb + ".ckpt"))
+    row("resume", "SIGTERM of `bevkd pretrain` (10 steps) once its first checkpoint is written, "
+        "then `--resume`", (f"stopped after step {at.group(1)} (exit 130), resumed: backbone "
+                            "weights bit-identical to the uninterrupted pretraining")
+        if ok else f"rc {child.returncode}/{rc}: {said[-300:]} {msg}", ok)
+    # a bench stopped once its teacher started, then run again on the same --runs with another
+    # --data: every run there would fail in its turn while the bench went on
+    bench_runs = os.path.join(work, "bench_runs")
+    bench = ["bench", "--preset", "demo", "--methods", "dualdistill", "--no-composite",
+             "--no-ablations", "--pretrain-steps", "0", "--runs", bench_runs, "--out",
+             os.path.join(work, "bench_out"), *[f"--set={s}" for s in SHRINK]]
+    child = subprocess.Popen([sys.executable, "-m", "bevkd.cli", *bench, "--data", data],
+                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    job = os.path.join(bench_runs, "teacher", "bench_job.json")
+    while not os.path.isfile(job) and child.poll() is None:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    child.wait()
+    other = os.path.join(work, "other_bench_data")
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "bevkd.cli", *bench, "--data", other],
+                          cwd=REPO, capture_output=True, text=True, timeout=900)
+    seconds = time.perf_counter() - t0
+    rc, msg = done.returncode, done.stderr.strip()  # the error's lines, every run named
+    ok = (rc == 2 and "cannot serve this bench (nothing was started)" in msg
+          and not os.path.exists(other))
+    row("bench", "`bevkd bench` again on the same `--runs` with another `--data` (its teacher "
+        "started on the first)", f"refused in {seconds:.0f} s naming the run, before the new "
+        "dataset was generated or anything trained" if ok else f"rc {rc}",
+        ok, msg.replace(work, "WORK").replace("\n", " "))
 
     # --- DDP ------------------------------------------------------------------------------
     def losses(run: str) -> np.ndarray:

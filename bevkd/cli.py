@@ -220,7 +220,12 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
                    help="peak AdamW learning rate")
     p.add_argument("--accelerator", default="auto",
                    help="cpu, gpu or auto (the GPU where there is one)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out file (and start again over the checkpoint "
+                        "of a stopped pretraining, OUT.ckpt)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the stopped pretraining that OUT.ckpt holds (it saves one "
+                        "every tenth of its steps and when stopped by Ctrl-C or SIGTERM)")
     p.set_defaults(func=_cmd_pretrain)
 
 
@@ -230,7 +235,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> None:
 
     cfg = load_experiment(args.config, args.preset, args.overrides)
     info = pretrain_backbone(cfg, args.data, args.out, args.steps, args.lr,
-                             accelerator=args.accelerator, overwrite=args.overwrite)
+                             accelerator=args.accelerator, overwrite=args.overwrite,
+                             resume=args.resume)
     print(f"{args.out}: held-out accuracy object cells {info['val_object_accuracy']:.3f}, "
           f"background {info['val_background_accuracy']:.3f}, depth within one bin "
           f"{info['val_depth_accuracy']:.3f} ({info['seconds'] / 60:.1f} min)")

@@ -58,7 +58,8 @@ class LineBar(tqdm):
     """
 
     def __init__(self, *args: Any, every: float = 0.1, **kwargs: Any):
-        self._every, self._said, self._due = check_every(every), 0, None
+        # a bar that starts at ``initial`` (a resumed run) says its first line a tenth on
+        self._every, self._said, self._due = check_every(every), kwargs.get("initial", 0), None
         desc = kwargs.get("desc") or ""
         kwargs.update(mininterval=0, miniters=1, leave=False, bar_format=(
             ("{desc}: " if desc else "") + "{percentage:3.0f}% {n_fmt}/{total_fmt} "
@@ -79,7 +80,7 @@ class LineBar(tqdm):
         if not self.total:  # no total, no tenths: the line at close only
             return True
         if self._due is None:  # the total is known once tqdm's __init__ has run
-            self._due = next_mark(0, int(self.total), self._every)
+            self._due = next_mark(self._said, int(self.total), self._every)
         if self.n > self._said and self.n >= self._due:
             self._line()
             self._due = next_mark(self.n, int(self.total), self._every)

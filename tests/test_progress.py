@@ -58,6 +58,19 @@ def test_a_log_file_gets_a_line_every_tenth_and_at_the_end():
     assert lines[-1].startswith("synth: 100% 20/20 [") and "loss=" in lines[-1]
 
 
+def test_a_bar_resumed_part_way_says_its_next_tenth_not_where_it_starts():
+    """A resumed pretraining's bar starts at its checkpoint's step: no line for the steps an
+    earlier attempt made (a line at the start would have no rate and no time left)."""
+    out = io.StringIO()
+    bar = progress_bar(total=20, initial=7, desc="pretrain backbone", file=out)
+    assert out.getvalue() == ""
+    for _ in range(13):
+        bar.update(1)
+    bar.close()
+    assert [line.split()[3] for line in out.getvalue().splitlines()] == [
+        f"{n}/20" for n in range(8, 21, 2)]
+
+
 def test_a_bar_closed_early_says_where_it_stopped_and_an_iterable_drives_it():
     out = io.StringIO()
     bar = progress_bar(total=100, file=out)

@@ -64,19 +64,50 @@ def checked_sets(sets, where: str) -> tuple[str, ...]:
     return tuple(sets)
 
 
-def check_job_configs(jobs: list[Job], preset: str, runs: str, extra: tuple[str, ...]) -> None:
+def check_job_configs(jobs: list[Job], preset: str, runs: str, extra: tuple[str, ...],
+                      camera: tuple[str, ...] = ()) -> dict:
     """Resolve every job's config as its training will (its config, the preset, its row's
-    overrides, ``bench.student_sets`` and the ``--set``s ``extra``): a misspelt key or a value
-    out of range is an error naming the job before data is generated or anything trains."""
+    overrides, ``bench.student_sets``, the ``--set``s ``extra`` and, for a camera model,
+    ``camera``): a misspelt key or a value out of range is an error naming the job before
+    data is generated or anything trains. Returns job name -> its resolved config (for
+    :func:`check_existing_runs`; it does not depend on the data folder)."""
     from .runner import command, resolved_config
 
+    out = {}
     for job in jobs:
         try:
-            resolved_config(command(job, preset, "DATA", runs, 1, extra))
+            out[job.name] = resolved_config(command(job, preset, "DATA", runs, 1, extra,
+                                                    camera))
         except BevkdError as e:
             raise BevkdError(f"the {job.name} job's config does not resolve: {e} (from its "
                              "config, a --set, or the preset's bench.student_sets or "
                              "bench.overrides)") from None
+    return out
+
+
+def check_existing_runs(jobs: list[Job], preset: str, data: str, runs: str, threads: int,
+                        extra: tuple[str, ...], camera: tuple[str, ...],
+                        configs: dict | None = None) -> None:
+    """Refuses a training bench at once where run folders of ``runs`` were made by another
+    command, config or dataset than its jobs now take (:func:`~bevkd.bench.runner.refused_runs`;
+    ``configs``: :func:`check_job_configs`'): e.g. the same ``--runs`` with another
+    ``--data``, whose every run would otherwise fail in turn while the rest of the bench went
+    on for hours."""
+    from .runner import ADVICE, refused_runs
+
+    # the advice once, below, rather than on every line
+    why = [w.removesuffix(ADVICE) for w in refused_runs(jobs, preset, data, runs, threads,
+                                                        extra, camera, configs,
+                                                        data_made=is_made(data))]
+    if not why:
+        return
+    shown = 5
+    more = (f"\n  ... and {len(why) - shown} more of the same kind" if len(why) > shown else "")
+    raise BevkdError(f"{len(why)} run folder{'s' if len(why) != 1 else ''} in {runs} cannot "
+                     "serve this bench (nothing was started):\n  - "
+                     + "\n  - ".join(why[:shown]) + more
+                     + "\nUse another --runs folder, delete those runs, or run the bench with "
+                       "the command (--data, --preset, --set) they were trained with")
 
 
 def student_sets_note(student_sets: tuple[str, ...], extra: tuple[str, ...]) -> str:
@@ -150,8 +181,11 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     tuned = row_overrides(spec)
     student_sets = checked_sets(spec.student_sets, "bench.student_sets")
     runs = os.path.abspath(runs)  # a run's recorded command must not depend on the spelling
-    check_job_configs(plan(seeds, methods, composite, ablations, tuned, student_sets,
-                           ablation_seeds), preset, runs, extra)
+    # every camera model reads the pretrained backbone (made, or reused, below)
+    camera = ((f"model.args.backbone_weights={os.path.join(runs, 'backbone.pth')}",)
+              if spec.pretrain_steps > 0 else ())
+    configs = check_job_configs(plan(seeds, methods, composite, ablations, tuned,
+                                     student_sets, ablation_seeds), preset, runs, extra, camera)
     if not train and archive and not os.path.isdir(archive):  # a typo would look like one
         print(f"[bench] --archive {archive} does not exist: nothing to restore; it is made "
               "with the finished runs of --runs", flush=True)
@@ -163,16 +197,21 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
               "row already trains", flush=True)
     ablations = tuple(a for a in ablations if a not in same)
     jobs = plan(seeds, methods, composite, ablations, tuned, student_sets, ablation_seeds)
+    # every ablation seed of the table (jobs has the first ablation_seeds)
+    every = plan(seeds, methods, composite, ablations, tuned, student_sets, seeds)
     # one bench per runs folder, from generating its dataset and restoring runs into it to
     # the table; a report beside a running bench (held is None) reads the folder as it is,
     # and one without an archive writes nothing there (takes no lock)
     with runs_lock(runs, wait=train) if train or archive else nullcontext() as held:
+        if train:  # before data is generated or anything trains
+            check_existing_runs([*jobs, *finished_ablation_seeds(jobs, every, runs)], preset,
+                                data_path(data, runs), runs, spec.threads, extra, camera,
+                                configs)
         data = bench_dataset(data, runs, spec, train)
         other_data = dataset_mismatch(data, spec)
         if other_data:
             print(f"[bench] warning: {data} is not the preset's SynthScenes ({other_data}); "
                   "the table says so", flush=True)
-        every = plan(seeds, methods, composite, ablations, tuned, student_sets, seeds)
         if archive and held:
             restore(jobs, runs, archive, training=train, log=lambda m: print(m, flush=True),
                     optional=[j for j in every if j.model in ABLATIONS],
@@ -182,7 +221,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                   "it; the report reads the runs folder as it is", flush=True)
         more = finished_ablation_seeds(jobs, every, runs)
         jobs += more
-        camera, pretraining = (), None
+        pretraining = None
         parallel = parallel or spec.parallel
         if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)
             weights = os.path.join(runs, "backbone.pth")
@@ -191,20 +230,22 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                 # to train, on the other slots: no camera model can start before it ends (a
                 # slot stays idle where they end first, or will not train after all)
                 beside = camera_to_train(jobs, runs, camera=False)
-                weights, pretraining = backbone_pretraining(
+                _, pretraining = backbone_pretraining(
                     preset, data, runs, spec, extra,
                     parallel - 1 if beside and parallel > 1 else parallel)
                 if pretraining is not None:
+                    again = (", resumes its checkpoint" if "--resume" in pretraining.cmd
+                             else "")
                     print(f"[bench] pretrain the camera backbone ({spec.pretrain_steps} steps, "
-                          f"{pretraining.slots} of {parallel} slots) -> {weights}", flush=True)
+                          f"{pretraining.slots} of {parallel} slots{again}) -> {weights}",
+                          flush=True)
             elif train:  # e.g. every camera run restored from an archive onto a new machine
                 print("[bench] every camera model is trained: the backbone is not pretrained",
                       flush=True)
-            camera = (f"model.args.backbone_weights={weights}",)
         results = run_jobs(jobs, preset, data, runs, parallel, spec.threads,
                            extra=extra, camera_extra=camera, log=lambda m: print(m, flush=True),
                            train=train, on_final=_archiver(archive, data) if archive else None,
-                           lock_held=train, pretraining=pretraining)
+                           lock_held=train, pretraining=pretraining, configs=configs)
         table = os.path.join(out, f"{name}.md")
         if (not train and os.path.isfile(table)
                 and not any(r.status in ("done", "reused") for r in results.values())):
@@ -356,6 +397,18 @@ def _archiver(archive: str, data: str | None = None):
     return keep
 
 
+def data_path(data: str | None, runs: str) -> str:
+    """The bench's dataset folder, absolute: ``--data``, else ``RUNS/synth``."""
+    return os.path.abspath(data or os.path.join(runs, "synth"))
+
+
+def is_made(data: str) -> bool:
+    """``data`` holds a whole SynthScenes dataset (else the bench generates one there)."""
+    from ..data.synth.writer import is_incomplete
+
+    return os.path.isdir(os.path.join(data, "v1.0-synth")) and not is_incomplete(data)
+
+
 def bench_dataset(data: str | None, runs: str, spec: BenchSpec, train: bool = True) -> str:
     """The SynthScenes folder the bench trains and evaluates on, as an absolute path: ``data``
     (``--data``) or ``RUNS/synth``. Where it holds no dataset yet, a training bench generates
@@ -365,13 +418,13 @@ def bench_dataset(data: str | None, runs: str, spec: BenchSpec, train: bool = Tr
     on and is an error without it."""
     from ..data.synth.writer import is_incomplete
 
-    path = os.path.abspath(data or os.path.join(runs, "synth"))
+    path = data_path(data, runs)
     if os.path.isfile(path):
         raise BevkdError(f"--data {path} is a file: give the dataset's folder (or a new one, "
                          "where the bench generates the preset's)")
-    cut = is_incomplete(path)
-    if os.path.isdir(os.path.join(path, "v1.0-synth")) and not cut:
+    if is_made(path):
         return path
+    cut = is_incomplete(path)
     if not train:
         raise BevkdError(f"no SynthScenes dataset at {path} (v1.0-synth/"
                          f"{', its generation cut short' if cut else ''}): a report needs the "
@@ -475,6 +528,7 @@ def backbone_pretraining(preset: str, data: str, runs: str, spec: BenchSpec,
     same number of steps, for the same image size and ResNet depth (reused); made otherwise,
     an error (it is never overwritten: the runs that used it record its identity)."""
     from ..engine.config import load_experiment
+    from ..engine.pretrain import checkpoint_path
     from .plan import CONFIGS
 
     config = os.path.join(CONFIGS, "student", "bevdepth.yaml")
@@ -501,6 +555,8 @@ def backbone_pretraining(preset: str, data: str, runs: str, spec: BenchSpec,
     cmd = [sys.executable, "-m", "bevkd.cli", "pretrain", config, "--preset", preset,
            "--data", data, "--out", path, "--steps", str(spec.pretrain_steps),
            "--overwrite"]  # weights without their record (.json): a pretraining cut short
+    if os.path.isfile(checkpoint_path(path)):  # a bench stopped while it pretrained
+        cmd.append("--resume")
     # the bench's overrides first, so the pretraining's thread count is the bench's
     for s in (*extra, f"train.threads={spec.threads * slots}"):
         cmd += ["--set", s]

@@ -14,11 +14,16 @@ The estimate prices work per epoch, since a bench's runs train different numbers
   line times the epoch's steps (validation not counted), and its own time left is the one
   that line gives (only the current attempt's lines count: a resumed run's log also holds
   the stopped attempt's, which may be ahead of the checkpoint it resumed from);
-- a job whose config has neither takes the mean pace of its kind, finished runs first:
-  teachers; the baseline; distilled students (every method and ablation: their teachers'
-  forward passes and their terms make them slower than the baseline, 1.3-2.4x its step on the
-  tiny preset); then, for a student, of every student (a method before any distilled run has
-  a pace is priced at the baseline's); else of every run.
+- a job whose config has neither takes the mean pace of its kind (:func:`kind`), finished
+  runs first: the LiDAR models (teacher, label encoder); the fusion teacher; the baseline;
+  distilled students (every method and ablation: their teachers' forward passes and their
+  terms make them slower than the baseline, 1.3-2.4x its step on the tiny preset); then a
+  camera model borrows another camera kind's (a method before any distilled run has a pace
+  is priced at the baseline's). Never a LiDAR model's: on the tiny preset the LiDAR teacher's
+  epoch takes 90 s, the baseline's 123 s, a distilled student's 160-350 s and the fusion
+  teacher's 236 s, so a camera model priced at it came out up to 4x short (the demo said
+  "~1 min to go" with both students still to train). Until a camera model has a pace, the
+  camera jobs are left out of the estimate and the line says how many.
 
 Jobs run ``parallel`` at a time. While the camera backbone's pretraining runs (its time left
 read from the last line of its log, :func:`pretrain_progress`), the jobs with a camera model
@@ -151,11 +156,40 @@ def train_seconds(run: str) -> float | None:
         return None
 
 
-def time_left(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mapping[str, float],
-              parallel: int, epochs: Mapping[str, int] | None = None,
-              live: Mapping[str, Live] | None = None,
-              pretraining: tuple[float | None, int] | None = None) -> float | None:
-    """Seconds the jobs without a result may still take, ``parallel`` at once (see the
+@dataclass(frozen=True)
+class Estimate:
+    """:func:`estimate`'s answer: ``seconds`` the priced jobs left may still take, and the
+    jobs left that no pace prices yet (``unpriced``: camera models before any camera model
+    has a pace; the estimate leaves them out rather than price them at a LiDAR model's,
+    several times faster)."""
+
+    seconds: float
+    unpriced: tuple[str, ...] = ()
+
+
+def kind(job: Job) -> str:
+    """Which runs' pace says most of ``job``'s: ``lidar`` (no camera: the LiDAR teacher, the
+    label encoder), ``fusion`` (the fusion teacher), ``baseline``, ``distilled`` (every method,
+    ablation and the composite)."""
+    if job.model in NO_CAMERA:
+        return "lidar"
+    if job.model in TEACHER_ROWS:
+        return "fusion"
+    return "baseline" if job.model == "baseline" else "distilled"
+
+
+# where a camera model of a kind without a pace of its own borrows one, nearest first: a
+# distilled student runs its teachers' forward passes on top of the baseline's step
+# (1.3-2.4x it on the tiny preset), the fusion teacher a camera and a LiDAR branch
+_BORROW = {"baseline": ("distilled", "fusion"), "distilled": ("baseline", "fusion"),
+           "fusion": ("distilled", "baseline")}
+
+
+def estimate(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mapping[str, float],
+             parallel: int, epochs: Mapping[str, int] | None = None,
+             live: Mapping[str, Live] | None = None,
+             pretraining: tuple[float | None, int] | None = None) -> Estimate | None:
+    """How long the jobs without a result may still take, ``parallel`` at once (see the
     module's docstring); never less than the longest of them. ``elapsed``: running job ->
     seconds of this attempt (used where its log has no progress line); ``epochs``: job ->
     epochs it trains (1 where missing: then a pace is per run); ``live``: running job -> its
@@ -163,18 +197,13 @@ def time_left(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mappin
     (None: not known yet, then counted as none) and the slots it holds (the camera jobs start
     after it). None before any run gives a pace."""
     epochs, live = epochs or {}, live or {}
-    teachers = set(TEACHER_ROWS)
-
-    def kind(job: Job) -> str:  # a teacher's pace says little of a student's, and so on
-        return ("teacher" if job.model in teachers else
-                "baseline" if job.model == "baseline" else "distilled")
-
+    kinds = ("lidar", "fusion", "baseline", "distilled")
     # paces per epoch: by config, and by kind, from finished runs and from the running
     # trainings' last progress lines
     finished: dict[str, list[float]] = {}
     running: dict[str, list[float]] = {}
-    kind_finished: dict[str, list[float]] = {"teacher": [], "baseline": [], "distilled": []}
-    kind_running: dict[str, list[float]] = {"teacher": [], "baseline": [], "distilled": []}
+    kind_finished: dict[str, list[float]] = {k: [] for k in kinds}
+    kind_running: dict[str, list[float]] = {k: [] for k in kinds}
     from .runner import is_restored  # (runner imports this module)
 
     for r in results.values():
@@ -198,11 +227,19 @@ def time_left(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mappin
     def mean(ps: list[float]) -> float:
         return sum(ps) / len(ps)
 
-    def students(paces: dict[str, list[float]]) -> list[float]:
-        return paces["baseline"] + paces["distilled"]
+    def pace_of(job: Job) -> float | None:
+        k = kind(job)
+        paces = finished.get(job.config) or running.get(job.config) or kind_finished[k] \
+            or kind_running[k]
+        for other in _BORROW.get(k, ()):  # a camera model: never a LiDAR model's pace
+            paces = paces or kind_finished[other] or kind_running[other]
+        if not paces and k == "lidar":  # (the LiDAR teacher trains first: rarely needed)
+            paces = every
+        return mean(paces) if paces else None
 
     camera: list[float] = []  # seconds left per job, those that wait for a pretraining
     other: list[float] = []
+    unpriced: list[str] = []
     for job in jobs:
         if job.name in results:
             continue
@@ -210,18 +247,18 @@ def time_left(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mappin
         if job.name in live:
             each.append(live[job.name].left)
             continue
-        k = kind(job)
-        pace = mean(finished.get(job.config) or running.get(job.config)
-                    or kind_finished[k] or kind_running[k]
-                    or (k != "teacher" and (students(kind_finished) or students(kind_running)))
-                    or every)
+        pace = pace_of(job)
+        if pace is None:
+            unpriced.append(job.name)
+            continue
         each.append(max(pace * max(epochs.get(job.name, 1), 1) - elapsed.get(job.name, 0.0),
                         0.0))
     parallel = max(parallel, 1)
     if pretraining is None:
         every_left = camera + other
         # fewer jobs than slots leave slots idle: the longest job bounds the time from below
-        return max(sum(every_left) / parallel, max(every_left, default=0.0))
+        seconds = max(sum(every_left) / parallel, max(every_left, default=0.0))
+        return Estimate(seconds, tuple(unpriced))
     # the other jobs have the slots the pretraining leaves until it ends (each job at most
     # that long), then every job all of them; bounded from below as above, the camera jobs
     # (and the others too where it holds every slot) starting when it ends
@@ -229,9 +266,29 @@ def time_left(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mappin
     wait = wait or 0.0
     free = max(parallel - slots, 0)
     beside = min(sum(min(o, wait) for o in other), wait * free)
-    return max(wait + (sum(other) - beside + sum(camera)) / parallel,
-               (wait if free == 0 else 0.0) + max(other, default=0.0),
-               wait + max(camera, default=0.0))
+    seconds = max(wait + (sum(other) - beside + sum(camera)) / parallel,
+                  (wait if free == 0 else 0.0) + max(other, default=0.0),
+                  wait + max(camera, default=0.0))
+    return Estimate(seconds, tuple(unpriced))
+
+
+def time_left(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mapping[str, float],
+              parallel: int, epochs: Mapping[str, int] | None = None,
+              live: Mapping[str, Live] | None = None,
+              pretraining: tuple[float | None, int] | None = None) -> float | None:
+    """:func:`estimate`'s seconds, of the jobs it prices (arguments as its); None before any
+    run gives a pace."""
+    got = estimate(jobs, results, elapsed, parallel, epochs, live, pretraining)
+    return None if got is None else got.seconds
+
+
+def _jobs(n: int) -> str:
+    return f"{n} camera-model job{'s' if n != 1 else ''}"
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 def progress_line(jobs: list[Job], results: Mapping[str, JobResult],
@@ -239,16 +296,25 @@ def progress_line(jobs: list[Job], results: Mapping[str, JobResult],
                   epochs: Mapping[str, int] | None = None,
                   live: Mapping[str, Live] | None = None,
                   pretraining: tuple[float | None, int] | None = None) -> str:
-    """``[bench] 12 of 27 jobs final; ~5 h 10 min to go`` (the estimate once there is one;
-    arguments as :func:`time_left`'s)."""
-    left = time_left(jobs, results, elapsed, parallel, epochs, live, pretraining)
+    """``[bench] 12 of 27 jobs final; ~5 h 10 min to go`` (the estimate once there is one,
+    with what it leaves out; arguments as :func:`estimate`'s)."""
+    got = estimate(jobs, results, elapsed, parallel, epochs, live, pretraining)
     eta = ""
-    if left is not None and len(results) < len(jobs):
-        minutes = round(left / 60)
-        eta = (f"; ~{minutes // 60} h {minutes % 60} min to go" if minutes >= 60
-               else f"; ~{minutes} min to go")
-        if pretraining is not None and pretraining[0] is None:
-            eta += " and the backbone pretraining's time left (not known yet)"
+    if got is not None and len(results) < len(jobs):
+        left = len(jobs) - len(results)
+        if len(got.unpriced) == left:
+            eta = (f"; the time left is not known until a camera model has trained a few "
+                   f"steps ({_jobs(left)} left)")
+        else:
+            eta = f"; ~{_duration(got.seconds)} to go"
+            missing = []
+            if got.unpriced:
+                missing.append(f"{_jobs(len(got.unpriced))} (not priced until a camera model "
+                               "has trained a few steps)")
+            if pretraining is not None and pretraining[0] is None:
+                missing.append("the backbone pretraining's time left (not known yet)")
+            if missing:
+                eta += " and " + " and ".join(missing)
     return f"[bench] {len(results)} of {len(jobs)} jobs final{eta}"
 
 

@@ -31,7 +31,7 @@ error) its trainings are stopped too, each leaving a checkpoint that the next be
 
 The camera backbone's pretraining (:class:`Pretraining`) runs beside the first trainings: the
 jobs with a camera model wait for it, the LiDAR teacher and the label encoder do not. Stopped
-with the bench, it leaves no backbone, and the next bench pretrains again from the first step.
+with the bench, it saves its checkpoint (``backbone.pth.ckpt``), which the next bench resumes.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -294,18 +295,28 @@ def inputs(job: Job, cmd: list[str], runs: str, data: str) -> dict[str, object]:
     for key, value in (s.split("=", 1) for s in set_values(cmd) if "=" in s):
         if os.path.isfile(value):
             out[key] = file_stamp(value)
-    tables = sorted(glob.glob(os.path.join(data, "v1.0-*", "*.json")))
-    out["data"] = [[os.path.relpath(t, data), *(file_stamp(t) or [])] for t in tables]
+    out["data"] = data_stamps(data)
     return out
 
 
-def mismatch(run: str, cmd: list[str], now_inputs: dict[str, object] | None = None
-             ) -> str | None:
+def data_stamps(data: str) -> list[list]:
+    """``[[table path in data, size, mtime_ns], ...]`` of the dataset's tables: which making
+    of the dataset a run read (:func:`inputs`' ``"data"``)."""
+    tables = sorted(glob.glob(os.path.join(data, "v1.0-*", "*.json")))
+    return [[os.path.relpath(t, data), *(file_stamp(t) or [])] for t in tables]
+
+
+ADVICE = "; use another --runs folder or delete that run"  # ends each mismatch
+
+
+def mismatch(run: str, cmd: list[str], now_inputs: dict[str, object] | None = None,
+             config: "ExperimentConfig | None" = None) -> str | None:
     """Why ``run`` cannot serve ``cmd`` (None when it can or records nothing): another
     command line or other inputs (when the run records the bench's; ``now_inputs`` from
     :func:`inputs`), or a config other than the one ``cmd`` resolves to now (a preset or
     config file edited since; checked for any run with a ``config.yaml``, also one trained
-    before the bench recorded commands, or by hand)."""
+    before the bench recorded commands, or by hand). ``config``: :func:`resolved_config` of
+    ``cmd`` where the caller has it already."""
     path = os.path.join(run, JOB_FILE)
     moved: list[tuple[str, str]] = []  # a restored run's folders on this machine
     if os.path.isfile(path):
@@ -322,8 +333,7 @@ def mismatch(run: str, cmd: list[str], now_inputs: dict[str, object] | None = No
             gone = [a for a in before if a not in now]
             new = [a for a in now if a not in before]
             what = f"{gone} -> {new}" if gone or new else "the order of its arguments"
-            return (f"{run} was trained by another command (differs in {what}); use another "
-                    "--runs folder or delete that run")
+            return f"{run} was trained by another command (differs in {what})" + ADVICE
         if now_inputs is not None and "inputs" in saved:
             was, now_in = saved["inputs"], now_inputs
             if is_restored(run):
@@ -331,17 +341,15 @@ def mismatch(run: str, cmd: list[str], now_inputs: dict[str, object] | None = No
             changed = sorted(k for k in set(was) | set(now_in) if was.get(k) != now_in.get(k))
             if changed:
                 return (f"{run} was trained from other inputs: {changed} changed since (a "
-                        "teacher retrained, the data or backbone made again); use another "
-                        "--runs folder or delete that run")
+                        "teacher retrained, the data or backbone made again)" + ADVICE)
     if os.path.isfile(os.path.join(run, "config.yaml")):
         from ..engine.run import load_run_config
 
         keys = differing_keys(rebased(_plain(load_run_config(run)), moved),
-                              _plain(resolved_config(cmd)))
+                              _plain(config if config is not None else resolved_config(cmd)))
         if keys:
             return (f"{run} was trained with another config (differs in {keys[:6]}: the "
-                    "preset or config file changed since); use another --runs folder or "
-                    "delete that run")
+                    "preset or config file changed since)" + ADVICE)
     return None
 
 
@@ -437,10 +445,9 @@ def _lock(runs: str):
 PRETRAIN = "backbone pretraining"  # its name in the bench's log
 
 
-def _stop(running: dict, log, grace: float = 120.0, resumable: bool = True) -> None:
+def _stop(running: dict, log, grace: float = 120.0) -> None:
     """SIGTERM to every running process, then wait (``grace`` seconds, then SIGKILL): a
-    training saves a checkpoint and exits; ``resumable=False`` for one that does not (the
-    backbone pretraining)."""
+    training (and the backbone pretraining) saves a checkpoint after its step and exits."""
     for proc, _, _ in running.values():
         if proc.poll() is None:
             proc.terminate()
@@ -452,17 +459,21 @@ def _stop(running: dict, log, grace: float = 120.0, resumable: bool = True) -> N
             proc.kill()
             proc.wait()
         logf.close()
-        log(f"[bench] stopped {name}" + (" (resumable)" if resumable else
-                                          " (not resumable: the next bench starts it again)"))
+        log(f"[bench] stopped {name} (resumable)")
 
 
-def _epochs(jobs: list[Job], preset: str, extra: tuple[str, ...]) -> dict[str, int]:
-    """Job -> epochs it trains (its resolved config), for the time estimate; a job whose
-    config does not resolve here is left out (it fails with its own message when it runs)."""
+def _epochs(jobs: list[Job], preset: str, extra: tuple[str, ...],
+            configs: "Mapping[str, ExperimentConfig] | None" = None) -> dict[str, int]:
+    """Job -> epochs it trains (its resolved config: from ``configs`` where it is there), for
+    the time estimate; a job whose config does not resolve here is left out (it fails with
+    its own message when it runs)."""
     from ..engine.config import load_experiment
 
     out = {}
     for job in jobs:
+        if configs is not None and job.name in configs:
+            out[job.name] = configs[job.name].train.epochs
+            continue
         try:
             out[job.name] = load_experiment(job.config, preset,
                                             [*job.overrides, *extra]).train.epochs
@@ -474,19 +485,22 @@ def _epochs(jobs: list[Job], preset: str, extra: tuple[str, ...]) -> dict[str, i
 def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
              threads: int = 1, val_split: str = "synth_val", extra: tuple[str, ...] = (),
              camera_extra: tuple[str, ...] = (), log=print, poll: float = 1.0,
-             train: bool = True, status_every: float = 600.0,
+             train: bool = True, status_every: float = 600.0, first_status: float = 120.0,
              on_final: Callable[[JobResult], None] | None = None,
              lock_held: bool = False,
-             pretraining: Pretraining | None = None) -> dict[str, JobResult]:
+             pretraining: Pretraining | None = None,
+             configs: "Mapping[str, ExperimentConfig] | None" = None) -> dict[str, JobResult]:
     """Run ``jobs`` (at most ``parallel`` at once) and return their results by name; with
     ``train=False`` only judge them (finished runs ``reused``, the rest ``missing``). Once the
     first trainings start and whenever a job ends, the log says how many jobs are final and
     how long the bench may still take; every ``status_every`` seconds also where each running
-    training stands (:mod:`bevkd.bench.eta`). ``on_final`` is called with each finished
+    training stands (:mod:`bevkd.bench.eta`), the first time after ``first_status`` seconds
+    (if sooner): the trainings' progress lines price the jobs before any has finished. ``on_final`` is called with each finished
     result (trained or reused) as soon as it is known: the bench archives it there
     (:mod:`bevkd.bench.archive`), so a bench stopped for good keeps what it finished.
     ``pretraining``: started first, beside the jobs that need no camera backbone
-    (:class:`Pretraining`); ``train=False`` ignores it."""
+    (:class:`Pretraining`); ``train=False`` ignores it. ``configs``: job -> its resolved
+    config, where the caller has them (the estimate's epochs; resolved here otherwise)."""
     if parallel < 1:
         raise BevkdError(f"parallel must be at least 1, got {parallel}")
     if not train:
@@ -512,8 +526,8 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
     # (the camera jobs wait while it is there)
     pretrain: dict[str, tuple[subprocess.Popen, float, object]] = {}
     pretrain_failed = False
-    epochs = _epochs(jobs, preset, extra)
-    last_status = time.perf_counter()
+    epochs = _epochs(jobs, preset, extra, configs)
+    last_status, status_due = time.perf_counter(), min(first_status, status_every)
 
     def status(with_running: bool) -> None:
         now = time.perf_counter()
@@ -651,18 +665,16 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
                     on_final(results[name])
                 status(False)
                 last_status = time.perf_counter()
-            if (running or pretrain) and time.perf_counter() - last_status >= status_every:
+            if (running or pretrain) and time.perf_counter() - last_status >= status_due:
                 status(True)
-                last_status = time.perf_counter()
+                last_status, status_due = time.perf_counter(), status_every
             if pending or running or pretrain:
                 time.sleep(poll)
     finally:
         if main:  # first: a second SIGTERM while stopping ends the bench at once
             signal.signal(signal.SIGTERM, previous)
-        # the pretraining first (it has no checkpoint to save), so that it does not run on
-        # while the trainings save theirs
-        _stop(pretrain, log, grace=30.0, resumable=False)
-        _stop(running, log)
+        # SIGTERM to every process before waiting for any: each saves its checkpoint
+        _stop({**pretrain, **running}, log)
         if lock is not None:
             lock.close()
     return {j.name: results[j.name] for j in jobs if j.name in results}  # plan order
@@ -684,6 +696,52 @@ def verdict(job: Job, cmd: list[str], stamps: dict[str, object], runs: str, val_
         return JobResult(job, run, "reused")
     same = twin(job, cmd, stamps, runs, val_split)
     return JobResult(job, same, "reused") if same else JobResult(job, run, "missing")
+
+
+def refused_runs(jobs: list[Job], preset: str, data: str, runs: str, threads: int,
+                 extra: tuple[str, ...] = (), camera_extra: tuple[str, ...] = (),
+                 configs: "dict[str, ExperimentConfig] | None" = None,
+                 data_made: bool = True) -> list[str]:
+    """Why the run folders ``runs`` already holds for ``jobs`` cannot serve them (one line
+    each; empty where every one can): another recorded command (e.g. another ``--data``,
+    preset or override), a config other than the one the job resolves to now
+    (:func:`mismatch` without the inputs; ``configs``: job -> its resolved config, where the
+    caller has them), or, where the dataset ``data`` is made (``data_made``: not one the
+    bench is about to generate), other dataset tables than the run read (by name and size alone for a run restored from an archive: a restored run's
+    folders are read as this bench's, so its command cannot tell the data apart). A training
+    bench checks this before it generates data, pretrains or trains anything: the job would
+    be failed when its turn came, and the jobs that need it skipped, hours into a bench that
+    then cannot give its table. The other inputs (teachers' checkpoints, the backbone) are
+    judged at each job's turn, once what it reads is final. A job without a folder of its
+    own (a :func:`twin` may serve it) is not judged here."""
+    tables = data_stamps(data) if data_made else None
+    out = []
+    for job in jobs:
+        run = os.path.join(runs, job.name)
+        if not os.path.isdir(run):
+            continue
+        why = mismatch(run, command(job, preset, data, runs, threads, extra, camera_extra),
+                       config=(configs or {}).get(job.name))
+        if why is None and tables is not None:
+            why = _other_tables(run, data, tables)
+        if why:
+            out.append(why)
+    return out
+
+
+def _other_tables(run: str, data: str, tables: list[list]) -> str | None:
+    """Why ``run`` did not read the dataset ``data`` whose tables are ``tables``
+    (:func:`data_stamps`), as its job record tells (None: it did, or records no inputs)."""
+    was = read_record(run).get("inputs")
+    if not isinstance(was, dict) or "data" not in was:
+        return None
+    was, now = {"data": was["data"]}, {"data": tables}
+    if is_restored(run):
+        was, now = lasting(was), lasting(now)
+    if was == now:
+        return None
+    return (f"{run} was trained on other data than {data} holds (its tables differ in name, "
+            "size or time of making: another dataset, or this one made again)" + ADVICE)
 
 
 def _judge(job: Job, preset: str, data: str, runs: str, threads: int, val_split: str,

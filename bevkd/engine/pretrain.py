@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -56,25 +60,98 @@ def pretrain_device(accelerator: str = "auto") -> torch.device:
     return torch.device("cuda" if _on_gpu(accelerator) else "cpu")
 
 
+def checkpoint_path(out: str) -> str:
+    """Where a pretraining to ``out`` keeps its checkpoint while it runs (removed once the
+    weights are written)."""
+    return out + ".ckpt"
+
+
+@contextmanager
+def _stop_requests():
+    """A list that SIGTERM and the first Ctrl-C append to (in the main thread): the loop then
+    saves a checkpoint after its step and stops (a second Ctrl-C interrupts at once). Only
+    where this is the main thread (signals are delivered there); elsewhere it stays empty."""
+    asked: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield asked
+        return
+
+    def ask(signum, frame):  # noqa: ARG001 - signal handler signature
+        asked.append(signum)
+        if signum == signal.SIGINT:  # the next Ctrl-C is Python's own again
+            signal.signal(signal.SIGINT, previous[signal.SIGINT])
+
+    previous = {sig: signal.signal(sig, ask) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield asked
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _settings(cfg: ExperimentConfig, data_root: str, steps: int, lr: float, size: int,
+              depth: int, image_size: list[int]) -> dict[str, Any]:
+    """What a checkpoint must share with the command that resumes it."""
+    return {"steps": steps, "lr": lr, "batch_size": cfg.train.batch_size, "seed": cfg.train.seed,
+            "backbone_depth": depth, "image_size": image_size,
+            "data": os.path.abspath(data_root), "train_split": cfg.train.train_split,
+            "train_samples": size}
+
+
+def _resumed(ckpt: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint ``ckpt`` of a stopped pretraining, refused where it is another's."""
+    if not os.path.isfile(ckpt):
+        raise BevkdError(f"--resume: there is no checkpoint {ckpt} (a pretraining saves one "
+                         "as it goes and when it is stopped)")
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        saved = state["settings"]
+    except Exception as e:  # noqa: BLE001 - a damaged file, in words
+        raise BevkdError(f"--resume: {ckpt} does not read as a pretraining checkpoint "
+                         f"({type(e).__name__}: {e}); start again (--overwrite without "
+                         "--resume)") from None
+    other = [f"{k} {saved.get(k)!r} (now {v!r})" for k, v in settings.items()
+             if saved.get(k) != v]
+    if other:
+        raise BevkdError(f"--resume: {ckpt} is of another pretraining: {'; '.join(other)}; run "
+                         "the command it was made by, or start again (--overwrite without "
+                         "--resume)")
+    return state
+
+
 def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: int = 600,
                       lr: float = 2e-3, progress: bool = True,
-                      accelerator: str = "auto", overwrite: bool = False) -> dict[str, Any]:
+                      accelerator: str = "auto", overwrite: bool = False,
+                      resume: bool = False, save_every: int | None = None) -> dict[str, Any]:
     """Pretrain ``cfg``'s camera backbone for ``steps`` optimiser steps on
     ``accelerator``'s device (:func:`pretrain_device`: the GPU where there is one), in
     float32; writes the ResNet's torchvision-named state dict to ``out`` (on the CPU,
     atomically) and ``out + '.json'`` (settings and held-out accuracies). Returns that JSON's
-    content. An existing ``out`` is kept (an error before any step) unless ``overwrite``."""
+    content. An existing ``out`` is kept (an error before any step) unless ``overwrite``.
+
+    Resumable: every ``save_every`` steps (a tenth of them by default), and when SIGTERM or
+    Ctrl-C stops it (after the step under way, then ``KeyboardInterrupt``), it saves its
+    state to :func:`checkpoint_path` (network, optimiser, schedule, step, place in the epoch,
+    time so far, RNG); ``resume`` continues from there, to the same weights as a pretraining
+    never stopped (the data order and augmentations are keyed by seed, epoch and sample).
+    Without ``resume``, a checkpoint there is kept (an error) unless ``overwrite``."""
     if os.path.isdir(out):
         raise BevkdError(f"--out {out} is a folder; give the weights file to write, e.g. "
                          f"{os.path.join(out, 'backbone.pth')}")
     if os.path.exists(out) and not overwrite:
         raise BevkdError(f"--out {out} exists; choose another file or pass --overwrite")
+    ckpt = checkpoint_path(out)
+    if os.path.exists(ckpt) and not (resume or overwrite):
+        raise BevkdError(f"{ckpt} holds a pretraining that was stopped: pass --resume to "
+                         "continue it, or --overwrite to start again")
     device = pretrain_device(accelerator)
     args = cfg.model.args
     if cfg.model.type not in ("bevdepth", "fusion"):
         raise BevkdError(f"pretrain needs a camera model config, got {cfg.model.type!r}")
     if steps <= 0:
         raise BevkdError(f"--steps must be positive, got {steps}")
+    if save_every is not None and save_every < 1:
+        raise BevkdError(f"save_every must be at least 1, got {save_every}")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
@@ -92,31 +169,72 @@ def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: in
     warm = min(50, steps // 10 + 1)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / steps)))
+    settings = _settings(cfg, data_root, steps, lr, len(train_set),
+                         args.get("backbone_depth", 50), list(data_cfg.image.final_size))
+    # step: optimiser steps done; in_epoch: batches of this epoch done; before: seconds of
+    # the attempts before this one
+    step, epoch, in_epoch, before = 0, 0, 0, 0.0
+    if resume:
+        state = _resumed(ckpt, settings)
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        step, epoch, in_epoch = state["step"], state["epoch"], state["in_epoch"]
+        before = float(state["seconds"])
+        torch.set_rng_state(state["rng"])
+        loader.sampler.resume(epoch, in_epoch * tcfg.batch_size)
+        print(f"pretrain: resumes {ckpt} at step {step} of {steps}", file=sys.stderr,
+              flush=True)
+    every = save_every or max(steps // 10, 1)
     net.train()
-    t0, step, epoch = time.perf_counter(), 0, 0
-    bar = progress_bar(total=steps, desc="pretrain backbone", disable=not progress)
-    while step < steps:
-        loader.sampler.set_epoch(epoch)
-        for batch in loader:
-            losses, _ = _step(net, batch)
-            total = sum(losses.values())
-            if not torch.isfinite(total):
-                raise BevkdError(f"pretrain: non-finite loss at step {step}: "
-                                 + ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items()))
-            opt.zero_grad()
-            total.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            opt.step()
-            sched.step()
-            step += 1
-            # the postfix first: a log's line (written by update) shows this step's losses
-            bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()}, refresh=False)
-            bar.update(1)
-            if step >= steps:
-                break
-        epoch += 1
+    t0 = time.perf_counter()
+
+    def save() -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(ckpt)), exist_ok=True)
+        torch.save({"settings": settings, "net": net.state_dict(), "opt": opt.state_dict(),
+                    "sched": sched.state_dict(), "step": step, "epoch": epoch,
+                    "in_epoch": in_epoch, "seconds": before + time.perf_counter() - t0,
+                    "rng": torch.get_rng_state()}, ckpt + ".tmp")
+        os.replace(ckpt + ".tmp", ckpt)  # a stop while saving leaves the previous one whole
+
+    bar = progress_bar(total=steps, initial=step, desc="pretrain backbone",
+                       disable=not progress)
+    with _stop_requests() as asked:
+        while step < steps:
+            loader.sampler.set_epoch(epoch)
+            for batch in loader:
+                losses, _ = _step(net, batch)
+                total = sum(losses.values())
+                if not torch.isfinite(total):
+                    raise BevkdError(f"pretrain: non-finite loss at step {step}: "
+                                     + ", ".join(f"{k}={v.item():.4g}"
+                                                 for k, v in losses.items()))
+                opt.zero_grad()
+                total.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+                opt.step()
+                sched.step()
+                step += 1
+                in_epoch += 1
+                # the postfix first: a log's line (written by update) shows this step's losses
+                bar.set_postfix({k: f"{v.item():.3f}" for k, v in losses.items()},
+                                refresh=False)
+                bar.update(1)
+                if asked and step < steps:
+                    save()
+                    bar.close()
+                    print(f"pretrain: stopped at step {step} of {steps}; {ckpt} holds it: "
+                          "the same command with --resume continues it", file=sys.stderr,
+                          flush=True)
+                    raise KeyboardInterrupt
+                if step >= steps:
+                    break
+                if step % every == 0:
+                    save()
+            else:  # the epoch's batches all done (not left by the last step's break)
+                epoch, in_epoch = epoch + 1, 0
     bar.close()
-    seconds = time.perf_counter() - t0
+    seconds = before + time.perf_counter() - t0
     held_out = evaluate_pretrain(net, data_root, cfg, data_cfg)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     torch.save({k: v.cpu() for k, v in net.backbone.state_dict().items()}, out + ".tmp")
@@ -127,6 +245,8 @@ def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: in
             "device": device.type, **held_out}
     with open(out + ".json", "w") as f:
         json.dump(info, f, indent=1)
+    if os.path.exists(ckpt):  # the weights are written: nothing left to resume
+        os.remove(ckpt)
     return info
 
 

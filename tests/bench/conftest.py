@@ -66,11 +66,12 @@ def bench(tmp_path, monkeypatch):
     jobs = plan(1, ("bevdistill",), False, ())  # teacher, baseline-s0, bevdistill-s0
 
     def run(parallel=2, log=None, train=True, status_every=1800.0, on_final=None,
-            pretraining=None):
+            pretraining=None, first_status=1800.0):
         logs = [] if log is None else log
         res = runner.run_jobs(jobs, "tiny", str(data), str(runs), parallel,
                               log=logs.append if log is None else log, poll=0.05, train=train,
-                              status_every=status_every, on_final=on_final,
+                              status_every=status_every, first_status=first_status,
+                              on_final=on_final,
                               pretraining=pretraining)
         return {n: r.status for n, r in res.items()}, logs
 

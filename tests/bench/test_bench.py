@@ -466,6 +466,11 @@ def test_pretrained_backbone_is_made_once_and_reused(tmp_path):
     assert sets == [*small, "train.threads=4"]
     alone = backbone_pretraining("tiny", "/data", str(tmp_path), spec, small, 3)[1]
     assert alone.slots == 3 and alone.cmd[-1] == "train.threads=6"
+    assert "--resume" not in cmd
+    # a pretraining stopped with an earlier bench left its checkpoint: resumed
+    open(path + ".ckpt", "wb").close()
+    assert "--resume" in backbone_pretraining("tiny", "/data", str(tmp_path), spec, small, 2)[1].cmd
+    os.remove(path + ".ckpt")
     make(pre)
     assert backbone_pretraining("tiny", "/data", str(tmp_path), spec, small, 2) == (path, None)
     # weights pretrained for another number of steps or another image size are neither reused
@@ -1401,3 +1406,87 @@ def test_a_dataset_other_than_the_presets_is_said(tmp_path):
     assert dataset_mismatch(str(tmp_path), spec) == ""
     os.remove(tmp_path / "v1.0-synth" / "synth_config.json")  # real nuScenes: nothing said
     assert dataset_mismatch(str(tmp_path), spec) == ""
+
+
+def test_runs_of_another_command_refuse_the_bench_before_anything_starts(tmp_path, monkeypatch):
+    """The same --runs with another --data (or preset, or override): every run there would
+    fail in its turn while the rest of the bench, the backbone pretraining included, went on
+    for hours. The bench now names them and stops before it makes data or starts anything."""
+    from bevkd.bench import command as bench_command
+    from bevkd.bench.runner import JOB_FILE, signature
+
+    class Reached(Exception):
+        pass
+
+    def no_data(*args, **kwargs):
+        raise Reached
+
+    monkeypatch.setattr(bench_command, "bench_dataset", no_data)
+    runs, out = tmp_path / "runs", str(tmp_path / "out")
+    spec = bench_command.bench_spec("demo")
+    jobs = plan(1, ("dualdistill",), False, (), bench_command.row_overrides(spec),
+                tuple(spec.student_sets), 1)
+    camera = (f"model.args.backbone_weights={runs / 'backbone.pth'}",)
+    old = str(tmp_path / "d1")
+    for job in jobs[:2]:  # the teacher's and the baseline's, trained on d1
+        (runs / job.name).mkdir(parents=True)
+        (runs / job.name / JOB_FILE).write_text(json.dumps({"signature": signature(
+            command(job, "demo", old, str(runs), 1, (), camera))}))
+    assert [j.name for j in jobs[:2]] == ["teacher", "baseline-s0"]
+
+    def bench(data):
+        bench_command.run_bench("demo", out, str(runs), data, 1, ("dualdistill",), False, ())
+
+    with pytest.raises(BevkdError) as err:
+        bench(str(tmp_path / "d2"))
+    said = str(err.value)
+    assert said.startswith(f"2 run folders in {runs} cannot serve this bench (nothing was "
+                           "started):")
+    assert f"{runs / 'teacher'} was trained by another command" in said
+    assert f"{runs / 'baseline-s0'} was trained by another command" in said
+    assert old in said and "--data" in said
+    assert not (runs / "backbone.log").exists()
+    with pytest.raises(Reached):  # the runs' own data: the bench goes on to its dataset
+        bench(old)
+    # another override on the command line refuses them too, one line each
+    with pytest.raises(BevkdError, match=r"(?s)2 run folders.*optim\.lr=0\.001.*optim\.lr"):
+        bench_command.run_bench("demo", out, str(runs), old, 1, ("dualdistill",), False, (),
+                                extra=("optim.lr=0.001",))
+
+
+def test_runs_that_read_other_dataset_tables_refuse_the_bench_before_anything_starts(tmp_path):
+    """Same command, but the dataset at that path made again since (its tables other files),
+    or, for a run restored from an archive (whose folders are read as this bench's, so its
+    command cannot tell datasets apart), tables of other names or sizes; a dataset the bench
+    is about to generate is not judged (its runs are, at their turns)."""
+    from bevkd.bench import command as bench_command
+    from bevkd.bench.runner import JOB_FILE, RESTORED, data_stamps, refused_runs, signature
+
+    runs, data = tmp_path / "runs", tmp_path / "data"
+    (data / "v1.0-synth").mkdir(parents=True)
+    table = data / "v1.0-synth" / "sample.json"
+    table.write_text("[1, 2]")
+    jobs = plan(1, ("bevdistill",), False, ())[:2]  # teacher, baseline-s0
+    configs = bench_command.check_job_configs(jobs, "tiny", str(runs), ())
+    for job in jobs:
+        (runs / job.name).mkdir(parents=True)
+        (runs / job.name / JOB_FILE).write_text(json.dumps({
+            "signature": signature(command(job, "tiny", str(data), str(runs), 1)),
+            "inputs": {"data": data_stamps(str(data))}}))
+
+    def refused(made=True):
+        return refused_runs(jobs, "tiny", str(data), str(runs), 1, configs=configs,
+                            data_made=made)
+
+    assert refused() == []
+    os.utime(table, ns=(1, 1))  # made again: same name and size, another making
+    why = refused()
+    assert len(why) == 2 and why[0].startswith(f"{runs / 'teacher'} was trained on other data "
+                                               f"than {data} holds")
+    assert refused(made=False) == []
+    # a restored run is judged by the tables' names and sizes: the time does not count
+    for job in jobs:
+        (runs / job.name / RESTORED).write_text("{}")
+    assert refused() == []
+    table.write_text("[1, 2, 3]")
+    assert len(refused()) == 2

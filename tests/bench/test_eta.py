@@ -59,8 +59,13 @@ def test_time_left_prices_each_job_at_its_configs_finished_runs(tmp_path):
     other = Job("bevdistill-s0", "bevdistill", "bd.yaml")
     jobs = [teacher, *base, *kd, ablation, other]
     results = {"teacher": JobResult(teacher, _finished(tmp_path, "teacher", 100.0), "reused")}
-    # only a teacher finished: no student pace, the teacher's stands in
-    assert eta.time_left(jobs, results, {}, 1) == pytest.approx(7 * 100.0)
+    # only the LiDAR teacher finished: no camera model has a pace, and the LiDAR teacher's
+    # (several times faster) does not stand in for one: nothing priced, and the line says why
+    assert eta.estimate(jobs, results, {}, 1) == eta.Estimate(
+        0.0, tuple(j.name for j in jobs[1:]))
+    assert eta.progress_line(jobs, results, {}, 1) == (
+        "[bench] 1 of 8 jobs final; the time left is not known until a camera model has "
+        "trained a few steps (7 camera-model jobs left)")
     results.update({
         "baseline-s0": JobResult(base[0], _finished(tmp_path, "baseline-s0", 3000.0), "done"),
         "asd-s0": JobResult(kd[0], _finished(tmp_path, "asd-s0", 5000.0), "reused"),
@@ -93,32 +98,42 @@ def test_time_left_prices_each_job_at_its_configs_finished_runs(tmp_path):
 def test_time_left_prices_per_epoch_and_takes_a_running_trainings_own_estimate(tmp_path):
     """The tiny bench's case: 6-epoch teachers finish first, 12-epoch students follow."""
     teacher = Job("teacher", "teacher", "t.yaml")
+    label = Job("label_encoder", "label_encoder", "l.yaml")
     fusion = Job("fusion_teacher", "fusion_teacher", "f.yaml")
     base = [Job(f"baseline-s{i}", "baseline", "b.yaml", i) for i in range(2)]
     kd = Job("asd-s0", "asd", "asd.yaml")
-    jobs = [teacher, fusion, *base, kd]
-    epochs = {"teacher": 6, "fusion_teacher": 6, "baseline-s0": 12, "baseline-s1": 12,
-              "asd-s0": 12}
+    jobs = [teacher, label, fusion, *base, kd]
+    epochs = {"teacher": 6, "label_encoder": 12, "fusion_teacher": 6, "baseline-s0": 12,
+              "baseline-s1": 12, "asd-s0": 12}
     results = {"teacher": JobResult(teacher, _finished(tmp_path, "teacher", 600.0), "done")}
-    # per run, the 12-epoch students would be priced at the teacher's 600 s; per epoch, 1200 s
-    assert eta.time_left(jobs, results, {}, 1) == pytest.approx(4 * 600)
-    assert eta.time_left(jobs, results, {}, 1, epochs) == pytest.approx(600 + 3 * 1200)
+    # the label encoder takes the LiDAR teacher's pace: per run 600 s; per epoch (100 s) its
+    # 12 epochs 1200 s. The camera models are not priced at a LiDAR model's pace
+    assert eta.estimate(jobs, results, {}, 1) == eta.Estimate(
+        600.0, ("fusion_teacher", "baseline-s0", "baseline-s1", "asd-s0"))
+    assert eta.time_left(jobs, results, {}, 1, epochs) == pytest.approx(1200.0)
+    assert eta.progress_line(jobs, results, {}, 1, epochs) == (
+        "[bench] 1 of 6 jobs final; ~20 min to go and 4 camera-model jobs (not priced until "
+        "a camera model has trained a few steps)")
     # baseline-s0 training, 300 s per epoch (3 s/step, 100 steps), 2000 s left by its log;
-    # the fusion teacher with no line yet, 100 s into this attempt: priced at the finished
-    # teacher's pace. The students without a finished run take the live student pace.
-    # (Nothing finished and only a student live: teachers too take that pace, below.)
+    # the fusion teacher with no line yet, 100 s into this attempt: priced at the live
+    # student pace (the camera kind nearest it), as are the students without a finished run
     live = {"baseline-s0": eta.Live(5, 12, 10, 100, 3.0, 2000.0)}
     left = eta.time_left(jobs, results, {"fusion_teacher": 100.0, "baseline-s0": 900.0}, 2,
                          epochs, live)
-    assert left == pytest.approx((500.0 + 2000.0 + 12 * 300.0 + 12 * 300.0) / 2)
+    assert left == pytest.approx((1200.0 + 6 * 300.0 - 100.0 + 2000.0 + 12 * 300.0
+                                  + 12 * 300.0) / 2)
     # a finished student's pace is preferred to a live one for the students without their own
     results["baseline-s1"] = JobResult(base[1], _finished(tmp_path, "baseline-s1", 2400.0),
                                        "done")
     left = eta.time_left(jobs, results, {"fusion_teacher": 100.0}, 2, epochs, live)
-    assert left == pytest.approx((500.0 + 2000.0 + 12 * 200.0) / 2)
-    # nothing finished, one training with a line: its live pace alone gives an estimate
+    assert left == pytest.approx((1200.0 + 6 * 200.0 - 100.0 + 2000.0 + 12 * 200.0) / 2)
+    # nothing finished, one training with a line: its live pace alone gives an estimate (the
+    # LiDAR models too take it, rather than none)
     assert eta.time_left(jobs, {}, {}, 2, epochs, live) == pytest.approx(
-        (2000.0 + 2 * 6 * 300.0 + 2 * 12 * 300.0) / 2)
+        (2000.0 + 6 * 300.0 + 12 * 300.0 + 6 * 300.0 + 2 * 12 * 300.0) / 2)
+    # a distilled student's pace is nearer a fusion teacher's than the baseline's
+    results["asd-s0"] = JobResult(kd, _finished(tmp_path, "asd-s0", 12 * 500.0), "done")
+    assert eta.time_left([fusion], results, {}, 1, epochs) == pytest.approx(6 * 500.0)
 
 
 def test_pretrain_progress_reads_the_pretrainings_log_line(tmp_path):
@@ -161,18 +176,21 @@ def test_pretrain_progress_reads_the_pretrainings_log_line(tmp_path):
     assert eta.pretrain_progress(str(log)) is None  # not a time tqdm writes
 
 
-def test_time_left_counts_the_camera_jobs_wait_for_the_pretraining():
+def test_time_left_counts_the_camera_jobs_wait_for_the_pretraining(tmp_path):
     """Worked by hand: the teacher has 600 s left by its line (300 s per epoch: the label
-    encoder's and the students' pace too); the students have a camera model, the teacher and
-    the label encoder not; 2 slots, the pretraining on 1 of them."""
+    encoder's pace too); a baseline run finished earlier took 300 s (the students' pace); the
+    students have a camera model, the teacher and the label encoder not; 2 slots, the
+    pretraining on 1 of them."""
     teacher = Job("teacher", "teacher", "t.yaml")
     label = Job("label_encoder", "label_encoder", "l.yaml")
     base = [Job(f"baseline-s{i}", "baseline", "b.yaml", i) for i in range(2)]
-    jobs = [teacher, label, *base]
+    earlier = Job("baseline-s9", "baseline", "b.yaml", 9)
+    jobs = [teacher, label, *base, earlier]
+    done = {earlier.name: JobResult(earlier, _finished(tmp_path, earlier.name, 300.0), "done")}
     live = {"teacher": eta.Live(1, 1, 10, 100, 3.0, 600.0)}
 
     def left(pretraining):
-        return eta.time_left(jobs, {}, {}, 2, None, live, pretraining)
+        return eta.time_left(jobs, done, {}, 2, None, live, pretraining)
 
     assert left(None) == pytest.approx(max((600 + 300 + 300 + 300) / 2, 600))
     # 1000 s to wait; the teacher's and label encoder's 900 s fit beside it on the free slot;
@@ -182,27 +200,34 @@ def test_time_left_counts_the_camera_jobs_wait_for_the_pretraining():
     assert left((200.0, 1)) == pytest.approx(200 + (700 + 600) / 2)
     # on every slot: nothing beside it, and the teacher too starts after it
     assert left((100.0, 2)) == pytest.approx(100 + 1500 / 2)
-    assert eta.time_left([teacher], {}, {}, 2, None, live, (1000.0, 2)) == \
+    assert eta.time_left([teacher], done, {}, 2, None, live, (1000.0, 2)) == \
         pytest.approx(1000 + 600)
     # 3 slots free beside it: each job works at most the wait there (the teacher and label
     # encoder 100 s each of their 300), not 300 s of their 600 on 3 slots at once; then
     # 4 students of 300 s
     short = {"teacher": eta.Live(1, 1, 10, 100, 3.0, 300.0)}
     four = [teacher, label, *(Job(f"baseline-s{i}", "baseline", "b.yaml", i) for i in range(4))]
-    assert eta.time_left(four, {}, {}, 4, None, short, (100.0, 1)) == \
+    assert eta.time_left([*four, earlier], done, {}, 4, None, short, (100.0, 1)) == \
         pytest.approx(100 + (600 - 200 + 1200) / 4)
     # its time not known yet: counted as none, and the line says so
     assert left((None, 1)) == left(None)
-    assert eta.progress_line(jobs, {}, {}, 2, None, live, (None, 1)) == (
-        "[bench] 0 of 4 jobs final; ~12 min to go and the backbone pretraining's time left "
+    assert eta.progress_line(jobs, done, {}, 2, None, live, (None, 1)) == (
+        "[bench] 1 of 5 jobs final; ~12 min to go and the backbone pretraining's time left "
         "(not known yet)")
     # slots to spare: no less than the wait and then the longest camera job (not 400 s and
     # the 300 s of work left spread over 4 slots), nor than the teacher's own 600 s
-    assert eta.time_left([teacher, base[0]], {}, {}, 4, None, live, (400.0, 1)) == \
+    assert eta.time_left([teacher, base[0], earlier], done, {}, 4, None, live, (400.0, 1)) == \
         pytest.approx(400 + 300)
-    assert eta.time_left([teacher, base[0]], {}, {}, 4, None, live, (100.0, 1)) == \
+    assert eta.time_left([teacher, base[0], earlier], done, {}, 4, None, live, (100.0, 1)) == \
         pytest.approx(600)
     assert eta.time_left(base[:1], {}, {}, 2, None, {}, (50.0, 1)) is None  # no pace at all
+    # no camera pace yet: the LiDAR models' time, the wait, and the camera jobs said apart
+    assert eta.estimate(jobs[:4], {}, {}, 2, None, live, (1000.0, 1)) == eta.Estimate(
+        1000.0, ("baseline-s0", "baseline-s1"))
+    assert eta.progress_line(jobs[:4], {}, {}, 2, None, live, (None, 1)) == (
+        "[bench] 0 of 4 jobs final; ~10 min to go and 2 camera-model jobs (not priced until a "
+        "camera model has trained a few steps) and the backbone pretraining's time left (not "
+        "known yet)")
 
 
 def test_running_line_names_each_training_and_where_it_is():

@@ -151,17 +151,31 @@ def test_stopping_the_bench_stops_its_trainings(bench, monkeypatch):
 def test_a_long_bench_says_where_its_trainings_stand(bench, monkeypatch):
     run, runs, data = bench
     monkeypatch.setenv("FAKE_teacher", "progress")
+    monkeypatch.setenv("FAKE_baseline_s0", "progress")
     status, logs = run(parallel=2, status_every=0.3)
     assert status == {"teacher": "done", "baseline-s0": "done", "bevdistill-s0": "done"}
-    # while the teacher trains: its last progress line (the baseline's stand-in may still be
-    # starting beside it), then the estimate, which takes the teacher's own time left (35 s)
-    # and prices BEVDistill's 6 epochs at the teacher's live pace (0.5 s/step x 20 steps):
-    # no run has finished with a training time (the stand-ins write none)
+    # while the teacher and the baseline train: their last progress lines, then the estimate,
+    # which takes their own time left (35 s each) and prices BEVDistill's 6 epochs at the
+    # baseline's live pace (0.5 s/step x 20 steps), not the LiDAR teacher's: no run has
+    # finished with a training time (the stand-ins write none). (65 s: "~1 min")
     said = [i for i, m in enumerate(logs)
-            if "teacher epoch 3/6 (50 %), 0:00:35 left" in m]
+            if "teacher epoch 3/6 (50 %), 0:00:35 left" in m
+            and "baseline-s0 epoch 3/6 (50 %), 0:00:35 left" in m]
     assert said, logs
-    assert logs[said[0]].startswith("[bench] training: teacher epoch")
-    assert re.fullmatch(r"\[bench\] [01] of 3 jobs final; ~1 min to go", logs[said[0] + 1])
+    assert logs[said[0]].startswith("[bench] training: ")
+    assert logs[said[0] + 1] == "[bench] 0 of 3 jobs final; ~1 min to go"
+
+
+def test_the_first_status_comes_early_and_the_next_ones_every_status_every(bench,
+                                                                           monkeypatch):
+    """A bench's status lines come every 10 minutes, but the first after 2 (here 0.5 s and
+    30 min): the progress lines of the first trainings price the bench long before one ends."""
+    run, runs, data = bench
+    monkeypatch.setenv("FAKE_teacher", "progress")  # trains 3 s
+    status, logs = run(parallel=2, status_every=1800.0, first_status=0.5)
+    assert status == {"teacher": "done", "baseline-s0": "done", "bevdistill-s0": "done"}
+    running = [m for m in logs if m.startswith("[bench] training: ")]
+    assert len(running) == 1 and "teacher epoch 3/6 (50 %)" in running[0], logs
 
 
 def test_an_estimate_that_fails_is_said_and_stops_nothing(bench, monkeypatch):
@@ -229,9 +243,9 @@ def test_the_teacher_trains_while_the_backbone_pretrains_and_camera_jobs_wait(be
 def test_the_estimate_counts_the_wait_for_the_pretraining(bench, tmp_path, monkeypatch):
     """The teacher trains beside the pretraining (10 min left by its log line); the camera
     jobs start after it. As in test_a_long_bench_says_where_its_trainings_stand, the teacher
-    has 35 s left and the students' 6 epochs are priced at its pace (60 s each): 600 s of
-    waiting (the teacher's 35 s beside it) and then 120 s of students on 2 slots, 660 s, where
-    the same jobs with no pretraining would take ~1 min."""
+    has 35 s left; no camera model has a pace, so the students are not priced (not at the
+    LiDAR teacher's pace) and the line says so: 600 s of waiting, the teacher's 35 s beside
+    it."""
     run, runs, _ = bench
     (runs).mkdir()
     monkeypatch.setenv("FAKE_teacher", "progress")
@@ -243,7 +257,9 @@ def test_the_estimate_counts_the_wait_for_the_pretraining(bench, tmp_path, monke
         r"\[bench\] training: backbone pretraining step 5/10 \(50 %\), 0:(10:00|09:5\d) left; "
         r"teacher epoch 3/6 \(50 %\), 0:00:35 left", m)]
     assert said, logs
-    assert logs[said[0] + 1] == "[bench] 0 of 3 jobs final; ~11 min to go"
+    assert logs[said[0] + 1] == (
+        "[bench] 0 of 3 jobs final; ~10 min to go and 2 camera-model jobs (not priced until a "
+        "camera model has trained a few steps)")
 
 
 def test_a_pretraining_on_every_slot_runs_alone(bench, tmp_path):
@@ -270,8 +286,8 @@ def test_a_failed_pretraining_skips_the_camera_jobs_and_the_teacher_trains(bench
 
 def test_stopping_the_bench_stops_its_pretraining(bench, tmp_path):
     """Stopped (SIGTERM, as a scheduler stops it) while the pretraining waits for a file that
-    never comes: it is ended with the bench, and said not to be resumable (`bevkd pretrain`
-    starts again from its first step). (Not Ctrl-C's SIGINT: a process started in the
+    never comes: it is ended with the bench (`bevkd pretrain` saves its checkpoint then, which
+    the next bench resumes: test_image_pretrain). (Not Ctrl-C's SIGINT: a process started in the
     background of a non-interactive shell ignores it, and so would this test.)"""
     run, runs, _ = bench
     (runs).mkdir()
@@ -306,5 +322,5 @@ def test_stopping_the_bench_stops_its_pretraining(bench, tmp_path):
         done.set()
         stopper.join()
     # ended by the bench (SIGTERM), not by its own 20 s wait running out
-    assert logs == ["[bench] stopped backbone pretraining (not resumable: the next bench starts "
-                    "it again)"] and time.monotonic() - t0 < 15
+    assert logs == ["[bench] stopped backbone pretraining (resumable)"] and \
+        time.monotonic() - t0 < 15

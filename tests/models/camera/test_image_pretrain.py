@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -92,6 +93,59 @@ def test_pretrain_command_writes_weights_and_held_out_accuracies(synth_root, tmp
                  synth_root, "--out", str(out), "--steps", "2"]) == 2
     assert "bb.pth exists; choose another file or pass --overwrite" in capsys.readouterr().err
     assert out.read_bytes() == before
+
+
+def test_a_stopped_pretraining_resumes_to_the_weights_of_one_never_stopped(synth_root, tmp_path,
+                                                                          monkeypatch, capsys):
+    """5 steps of one sample each over a 3-sample training split: stopped by SIGTERM during
+    its 2nd step (it ends that step, saves, and stops), resumed: mid-epoch, then across the
+    epoch's end, to the same weights, to the bit, as 5 steps in one go. Nothing is lost by a
+    stop."""
+    import signal
+
+    from bevkd.engine import pretrain
+
+    def command(out, *more):
+        return ["pretrain", "configs/student/bevdepth.yaml", "--preset", "tiny", "--data",
+                synth_root, "--out", str(out), "--steps", "5", "--accelerator", "cpu",
+                "--set", "train.num_workers=0", "--set", "train.batch_size=1", *more]
+
+    whole = tmp_path / "whole.pth"
+    assert main(command(whole)) == 0
+    out = tmp_path / "bb.pth"
+    real_step, calls = pretrain._step, []
+
+    def step(net, batch):  # SIGTERM arrives during the 2nd step, as a scheduler's would
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_step(net, batch)
+
+    monkeypatch.setattr(pretrain, "_step", step)
+    assert main(command(out)) == 130  # interrupted, after its step
+    err = capsys.readouterr().err
+    assert f"stopped at step 2 of 5; {out}.ckpt holds it" in err
+    assert not out.exists() and (tmp_path / "bb.pth.ckpt").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is undone
+    monkeypatch.setattr(pretrain, "_step", real_step)
+    # without --resume, the checkpoint is kept: an error that says how to go on
+    assert main(command(out)) == 2
+    assert "holds a pretraining that was stopped: pass --resume" in capsys.readouterr().err
+    # another pretraining's checkpoint is refused, and says how it differs
+    assert main([*command(out, "--resume"), "--set", "train.batch_size=2"]) == 2
+    assert "is of another pretraining: batch_size 1 (now 2)" in capsys.readouterr().err
+    assert main(command(out, "--resume")) == 0
+    err = capsys.readouterr().err
+    assert f"resumes {out}.ckpt at step 2 of 5" in err
+    # the bar goes on from step 2: its lines say steps 3, 4, 5
+    assert [line.split()[3] for line in err.splitlines()
+            if line.startswith("pretrain backbone:")] == ["3/5", "4/5", "5/5"]
+    got, want = (torch.load(p, weights_only=True) for p in (out, whole))
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    assert not (tmp_path / "bb.pth.ckpt").exists()  # the weights written: nothing to resume
+    assert json.load(open(f"{out}.json"))["steps"] == 5
+    assert main(command(tmp_path / "x.pth", "--resume")) == 2
+    assert "there is no checkpoint" in capsys.readouterr().err
 
 
 def test_pretraining_runs_on_the_gpu_where_there_is_one(monkeypatch):
