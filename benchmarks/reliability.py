@@ -464,9 +464,9 @@ def main() -> None:
     rc, msg = done.returncode, done.stderr.strip()  # the error's lines, every run named
     ok = (rc == 2 and "cannot serve this bench (nothing was started)" in msg
           and not os.path.exists(other))
-    row("bench", "`bevkd bench` again on the same `--runs` with another `--data` (its teacher "
-        "started on the first)", f"refused in {seconds:.0f} s naming the run, before the new "
-        "dataset was generated or anything trained" if ok else f"rc {rc}",
+    row("bench", "`bevkd bench` again on the same `--runs` with another `--data` (the first "
+        "bench stopped once its trainings started)", f"refused in {seconds:.0f} s naming its "
+        "runs, before the new dataset was generated or anything trained" if ok else f"rc {rc}",
         ok, msg.replace(work, "WORK").replace("\n", " "))
 
     # --- DDP ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from ..provenance import git_commit, machine_label
 from .plan import (ABLATIONS, NO_CAMERA, TEACHER_ROWS, Job, all_methods, check_ablations,
                    check_methods, plan, redundant_ablations, with_rows)
 from .report import ablation_pairs, acceptance, collect, markdown, row_order
-from .archive import archive_run, archive_served, restore
+from .archive import archive_run, archive_served, plan_restore, restore
 from .reproduced import FILE as REPRODUCED, Reproduced
 from .picture import SCORE, TOP, drawable, picture_sample, sample_detections
 from .runner import JobResult, Pretraining, is_finished, is_restored, run_jobs, runs_lock
@@ -204,9 +204,15 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
     # and one without an archive writes nothing there (takes no lock)
     with runs_lock(runs, wait=train) if train or archive else nullcontext() as held:
         if train:  # before data is generated or anything trains
-            check_existing_runs([*jobs, *finished_ablation_seeds(jobs, every, runs)], preset,
-                                data_path(data, runs), runs, spec.threads, extra, camera,
-                                configs)
+            # not the runs restore() below deletes to train again (restored earlier without
+            # the checkpoint a training now needs)
+            again = ({j.name for j in plan_restore(
+                jobs, runs, archive, "synth_val", optional=[j for j in every
+                                                            if j.model in ABLATIONS],
+                same_trainings=retrain_apart).retrain} if archive else set())
+            check_existing_runs([j for j in (*jobs, *finished_ablation_seeds(jobs, every, runs))
+                                 if j.name not in again], preset, data_path(data, runs), runs,
+                                spec.threads, extra, camera, configs)
         data = bench_dataset(data, runs, spec, train)
         other_data = dataset_mismatch(data, spec)
         if other_data:

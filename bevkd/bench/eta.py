@@ -22,8 +22,9 @@ The estimate prices work per epoch, since a bench's runs train different numbers
   is priced at the baseline's). Never a LiDAR model's: on the tiny preset the LiDAR teacher's
   epoch takes 90 s, the baseline's 123 s, a distilled student's 160-350 s and the fusion
   teacher's 236 s, so a camera model priced at it came out up to 4x short (the demo said
-  "~1 min to go" with both students still to train). Until a camera model has a pace, the
-  camera jobs are left out of the estimate and the line says how many.
+  "~1 min to go" with both students still to train). Until a camera model has a pace (its
+  first progress line comes a tenth of an epoch in), the camera jobs are left out of the
+  estimate and the line says how many.
 
 Jobs run ``parallel`` at a time. While the camera backbone's pretraining runs (its time left
 read from the last line of its log, :func:`pretrain_progress`), the jobs with a camera model
@@ -302,15 +303,15 @@ def progress_line(jobs: list[Job], results: Mapping[str, JobResult],
     eta = ""
     if got is not None and len(results) < len(jobs):
         left = len(jobs) - len(results)
-        if len(got.unpriced) == left:
-            eta = (f"; the time left is not known until a camera model has trained a few "
-                   f"steps ({_jobs(left)} left)")
+        if len(got.unpriced) == left and got.seconds < 30:  # nothing priced, no wait known
+            eta = (f"; the time left is not known until a camera model has logged its pace "
+                   f"({_jobs(left)} left)")
         else:
             eta = f"; ~{_duration(got.seconds)} to go"
             missing = []
             if got.unpriced:
                 missing.append(f"{_jobs(len(got.unpriced))} (not priced until a camera model "
-                               "has trained a few steps)")
+                               "has logged its pace)")
             if pretraining is not None and pretraining[0] is None:
                 missing.append("the backbone pretraining's time left (not known yet)")
             if missing:

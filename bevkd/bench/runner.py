@@ -706,9 +706,10 @@ def refused_runs(jobs: list[Job], preset: str, data: str, runs: str, threads: in
     each; empty where every one can): another recorded command (e.g. another ``--data``,
     preset or override), a config other than the one the job resolves to now
     (:func:`mismatch` without the inputs; ``configs``: job -> its resolved config, where the
-    caller has them), or, where the dataset ``data`` is made (``data_made``: not one the
-    bench is about to generate), other dataset tables than the run read (by name and size alone for a run restored from an archive: a restored run's
-    folders are read as this bench's, so its command cannot tell the data apart). A training
+    caller has them), or other dataset tables than the run read (:func:`_other_tables`;
+    ``data_made`` False: the bench is about to generate ``data``, which no run trained here
+    read; by name and size alone for a run restored from an archive, whose folders are read
+    as this bench's, so that its command cannot tell the data apart). A training
     bench checks this before it generates data, pretrains or trains anything: the job would
     be failed when its turn came, and the jobs that need it skipped, hours into a bench that
     then cannot give its table. The other inputs (teachers' checkpoints, the backbone) are
@@ -722,19 +723,27 @@ def refused_runs(jobs: list[Job], preset: str, data: str, runs: str, threads: in
             continue
         why = mismatch(run, command(job, preset, data, runs, threads, extra, camera_extra),
                        config=(configs or {}).get(job.name))
-        if why is None and tables is not None:
+        if why is None:
             why = _other_tables(run, data, tables)
         if why:
             out.append(why)
     return out
 
 
-def _other_tables(run: str, data: str, tables: list[list]) -> str | None:
+def _other_tables(run: str, data: str, tables: list[list] | None) -> str | None:
     """Why ``run`` did not read the dataset ``data`` whose tables are ``tables``
-    (:func:`data_stamps`), as its job record tells (None: it did, or records no inputs)."""
+    (:func:`data_stamps`; None: a dataset still to be generated), as its job record tells
+    (None: it did, or records no inputs). A run trained here recorded when each table was
+    made, which a dataset generated now cannot match; a restored run, the tables' names and
+    sizes, which it may."""
     was = read_record(run).get("inputs")
-    if not isinstance(was, dict) or "data" not in was:
+    if not isinstance(was, dict) or not was.get("data"):
         return None
+    if tables is None:
+        if is_restored(run):
+            return None
+        return (f"{run} was trained on the dataset {data} held before; it is gone or was cut "
+                "short, and one generated now is another making" + ADVICE)
     was, now = {"data": was["data"]}, {"data": tables}
     if is_restored(run):
         was, now = lasting(was), lasting(now)

@@ -98,24 +98,32 @@ def _settings(cfg: ExperimentConfig, data_root: str, steps: int, lr: float, size
             "train_samples": size}
 
 
-def _resumed(ckpt: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint ``ckpt`` of a stopped pretraining, refused where it is another's."""
+def _resumed(ckpt: str, settings: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
+    """The checkpoint ``ckpt`` of a stopped pretraining, refused where there is none, it does
+    not read or it is another pretraining's; with ``overwrite``, None then (said): the
+    pretraining starts again (`bevkd bench` passes both flags: a pretraining stopped with an
+    earlier bench of other settings is made again, not the bench's camera models lost)."""
+    def refused(why: str) -> None:
+        if not overwrite:
+            raise BevkdError(f"--resume: {why}; run the command it was made by, or start "
+                             "again (--overwrite)")
+        print(f"pretrain: {why}: starting again (--overwrite)", file=sys.stderr, flush=True)
+
     if not os.path.isfile(ckpt):
-        raise BevkdError(f"--resume: there is no checkpoint {ckpt} (a pretraining saves one "
-                         "as it goes and when it is stopped)")
+        refused(f"there is no checkpoint {ckpt} (a pretraining saves one as it goes and when "
+                "it is stopped)")
+        return None
     try:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         saved = state["settings"]
     except Exception as e:  # noqa: BLE001 - a damaged file, in words
-        raise BevkdError(f"--resume: {ckpt} does not read as a pretraining checkpoint "
-                         f"({type(e).__name__}: {e}); start again (--overwrite without "
-                         "--resume)") from None
+        refused(f"{ckpt} does not read as a pretraining checkpoint ({type(e).__name__}: {e})")
+        return None
     other = [f"{k} {saved.get(k)!r} (now {v!r})" for k, v in settings.items()
              if saved.get(k) != v]
     if other:
-        raise BevkdError(f"--resume: {ckpt} is of another pretraining: {'; '.join(other)}; run "
-                         "the command it was made by, or start again (--overwrite without "
-                         "--resume)")
+        refused(f"{ckpt} is of another pretraining: {'; '.join(other)}")
+        return None
     return state
 
 
@@ -134,7 +142,8 @@ def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: in
     state to :func:`checkpoint_path` (network, optimiser, schedule, step, place in the epoch,
     time so far, RNG); ``resume`` continues from there, to the same weights as a pretraining
     never stopped (the data order and augmentations are keyed by seed, epoch and sample).
-    Without ``resume``, a checkpoint there is kept (an error) unless ``overwrite``."""
+    Without ``resume``, a checkpoint there is kept (an error) unless ``overwrite``; with both,
+    a checkpoint that cannot be resumed (none, damaged, other settings) is started over."""
     if os.path.isdir(out):
         raise BevkdError(f"--out {out} is a folder; give the weights file to write, e.g. "
                          f"{os.path.join(out, 'backbone.pth')}")
@@ -174,8 +183,8 @@ def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: in
     # step: optimiser steps done; in_epoch: batches of this epoch done; before: seconds of
     # the attempts before this one
     step, epoch, in_epoch, before = 0, 0, 0, 0.0
-    if resume:
-        state = _resumed(ckpt, settings)
+    state = _resumed(ckpt, settings, overwrite) if resume else None
+    if state is not None:
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
@@ -228,6 +237,8 @@ def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: in
                           flush=True)
                     raise KeyboardInterrupt
                 if step >= steps:
+                    # a stop from here on (the held-out pass) resumes straight to that pass
+                    save()
                     break
                 if step % every == 0:
                     save()

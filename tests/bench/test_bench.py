@@ -1483,10 +1483,47 @@ def test_runs_that_read_other_dataset_tables_refuse_the_bench_before_anything_st
     why = refused()
     assert len(why) == 2 and why[0].startswith(f"{runs / 'teacher'} was trained on other data "
                                                f"than {data} holds")
-    assert refused(made=False) == []
-    # a restored run is judged by the tables' names and sizes: the time does not count
+    # the dataset gone (to be generated again): another making than the runs trained on
+    why = refused(made=False)
+    assert len(why) == 2 and "was trained on the dataset" in why[0] and "held before" in why[0]
+    # a restored run is judged by the tables' names and sizes: the time does not count, and
+    # a dataset generated again may match
     for job in jobs:
         (runs / job.name / RESTORED).write_text("{}")
-    assert refused() == []
+    assert refused() == [] and refused(made=False) == []
     table.write_text("[1, 2, 3]")
     assert len(refused()) == 2
+
+
+def test_a_restored_run_that_the_bench_trains_again_does_not_refuse_it(tmp_path, monkeypatch):
+    """A run restored earlier without its checkpoint (by a report with --archive, or a bench
+    of fewer jobs), of another command, that a job left to train needs: restore() deletes it
+    and it trains again, as before the bench judged runs up front. Not a refusal."""
+    from bevkd.bench import command as bench_command
+    from bevkd.bench.runner import JOB_FILE, RESTORED, signature
+
+    class Reached(Exception):
+        pass
+
+    def no_data(*args, **kwargs):
+        raise Reached
+
+    monkeypatch.setattr(bench_command, "bench_dataset", no_data)
+    runs, data, archive = tmp_path / "runs", str(tmp_path / "data"), tmp_path / "archive"
+    archive.mkdir()
+    teacher = plan(1, ("bevdistill",), False, ())[0]
+    (runs / "teacher").mkdir(parents=True)
+    (runs / "teacher" / JOB_FILE).write_text(json.dumps({"signature": signature(
+        command(teacher, "tiny", data, str(runs), 1, ("train.epochs=3",)))}))
+    (runs / "teacher" / RESTORED).write_text("{}")
+
+    def bench(archive_arg):
+        bench_command.run_bench("tiny", str(tmp_path / "out"), str(runs), data, 1,
+                                ("bevdistill",), False, (), pretrain_steps=0,
+                                archive=archive_arg)
+
+    with pytest.raises(Reached):
+        bench(str(archive))
+    # without an archive nothing deletes it: refused, as it would fail in its turn
+    with pytest.raises(BevkdError, match="teacher was trained by another command"):
+        bench(None)

@@ -65,7 +65,7 @@ def test_time_left_prices_each_job_at_its_configs_finished_runs(tmp_path):
         0.0, tuple(j.name for j in jobs[1:]))
     assert eta.progress_line(jobs, results, {}, 1) == (
         "[bench] 1 of 8 jobs final; the time left is not known until a camera model has "
-        "trained a few steps (7 camera-model jobs left)")
+        "logged its pace (7 camera-model jobs left)")
     results.update({
         "baseline-s0": JobResult(base[0], _finished(tmp_path, "baseline-s0", 3000.0), "done"),
         "asd-s0": JobResult(kd[0], _finished(tmp_path, "asd-s0", 5000.0), "reused"),
@@ -113,7 +113,7 @@ def test_time_left_prices_per_epoch_and_takes_a_running_trainings_own_estimate(t
     assert eta.time_left(jobs, results, {}, 1, epochs) == pytest.approx(1200.0)
     assert eta.progress_line(jobs, results, {}, 1, epochs) == (
         "[bench] 1 of 6 jobs final; ~20 min to go and 4 camera-model jobs (not priced until "
-        "a camera model has trained a few steps)")
+        "a camera model has logged its pace)")
     # baseline-s0 training, 300 s per epoch (3 s/step, 100 steps), 2000 s left by its log;
     # the fusion teacher with no line yet, 100 s into this attempt: priced at the live
     # student pace (the camera kind nearest it), as are the students without a finished run
@@ -224,9 +224,22 @@ def test_time_left_counts_the_camera_jobs_wait_for_the_pretraining(tmp_path):
     # no camera pace yet: the LiDAR models' time, the wait, and the camera jobs said apart
     assert eta.estimate(jobs[:4], {}, {}, 2, None, live, (1000.0, 1)) == eta.Estimate(
         1000.0, ("baseline-s0", "baseline-s1"))
+    # the LiDAR models done, the pretraining's wait known: that much at least, and the rest
+    # said apart (not "not known")
+    lidar_done = {j.name: JobResult(j, _finished(tmp_path, j.name, 60.0), "done")
+                  for j in (teacher, label)}
+    assert eta.progress_line(jobs[:4], lidar_done, {}, 2, None, {}, (600.0, 1)) == (
+        "[bench] 2 of 4 jobs final; ~10 min to go and 2 camera-model jobs (not priced until a "
+        "camera model has logged its pace)")
+    assert eta.progress_line(jobs[:4], lidar_done, {}, 2, None, {}, None) == (
+        "[bench] 2 of 4 jobs final; the time left is not known until a camera model has "
+        "logged its pace (2 camera-model jobs left)")
+    assert eta.progress_line(jobs[:4], {**lidar_done, **{j.name: JobResult(
+        j, _finished(tmp_path, j.name, 60.0), "done") for j in base}}, {}, 2) == \
+        "[bench] 4 of 4 jobs final"
     assert eta.progress_line(jobs[:4], {}, {}, 2, None, live, (None, 1)) == (
         "[bench] 0 of 4 jobs final; ~10 min to go and 2 camera-model jobs (not priced until a "
-        "camera model has trained a few steps) and the backbone pretraining's time left (not "
+        "camera model has logged its pace) and the backbone pretraining's time left (not "
         "known yet)")
 
 

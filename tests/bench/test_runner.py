@@ -259,7 +259,7 @@ def test_the_estimate_counts_the_wait_for_the_pretraining(bench, tmp_path, monke
     assert said, logs
     assert logs[said[0] + 1] == (
         "[bench] 0 of 3 jobs final; ~10 min to go and 2 camera-model jobs (not priced until a "
-        "camera model has trained a few steps)")
+        "camera model has logged its pace)")
 
 
 def test_a_pretraining_on_every_slot_runs_alone(bench, tmp_path):

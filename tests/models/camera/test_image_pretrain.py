@@ -146,6 +146,26 @@ def test_a_stopped_pretraining_resumes_to_the_weights_of_one_never_stopped(synth
     assert json.load(open(f"{out}.json"))["steps"] == 5
     assert main(command(tmp_path / "x.pth", "--resume")) == 2
     assert "there is no checkpoint" in capsys.readouterr().err
+    # stopped in the held-out pass after the last step: resumed straight to that pass
+    real_eval = pretrain.evaluate_pretrain
+
+    def stopped_eval(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pretrain, "evaluate_pretrain", stopped_eval)
+    late = tmp_path / "late.pth"
+    assert main(command(late)) == 130 and not late.exists()
+    monkeypatch.setattr(pretrain, "evaluate_pretrain", real_eval)
+    capsys.readouterr()
+    assert main(command(late, "--resume")) == 0
+    err = capsys.readouterr().err
+    assert f"resumes {late}.ckpt at step 5 of 5" in err and "pretrain backbone:" not in err
+    got = torch.load(late, weights_only=True)
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    # --resume with --overwrite (as the bench passes them): a checkpoint that cannot be
+    # resumed is started over, and said
+    assert main([*command(out, "--resume", "--overwrite"), "--set", "train.batch_size=2"]) == 0
+    assert "starting again (--overwrite)" in capsys.readouterr().err
 
 
 def test_pretraining_runs_on_the_gpu_where_there_is_one(monkeypatch):
