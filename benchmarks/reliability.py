@@ -424,24 +424,27 @@ def main() -> None:
     whole_bb, stopped_bb = (os.path.join(work, f"{n}.pth") for n in ("bb_whole", "bb_stopped"))
     rc, msg = bevkd(*pretrain_args(whole_bb))
     assert rc == 0, msg
-    # SIGTERM once its first checkpoint (a tenth of its steps) is written: it ends that step,
-    # saves and exits
+    # SIGTERM once its first progress line is out (after a tenth of its steps, before its
+    # first timed checkpoint): it ends the step under way, saves and exits
     child = subprocess.Popen([sys.executable, "-m", "bevkd.cli", *pretrain_args(stopped_bb)],
                              cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS="1"),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    while not os.path.isfile(stopped_bb + ".ckpt") and child.poll() is None:
-        time.sleep(0.02)
-    child.send_signal(signal.SIGTERM)
-    said = child.communicate()[1]
+    said, sent = "", False
+    for line in child.stderr:  # read to the end: a full pipe would block it
+        if not sent and line.startswith("pretrain backbone:"):
+            child.send_signal(signal.SIGTERM)
+            sent = True
+        said += line
+    child.wait()
     at = re.search(r"stopped at step (\d+) of 10", said)
     rc, msg = bevkd(*pretrain_args(stopped_bb), "--resume")
     got, want = (torch.load(p, weights_only=True) for p in (stopped_bb, whole_bb))
     ok = (child.returncode == 130 and at is not None and rc == 0 and got.keys() == want.keys()
           and all(torch.equal(got[k], want[k]) for k in want)
           and not os.path.exists(stopped_bb + ".ckpt"))
-    row("resume", "SIGTERM of `bevkd pretrain` (10 steps) once its first checkpoint is written, "
-        "then `--resume`", (f"stopped after step {at.group(1)} (exit 130), resumed: backbone "
-                            "weights bit-identical to the uninterrupted pretraining")
+    row("resume", "SIGTERM of `bevkd pretrain` (10 steps) after its first step, then "
+        "`--resume`", (f"stopped after step {at.group(1)} (exit 130), resumed: backbone weights "
+                       "bit-identical to the uninterrupted pretraining")
         if ok else f"rc {child.returncode}/{rc}: {said[-300:]} {msg}", ok)
     # a bench stopped once its teacher started, then run again on the same --runs with another
     # --data: every run there would fail in its turn while the bench went on

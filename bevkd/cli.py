@@ -225,7 +225,7 @@ def _add_pretrain(sub: argparse._SubParsersAction) -> None:
                         "of a stopped pretraining, OUT.ckpt)")
     p.add_argument("--resume", action="store_true",
                    help="continue the stopped pretraining that OUT.ckpt holds (it saves one "
-                        "every tenth of its steps and when stopped by Ctrl-C or SIGTERM)")
+                        "every 2 minutes, after its last step and when stopped by Ctrl-C or SIGTERM)")
     p.set_defaults(func=_cmd_pretrain)
 
 

@@ -130,15 +130,15 @@ def _resumed(ckpt: str, settings: dict[str, Any], overwrite: bool) -> dict[str, 
 def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: int = 600,
                       lr: float = 2e-3, progress: bool = True,
                       accelerator: str = "auto", overwrite: bool = False,
-                      resume: bool = False, save_every: int | None = None) -> dict[str, Any]:
+                      resume: bool = False, save_seconds: float = 120.0) -> dict[str, Any]:
     """Pretrain ``cfg``'s camera backbone for ``steps`` optimiser steps on
     ``accelerator``'s device (:func:`pretrain_device`: the GPU where there is one), in
     float32; writes the ResNet's torchvision-named state dict to ``out`` (on the CPU,
     atomically) and ``out + '.json'`` (settings and held-out accuracies). Returns that JSON's
     content. An existing ``out`` is kept (an error before any step) unless ``overwrite``.
 
-    Resumable: every ``save_every`` steps (a tenth of them by default), and when SIGTERM or
-    Ctrl-C stops it (after the step under way, then ``KeyboardInterrupt``), it saves its
+    Resumable: every ``save_seconds`` of training (the first step after), after its last step
+    (a stop in the held-out pass resumes to that pass), and when SIGTERM or Ctrl-C stops it (after the step under way, then ``KeyboardInterrupt``), it saves its
     state to :func:`checkpoint_path` (network, optimiser, schedule, step, place in the epoch,
     time so far, RNG); ``resume`` continues from there, to the same weights as a pretraining
     never stopped (the data order and augmentations are keyed by seed, epoch and sample).
@@ -159,8 +159,8 @@ def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: in
         raise BevkdError(f"pretrain needs a camera model config, got {cfg.model.type!r}")
     if steps <= 0:
         raise BevkdError(f"--steps must be positive, got {steps}")
-    if save_every is not None and save_every < 1:
-        raise BevkdError(f"save_every must be at least 1, got {save_every}")
+    if not save_seconds > 0:
+        raise BevkdError(f"save_seconds must be positive, got {save_seconds}")
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
@@ -194,17 +194,18 @@ def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: in
         loader.sampler.resume(epoch, in_epoch * tcfg.batch_size)
         print(f"pretrain: resumes {ckpt} at step {step} of {steps}", file=sys.stderr,
               flush=True)
-    every = save_every or max(steps // 10, 1)
     net.train()
-    t0 = time.perf_counter()
+    t0 = saved = time.perf_counter()  # saved: when the last checkpoint was written
 
     def save() -> None:
+        nonlocal saved
         os.makedirs(os.path.dirname(os.path.abspath(ckpt)), exist_ok=True)
         torch.save({"settings": settings, "net": net.state_dict(), "opt": opt.state_dict(),
                     "sched": sched.state_dict(), "step": step, "epoch": epoch,
                     "in_epoch": in_epoch, "seconds": before + time.perf_counter() - t0,
                     "rng": torch.get_rng_state()}, ckpt + ".tmp")
         os.replace(ckpt + ".tmp", ckpt)  # a stop while saving leaves the previous one whole
+        saved = time.perf_counter()
 
     bar = progress_bar(total=steps, initial=step, desc="pretrain backbone",
                        disable=not progress)
@@ -240,7 +241,9 @@ def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: in
                     # a stop from here on (the held-out pass) resumes straight to that pass
                     save()
                     break
-                if step % every == 0:
+                if time.perf_counter() - saved >= save_seconds:
+                    # by time, not steps: a GPU's steps are cheap to lose, a checkpoint's
+                    # write (300 MB with ResNet-50's optimiser state) is not
                     save()
             else:  # the epoch's batches all done (not left by the last step's break)
                 epoch, in_epoch = epoch + 1, 0
