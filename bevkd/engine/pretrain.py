@@ -138,9 +138,10 @@ def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: in
     content. An existing ``out`` is kept (an error before any step) unless ``overwrite``.
 
     Resumable: every ``save_seconds`` of training (the first step after), after its last step
-    (a stop in the held-out pass resumes to that pass), and when SIGTERM or Ctrl-C stops it (after the step under way, then ``KeyboardInterrupt``), it saves its
-    state to :func:`checkpoint_path` (network, optimiser, schedule, step, place in the epoch,
-    time so far, RNG); ``resume`` continues from there, to the same weights as a pretraining
+    (a stop in the held-out pass resumes to that pass), and when SIGTERM or Ctrl-C stops it
+    (after the step under way, then ``KeyboardInterrupt``), it saves its state to
+    :func:`checkpoint_path` (network, optimiser, schedule, step, place in the epoch, time so
+    far, RNG); ``resume`` continues from there, to the same weights as a pretraining
     never stopped (the data order and augmentations are keyed by seed, epoch and sample).
     Without ``resume``, a checkpoint there is kept (an error) unless ``overwrite``; with both,
     a checkpoint that cannot be resumed (none, damaged, other settings) is started over."""
@@ -259,8 +260,9 @@ def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: in
             "device": device.type, **held_out}
     with open(out + ".json", "w") as f:
         json.dump(info, f, indent=1)
-    if os.path.exists(ckpt):  # the weights are written: nothing left to resume
-        os.remove(ckpt)
+    for left in (ckpt, ckpt + ".tmp"):  # the weights are written: nothing left to resume
+        if os.path.exists(left):
+            os.remove(left)
     return info
 
 
