@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from .blas import pin_openblas
 from .errors import BevkdError
 
 
@@ -430,6 +431,9 @@ def _os_error(err: OSError) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # before anything imports numpy: its BLAS kernels by instruction set, not by CPU model,
+    # so that the data and the trainings are the same on every CPU of one (bevkd.blas)
+    pin_openblas()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

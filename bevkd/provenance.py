@@ -33,14 +33,17 @@ def git_commit() -> str:
 def machine(gpu: bool = False) -> dict[str, object]:
     """The CPU and numeric libraries a result was computed with. A CPU training reproduces to
     the digit on the same ones but not across CPUs: torch dispatches other kernels (another
-    float summation order) by instruction set, and training amplifies the last-bit
-    differences (the tiny LiDAR teacher: mAP 17.6 on one Xeon, 18.0 on another). ``gpu``: the
-    result was computed on the (first) CUDA device, whose name and CUDA version are then
-    recorded too (asked only then: the query starts a CUDA context)."""
+    float summation order) by instruction set, numpy's OpenBLAS by CPU model (``blas``,
+    unless :mod:`bevkd.blas` pinned them), and training amplifies the last-bit differences
+    (the tiny LiDAR teacher: mAP 17.6 on one Xeon, 18.0 on another). ``gpu``: the result was
+    computed on the (first) CUDA device, whose name and CUDA version are then recorded too
+    (asked only then: the query starts a CUDA context)."""
     import numpy
     import torch
 
-    info = _cpuinfo()
+    from .blas import openblas_core
+
+    info = cpuinfo()
     return {"cpu": info.get("model name") or platform.processor() or platform.machine()
             or "unknown",
             # a VM's model name can be generic ("Intel(R) Xeon(R) Processor"): family, model
@@ -50,6 +53,9 @@ def machine(gpu: bool = False) -> dict[str, object]:
                                       .encode()).hexdigest()[:10],
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "cores": os.cpu_count(), "torch": torch.__version__, "numpy": numpy.__version__,
+            # numpy's OpenBLAS kernels (bevkd.blas): another choice rounds numpy's geometry,
+            # and so the data and every training, differently on the same CPU
+            "blas": openblas_core() or "unknown",
             # a GPU training's arithmetic is the GPU's (and CUDA's), not the CPU's
             **({"gpu": torch.cuda.get_device_name(0), "cuda": torch.version.cuda}
                if gpu and torch.cuda.is_available() else {})}
@@ -60,11 +66,12 @@ def machine_label(m: dict | None) -> str:
     if not m:
         return "unrecorded"
     gpu = f", {m['gpu']} (CUDA {m.get('cuda', '?')})" if m.get("gpu") else ""
+    blas = f", OpenBLAS {m['blas']}" if m.get("blas") else ""  # (not recorded before)
     return (f"{m.get('cpu', '?')} {m.get('cpu_id', '?')} flags {m.get('cpu_flags', '?')} "
-            f"({m.get('cpu_capability', '?')}){gpu}, torch {m.get('torch', '?')}")
+            f"({m.get('cpu_capability', '?')}){gpu}{blas}, torch {m.get('torch', '?')}")
 
 
-def _cpuinfo() -> dict[str, str]:
+def cpuinfo() -> dict[str, str]:
     """The first processor's fields of ``/proc/cpuinfo`` (empty where there is none)."""
     out: dict[str, str] = {}
     try:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import pytest
-import torch
-from nuscenes import NuScenes
 
-from bevkd.data.synth.generator import SynthConfig
-from bevkd.data.synth.writer import generate_dataset
+from bevkd.blas import pin_openblas
+
+# before torch imports numpy: numpy's BLAS kernels by instruction set, as every `bevkd`
+# command runs them (bevkd.blas), also in the trainings the tests start as processes
+pin_openblas()
+
+import torch  # noqa: E402
+from nuscenes import NuScenes  # noqa: E402
+
+from bevkd.data.synth.generator import SynthConfig  # noqa: E402
+from bevkd.data.synth.writer import generate_dataset  # noqa: E402
 
 # Two scenes: synth_train = scene-0000, synth_val = scene-0001. Low resolution keeps it fast;
 # debug maps give the renderer's per-pixel / per-point object ids for the label tests.

@@ -10,6 +10,7 @@ import torch
 from bevkd.bench.command import run_commits, run_machines
 from bevkd.bench.plan import Job
 from bevkd.bench.runner import JobResult
+from bevkd.blas import openblas_core
 from bevkd.provenance import machine, machine_label
 
 
@@ -20,14 +21,22 @@ def test_machine_names_the_cpu_and_the_libraries():
     assert m["torch"] == torch.__version__ and m["numpy"] == np.__version__
     assert m["cores"] >= 1 and len(m["cpu_flags"]) == 10
     assert "gpu" not in m  # a CPU result: no GPU named, even where there is one
+    # numpy's OpenBLAS kernels: pinned by instruction set in the tests as in `bevkd`
+    # (tests/conftest.py, bevkd.blas), else OpenBLAS's own choice
+    assert m["blas"] == (openblas_core() or "unknown")
     assert machine_label(m) == (f"{m['cpu']} {m['cpu_id']} flags {m['cpu_flags']} "
-                                f"({m['cpu_capability']}), torch {m['torch']}")
+                                f"({m['cpu_capability']}), OpenBLAS {m['blas']}, "
+                                f"torch {m['torch']}")
     if torch.cuda.is_available():
         assert machine(gpu=True)["gpu"] == torch.cuda.get_device_name(0)
     assert machine_label(None) == "unrecorded"
     # two VMs with the same generic model name but other CPUs are told apart
     assert machine_label({**m, "cpu_id": "6/106/6"}) != machine_label(m)
     assert machine_label({**m, "cpu_flags": "0123456789"}) != machine_label(m)
+    # on one CPU, other BLAS kernels are another machine; a run recorded before numpy's
+    # kernels were (no "blas") is named as it was
+    assert machine_label({**m, "blas": "Prescott"}) != machine_label(m)
+    assert "OpenBLAS" not in machine_label({k: v for k, v in m.items() if k != "blas"})
 
 
 def test_a_gpu_training_names_its_gpu():

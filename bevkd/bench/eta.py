@@ -17,14 +17,15 @@ The estimate prices work per epoch, since a bench's runs train different numbers
 - a job whose config has neither takes the mean pace of its kind (:func:`kind`), finished
   runs first: the LiDAR models (teacher, label encoder); the fusion teacher; the baseline;
   distilled students (every method and ablation: their teachers' forward passes and their
-  terms make them slower than the baseline, 1.3-2.4x its step on the tiny preset); then a
-  camera model borrows another camera kind's (a method before any distilled run has a pace
-  is priced at the baseline's). Never a LiDAR model's: on the tiny preset the LiDAR teacher's
-  epoch takes 90 s, the baseline's 123 s, a distilled student's 160-350 s and the fusion
-  teacher's 236 s, so a camera model priced at it came out up to 4x short (the demo said
-  "~1 min to go" with both students still to train). Until a camera model has a pace (its
-  first progress line comes a tenth of an epoch in), the camera jobs are left out of the
-  estimate and the line says how many.
+  terms make them slower than the baseline, 1.3-2.7x its step on the tiny preset); then a
+  camera model borrows another camera kind's, scaled by :data:`BORROW`'s ratio of the two
+  kinds' epochs on the tiny preset (a method before any distilled run has a pace is priced
+  at twice the baseline's: at the baseline's own, the demo said "~1 min to go" with
+  DualDistill 2.8 min from its end). Never a LiDAR model's: on the tiny preset the LiDAR
+  teacher's epoch takes 90 s, the baseline's 123 s, a distilled student's 160-350 s and the
+  fusion teacher's 236 s, so a camera model priced at it came out up to 4x short. Until a
+  camera model has a pace (its first progress line comes a tenth of an epoch in), the camera
+  jobs are left out of the estimate and the line says how many.
 
 Jobs run ``parallel`` at a time. While the camera backbone's pretraining runs (its time left
 read from the last line of its log, :func:`pretrain_progress`), the jobs with a camera model
@@ -179,11 +180,18 @@ def kind(job: Job) -> str:
     return "baseline" if job.model == "baseline" else "distilled"
 
 
-# where a camera model of a kind without a pace of its own borrows one, nearest first: a
-# distilled student runs its teachers' forward passes on top of the baseline's step
-# (1.3-2.4x it on the tiny preset), the fusion teacher a camera and a LiDAR branch
-_BORROW = {"baseline": ("distilled", "fusion"), "distilled": ("baseline", "fusion"),
-           "fusion": ("distilled", "baseline")}
+# Where a camera model of a kind without a pace of its own borrows one, nearest first, and
+# the factor on the pace it borrows: the ratio of the two kinds' epochs on the tiny preset
+# (2 CPU cores, benchmarks/tiny.md). A distilled student runs its teachers' forward passes
+# and its terms on top of the baseline's step (the main methods' step time ratios 1.28-2.63,
+# mean 1.97; ablations up to 2.72), the fusion teacher a camera and a LiDAR branch (its
+# epoch 236 s, the baseline's 123 s). A guess that holds until the kind logs its own pace:
+# on a GPU the teachers' share of a step is smaller.
+BORROW: dict[str, tuple[tuple[str, float], ...]] = {
+    "baseline": (("distilled", 0.5), ("fusion", 0.5)),
+    "distilled": (("baseline", 2.0), ("fusion", 1.0)),
+    "fusion": (("distilled", 1.0), ("baseline", 1.9)),
+}
 
 
 def estimate(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mapping[str, float],
@@ -232,11 +240,14 @@ def estimate(jobs: list[Job], results: Mapping[str, JobResult], elapsed: Mapping
         k = kind(job)
         paces = finished.get(job.config) or running.get(job.config) or kind_finished[k] \
             or kind_running[k]
-        for other in _BORROW.get(k, ()):  # a camera model: never a LiDAR model's pace
-            paces = paces or kind_finished[other] or kind_running[other]
-        if not paces and k == "lidar":  # (the LiDAR teacher trains first: rarely needed)
-            paces = every
-        return mean(paces) if paces else None
+        if paces:
+            return mean(paces)
+        for other, factor in BORROW.get(k, ()):  # a camera model: never a LiDAR model's pace
+            paces = kind_finished[other] or kind_running[other]
+            if paces:
+                return factor * mean(paces)
+        # (the LiDAR teacher trains first: rarely needed)
+        return mean(every) if k == "lidar" else None
 
     camera: list[float] = []  # seconds left per job, those that wait for a pretraining
     other: list[float] = []

@@ -83,16 +83,18 @@ def test_time_left_prices_each_job_at_its_configs_finished_runs(tmp_path):
     rest.update({j.name: JobResult(j, str(tmp_path / "nothing"), "failed")
                  for j in jobs if j.name not in results and j is not other})
     assert eta.time_left(jobs, rest, {}, 2) == pytest.approx(5000.0)
-    # before any distilled run has a pace, a method takes the baseline's
+    # before any distilled run has a pace, a method takes twice the baseline's (eta.BORROW:
+    # the tiny preset's ratio), not the baseline's own, which came out 2x short
     no_kd = {k: v for k, v in results.items() if k != "asd-s0"}
-    assert eta.time_left([base[0], other], no_kd, {}, 1) == pytest.approx(3000.0)
+    assert eta.BORROW["distilled"][0] == ("baseline", 2.0)
+    assert eta.time_left([base[0], other], no_kd, {}, 1) == pytest.approx(6000.0)
     assert eta.time_left(jobs, {}, {}, 2) is None
     assert eta.progress_line(jobs, {}, {}, 2) == "[bench] 0 of 8 jobs final"
     # a run restored from an archive trained on another machine: final, but no pace
     from bevkd.bench.runner import RESTORED
 
     (tmp_path / "asd-s0" / RESTORED).write_text("{}")
-    assert eta.time_left([kd[1]], results, {}, 1) == pytest.approx(3000.0)  # the baseline's
+    assert eta.time_left([kd[1]], results, {}, 1) == pytest.approx(6000.0)  # 2x the baseline's
 
 
 def test_time_left_prices_per_epoch_and_takes_a_running_trainings_own_estimate(tmp_path):
@@ -116,21 +118,22 @@ def test_time_left_prices_per_epoch_and_takes_a_running_trainings_own_estimate(t
         "a camera model has logged its pace)")
     # baseline-s0 training, 300 s per epoch (3 s/step, 100 steps), 2000 s left by its log;
     # the fusion teacher with no line yet, 100 s into this attempt: priced at the live
-    # student pace (the camera kind nearest it), as are the students without a finished run
+    # baseline pace times 1.9 (its epoch over the baseline's on the tiny preset), the other
+    # baseline at that pace, the distilled student at twice it
     live = {"baseline-s0": eta.Live(5, 12, 10, 100, 3.0, 2000.0)}
     left = eta.time_left(jobs, results, {"fusion_teacher": 100.0, "baseline-s0": 900.0}, 2,
                          epochs, live)
-    assert left == pytest.approx((1200.0 + 6 * 300.0 - 100.0 + 2000.0 + 12 * 300.0
-                                  + 12 * 300.0) / 2)
+    assert left == pytest.approx((1200.0 + 6 * 570.0 - 100.0 + 2000.0 + 12 * 300.0
+                                  + 12 * 600.0) / 2)
     # a finished student's pace is preferred to a live one for the students without their own
     results["baseline-s1"] = JobResult(base[1], _finished(tmp_path, "baseline-s1", 2400.0),
                                        "done")
     left = eta.time_left(jobs, results, {"fusion_teacher": 100.0}, 2, epochs, live)
-    assert left == pytest.approx((1200.0 + 6 * 200.0 - 100.0 + 2000.0 + 12 * 200.0) / 2)
+    assert left == pytest.approx((1200.0 + 6 * 380.0 - 100.0 + 2000.0 + 12 * 400.0) / 2)
     # nothing finished, one training with a line: its live pace alone gives an estimate (the
-    # LiDAR models too take it, rather than none)
+    # LiDAR models too take it as it is, rather than none)
     assert eta.time_left(jobs, {}, {}, 2, epochs, live) == pytest.approx(
-        (2000.0 + 6 * 300.0 + 12 * 300.0 + 6 * 300.0 + 2 * 12 * 300.0) / 2)
+        (2000.0 + 6 * 300.0 + 12 * 300.0 + 6 * 570.0 + 12 * 300.0 + 12 * 600.0) / 2)
     # a distilled student's pace is nearer a fusion teacher's than the baseline's
     results["asd-s0"] = JobResult(kd, _finished(tmp_path, "asd-s0", 12 * 500.0), "done")
     assert eta.time_left([fusion], results, {}, 1, epochs) == pytest.approx(6 * 500.0)

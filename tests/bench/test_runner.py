@@ -155,15 +155,16 @@ def test_a_long_bench_says_where_its_trainings_stand(bench, monkeypatch):
     status, logs = run(parallel=2, status_every=0.3)
     assert status == {"teacher": "done", "baseline-s0": "done", "bevdistill-s0": "done"}
     # while the teacher and the baseline train: their last progress lines, then the estimate,
-    # which takes their own time left (35 s each) and prices BEVDistill's 6 epochs at the
-    # baseline's live pace (0.5 s/step x 20 steps), not the LiDAR teacher's: no run has
-    # finished with a training time (the stand-ins write none). (65 s: "~1 min")
+    # which takes their own time left (35 s each) and prices BEVDistill's 6 epochs at twice
+    # the baseline's live pace (2 x 0.5 s/step x 20 steps: eta.BORROW), not the LiDAR
+    # teacher's: no run has finished with a training time (the stand-ins write none). (At
+    # least BEVDistill's 120 s, as the slots are 2 and the jobs' sum 190 s: "~2 min")
     said = [i for i, m in enumerate(logs)
             if "teacher epoch 3/6 (50 %), 0:00:35 left" in m
             and "baseline-s0 epoch 3/6 (50 %), 0:00:35 left" in m]
     assert said, logs
     assert logs[said[0]].startswith("[bench] training: ")
-    assert logs[said[0] + 1] == "[bench] 0 of 3 jobs final; ~1 min to go"
+    assert logs[said[0] + 1] == "[bench] 0 of 3 jobs final; ~2 min to go"
 
 
 def test_the_first_status_comes_early_and_the_next_ones_every_status_every(bench,
