@@ -36,6 +36,9 @@ class BenchSpec:
     parallel: int = 2
     threads: int = 1
     pretrain_steps: int = 0     # >0: camera backbones start from `bevkd pretrain` weights
+    # the pretraining's torch threads (0: `threads`), fixed by the preset and not by the slots
+    # it finds free: its weights' bits depend on it (see backbone_pretraining)
+    pretrain_threads: int = 0
     # row -> `--set` overrides for that row's runs (and its ablations): a method's documented
     # hyper-parameters re-set for this preset; the table lists them next to the rows
     overrides: dict[str, list[str]] = field(default_factory=dict)
@@ -232,13 +235,10 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)
             weights = os.path.join(runs, "backbone.pth")
             if train and (os.path.isfile(weights) or camera_to_train(jobs, runs)):
-                # beside the LiDAR teacher (and the label encoder after it) where they are left
-                # to train, on the other slots: no camera model can start before it ends (a
-                # slot stays idle where they end first, or will not train after all)
-                beside = camera_to_train(jobs, runs, camera=False)
-                _, pretraining = backbone_pretraining(
-                    preset, data, runs, spec, extra,
-                    parallel - 1 if beside and parallel > 1 else parallel)
+                # on as many slots as it has threads; the LiDAR teacher (and the label encoder
+                # after it), where they are left to train, on the others: no camera model can
+                # start before it ends (a slot stays idle where they end first)
+                _, pretraining = backbone_pretraining(preset, data, runs, spec, extra, parallel)
                 if pretraining is not None:
                     again = (", resumes its checkpoint" if "--resume" in pretraining.cmd
                              else "")
@@ -526,19 +526,33 @@ def camera_to_train(jobs: list[Job], runs: str, val_split: str = "synth_val",
             and not is_finished(os.path.join(runs, j.name), val_split)]
 
 
+def pretrain_threads(spec: BenchSpec) -> int:
+    """The backbone pretraining's torch threads: the preset's ``bench.pretrain_threads``, else
+    one training's ``bench.threads``."""
+    return spec.pretrain_threads or spec.threads
+
+
 def backbone_pretraining(preset: str, data: str, runs: str, spec: BenchSpec,
-                         extra: tuple[str, ...], slots: int) -> tuple[str, Pretraining | None]:
+                         extra: tuple[str, ...], parallel: int) -> tuple[str, Pretraining | None]:
     """``RUNS/backbone.pth``, and the :class:`~bevkd.bench.runner.Pretraining` that makes it
     with ``bevkd pretrain`` of the student config and the bench's ``--set`` overrides
-    (``extra``) on ``slots`` of the bench's slots, or None where it was made earlier with the
-    same number of steps, for the same image size and ResNet depth (reused); made otherwise,
-    an error (it is never overwritten: the runs that used it record its identity)."""
+    (``extra``), or None where it was made earlier with the same number of steps, for the same
+    image size and ResNet depth, with as many threads (reused); made otherwise, an error (it
+    is never overwritten: the runs that used it record its identity).
+
+    Its thread count is the preset's (:func:`pretrain_threads`), never the slots it finds
+    free: a CPU pretraining's weights differ in their last bits with the thread count, and
+    every camera model learns from them. (The bench gave it the slots left beside the LiDAR
+    teacher, 1 thread where the tiny archive's backbone had pretrained alone on 2: on the
+    same machine kind its fusion teacher then logged another loss from step 0.) It holds one
+    of the bench's ``parallel`` slots per ``bench.threads`` of its threads, at most all."""
     from ..engine.config import load_experiment
     from ..engine.pretrain import checkpoint_path
     from .plan import CONFIGS
 
     config = os.path.join(CONFIGS, "student", "bevdepth.yaml")
     cfg = load_experiment(config, preset, list(extra))
+    threads = pretrain_threads(spec)
     want = {"steps": spec.pretrain_steps, "image_size": list(cfg.data.image.final_size),
             "backbone_depth": cfg.model.args.get("backbone_depth", 50)}
     path = os.path.join(runs, "backbone.pth")
@@ -555,6 +569,11 @@ def backbone_pretraining(preset: str, data: str, runs: str, spec: BenchSpec,
             raise BevkdError(f"{path} was pretrained for another camera model: "
                              f"{', '.join(other)}; use another --runs folder or delete it (and "
                              "the runs that used it)")
+        if made.get("threads", threads) != threads:  # (not recorded before: taken as made)
+            raise BevkdError(f"{path} was pretrained with {made['threads']} threads, this "
+                             f"preset pretrains with {threads} (bench.pretrain_threads), whose "
+                             "weights differ in their last bits; use another --runs folder or "
+                             "delete it (and the runs that used it)")
         print(f"[bench] reuse {path} (pretrained earlier)", flush=True)
         return path, None
     os.makedirs(runs, exist_ok=True)
@@ -563,11 +582,11 @@ def backbone_pretraining(preset: str, data: str, runs: str, spec: BenchSpec,
            "--overwrite"]  # weights without their record (.json): a pretraining cut short
     if os.path.isfile(checkpoint_path(path)):  # a bench stopped while it pretrained
         cmd.append("--resume")
-    # the bench's overrides first, so the pretraining's thread count is the bench's
-    for s in (*extra, f"train.threads={spec.threads * slots}"):
+    # the bench's overrides first, so the pretraining's thread count is the preset's
+    for s in (*extra, f"train.threads={threads}"):
         cmd += ["--set", s]
-    return path, Pretraining(cmd, path, os.path.join(runs, "backbone.log"), slots,
-                             spec.threads * slots)
+    slots = min(max(-(-threads // max(spec.threads, 1)), 1), max(parallel, 1))
+    return path, Pretraining(cmd, path, os.path.join(runs, "backbone.log"), slots, threads)
 
 
 def _picture_sample(data: str):

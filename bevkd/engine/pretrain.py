@@ -257,7 +257,9 @@ def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: in
     info = {"steps": steps, "batch_size": tcfg.batch_size, "lr": lr, "seconds": seconds,
             "backbone_depth": args.get("backbone_depth", 50), "image_size": list(
                 data_cfg.image.final_size), "train_split": tcfg.train_split,
-            "device": device.type, **held_out}
+            "device": device.type,
+            # a CPU pretraining's weights differ in their last bits with the thread count
+            "threads": torch.get_num_threads(), **held_out}
     with open(out + ".json", "w") as f:
         json.dump(info, f, indent=1)
     for left in (ckpt, ckpt + ".tmp"):  # the weights are written: nothing left to resume

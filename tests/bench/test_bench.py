@@ -450,22 +450,29 @@ def test_pretrained_backbone_is_made_once_and_reused(tmp_path):
         steps = int(cmd[cmd.index("--steps") + 1])
         size = [64, 176] if "data.image.final_size=[64,176]" in cmd else preset_size
         open(pre.out + ".json", "w").write(json.dumps(
-            {"steps": steps, "image_size": size, "backbone_depth": 18}))
+            {"steps": steps, "image_size": size, "backbone_depth": 18,
+             "threads": int(pre.cmd[-1].split("=")[1])}))
 
-    spec = BenchSpec(pretrain_steps=7, threads=2, parallel=3)
+    spec = BenchSpec(pretrain_steps=7, threads=2, parallel=3, pretrain_threads=4)
     small = ("data.image.final_size=[64,176]", "data.image.resize_lim=[0.21,0.26]")
-    path, pre = backbone_pretraining("tiny", "/data", str(tmp_path), spec, small, slots=2)
+    path, pre = backbone_pretraining("tiny", "/data", str(tmp_path), spec, small, parallel=3)
     assert path == pre.out == str(tmp_path / "backbone.pth")
+    # the preset's 4 threads, on two of the 3 slots (2 threads each): the third is free for
+    # the LiDAR teacher
     assert pre.log == str(tmp_path / "backbone.log") and (pre.slots, pre.threads) == (2, 4)
     cmd = pre.cmd
     assert cmd[cmd.index("pretrain") - 2:cmd.index("pretrain")] == ["-m", "bevkd.cli"]
     assert cmd[cmd.index("--steps") + 1] == "7" and cmd[cmd.index("--out") + 1] == path
-    # the bench's overrides reach the pretraining, and its thread count (the bench's threads
-    # per slot, on the slots it holds) comes last
+    # the bench's overrides reach the pretraining, and its thread count comes last
     sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
     assert sets == [*small, "train.threads=4"]
-    alone = backbone_pretraining("tiny", "/data", str(tmp_path), spec, small, 3)[1]
-    assert alone.slots == 3 and alone.cmd[-1] == "train.threads=6"
+    # the thread count is the preset's whatever the slots: on one slot (--parallel 1) too;
+    # without bench.pretrain_threads, one training's threads on one slot
+    one = backbone_pretraining("tiny", "/data", str(tmp_path), spec, small, 1)[1]
+    assert (one.slots, one.threads, one.cmd[-1]) == (1, 4, "train.threads=4")
+    default = backbone_pretraining("tiny", "/data", str(tmp_path),
+                                   BenchSpec(pretrain_steps=7, threads=2, parallel=3), small, 3)
+    assert (default[1].slots, default[1].threads) == (1, 2)
     assert "--resume" not in cmd
     # a pretraining stopped with an earlier bench left its checkpoint: resumed
     open(path + ".ckpt", "wb").close()
@@ -484,6 +491,17 @@ def test_pretrained_backbone_is_made_once_and_reused(tmp_path):
                              small, 2)
     with pytest.raises(BevkdError, match=re.escape(f"image_size [64, 176] (now {preset_size})")):
         backbone_pretraining("tiny", "/data", str(tmp_path), spec, (), 2)
+    # nor pretrained with another thread count: its weights differ in their last bits
+    with pytest.raises(BevkdError, match="pretrained with 4 threads, this preset pretrains "
+                                         "with 2"):
+        backbone_pretraining("tiny", "/data", str(tmp_path), replace(spec, pretrain_threads=2),
+                             small, 2)
+    # a record from before the thread count was recorded is taken as made with the preset's
+    record = json.loads(open(path + ".json").read())
+    del record["threads"]
+    open(path + ".json", "w").write(json.dumps(record))
+    assert backbone_pretraining("tiny", "/data", str(tmp_path), replace(spec, pretrain_threads=2),
+                                small, 2) == (path, None)
 
 
 def test_bench_generates_the_dataset_where_data_names_none(tmp_path, monkeypatch):
@@ -1138,11 +1156,12 @@ def test_the_backbone_is_pretrained_only_when_a_camera_model_is_left_to_train(tm
     bench()
     assert len(made) == 1 and passed[-1] == passed[0]
     # bevdistill-s0 reads the teacher's checkpoint, which the archive lacks: the teacher is
-    # trained again too, on one of tiny's 2 slots, and the pretraining takes the other
+    # trained again too; the pretraining is offered tiny's 2 slots (it takes as many as its
+    # threads need: backbone_pretraining)
     assert "to train again (restored earlier without the checkpoint a training needs): " \
            "teacher" in capsys.readouterr().out
-    assert made[0][5] == 1
-    # the baseline alone to train again (no training reads the teacher): it takes both
+    assert made[0][5] == 2
+    # the baseline alone to train again (no training reads the teacher): the same offer
     shutil.rmtree(runs)
     _fake_run(archive, "bevdistill-s0", 0.3, 0.4, 1.0)
     shutil.rmtree(archive / "baseline-s0")
