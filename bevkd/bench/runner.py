@@ -288,6 +288,39 @@ def record_made(run: str) -> None:
     write_json(path, {**saved, "made": made})
 
 
+def record_outside(run: str, cmd: list[str], stamps: dict[str, object]) -> str | None:
+    """Give a finished run that the bench did not start (no :data:`JOB_FILE`: trained by hand
+    with the job's command, e.g. a teacher trained again to check that it reproduces) the
+    record the bench writes: its signature, ``stamps`` (:func:`inputs` now) and ``made``.
+    Without it the run is reused all the same, but its archived copy would replace one that
+    names what it learned from with one that names nothing, and no note could say the two
+    are one training (:mod:`~bevkd.bench.reproduced`). Only where its ``meta.json`` command is
+    the job's (:func:`signature`) and every input it reads now was made before it started
+    (else it may have read an earlier making of it). Returns why it was not recorded, or None
+    (recorded, or it had a record)."""
+    if os.path.isfile(os.path.join(run, JOB_FILE)):
+        return None
+    try:
+        with open(os.path.join(run, "meta.json")) as f:
+            meta = json.load(f)
+        ran = meta["command"].split()
+        started = time.mktime(time.strptime(meta["started"], "%Y-%m-%d %H:%M:%S"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "its meta.json does not say the command and start it ran with"
+    if "train" not in ran or portable(signature(ran)) != portable(signature(cmd)):
+        return "it ran another command than this job's"
+    started += 1.0  # (recorded to the second: made within it is not after)
+    later = sorted(k for k, v in stamps.items() if k != "data" and isinstance(v, list)
+                   and len(v) == 2 and v[1] / 1e9 > started)
+    later += ["data"] if any(len(t) == 3 and t[2] / 1e9 > started
+                             for t in stamps.get("data") or []) else []
+    if later:
+        return f"{', '.join(later)} was made after it started"
+    write_json(os.path.join(run, JOB_FILE), {"signature": signature(cmd), "inputs": stamps})
+    record_made(run)
+    return None
+
+
 def inputs(job: Job, cmd: list[str], runs: str, data: str) -> dict[str, object]:
     """What a job reads besides its config, as ``{name: [size, mtime_ns]}``: the final
     checkpoint of each run it needs, each file an override names, the dataset's tables."""
@@ -576,6 +609,12 @@ def run_jobs(jobs: list[Job], preset: str, data: str, runs: str, parallel: int,
             results[job.name] = found
             log(f"[bench] reuse {job.name} (finished earlier)" if found.run == run else
                 f"[bench] reuse {os.path.basename(found.run)} for {job.name} (the same training)")
+            if found.run == run and not os.path.isfile(os.path.join(run, JOB_FILE)):
+                why = record_outside(run, cmd, stamps)
+                log(f"[bench] {job.name} was trained outside the bench with its command: "
+                    "recorded what it read" if why is None else
+                    f"[bench] {job.name} has no job record and none can be written ({why}): "
+                    "an archive keeps its earlier copy")
             if on_final:
                 on_final(found)
             return True

@@ -325,3 +325,50 @@ def test_stopping_the_bench_stops_its_pretraining(bench, tmp_path):
     # ended by the bench (SIGTERM), not by its own 20 s wait running out
     assert logs == ["[bench] stopped backbone pretraining (resumable)"] and \
         time.monotonic() - t0 < 15
+
+
+def test_a_run_trained_by_hand_with_its_command_gets_the_record_the_bench_writes(bench,
+                                                                                 tmp_path):
+    """E.g. a teacher trained again by hand to see whether it reproduces: reused, and given
+    the job record (signature, inputs, made) without which its archived copy would name
+    nothing it learned from; one that ran another command, or read an input made after it
+    started, gets none, and never replaces an archived copy that has one."""
+    import json
+    import sys
+
+    from bevkd.bench.command import _archiver
+
+    run, runs, _ = bench
+    archive = tmp_path / "archive"
+    run(on_final=_archiver(str(archive)))
+    recorded = {n: json.loads((runs / n / runner.JOB_FILE).read_text())
+                for n in ("teacher", "baseline-s0")}
+
+    def by_hand(name: str, *more: str, started: float | None = None) -> None:
+        (runs / name / runner.JOB_FILE).unlink()
+        cmd = [sys.executable, "fake_train.py", "train", name, str(runs / name), *more]
+        (runs / name / "meta.json").write_text(json.dumps(
+            {"command": " ".join(cmd),
+             "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))}))
+
+    by_hand("teacher")
+    by_hand("baseline-s0", "--set", "x=1")  # another command than the job's
+    status, logs = run(on_final=_archiver(str(archive)))
+    assert set(status.values()) == {"reused"}
+    assert "[bench] teacher was trained outside the bench with its command: recorded what " \
+           "it read" in logs
+    assert ("[bench] baseline-s0 has no job record and none can be written (it ran another "
+            "command than this job's): an archive keeps its earlier copy") in logs
+    made = runner.checkpoint_stamp(str(runs / "teacher"))
+    assert json.loads((runs / "teacher" / runner.JOB_FILE).read_text()) == {
+        **recorded["teacher"], "made": made}
+    assert json.loads((archive / "teacher" / runner.JOB_FILE).read_text())["made"] == made
+    assert not (runs / "baseline-s0" / runner.JOB_FILE).exists()
+    assert json.loads((archive / "baseline-s0" / runner.JOB_FILE).read_text()) == \
+        recorded["baseline-s0"]
+    # started before the dataset it reads was made: which making it read is not known
+    by_hand("teacher", started=time.time() - 86400)
+    status, logs = run()
+    assert status["teacher"] == "reused"
+    assert ("[bench] teacher has no job record and none can be written (data was made after "
+            "it started): an archive keeps its earlier copy") in logs
