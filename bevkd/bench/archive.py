@@ -71,11 +71,16 @@ def archive_run(run: str, archive: str, picture: str | None = None) -> str:
     made before (:func:`~bevkd.bench.reproduced.note_if_reproduced`), the runs folder and the
     archive note that its stamps and the new ones name one training. ``picture``: the token of
     the BEV picture's sample, whose detections the copy keeps of the results it leaves out
-    (:func:`~bevkd.bench.picture.keep_sample`). Returns the copy."""
+    (:func:`~bevkd.bench.picture.keep_sample`). Returns the copy. A run without a job record
+    (one :func:`~bevkd.bench.runner.record_outside` could not give one) never replaces a copy
+    that names what it learned from: that copy is kept."""
     dest = os.path.join(archive, os.path.basename(os.path.normpath(run)))
     tmp, old = f"{dest}.tmp", f"{dest}.old"
     if not os.path.isdir(dest) and os.path.isdir(old):
         os.replace(old, dest)
+    if not os.path.isfile(os.path.join(run, JOB_FILE)) and os.path.isfile(
+            os.path.join(dest, JOB_FILE)):
+        return dest
     notes = note_if_reproduced(run, dest) if os.path.isdir(dest) else None
     if notes is not None:
         notes.save(os.path.dirname(os.path.abspath(run)))

@@ -20,8 +20,7 @@ from .report import ablation_pairs, acceptance, collect, markdown, row_order
 from .archive import archive_run, archive_served, plan_restore, restore
 from .reproduced import FILE as REPRODUCED, Reproduced
 from .picture import SCORE, TOP, drawable, picture_sample, sample_detections
-from .runner import (JOB_FILE, JobResult, Pretraining, is_finished, is_restored, run_jobs,
-                     runs_lock)
+from .runner import JobResult, Pretraining, is_finished, is_restored, run_jobs, runs_lock
 
 
 @dataclass(frozen=True)
@@ -396,12 +395,7 @@ def _archiver(archive: str, data: str | None = None):
 
     def keep(res: JobResult) -> None:
         try:
-            kept = os.path.join(archive, os.path.basename(os.path.normpath(res.run)))
-            # a run without a job record (runner.record_outside could not write one) never
-            # replaces a copy that names what it learned from
-            bare = not os.path.isfile(os.path.join(res.run, JOB_FILE)) and os.path.isfile(
-                os.path.join(kept, JOB_FILE))
-            if not is_restored(res.run) and not bare:
+            if not is_restored(res.run):
                 archive_run(res.run, archive, token())
             archive_served(res.job.name, res.run, archive)  # when a twin run served it
         except Exception as e:  # noqa: BLE001 - keeping a copy must never stop the trainings
