@@ -5,6 +5,7 @@ Imported as ``from _student import ...`` by scripts run as ``python benchmarks/<
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import os
 

@@ -27,6 +27,7 @@ writes ``benchmarks/bev_pool_speed.md`` and ``.json`` next to this file.
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import json
 import math

@@ -13,6 +13,7 @@ validation on the demo's 20 val samples. One training per rate: a trend, not a v
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import json
 import os

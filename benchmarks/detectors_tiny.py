@@ -9,6 +9,7 @@ benchmarks/<name>.md and .json in the layout of `bevkd bench`.
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 
 from _results import save

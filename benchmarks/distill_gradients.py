@@ -17,6 +17,7 @@ depth loss acts before the lift (its gradient here is 0). Writes benchmarks/<nam
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import os
 

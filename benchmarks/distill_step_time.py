@@ -11,6 +11,7 @@ benchmarks/distill_step_time.md and .json.
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import os
 

@@ -13,6 +13,7 @@ the methods'.
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import os
 

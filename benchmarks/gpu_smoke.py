@@ -19,6 +19,7 @@ failed job keeps the end of its log there.
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import json
 import os

@@ -22,6 +22,7 @@ floor. Writes benchmarks/latency_noise.md and .json.
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import os
 import sys

@@ -10,6 +10,7 @@ Writes benchmarks/loader_speed.md and .json.
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import os
 import platform

@@ -20,6 +20,7 @@ Target (issue #5): >= 20x faster end to end.
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import hashlib
 import json

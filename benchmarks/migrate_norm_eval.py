@@ -28,6 +28,7 @@ attempt's commit is recorded when it starts, so one that failed at once still co
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import datetime
 import os

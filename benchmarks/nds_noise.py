@@ -16,6 +16,7 @@ recall takes.
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import json
 import math

@@ -17,6 +17,7 @@ is retrained, and the bench keeps the published radii.
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 
 import torch

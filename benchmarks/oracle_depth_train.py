@@ -12,6 +12,7 @@ row C_oracle). Not a method: validation uses LiDAR.
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import sys
 
 import torch

@@ -24,6 +24,7 @@ tables; the JSON has them.
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import json
 import math
 import os

@@ -11,6 +11,7 @@ augmentation a model cannot learn through (see the #4 note of session 1).
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 
 import torch

@@ -18,6 +18,7 @@ can be trusted. Writes ``benchmarks/<name>.md`` and ``.json``.
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import json
 import os

@@ -12,6 +12,7 @@ image backbone's features cached). Writes benchmarks/step_profile_<preset>.md an
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import collections
 import os

@@ -19,6 +19,7 @@ benchmarks/step_speedups_<preset>.md and .json.
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import copy
 import os

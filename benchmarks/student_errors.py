@@ -24,6 +24,7 @@ free GT centre), at 2 m and at 4 m:
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import os
 

@@ -12,6 +12,7 @@ Writes benchmarks/student_tiny_diagnostics.md.
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import os
 

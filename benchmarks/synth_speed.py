@@ -10,6 +10,7 @@ camera rendering, LiDAR casting and the rest. Target (issue #2): < 1 s per sampl
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import os
 import platform

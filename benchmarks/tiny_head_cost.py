@@ -13,6 +13,7 @@ alike. Writes benchmarks/tiny_head_cost.md and .json (the reason for the tiny pr
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import os
 

@@ -17,6 +17,7 @@ network's A channel separates A's boxes from B's at all (the ratio column).
 
 from __future__ import annotations
 
+import _pinned  # noqa: F401  (first: numpy's BLAS kernels pinned before numpy loads)
 import argparse
 import glob
 import json

@@ -20,7 +20,9 @@ So the ``bevkd`` command pins the kernels by instruction set before anything imp
 ``SkylakeX`` where the CPU has the AVX-512 foundation, byte/word, double/quad word,
 conflict-detection and vector-length instructions, ``Haswell`` where it has AVX2 and FMA,
 OpenBLAS's own choice elsewhere. A value the user set is kept. Code that imports bevkd as a
-library calls :func:`pin_openblas` before numpy's first import, or sets the variable itself.
+library calls :func:`pin_openblas` before numpy's first import, or sets the variable itself:
+the tests do (``tests/conftest.py``), and so does every script under ``benchmarks/`` that
+computes in its own process (it imports ``benchmarks/_pinned.py`` first).
 The kernels a process runs are recorded with each run (:func:`openblas_core`,
 :func:`bevkd.provenance.machine`).
 """
