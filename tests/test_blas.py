@@ -36,7 +36,17 @@ def test_pinning_sets_the_variable_once_and_keeps_the_users():
     assert blas.pin_openblas(env, AVX512) == "SkylakeX"
 
 
-def test_the_bevkd_command_pins_before_numpy_loads(monkeypatch, tmp_path):
+def test_importing_the_command_does_not_load_numpy():
+    """main() can pin only if nothing it imports on the way has loaded numpy already (asked in
+    a new process: this one's numpy is loaded)."""
+    code = ("import sys, bevkd.cli, bevkd.blas, bevkd.provenance; "
+            "print('numpy' in sys.modules, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False"]
+
+
+def test_the_bevkd_command_pins_the_kernels(monkeypatch, tmp_path):
     monkeypatch.delenv(blas.CORE_ENV, raising=False)
     missing = ["export", "--ckpt", str(tmp_path / "none"), "--out", str(tmp_path / "out")]
     assert main(missing) == 2  # (an error: no such run)

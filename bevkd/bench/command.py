@@ -235,9 +235,10 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
         if spec.pretrain_steps > 0:  # once, shared by every camera model (as ImageNet weights)
             weights = os.path.join(runs, "backbone.pth")
             if train and (os.path.isfile(weights) or camera_to_train(jobs, runs)):
-                # on as many slots as it has threads; the LiDAR teacher (and the label encoder
-                # after it), where they are left to train, on the others: no camera model can
-                # start before it ends (a slot stays idle where they end first)
+                # on the slots its threads take (the preset's: on tiny both, so it runs alone);
+                # the LiDAR teacher (and the label encoder after it), where they are left to
+                # train, on any others: no camera model can start before it ends (a slot
+                # stays idle where they end first)
                 _, pretraining = backbone_pretraining(preset, data, runs, spec, extra, parallel)
                 if pretraining is not None:
                     again = (", resumes its checkpoint" if "--resume" in pretraining.cmd
@@ -364,6 +365,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                   **({"about": spec.about} if spec.about else {}), "seeds": seeds,
                   "ablation_seeds": ablation_seeds,
                   "data": data, "pretrain_steps": spec.pretrain_steps,
+                  "pretrain_threads": pretrain_threads(spec),
                   "overrides": {r: list(s) for r, s in tuned.items()}, "run_commits": others,
                   "served_by": served, "machines": machines, "restored": back,
                   "reproduced": same, "rows": rows,
@@ -569,7 +571,13 @@ def backbone_pretraining(preset: str, data: str, runs: str, spec: BenchSpec,
             raise BevkdError(f"{path} was pretrained for another camera model: "
                              f"{', '.join(other)}; use another --runs folder or delete it (and "
                              "the runs that used it)")
-        if made.get("threads", threads) != threads:  # (not recorded before: taken as made)
+        # a CPU pretraining's weights differ in their last bits with its thread count (a
+        # GPU's do not); a record from before the count was recorded is reused, said
+        if made.get("device", "cpu") == "cpu" and "threads" not in made:
+            print(f"[bench] {path} does not record the threads it was pretrained with (made "
+                  f"before they were recorded): reused as made with {threads}, the preset's; "
+                  "delete it (and the runs that used it) where it was not", flush=True)
+        elif made.get("device", "cpu") == "cpu" and made["threads"] != threads:
             raise BevkdError(f"{path} was pretrained with {made['threads']} threads, this "
                              f"preset pretrains with {threads} (bench.pretrain_threads), whose "
                              "weights differ in their last bits; use another --runs folder or "

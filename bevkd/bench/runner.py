@@ -76,10 +76,12 @@ def is_finished(run: str, val_split: str) -> bool:
 class Pretraining:
     """The `bevkd pretrain` command that makes the camera backbone ``out``, run by
     :func:`run_jobs` beside the trainings that do not read it (the LiDAR teacher, then the
-    label encoder): the jobs with a camera model are judged once it has ended (and skipped if
-    it failed). It holds ``slots`` of the bench's parallel slots while it runs (its thread
-    count, ``threads``, the bench's per-slot threads times that); its output goes to
-    ``log``."""
+    label encoder) where it leaves slots free: the jobs with a camera model are judged once
+    it has ended (and skipped if it failed). It trains on ``threads`` (the preset's
+    ``bench.pretrain_threads``, whatever the slots) and holds ``slots`` of the bench's
+    parallel slots while it runs (its threads over a training's, rounded up, at most the
+    bench's ``--parallel``: on the tiny preset both of two, so nothing runs beside it); its
+    output goes to ``log``."""
 
     cmd: list[str]
     out: str
@@ -295,16 +297,24 @@ def record_outside(run: str, cmd: list[str], stamps: dict[str, object]) -> str |
     Without it the run is reused all the same, but its archived copy would replace one that
     names what it learned from with one that names nothing, and no note could say the two
     are one training (:mod:`~bevkd.bench.reproduced`). Only where its ``meta.json`` command is
-    the job's (:func:`signature`) and every input it reads now was made before it started
-    (else it may have read an earlier making of it). Returns why it was not recorded, or None
-    (recorded, or it had a record)."""
+    the job's (:func:`signature`) and every input it reads now was made before its first
+    attempt started (else it may have read an earlier making of it): ``first_started_unix``;
+    a run whose meta predates that field is judged by its local-time ``started``, which is
+    the last attempt's, so a resumed one is refused. Returns why it was not recorded, or
+    None (recorded, or it had a record)."""
     if os.path.isfile(os.path.join(run, JOB_FILE)):
         return None
     try:
         with open(os.path.join(run, "meta.json")) as f:
             meta = json.load(f)
         ran = meta["command"].split()
-        started = time.mktime(time.strptime(meta["started"], "%Y-%m-%d %H:%M:%S"))
+        if "first_started_unix" in meta:
+            started = float(meta["first_started_unix"])
+        elif "--resume" in ran or "started_unix" in meta:
+            return ("it was resumed, and its meta.json does not say when its first attempt "
+                    "started")
+        else:
+            started = time.mktime(time.strptime(meta["started"], "%Y-%m-%d %H:%M:%S"))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return "its meta.json does not say the command and start it ran with"
     if "train" not in ran or portable(signature(ran)) != portable(signature(cmd)):

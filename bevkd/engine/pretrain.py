@@ -90,12 +90,15 @@ def _stop_requests():
 
 
 def _settings(cfg: ExperimentConfig, data_root: str, steps: int, lr: float, size: int,
-              depth: int, image_size: list[int]) -> dict[str, Any]:
-    """What a checkpoint must share with the command that resumes it."""
+              depth: int, image_size: list[int], device: torch.device) -> dict[str, Any]:
+    """What a checkpoint must share with the command that resumes it: on the CPU its thread
+    count too, since the weights' last bits depend on it (the record of a pretraining resumed
+    on other threads would name only the last count)."""
     return {"steps": steps, "lr": lr, "batch_size": cfg.train.batch_size, "seed": cfg.train.seed,
             "backbone_depth": depth, "image_size": image_size,
             "data": os.path.abspath(data_root), "train_split": cfg.train.train_split,
-            "train_samples": size}
+            "train_samples": size,
+            **({"threads": torch.get_num_threads()} if device.type == "cpu" else {})}
 
 
 def _resumed(ckpt: str, settings: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
@@ -180,7 +183,8 @@ def pretrain_backbone(cfg: ExperimentConfig, data_root: str, out: str, steps: in
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / steps)))
     settings = _settings(cfg, data_root, steps, lr, len(train_set),
-                         args.get("backbone_depth", 50), list(data_cfg.image.final_size))
+                         args.get("backbone_depth", 50), list(data_cfg.image.final_size),
+                         device)
     # step: optimiser steps done; in_epoch: batches of this epoch done; before: seconds of
     # the attempts before this one
     step, epoch, in_epoch, before = 0, 0, 0, 0.0

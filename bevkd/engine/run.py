@@ -250,19 +250,27 @@ def _write_meta(run: str, data_root: str, resume: bool, gpu: bool = False,
     """``RUN/meta.json`` of this attempt. A resumed run keeps what its earlier attempts
     recorded: their machines (one begun on one CPU and finished on another reproduces on
     neither; None: an attempt that recorded none; ``gpu``: this attempt trains on the GPU,
-    whose name the machine record then holds), their commits, and any ``migrations`` a
-    script made to its records."""
+    whose name the machine record then holds), their commits, any ``migrations`` a script
+    made to its records, and when the first attempt started (``first_started_unix``, seconds
+    since the epoch, where every attempt recorded it: what the run read may be as old as
+    that; ``started`` is this attempt's local time, ``started_unix`` the same instant)."""
     earlier = run_meta(run) if resume else {}
     here, commit = machine(gpu), git_commit()
     machines = list(earlier.get("machines") or [earlier.get("machine")]) if earlier else []
     commits = list(earlier.get("commits") or [earlier.get("commit")]) if earlier else []
+    now = time.time()
+    first = earlier.get("first_started_unix") if earlier else now  # (None: an attempt before
+    # it was recorded)
     meta = {"commit": commit, "command": " ".join(sys.argv),
             "data": os.path.abspath(data_root), "samples": samples or {},
             "samples_format": SAMPLES_FORMAT,
             "torch": torch.__version__, "lightning": L.__version__, "machine": here,
             "machines": machines + ([] if here in machines else [here]),
             "commits": commits + ([] if commits[-1:] == [commit] else [commit]),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)),
+            "started_unix": now}
+    if first is not None:
+        meta["first_started_unix"] = first
     if earlier.get("migrations"):
         meta["migrations"] = earlier["migrations"]
     write_json(os.path.join(run, "meta.json"), meta, indent=1)

@@ -434,7 +434,7 @@ def test_the_report_adds_up_where_top_detections_land_over_the_seeds(tmp_path):
     assert cells["bevdistill"][2] == "—"  # car: no counts recorded
 
 
-def test_pretrained_backbone_is_made_once_and_reused(tmp_path):
+def test_pretrained_backbone_is_made_once_and_reused(tmp_path, capsys):
     from bevkd.bench.command import BenchSpec, backbone_pretraining
 
     from bevkd.bench.plan import CONFIGS
@@ -496,12 +496,19 @@ def test_pretrained_backbone_is_made_once_and_reused(tmp_path):
                                          "with 2"):
         backbone_pretraining("tiny", "/data", str(tmp_path), replace(spec, pretrain_threads=2),
                              small, 2)
-    # a record from before the thread count was recorded is taken as made with the preset's
+    # a GPU pretraining's weights do not depend on its CPU threads
     record = json.loads(open(path + ".json").read())
+    open(path + ".json", "w").write(json.dumps({**record, "device": "cuda"}))
+    assert backbone_pretraining("tiny", "/data", str(tmp_path), replace(spec, pretrain_threads=2),
+                                small, 2) == (path, None)
+    # a record from before the thread count was recorded is taken as made with the preset's,
+    # and the bench says so
+    capsys.readouterr()
     del record["threads"]
     open(path + ".json", "w").write(json.dumps(record))
     assert backbone_pretraining("tiny", "/data", str(tmp_path), replace(spec, pretrain_threads=2),
                                 small, 2) == (path, None)
+    assert "does not record the threads it was pretrained with" in capsys.readouterr().out
 
 
 def test_bench_generates_the_dataset_where_data_names_none(tmp_path, monkeypatch):
@@ -589,6 +596,7 @@ def test_report_only_trains_nothing_and_names_the_rows_not_trained(tmp_path, mon
                             (), train=False)
     assert res["missing"] == ["teacher", "baseline-s0", "bevdistill-s0"] and res["rows"] == []
     assert res["ablation_seeds"] == 1  # the preset's, capped at this table's one seed
+    assert res["pretrain_threads"] == 2  # the tiny preset's, which its backbone's bits hold
     with pytest.raises(BevkdError, match="unknown ablation.*asd_gama0"):  # not a KeyError
         command.run_bench("tiny", str(out), str(runs), str(data), 1, ("asd",), False,
                           ("asd_gama0",), train=False)

@@ -344,12 +344,17 @@ def test_a_run_trained_by_hand_with_its_command_gets_the_record_the_bench_writes
     recorded = {n: json.loads((runs / n / runner.JOB_FILE).read_text())
                 for n in ("teacher", "baseline-s0")}
 
-    def by_hand(name: str, *more: str, started: float | None = None) -> None:
-        (runs / name / runner.JOB_FILE).unlink()
+    def by_hand(name: str, *more: str, started: float | None = None,
+                first: float | None = None) -> None:
+        """A meta.json as a training writes it: ``first``, when its first attempt started,
+        where given (older trainings record only this attempt's local time)."""
+        (runs / name / runner.JOB_FILE).unlink(missing_ok=True)
         cmd = [sys.executable, "fake_train.py", "train", name, str(runs / name), *more]
         (runs / name / "meta.json").write_text(json.dumps(
             {"command": " ".join(cmd),
-             "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))}))
+             "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+             **({} if first is None else {"started_unix": time.time(),
+                                          "first_started_unix": first})}))
 
     by_hand("teacher")
     by_hand("baseline-s0", "--set", "x=1")  # another command than the job's
@@ -372,3 +377,14 @@ def test_a_run_trained_by_hand_with_its_command_gets_the_record_the_bench_writes
     assert status["teacher"] == "reused"
     assert ("[bench] teacher has no job record and none can be written (data was made after "
             "it started): an archive keeps its earlier copy") in logs
+    # resumed now, but first started before the dataset was made: judged by its first start
+    by_hand("teacher", "--resume", first=time.time() - 86400)
+    assert "(data was made after it started)" in "\n".join(run()[1])
+    # an older record of a resumed run says only when its last attempt started: refused
+    by_hand("teacher", "--resume")
+    assert ("teacher has no job record and none can be written (it was resumed, and its "
+            "meta.json does not say when its first attempt started)") in "\n".join(run()[1])
+    # its first attempt after every input: recorded
+    by_hand("teacher", "--resume", first=time.time())
+    assert "[bench] teacher was trained outside the bench with its command: recorded what " \
+           "it read" in run()[1]

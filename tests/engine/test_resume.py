@@ -189,6 +189,8 @@ def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, uninte
     meta = json.load(open(meta_path))
     assert meta["machines"] == [meta["machine"]]
     assert meta["commits"] == [meta["commit"]]
+    first = meta["first_started_unix"]
+    assert first == meta["started_unix"] and abs(time.time() - first) < 600
     # and with another commit, its records since corrected by a script
     other = {**meta["machine"], "cpu": "another CPU"}
     fixed = [{"what": "config.yaml a -> b", "why": "test"}]
@@ -213,6 +215,8 @@ def test_ctrl_c_stops_at_a_step_exits_130_and_resumes_exactly(synth_root, uninte
     assert meta["machines"] == [other, machine()] and meta["machine"] == machine()
     assert meta["commits"] == ["0123abc", git_commit()] and meta["commit"] == git_commit()
     assert meta["migrations"] == fixed
+    # what it read may be as old as its first attempt: that start is kept
+    assert meta["first_started_unix"] == first < meta["started_unix"]
     _assert_same(_final_state(whole), _final_state(run))
 
 

@@ -134,6 +134,14 @@ def test_a_stopped_pretraining_resumes_to_the_weights_of_one_never_stopped(synth
     # another pretraining's checkpoint is refused, and says how it differs
     assert main([*command(out, "--resume"), "--set", "train.batch_size=2"]) == 2
     assert "is of another pretraining: batch_size 1 (now 2)" in capsys.readouterr().err
+    # so is one resumed on other CPU threads, whose steps would round otherwise
+    threads = torch.get_num_threads()
+    try:
+        assert main([*command(out, "--resume"), "--set", f"train.threads={threads + 1}"]) == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert (f"is of another pretraining: threads {threads} (now {threads + 1})"
+            in capsys.readouterr().err)
     assert main(command(out, "--resume")) == 0
     err = capsys.readouterr().err
     assert f"resumes {out}.ckpt at step 2 of 5" in err
