@@ -573,11 +573,12 @@ def backbone_pretraining(preset: str, data: str, runs: str, spec: BenchSpec,
                              "the runs that used it)")
         # a CPU pretraining's weights differ in their last bits with its thread count (a
         # GPU's do not); a record from before the count was recorded is reused, said
-        if made.get("device", "cpu") == "cpu" and "threads" not in made:
+        cpu = made.get("device", "cpu") == "cpu"
+        if cpu and "threads" not in made:
             print(f"[bench] {path} does not record the threads it was pretrained with (made "
                   f"before they were recorded): reused as made with {threads}, the preset's; "
                   "delete it (and the runs that used it) where it was not", flush=True)
-        elif made.get("device", "cpu") == "cpu" and made["threads"] != threads:
+        elif cpu and made["threads"] != threads:
             raise BevkdError(f"{path} was pretrained with {made['threads']} threads, this "
                              f"preset pretrains with {threads} (bench.pretrain_threads), whose "
                              "weights differ in their last bits; use another --runs folder or "
