@@ -89,8 +89,7 @@ def load_teacher(path: str, grid: BevGrid, role: str, load_weights: bool = True,
                              f"the {role} teacher first and pass its run with {how}")
         raise BevkdError(f"{role} teacher {path} does not exist (distill.teachers.{role}); "
                          f"pass its run with {how}")
-    run, ckpt = (os.path.dirname(os.path.dirname(os.path.abspath(path))), path) \
-        if os.path.isfile(path) else (path, None)
+    run, ckpt = teacher_run(path)
     if not os.path.isfile(os.path.join(run, "config.yaml")):
         raise BevkdError(f"{role} teacher {path} is not a run folder (no config.yaml; "
                          f"distill.teachers.{role}); pass a `bevkd train` run with {how}")
@@ -110,6 +109,16 @@ def load_teacher(path: str, grid: BevGrid, role: str, load_weights: bool = True,
     if not load_weights:  # the weights come from a distillation checkpoint instead
         return build_model(without_init_weights(tcfg))
     return load_trained(run, ckpt)[1]
+
+
+def teacher_run(path: str) -> tuple[str, str | None]:
+    """``(run folder, checkpoint or None)`` of a ``distill.teachers`` entry: a run folder (its
+    last checkpoint), or a checkpoint file inside one (``RUN/checkpoints/X.ckpt``)."""
+    import os
+
+    if os.path.isfile(path):
+        return os.path.dirname(os.path.dirname(os.path.abspath(path))), path
+    return path, None
 
 
 def without_init_weights(cfg: ExperimentConfig) -> ExperimentConfig:

@@ -18,9 +18,10 @@ inputs are compared by what survives a new machine (the dataset tables' names an
 by the checkpoints' identities, and the table names the restored runs, unless the teacher
 trained again reproduced the archived training: then :func:`archive_run` notes that the two
 are one training (:mod:`~bevkd.bench.reproduced`; on a machine of the same kind a CPU training
-repeats to the bit) and the restored runs learned from what the runs folder holds. Its step
-time and latency, which depend on the network and not on its weights, are timed on the
-network its config builds (:func:`timing_model`); the BEV picture draws the copy the archive
+repeats to the bit) and the restored runs learned from what the runs folder holds. Its latency,
+which depends on the network and not on its weights, is timed on the network its config
+builds, and its step time on that network with its teachers' trained weights
+(:func:`timing_model`; a later seed trained here is timed instead where there is one); the BEV picture draws the copy the archive
 keeps of the run's detections on the picture's sample (:mod:`~bevkd.bench.picture`).
 
 A job that another finished run of the same command served (a twin,
@@ -317,15 +318,27 @@ def restore(jobs: list[Job], runs: str, archive: str, val_split: str = "synth_va
     return names
 
 
-def timing_model(run: str) -> tuple[ExperimentConfig, torch.nn.Module, bool]:
+def timing_model(run: str, teacher_weights: bool = True
+                 ) -> tuple[ExperimentConfig, torch.nn.Module, bool]:
     """``(config, model, trained)``: the run's trained model, or where its checkpoint is gone
-    (a restored run) the network its config builds, with initial weights and no teacher
-    weights loaded, in its training layout. What one forward pass or training step costs
-    depends on the network, not on its weights; what decoding costs does not (NMS takes the
+    (a restored run) the network its config builds, in its training layout, with the student's
+    initial weights and (``teacher_weights``) its teachers' trained ones where their runs hold
+    checkpoints here; without, the teachers' initial weights (enough to time the student alone).
+
+    A forward pass of the student costs what its network does, whatever the weights. A
+    distillation step does not: DualDistill's CRD, for one, decodes the teacher's detections
+    above a score and builds a target for each, and an untrained teacher detects a number of
+    boxes of its own. Measured on the tiny preset's seed-0 runs (session 39, 5 rounds beside
+    two trainings): with initial teachers DualDistill's step read 1.64-1.86x the baseline's at
+    the CRD temperatures 0.1 and 0.5 but 2.02-2.14x at 1.0, one network; with the trained
+    teachers loaded BEVDistill's, LabelDistill's, DualDistill's and ASD's steps read 1.07-1.26x
+    what they read with initial ones. A teacher without a checkpoint here keeps its initial
+    weights, said. Decoding the student's own detections also depends on its weights (NMS takes
+    the
     longer the more boxes score high), so ``trained`` says which the caller has."""
     import torch
 
-    from ..builder import build_model, without_init_weights
+    from ..builder import build_model, teacher_run, without_init_weights
     from ..config import from_dict, to_dict
     from ..engine.config import ExperimentConfig
     from ..engine.run import load_run_config, load_trained
@@ -343,6 +356,14 @@ def timing_model(run: str) -> tuple[ExperimentConfig, torch.nn.Module, bool]:
     if old is not None and old[0] != here:  # restored under another runs folder
         cfg = from_dict(ExperimentConfig, rebased(to_dict(cfg), [(old[0], here)]))
     model = build_model(without_init_weights(cfg), load_teachers=False)
+    for role, path in (cfg.distill.teachers.items() if teacher_weights else ()):
+        folder, ckpt = teacher_run(path)
+        if ckpt is None and not has_checkpoint(folder):
+            print(f"[bench] timing {os.path.basename(run)}: its {role} teacher has no "
+                  f"checkpoint in {folder}; timed with that teacher's initial weights (a step "
+                  "that decodes its detections may cost otherwise)", flush=True)
+            continue
+        model.teachers[role].load_state_dict(load_trained(folder, ckpt)[1].state_dict())
     if cfg.train.channels_last:
         model.to(memory_format=torch.channels_last)
     return cfg, model, False

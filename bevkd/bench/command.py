@@ -20,7 +20,8 @@ from .report import ablation_pairs, acceptance, collect, markdown, row_order
 from .archive import archive_run, archive_served, plan_restore, restore
 from .reproduced import FILE as REPRODUCED, Reproduced
 from .picture import SCORE, TOP, drawable, picture_sample, sample_detections
-from .runner import JobResult, Pretraining, is_finished, is_restored, run_jobs, runs_lock
+from .runner import (JobResult, Pretraining, has_checkpoint, is_finished, is_restored, run_jobs,
+                     runs_lock)
 
 
 @dataclass(frozen=True)
@@ -259,9 +260,7 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
             # a mistyped --runs must not replace a table with an empty one
             raise BevkdError(f"no finished run of this table in {runs}: {table} is left as it "
                              "is (a report of no run would replace it with an empty one)")
-        students = {r.job.model: r.run for r in results.values()
-                    if r.status in ("done", "reused") and r.job.seed == 0
-                    and r.job.model not in TEACHER_ROWS}
+        students = timing_runs(results)
         latency, steps, busy = {}, {}, None
         if "baseline" in students:
             from . import latency as lat, steptime
@@ -348,6 +347,8 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
             notes.append("Jobs served by another run of the same command but for its folder (same "
                          "inputs, same resolved config): " + ", ".join(
                              f"{n} by {o}" for n, o in served.items()) + ".")
+        if latency or steps:
+            notes.append(timing_note(students))
         picture = _picture_sample(data) if rows else None
         picks, undrawn = bev_picks(results, {r["model"]: sum(r["mAP"]) / len(r["mAP"])
                                              for r in rows},
@@ -368,7 +369,9 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
                   "pretrain_threads": pretrain_threads(spec),
                   "overrides": {r: list(s) for r, s in tuned.items()}, "run_commits": others,
                   "served_by": served, "machines": machines, "restored": back,
-                  "reproduced": same, "rows": rows,
+                  "reproduced": same,
+                  "timed_runs": {m: os.path.basename(r) for m, r in students.items()},
+                  "rows": rows,
                   "acceptance": acceptance(rows), "ablations": ablation_pairs(rows),
                   "failed": failed, "missing": missing}
         base = os.path.join(out, name)
@@ -596,6 +599,41 @@ def backbone_pretraining(preset: str, data: str, runs: str, spec: BenchSpec,
         cmd += ["--set", s]
     slots = min(max(-(-threads // max(spec.threads, 1)), 1), max(parallel, 1))
     return path, Pretraining(cmd, path, os.path.join(runs, "backbone.log"), slots, threads)
+
+
+def timing_runs(results: dict[str, JobResult]) -> dict[str, str]:
+    """``{model: run}``: the run of each student row (not the teachers') whose model the
+    latency and step-time columns time: its lowest seed whose run holds a checkpoint here
+    (trained weights, teachers' included), else its lowest seed's finished run (restored
+    without one: :func:`~bevkd.bench.archive.timing_model` builds its network and loads its
+    teachers' checkpoints). A distillation step's cost depends on the weights
+    (:func:`~bevkd.bench.archive.timing_model` says how much), so a table whose seed-0 runs
+    were restored times the trained seed of a later bench where there is one."""
+    finished = sorted((r.job.seed, n) for n, r in results.items()
+                      if r.status in ("done", "reused") and r.job.model not in TEACHER_ROWS)
+    picked: dict[str, str] = {}
+    for _, name in finished:  # lowest seed first: the first with a checkpoint wins
+        model, run = results[name].job.model, results[name].run
+        if model not in picked or (not has_checkpoint(picked[model]) and has_checkpoint(run)):
+            picked[model] = run
+    return picked
+
+
+def timing_note(timed: dict[str, str]) -> str:
+    """The table's note on which run of each row the latency and step time timed
+    (:func:`timing_runs`)."""
+    trained = [os.path.basename(r) for r in timed.values() if has_checkpoint(r)]
+    other = [os.path.basename(r) for r in timed.values() if not has_checkpoint(r)]
+    said = []
+    if trained:
+        said.append(f"with their trained weights: {', '.join(trained)}")
+    if other:
+        said.append(f"restored without a checkpoint, so on their configs' networks with the "
+                    f"student's initial weights and the teachers' trained ones (those here): "
+                    f"{', '.join(other)}")
+    return ("Latency and step time timed on each row's lowest seed whose run holds a checkpoint "
+            "here, else its lowest seed (a distillation step's cost depends on the weights: "
+            "its terms build targets from the teacher's detections); " + "; ".join(said) + ".")
 
 
 def _picture_sample(data: str):

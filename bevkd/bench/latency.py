@@ -123,7 +123,7 @@ def measure(runs: dict[str, str], data: str, samples: int = 8, rounds: int = 8,
 
     students, cfg, trained = {}, None, set()
     for name, run in runs.items():
-        cfg, model, has_weights = timing_model(run)
+        cfg, model, has_weights = timing_model(run, teacher_weights=False)  # the student alone
         students[name] = getattr(model, "student", model).eval().to(device)
         if has_weights:
             trained.add(name)

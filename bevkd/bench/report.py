@@ -493,8 +493,9 @@ def _timing_text(rows: list[dict[str, Any]]) -> str:
             + ("" if gpu else "wall time gives `latency_ratio_wall` in the JSON, and ")
             + "with decoding and NMS, which cost more the more boxes a model scores high, "
             "`latency_ratio_with_decode` (wall time). Step time ratio: one training step of "
-            "the seed-0 run's model (student, frozen teachers, distillation terms) vs the "
-            f"baseline's on one training batch, interleaved {step_where}; the runs' own mean "
+            "the timed run's model (student, frozen teachers, distillation terms; which run, "
+            "below) vs the baseline's on one training batch, interleaved "
+            f"{step_where}{'' if gpu else ', in CPU time'}; the runs' own mean "
             "step times, which depend on the trainings that shared the machine, give "
             "`train_step_time_ratio` in the JSON.")
 

@@ -2,7 +2,11 @@
 ratio and the speed benches).
 
 Each model takes one AdamW step per round, round-robin, so that machine noise hits all of
-them alike; the median per model is what the benches compare (as ratios). A run's own mean
+them alike; the median per model is what the benches compare (as ratios). On the CPU with one
+thread a step is timed in the thread's CPU time, as the latency is
+(:mod:`~bevkd.bench.latency`): time the thread waits while other processes run is not the
+step's (on the 2-core machine with two trainings beside it, a step's wall time was 1.4-1.6x its
+CPU time). A run's own mean
 step time (``timing.json``) is no substitute: two trainings share the cores in the bench, so
 it depends on which run trained beside it (ASD's whole training gave 2.15x the baseline's
 step, its ablation without the 3x3 smoothing, an average pool, 1.60x).
@@ -53,7 +57,8 @@ def measure(runs: dict[str, str], data: str, rounds: int = 5, threads: int = 1,
     torch.set_num_threads(threads)
     models, cfgs, precisions = {}, [], {}
     for name, run in runs.items():
-        cfg, model, _ = timing_model(run)  # a step costs what the network does, whatever weights
+        # trained weights where there are any: a distillation step's cost depends on them
+        cfg, model, _ = timing_model(run)
         models[name] = model.train().to(device)
         cfgs.append(cfg)
         if device.type == "cuda":
@@ -78,7 +83,9 @@ def median_step_seconds(models: dict[Hashable, torch.nn.Module], batch: Batch,
                         precisions: dict[Hashable, str] | None = None
                         ) -> dict[Hashable, float]:
     """Median seconds of one optimiser step (forward, losses, backward, AdamW) per model,
-    after one warm-up step each (three in float16). On a CUDA ``device`` (models and batch
+    after one warm-up step each (three in float16): on the CPU with one torch thread the
+    thread's CPU time (``time.thread_time``: it counts the calling thread only, so with more
+    threads wall time). On a CUDA ``device`` (models and batch
     already there) a step is timed between synchronisations, in the model's ``precisions``
     entry (default ``32-true``): under autocast, and for ``16-mixed`` with a gradient
     scaler."""
@@ -101,10 +108,11 @@ def median_step_seconds(models: dict[Hashable, torch.nn.Module], batch: Batch,
         return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
     sync: Callable[[], None] = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
+    clock = time.thread_time if not cuda and torch.get_num_threads() == 1 else time.perf_counter
 
     def step(key: Hashable) -> float:
         sync()
-        t0 = time.perf_counter()
+        t0 = clock()
         model = models[key]
         with autocast(key):
             loss = sum(model.loss(model(batch), batch).values())
@@ -118,7 +126,7 @@ def median_step_seconds(models: dict[Hashable, torch.nn.Module], batch: Batch,
             scaler.step(opts[key])
             scaler.update()
         sync()
-        return time.perf_counter() - t0
+        return clock() - t0
 
     for key in models:  # warm-up (float16: until its scaler has found its scale)
         for _ in range(3 if key in scalers else 1):

@@ -863,6 +863,34 @@ def test_bev_picture_draws_the_lowest_seed_with_detections_and_names_what_it_can
     assert list(picks) == ["teacher", "baseline-s1"] and undrawn == ["composite"]
 
 
+def test_timing_takes_each_rows_lowest_seed_with_weights_else_its_lowest_seed(tmp_path):
+    """A distillation step's cost depends on the weights: a row whose seed 0 was restored
+    without a checkpoint is timed on a later seed trained here."""
+    from bevkd.bench import command
+    from bevkd.bench.plan import Job
+
+    weights = {"teacher", "baseline-s1", "baseline-s2", "composite-s0", "composite-s1",
+               "dualdistill-s2"}
+    results = {}
+    for name in ("teacher", "baseline-s0", "baseline-s1", "baseline-s2", "asd-s0", "asd-s1",
+                 "composite-s0", "composite-s1", "dualdistill-s0", "dualdistill-s1",
+                 "dualdistill-s2", "dualdistill_T1.0-s0"):
+        run = tmp_path / name
+        (run / "checkpoints").mkdir(parents=True)
+        if name in weights:
+            (run / "checkpoints" / "last.ckpt").write_text("w")
+        model, _, seed = name.partition("-s")
+        status = "failed" if name == "dualdistill-s0" else "done"
+        results[name] = JobResult(Job(name, model, "c.yaml", int(seed or 0)), str(run), status)
+    timed = command.timing_runs(results)
+    assert {m: os.path.basename(r) for m, r in timed.items()} == {
+        "baseline": "baseline-s1", "asd": "asd-s0", "composite": "composite-s0",
+        "dualdistill": "dualdistill-s2", "dualdistill_T1.0": "dualdistill_T1.0-s0"}
+    note = command.timing_note(timed)
+    assert "with their trained weights: baseline-s1, composite-s0, dualdistill-s2;" in note
+    assert note.endswith("the teachers' trained ones (those here): asd-s0, dualdistill_T1.0-s0.")
+
+
 def test_ablations_are_paired_with_their_methods_run_of_the_same_seed(tmp_path):
     jobs = {j.name: j for j in plan(2, ("dualdistill",), False, ("dualdistill_T1.0",))}
     values = {"baseline-s0": (0.20, 0.30, 1.0), "baseline-s1": (0.24, 0.30, 1.0),

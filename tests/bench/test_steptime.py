@@ -37,6 +37,29 @@ def test_every_model_takes_a_warm_up_and_one_step_per_round():
         assert torch.equal(model.frozen.weight, before[key][1])  # frozen weights untouched
 
 
+class _Sleepy(_Toy):
+    """A toy whose forward pass waits 50 ms without computing: the time another process
+    holds the core looks so to the step."""
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        import time
+
+        time.sleep(0.05)
+        return super().forward(batch)
+
+
+def test_on_one_cpu_thread_a_step_is_timed_in_the_threads_cpu_time():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        (cpu,) = median_step_seconds({"m": _Sleepy(2)}, torch.randn(8, 4), rounds=2).values()
+        torch.set_num_threads(2)  # the thread's clock would miss the other threads: wall time
+        (wall,) = median_step_seconds({"m": _Sleepy(2)}, torch.randn(8, 4), rounds=2).values()
+    finally:
+        torch.set_num_threads(threads)
+    assert cpu < 0.025 and wall >= 0.05
+
+
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed", "16", "32-true"])
 def test_a_step_runs_in_the_precision_its_run_trained_in(precision):
     """Each model steps under its run's autocast (16-mixed with a gradient scaler, as

@@ -383,3 +383,19 @@ def test_label_encoder_stage_then_labeldistill_train_through_the_cli(lidar_run, 
     assert has and not has_restored
     assert [(k, v.shape) for k, v in model.state_dict().items()] == \
         [(k, v.shape) for k, v in trained_model.state_dict().items()]
+
+    # its teachers' trained weights are loaded where their runs hold checkpoints (a
+    # distillation step's cost depends on them); a teacher without one keeps its initial ones
+    def same(a, b):
+        return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                     b.state_dict().values()))
+
+    trained_teachers = trained_model.teachers
+    assert same(model.teachers["label"], trained_teachers["label"])
+    assert not same(model.teachers["lidar"], trained_teachers["lidar"])
+    _, again, _ = timing_model(restored)  # the LiDAR teacher's checkpoint back in place
+    assert same(again.teachers["lidar"], trained_teachers["lidar"])
+    assert same(again.teachers["label"], trained_teachers["label"])
+    assert not same(again.student, trained_model.student)  # the student's stay initial
+    _, bare, _ = timing_model(restored, teacher_weights=False)
+    assert not same(bare.teachers["label"], trained_teachers["label"])
