@@ -21,8 +21,9 @@ are one training (:mod:`~bevkd.bench.reproduced`; on a machine of the same kind 
 repeats to the bit) and the restored runs learned from what the runs folder holds. Its latency,
 which depends on the network and not on its weights, is timed on the network its config
 builds, and its step time on that network with its teachers' trained weights
-(:func:`timing_model`; a later seed trained here is timed instead where there is one); the BEV picture draws the copy the archive
-keeps of the run's detections on the picture's sample (:mod:`~bevkd.bench.picture`).
+(:func:`timing_model`; a later seed trained here is timed instead where there is one); the
+BEV picture draws the copy the archive keeps of the run's detections on the picture's sample
+(:mod:`~bevkd.bench.picture`).
 
 A job that another finished run of the same command served (a twin,
 :func:`~bevkd.bench.runner.twin`) has no run of its own: the archive keeps the twin under its

@@ -45,12 +45,7 @@ def measure(runs: dict[str, str], data: str, rounds: int = 5, threads: int = 1,
     student with its frozen teachers and distillation terms) on one training batch of
     ``data``, interleaved (:func:`median_step_seconds`), on ``device``
     (:func:`~bevkd.bench.latency.timing_device`: the GPU where there is one), there in the
-    precision each run trained in.
-
-    The batch is the runs' training batch (their batch size, augmented as in training; the
-    loader keys augmentations by dataset seed, epoch and index, so it is the same batch every
-    time) and reads every sensor any of the runs reads, so that each model finds its inputs.
-    """
+    precision each run trained in, on the runs' training batch (:func:`training_batch`)."""
     from ..engine.run import _precision
 
     device = timing_device(device)
@@ -70,12 +65,20 @@ def measure(runs: dict[str, str], data: str, rounds: int = 5, threads: int = 1,
                       flush=True)
                 precision = "32-true"
             precisions[name] = precision
+    batch = training_batch(cfgs, data).to(device)
+    return median_step_seconds(models, batch, rounds, device, precisions)
+
+
+def training_batch(cfgs: list, data: str) -> Batch:
+    """The first training batch of ``data`` as the first of ``cfgs`` (experiment configs)
+    loads it (its batch size, augmented as in training: the loader keys augmentations by
+    dataset seed, epoch and index, so it is the same batch every time), reading every sensor
+    any of ``cfgs`` reads, so that each of their models finds its inputs."""
     cfg = cfgs[0]
     data_cfg = replace(cfg.data, use_lidar=any(c.data.use_lidar for c in cfgs),
                        use_camera=any(c.data.use_camera for c in cfgs))
     ds = NuScenesDataset(data, cfg.train.version, cfg.train.train_split, data_cfg, train=True)
-    batch = collate([ds[i] for i in range(min(cfg.train.batch_size, len(ds)))]).to(device)
-    return median_step_seconds(models, batch, rounds, device, precisions)
+    return collate([ds[i] for i in range(min(cfg.train.batch_size, len(ds)))])
 
 
 def median_step_seconds(models: dict[Hashable, torch.nn.Module], batch: Batch,
