@@ -329,14 +329,14 @@ def timing_model(run: str, teacher_weights: bool = True
     A forward pass of the student costs what its network does, whatever the weights. A
     distillation step does not: DualDistill's CRD, for one, decodes the teacher's detections
     above a score and builds a target for each, and an untrained teacher detects a number of
-    boxes of its own. Measured on the tiny preset's seed-0 runs (session 39, 5 rounds beside
-    two trainings): with initial teachers DualDistill's step read 1.64-1.86x the baseline's at
-    the CRD temperatures 0.1 and 0.5 but 2.02-2.14x at 1.0, one network; with the trained
-    teachers loaded BEVDistill's, LabelDistill's, DualDistill's and ASD's steps read 1.07-1.26x
-    what they read with initial ones. A teacher without a checkpoint here keeps its initial
-    weights, said. Decoding the student's own detections also depends on its weights (NMS takes
-    the
-    longer the more boxes score high), so ``trained`` says which the caller has."""
+    boxes of its own. Measured on the tiny preset's runs on an idle machine
+    (benchmarks/step_time_weights_tiny.md): DualDistill's network at the CRD temperature 1.0
+    read 2.06x the baseline's step with initial teachers and 1.89x with the trained ones, at
+    0.1 and 0.5 1.52-1.68x either way; loading the trained teachers moved the methods' steps
+    by 0.92-1.12x, inside what two measurements of one model differ by. A teacher without a
+    checkpoint here keeps its initial weights, said. Decoding the student's own detections
+    also depends on its weights (NMS takes the longer the more boxes score high), so
+    ``trained`` says which the caller has."""
     import torch
 
     from ..builder import build_model, teacher_run, without_init_weights
