@@ -307,9 +307,9 @@ def run_bench(preset: str, out: str, runs: str, data: str | None = None, seeds: 
             notes.append(f"Restored from the archive `{archive}` (finished runs kept without "
                          "their checkpoints; a run's inputs then checked by the dataset tables' "
                          "sizes, not by the teachers' checkpoints or the pretrained backbone, "
-                         "which may have been trained again since; "
-                         "step time and latency timed on the network their config builds, which "
-                         "costs what the trained one does): " + ", ".join(back) + ".")
+                         "which may have been trained again since; where such a run is "
+                         "timed, on the network its config builds, below): "
+                         + ", ".join(back) + ".")
         same = Reproduced.load(runs).classes
         if same:
             notes.append("Trainings made again that reproduced an earlier making step for step "
